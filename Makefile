@@ -1,0 +1,35 @@
+# Every entry point. Each target creates .venv and installs the package itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mlxnote-installed
+export MLX_ENABLE_TF32 := 0
+
+.PHONY: install test conformance smoke bench lint notebooks clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[conformance,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+conformance: $(STAMP)
+	$(BIN)/python -m conformance --tier full
+
+smoke: $(STAMP)
+	$(BIN)/python -m conformance --tier smoke
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) reports build *.egg-info

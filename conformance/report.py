@@ -1,0 +1,158 @@
+"""The report: a rich table in the terminal, ``reports/conformance.json`` and
+``reports/conformance.md`` (argument coverage, and for each failure its worst error,
+worst index and a one-line command that reruns it)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .compare import ORACLE_FACTOR, TOLERANCES
+from .engine import CaseResult
+
+STATUS_STYLE = {"pass": "green", "xfail": "yellow", "fail": "red", "error": "red",
+                "xpass": "magenta"}
+
+
+DT_SHORT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+def rerun_command(case_id: str) -> str:
+    return f"python -m conformance --case {case_id}"
+
+
+def summarize(results: list[CaseResult]) -> dict[str, dict]:
+    rows: dict[str, dict] = defaultdict(lambda: {"cases": 0, "passed": 0, "failed": 0,
+                                                 "xfail": 0, "fwd": 0.0, "grad": 0.0,
+                                                 "dtypes": set(), "family": ""})
+    for r in results:
+        row = rows[r.case.layer]
+        row["cases"] += 1
+        row["dtypes"].add(r.case.dtype)
+        st = r.status
+        row["passed"] += st == "pass"
+        row["xfail"] += st == "xfail"
+        row["failed"] += st in ("fail", "error", "xpass")
+        row["fwd"] = max(row["fwd"], r.worst("forward"))
+        row["grad"] = max(row["grad"], r.worst("gradient"))
+    return rows
+
+
+def table(results: list[CaseResult], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col, just in (("layer", "left"), ("cases", "right"), ("pass", "right"),
+                      ("fail", "right"), ("xfail", "right"), ("dtypes", "left"),
+                      ("fwd rel err", "right"), ("grad rel err", "right")):
+        t.add_column(col, justify=just, no_wrap=True)
+    for layer, row in sorted(summarize(results).items()):
+        style = "red" if row["failed"] else "green"
+        t.add_row(layer, str(row["cases"]), f"[green]{row['passed']}", f"[{style}]{row['failed']}",
+                  str(row["xfail"]), " ".join(DT_SHORT[d] for d in sorted(row["dtypes"])), f"{row['fwd']:.2e}",
+                  f"{row['grad']:.2e}")
+    return t
+
+
+def print_summary(console: Console, results: list[CaseResult], problems: list[str],
+                  title: str) -> None:
+    console.print(table(results, title))
+    bad = [r for r in results if not r.ok]
+    for r in bad[:20]:
+        console.print(f"[{STATUS_STYLE[r.status]}]{r.status.upper()}[/] {r.case.id}: "
+                      f"{r.case.describe()}")
+        if r.error:
+            console.print(f"    {r.error.strip().splitlines()[-1]}")
+        for c in r.checks:
+            if not c.passed:
+                console.print(f"    {c.name}: {c.detail}")
+        console.print(f"    rerun: [bold]{rerun_command(r.case.id)}[/]")
+    if len(bad) > 20:
+        console.print(f"... and {len(bad) - 20} more (see reports/conformance.md)")
+    for p in problems:
+        console.print(f"[red]PROBLEM[/] {p}")
+
+
+def write_json(path: Path, results: list[CaseResult], coverage: dict, problems: list[str],
+               meta: dict) -> None:
+    data = {
+        "meta": meta,
+        "tolerances": {k: {"rtol": v[0], "atol": v[1]} for k, v in TOLERANCES.items()},
+        "oracle_factor": ORACLE_FACTOR,
+        "summary": {k: {**v, "dtypes": sorted(v["dtypes"])} for k, v in
+                    summarize(results).items()},
+        "coverage": coverage,
+        "problems": problems,
+        "cases": [r.to_json() for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def write_markdown(path: Path, results: list[CaseResult], coverage: dict, problems: list[str],
+                   meta: dict, selftest: list[tuple[str, bool, str]] | None = None) -> None:
+    lines = [f"# mlxnote conformance report ({meta['tier']} tier)", "",
+             f"mlx {meta['mlx']}, tensorflow {meta['tensorflow']}, {meta['platform']}; "
+             f"{len(results)} cases in {meta['seconds']:.1f} s.", "",
+             "Verdict: within the dtype's tolerance of TensorFlow in the same dtype, or no "
+             f"worse than {ORACLE_FACTOR:g}x TensorFlow's own error against a float64 oracle. "
+             "Relative errors below are max |ours - oracle| / max |oracle|.", "",
+             "| dtype | rtol | atol |", "|---|---|---|"]
+    lines += [f"| {k} | {v[0]:g} | {v[1]:g} |" for k, v in TOLERANCES.items()]
+    lines += ["", "## Summary", "",
+              "| layer | cases | passed | failed | xfail | worst fwd rel err | "
+              "worst grad rel err |", "|---|---|---|---|---|---|---|"]
+    for layer, row in sorted(summarize(results).items()):
+        lines.append(f"| {layer} | {row['cases']} | {row['passed']} | {row['failed']} | "
+                     f"{row['xfail']} | {row['fwd']:.2e} | {row['grad']:.2e} |")
+    if problems:
+        lines += ["", "## Problems", ""] + [f"- {p}" for p in problems]
+    bad = [r for r in results if not r.ok]
+    lines += ["", f"## Failures ({len(bad)})", ""]
+    for r in bad:
+        lines += [f"### `{r.case.id}` ({r.status})", "", f"- case: `{r.case.describe()}`",
+                  f"- rerun: `{rerun_command(r.case.id)}`"]
+        if r.error:
+            lines += ["- error:", "", "```", r.error.strip(), "```"]
+        for c in r.checks:
+            if not c.passed:
+                lines.append(f"- `{c.name}`: max abs err {c.max_abs:.3g}, rel err vs oracle "
+                             f"{c.rel:.3g} (TF's {c.tf_rel:.3g}), worst index "
+                             f"{c.worst_index}: {c.detail}")
+        lines.append("")
+    xf = [r for r in results if r.status == "xfail"]
+    if xf:
+        lines += ["## Expected failures", ""]
+        lines += [f"- `{r.case.id}`: {r.xfail}" for r in xf]
+    if selftest:
+        lines += ["", "## Harness self-test (planted errors must be caught)", "",
+                  "| planted error | caught | by |", "|---|---|---|"]
+        lines += [f"| {n} | {'yes' if ok else 'NO'} | {by} |" for n, ok, by in selftest]
+    lines += ["", "## Argument coverage", "",
+              "Each documented argument and the values it was tested with.", ""]
+    for layer, args in sorted(coverage.items()):
+        lines += [f"### {layer}", "", "| argument | values |", "|---|---|"]
+        for a, vals in args.items():
+            shown = ", ".join(f"`{v}`" for v in vals[:12])
+            more = f" (+{len(vals) - 12} more)" if len(vals) > 12 else ""
+            lines.append(f"| {a} | {shown}{more} |")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def meta_info(tier: str, seconds: float) -> dict:
+    import mlx.core as mx
+
+    try:
+        import tensorflow as tf
+
+        tfv = tf.__version__
+    except Exception:  # pragma: no cover
+        tfv = "unavailable"
+    return {"tier": tier, "seconds": seconds, "mlx": mx.__version__, "tensorflow": tfv,
+            "platform": f"{platform.system()} {platform.machine()}",
+            "device": str(mx.default_device())}

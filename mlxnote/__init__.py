@@ -1,0 +1,6 @@
+"""mlxnote: the Note layer library on MLX, proven against TensorFlow."""
+
+from . import nn
+
+__version__ = "0.1.0"
+__all__ = ["nn", "__version__"]

@@ -1,0 +1,251 @@
+"""Core layers: dense, identity, dropout, stochastic_depth and zero padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import mlx.core as mx
+import numpy as np
+
+from . import activations
+from .layer import Layer, as_tuple_padding
+
+
+class dense(Layer):
+    """``y = activation(x @ W + b)`` over the last axis.
+
+    Args:
+        output_size (int): features out.
+        input_size (int, optional): features in; built from the first input if ``None``.
+        weight_initializer, bias_initializer: initializers (``'Xavier'``, ``'zeros'``).
+        activation: a name, a list form, a callable or ``None`` (linear).
+        use_bias (bool), trainable (bool), dtype (str), name (str, optional).
+
+    Shapes: ``(..., input_size) -> (..., output_size)``. Weights: ``weight [in, out]``,
+    ``bias [out]``.
+    """
+
+    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", activation=None, use_bias=True, trainable=True,
+                 dtype="float32", name=None):
+        super().__init__(dtype=dtype, trainable=trainable)
+        self.config(output_size=self.check_int("output_size", output_size),
+                    input_size=self.check_int("input_size", input_size, allow_none=True),
+                    activation=activation, use_bias=self.check_bool("use_bias", use_bias),
+                    layer_name=name)
+        self._set("weight_initializer", weight_initializer)
+        self._set("bias_initializer", bias_initializer)
+        self._set("act", activations.get(activation, self.name))
+        if input_size is not None:
+            self.build(self.input_size)
+
+    def build(self, input_size: int) -> None:
+        self._set("input_size", input_size)
+        self.add_weight("weight", (input_size, self.output_size), self.weight_initializer,
+                        "weight_initializer")
+        if self.use_bias:
+            self.add_weight("bias", (self.output_size,), self.bias_initializer,
+                            "bias_initializer")
+        self._set("built", True)
+
+    def __call__(self, data):
+        x = self.as_input(data, min_ndim=1)
+        self.ensure_built(x)
+        if self.use_bias:
+            y = mx.addmm(self.bias, x, self.weight) if x.ndim == 2 else x @ self.weight + self.bias
+        else:
+            y = x @ self.weight
+        return self.act(y)
+
+
+class identity(Layer):
+    """Returns its input unchanged (``mx.array`` in, the same array out).
+
+    Args:
+        input_size (int, optional): when given, inputs must have that many features on
+            the last axis, and ``output_size`` equals it.
+    """
+
+    def __init__(self, input_size=None):
+        super().__init__()
+        self.config(input_size=self.check_int("input_size", input_size, allow_none=True))
+        self._set("output_size", self.input_size)
+        self._set("built", True)
+
+    def __call__(self, data):
+        x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
+        if self.input_size is not None and (x.ndim == 0 or x.shape[-1] != self.input_size):
+            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+                             f"{self.input_size} features on the last axis (input_size)")
+        return x
+
+
+class _RandomLayer(Layer):
+    """Shared by dropout and stochastic_depth: rate, noise shape, seeded key, mode."""
+
+    rate_arg = "rate"
+
+    def __init__(self, rate, noise_shape, seed, dtype):
+        super().__init__(dtype=dtype)
+        rate = self.check_float(self.rate_arg, rate, 0.0, 1.0)
+        if noise_shape is not None:
+            ok = isinstance(noise_shape, Sequence) and not isinstance(noise_shape, str) and all(
+                d is None or (isinstance(d, (int, np.integer)) and d >= 1) for d in noise_shape)
+            if not ok:
+                raise self.error("noise_shape", noise_shape,
+                                 "None or a list of ints >= 1 (None entries take the input's "
+                                 "size)", TypeError)
+            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
+        if seed is not None:
+            seed = self.check_int("seed", seed, low=0)
+            # Own key, kept in the module state so mx.compile(inputs=model.state) carries it.
+            self._key = mx.random.key(seed)
+        self.config(**{self.rate_arg: rate}, noise_shape=noise_shape, seed=seed)
+        self._set("built", True)
+
+    def _noise_shape(self, x: mx.array) -> tuple[int, ...]:
+        ns = self.noise_shape if self.noise_shape is not None else self.default_noise_shape(x)
+        if len(ns) != x.ndim:
+            raise self.error("noise_shape", self.noise_shape,
+                             f"a shape of rank {x.ndim} broadcastable to the input "
+                             f"{tuple(x.shape)}")
+        ns = tuple(x.shape[i] if d is None else d for i, d in enumerate(ns))
+        for d, s in zip(ns, x.shape):
+            if d not in (1, s):
+                raise self.error("noise_shape", self.noise_shape,
+                                 f"a shape broadcastable to the input {tuple(x.shape)}")
+        return ns
+
+    def default_noise_shape(self, x):
+        return tuple(x.shape)
+
+    def __call__(self, data, train_flag=None, training=None):
+        x = self.as_input(data)
+        rate = getattr(self, self.rate_arg)
+        if not self.mode(train_flag, training) or rate == 0.0:
+            return x
+        keep = 1.0 - rate
+        shape = self._noise_shape(x)
+        if self.seed is not None:
+            self._key, sub = mx.random.split(self._key)
+            mask = mx.random.bernoulli(keep, shape, key=sub)
+        else:
+            mask = mx.random.bernoulli(keep, shape)
+        return x * (mask.astype(x.dtype) * mx.array(1.0 / keep, dtype=x.dtype))
+
+
+class dropout(_RandomLayer):
+    """Keras ``Dropout``: zero entries with probability ``rate``, scale the rest by
+    ``1 / (1 - rate)``; the identity in inference mode.
+
+    Args:
+        rate (float): drop probability in ``[0, 1)``.
+        noise_shape (list, optional): shape of the mask, broadcast against the input;
+            ``None`` entries take the input's size (e.g. ``[B, 1]`` drops whole rows).
+        seed (int, optional): the layer draws from its own key; otherwise from
+            MLX's global generator (``mx.random.seed``).
+        dtype (str): computation dtype.
+
+    Call: ``(data, train_flag=None)``; shapes unchanged.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, dtype="float32"):
+        super().__init__(rate, noise_shape, seed, dtype)
+
+
+class stochastic_depth(_RandomLayer):
+    """Drop whole samples with probability ``drop_path_rate`` and scale survivors by
+    ``1 / (1 - drop_path_rate)`` (mask shape ``(B, 1, ..., 1)`` unless ``noise_shape``).
+
+    Args:
+        drop_path_rate (float): in ``[0, 1)``.
+        noise_shape (list, optional), seed (int, optional), dtype (str): as dropout.
+
+    Call: ``(data, train_flag=None)``; shapes unchanged.
+    """
+
+    rate_arg = "drop_path_rate"
+
+    def __init__(self, drop_path_rate, noise_shape=None, seed=None, dtype="float32"):
+        super().__init__(drop_path_rate, noise_shape, seed, dtype)
+
+    def default_noise_shape(self, x):
+        return (x.shape[0],) + (1,) * (x.ndim - 1)
+
+
+class _ZeroPadding(Layer):
+    """One implementation for zeropadding1d/2d/3d on channels-last inputs."""
+
+    n = 1
+    default = 1
+
+    def __init__(self, input_size=None, padding=None):
+        super().__init__()
+        pad = None if padding is None else as_tuple_padding(self, "padding", padding, self.n)
+        self.config(input_size=self.check_int("input_size", input_size, allow_none=True),
+                    padding=padding)
+        self._set("_pad", pad)
+        self._set("output_size", self.input_size)
+        self._set("built", True)
+
+    def __call__(self, data, padding=None):
+        x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
+        if x.ndim != self.n + 2:
+            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+                             f"rank {self.n + 2} (batch, {self.n} spatial, channels)")
+        if self.input_size is not None and x.shape[-1] != self.input_size:
+            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+                             f"{self.input_size} channels on the last axis (input_size)")
+        if padding is not None:
+            pad = as_tuple_padding(self, "padding", padding, self.n)
+        elif self._pad is not None:
+            pad = self._pad
+        else:
+            pad = as_tuple_padding(self, "padding", self.default, self.n)
+        if not any(p for pair in pad for p in pair):
+            return x
+        return mx.pad(x, [(0, 0), *pad, (0, 0)])
+
+
+class zeropadding1d(_ZeroPadding):
+    """Zero padding of ``(B, L, C)`` along ``L``.
+
+    Args:
+        input_size (int, optional): channels; checked when given.
+        padding: an int ``p`` (both sides) or ``(left, right)``. A call-time
+            ``padding=`` overrides it; with neither, 1.
+
+    Shapes: ``(B, L, C) -> (B, left + L + right, C)``.
+    """
+
+    n = 1
+    default = 1
+
+
+class zeropadding2d(_ZeroPadding):
+    """Zero padding of ``(B, H, W, C)``: ``padding`` is an int, or ``(h, w)`` where each
+    entry is an int or a ``(before, after)`` pair. Call-time ``padding=`` overrides.
+
+    Shapes: ``(B, H, W, C) -> (B, H + top + bottom, W + left + right, C)``.
+    """
+
+    n = 2
+    default = (1, 1)
+
+
+class zeropadding3d(_ZeroPadding):
+    """Zero padding of ``(B, D, H, W, C)``: ``padding`` is an int, or ``(d, h, w)`` where
+    each entry is an int or a ``(before, after)`` pair; defaults to ``(1, 1, 1)``.
+
+    Shapes: ``(B, D, H, W, C) -> (B, D + pd, H + ph, W + pw, C)``.
+    """
+
+    n = 3
+    default = (1, 1, 1)
+
+    def __init__(self, input_size=None, padding=(1, 1, 1)):
+        super().__init__(input_size=input_size, padding=padding)
+
+
+__all__ = ["dense", "identity", "dropout", "stochastic_depth", "zeropadding1d",
+           "zeropadding2d", "zeropadding3d"]
+

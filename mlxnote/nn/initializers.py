@@ -1,0 +1,146 @@
+"""Weight initializers by Note's names, with Note's fan rules, drawn from MLX's seeded RNG.
+
+``mx.random.seed(s)`` makes every initializer reproducible. Shapes are in Note's
+TensorFlow layout (spatial dimensions first, then in, then out), which is what the
+fan rules read.
+
+Names (case-insensitive; Keras spellings accepted as aliases):
+
+=================  ==========================================================
+``'Xavier'``       Glorot uniform, ``limit = sqrt(6 / (fan_in + fan_out))``
+``'Xavier_normal'`` truncated normal, ``std = sqrt(2 / (fan_in + fan_out))``
+``'He'``           truncated normal, ``std = sqrt(2 / fan_in)`` (also ``'He_normal'``)
+``'He_uniform'``   uniform, ``limit = sqrt(6 / fan_in)``
+``'Lecun'``        truncated normal, ``std = sqrt(1 / fan_in)`` (also ``'Lecun_normal'``)
+``'Lecun_uniform'`` uniform, ``limit = sqrt(3 / fan_in)``
+``'Orthogonal'``   QR of a normal matrix with sign correction, gain 1
+``'zeros'``, ``'ones'``, ``'normal'`` (N(0, 1)), ``'uniform'`` (U(-0.05, 0.05))
+=================  ==========================================================
+
+Truncated normals cut at two standard deviations and are rescaled by 0.8796..., as
+Keras' ``VarianceScaling`` does. List forms: ``['normal', mean, std]``,
+``['uniform', lo, hi]``, ``['truncated_normal', std]``,
+``['VarianceScaling', scale, mode, distribution]``, ``['Orthogonal', gain]``.
+An array (of the weight's shape) or a callable ``f(shape, dtype)`` is accepted too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
+
+
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """Note's ``compute_fans``: rank 0 -> (1, 1); rank 1 -> (n, n); rank 2 -> (a, b);
+    rank >= 3 -> (shape[-2] * rf, shape[-1] * rf) with ``rf = prod(shape[:-2])``."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return int(shape[0]), int(shape[0])
+    if len(shape) == 2:
+        return int(shape[0]), int(shape[1])
+    rf = int(np.prod(shape[:-2]))
+    return int(shape[-2] * rf), int(shape[-1] * rf)
+
+
+def _scaled(shape, scale: float, mode: str, distribution: str) -> mx.array:
+    fan_in, fan_out = compute_fans(shape)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    var = scale / max(1.0, fan)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * var)
+        return mx.random.uniform(-limit, limit, shape)
+    std = math.sqrt(var) / TRUNC_STD
+    return std * mx.random.truncated_normal(-2.0, 2.0, shape)
+
+
+def _orthogonal(shape, gain: float = 1.0) -> mx.array:
+    if len(shape) < 2:
+        raise ValueError("Orthogonal needs a weight of rank >= 2")
+    rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+    a = mx.random.normal((max(rows, cols), min(rows, cols)))
+    q, r = mx.linalg.qr(a, stream=mx.cpu)
+    q = q * mx.sign(mx.diagonal(r))
+    if rows < cols:
+        q = q.T
+    return gain * q.reshape(shape)
+
+
+_NAMED: dict[str, Callable[[tuple], mx.array]] = {
+    "zeros": lambda s: mx.zeros(s),
+    "ones": lambda s: mx.ones(s),
+    "normal": lambda s: mx.random.normal(s),
+    "uniform": lambda s: mx.random.uniform(-0.05, 0.05, s),
+    "xavier": lambda s: _scaled(s, 1.0, "fan_avg", "uniform"),
+    "xavier_normal": lambda s: _scaled(s, 1.0, "fan_avg", "truncated_normal"),
+    "he": lambda s: _scaled(s, 2.0, "fan_in", "truncated_normal"),
+    "he_uniform": lambda s: _scaled(s, 2.0, "fan_in", "uniform"),
+    "lecun": lambda s: _scaled(s, 1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": lambda s: _scaled(s, 1.0, "fan_in", "uniform"),
+    "orthogonal": _orthogonal,
+}
+_ALIASES = {
+    "xavier_uniform": "xavier", "glorot_uniform": "xavier", "glorot_normal": "xavier_normal",
+    "he_normal": "he", "lecun_normal": "lecun", "random_normal": "normal",
+    "random_uniform": "uniform", "zero": "zeros", "one": "ones",
+}
+NAMES = ("Xavier", "Xavier_normal", "He", "He_normal", "He_uniform", "Lecun", "Lecun_normal",
+         "Lecun_uniform", "Orthogonal", "zeros", "ones", "normal", "uniform")
+_LIST_FORMS = ("['normal', mean, std]", "['uniform', lo, hi]", "['truncated_normal', std]",
+               "['VarianceScaling', scale, mode, distribution]", "['Orthogonal', gain]")
+
+
+def _from_list(init: Sequence, shape) -> mx.array:
+    kind, *args = init
+    kind = str(kind).lower()
+    if kind == "normal" and len(args) == 2:
+        return args[0] + args[1] * mx.random.normal(shape)
+    if kind == "uniform" and len(args) == 2:
+        return mx.random.uniform(args[0], args[1], shape)
+    if kind == "truncated_normal" and len(args) == 1:
+        return args[0] * mx.random.truncated_normal(-2.0, 2.0, shape)
+    if kind == "variancescaling" and len(args) == 3 and args[1] in ("fan_in", "fan_out",
+                                                                      "fan_avg") \
+            and args[2] in ("truncated_normal", "uniform"):
+        return _scaled(shape, float(args[0]), args[1], args[2])
+    if kind == "orthogonal" and len(args) in (1, 2):
+        return _orthogonal(shape, float(args[0]))
+    raise KeyError(kind)
+
+
+def initialize(init: Any, shape: tuple[int, ...], dtype: mx.Dtype, layer: str = "layer",
+               arg: str = "weight_initializer") -> mx.array:
+    """Create an array of ``shape`` (Note's layout) and ``dtype`` from ``init``."""
+    allowed = f"one of {list(NAMES)}, a list form {list(_LIST_FORMS)}, an array or a callable"
+    if isinstance(init, str):
+        key = init.lower()
+        key = _ALIASES.get(key, key)
+        if key not in _NAMED:
+            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+        value = _NAMED[key](shape)
+    elif isinstance(init, (list, tuple)) and init and isinstance(init[0], str):
+        try:
+            value = _from_list(init, shape)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.") \
+                from e
+    elif isinstance(init, (mx.array, np.ndarray)):
+        value = mx.array(init) if not isinstance(init, mx.array) else init
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{layer}: argument '{arg}' got an array of shape "
+                             f"{tuple(value.shape)}; allowed: an array of shape {tuple(shape)} "
+                             f"(Note's layout).")
+    elif callable(init):
+        value = mx.array(init(shape, dtype))
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{layer}: argument '{arg}' returned shape {tuple(value.shape)}; "
+                             f"allowed: shape {tuple(shape)}.")
+    else:
+        raise TypeError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+    return value.astype(dtype)
