@@ -117,6 +117,9 @@ class LayerSpec:
     family: str = ""
     has_dtype: bool = True
     state: Callable | None = None  # layer -> {name: np.ndarray} for stateful layers
+    # (layer, inputs, call_kwargs) -> outputs; default ``layer(*inputs, **call_kwargs)``.
+    # For layers whose call groups inputs (e.g. an LSTM's (h, c) initial state).
+    call: Callable | None = None
 
 
 def grid(layer: str, kwargs: Iterable[dict], inputs: Sequence[Input] | Callable,

@@ -25,6 +25,8 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from mlxnote.nn.layer import resolve_path
+
 from .case import Case, Fn, Input, LayerSpec
 from .compare import Check, compare
 
@@ -157,19 +159,6 @@ def effective_training(case: Case) -> bool:
     return case.mode == "train"
 
 
-def _sub_and_leaf(layer, path: str):
-    parts = path.split(".")
-    obj = layer
-    for p in parts[:-1]:
-        obj = obj[int(p)] if isinstance(obj, list) else getattr(obj, p)
-    return obj, parts[-1]
-
-
-def param_to_note(layer, path: str, value: mx.array) -> mx.array:
-    sub, leaf = _sub_and_leaf(layer, path)
-    return sub.to_note(leaf, value)
-
-
 # -- the numeric comparison ------------------------------------------------------------
 def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
     """mlxnote side: returns (layer, weights, inputs, outputs, input grads, param grads,
@@ -181,19 +170,20 @@ def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
     inputs = [make_input(i, rng, case.dtype) for i in case.inputs]
     xs = [to_mx(a, i, case.dtype) for a, i in zip(inputs, case.inputs)]
     call_kwargs = resolve(case.call_kwargs, MX_FNS)
+    call = spec.call or (lambda layer, ins, kw: layer(*ins, **kw))
     if not layer.built:  # lazy build, without touching any state
         was = layer.training
         layer.eval()
-        layer(*xs, **{k: v for k, v in call_kwargs.items() if k not in ("train_flag",
-                                                                         "training")})
+        call(layer, xs, {k: v for k, v in call_kwargs.items() if k not in ("train_flag",
+                                                                            "training")})
         layer.train(was)
     weights = layer.get_weights()
     for _ in range(case.steps - 1):
-        mx.eval(layer(*xs, **call_kwargs))
+        mx.eval(call(layer, xs, call_kwargs))
 
     diff = [k for k, i in enumerate(case.inputs) if i.differentiable]
     pnames = layer.param_names
-    params = [getattr_path(layer, n) for n in pnames]
+    params = [resolve_path(layer, n)[2] for n in pnames]
     cts: list[np.ndarray] = []
     ct_rng = np.random.default_rng(case.seed + 7919)
 
@@ -203,7 +193,7 @@ def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
             ins[k] = primals[j]
         if pnames:
             layer.update(tree_unflatten(list(zip(pnames, primals[len(diff):]))), strict=False)
-        outs = [o for _, o in tree_flatten(layer(*ins, **call_kwargs))]
+        outs = [o for _, o in tree_flatten(call(layer, ins, call_kwargs))]
         loss = mx.array(0.0)
         for j, o in enumerate(outs):
             if not mx.issubdtype(o.dtype, mx.floating):
@@ -226,13 +216,8 @@ def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
     mx.eval(outs, grads)
     out_np = [np32(o) for o in outs]
     gin = [np32(g) for g in grads[:len(diff)]]
-    gparam = [np32(param_to_note(layer, n, g)) for n, g in zip(pnames, grads[len(diff):])]
+    gparam = [np32(layer.note_value(n, g)) for n, g in zip(pnames, grads[len(diff):])]
     return layer, weights, inputs, out_np, gin, gparam, cts
-
-
-def getattr_path(layer, path: str):
-    sub, leaf = _sub_and_leaf(layer, path)
-    return getattr(sub, leaf)
 
 
 def run_tf(case: Case, spec: LayerSpec, weights, inputs, cts, tf_dtype):

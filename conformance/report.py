@@ -51,8 +51,9 @@ def table(results: list[CaseResult], title: str) -> Table:
         t.add_column(col, justify=just, no_wrap=True)
     for layer, row in sorted(summarize(results).items()):
         style = "red" if row["failed"] else "green"
-        t.add_row(layer, str(row["cases"]), f"[green]{row['passed']}", f"[{style}]{row['failed']}",
-                  str(row["xfail"]), " ".join(DT_SHORT[d] for d in sorted(row["dtypes"])), f"{row['fwd']:.2e}",
+        dts = " ".join(DT_SHORT[d] for d in sorted(row["dtypes"]))
+        t.add_row(layer, str(row["cases"]), f"[green]{row['passed']}",
+                  f"[{style}]{row['failed']}", str(row["xfail"]), dts, f"{row['fwd']:.2e}",
                   f"{row['grad']:.2e}")
     return t
 

@@ -77,7 +77,7 @@ def _mutants():
 def run() -> list[tuple[str, bool, str]]:
     """``[(planted error, caught?, which checks caught it)]``."""
     from . import cases
-    from .engine import resolve, run_case, MX_FNS
+    from .engine import MX_FNS, resolve, run_case
 
     specs, _ = cases.load()
     out = []

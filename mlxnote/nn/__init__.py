@@ -1,19 +1,17 @@
-"""The documented Note layers on MLX: ``from mlxnote import nn``."""
+"""The documented Note layers on MLX: ``from mlxnote import nn``.
 
-from . import activations, initializers
-from .core import (
-    dense,
-    dropout,
-    identity,
-    stochastic_depth,
-    zeropadding1d,
-    zeropadding2d,
-    zeropadding3d,
-)
+Each family lives in its own module and lists its layers in ``__all__``.
+"""
+
+from . import activations, attention, conv, core, initializers, norm, recurrent, transformer  # noqa: E402, I001
+from .attention import *  # noqa: F403
+from .conv import *  # noqa: F403
+from .core import *  # noqa: F403
 from .layer import Layer
+from .norm import *  # noqa: F403
+from .recurrent import *  # noqa: F403
+from .transformer import *  # noqa: F403
 
-__all__ = [
-    "Layer", "activations", "initializers",
-    "dense", "dropout", "identity", "stochastic_depth",
-    "zeropadding1d", "zeropadding2d", "zeropadding3d",
+__all__ = ["Layer", "activations", "initializers"] + [
+    name for mod in (core, conv, norm, recurrent, attention, transformer) for name in mod.__all__
 ]

@@ -186,21 +186,44 @@ class Layer(mnn.Module):
         """Note's TensorFlow layout -> stored layout (identity unless overridden)."""
         return value
 
+    def add_sublayer(self, name: str, layer: Layer | list[Layer]) -> None:
+        """Register a sublayer (or a list of them); its weights join this layer's
+        weights at this point of the creation order, under dotted paths."""
+        setattr(self, name, layer)
+        self._weight_names.append(name)
+
+    def _expand(self, which: str) -> list[str]:
+        out = []
+        for n in self._weight_names:
+            v = getattr(self, n)
+            if isinstance(v, Layer):
+                out += [f"{n}.{s}" for s in getattr(v, which)]
+            elif isinstance(v, list):
+                for i, sub in enumerate(v):
+                    out += [f"{n}.{i}.{s}" for s in getattr(sub, which)]
+            elif which == "weight_names" or n not in self._no_grad:
+                out.append(n)
+        return out
+
     @property
     def weight_names(self) -> list[str]:
-        """Names of every weight (trainable or not) in Note's creation order."""
-        return list(self._weight_names)
+        """Paths of every weight (trainable or not) in Note's creation order."""
+        return self._expand("weight_names")
 
     @property
     def param_names(self) -> list[str]:
-        """Names of the trainable weights, in Note's creation order."""
-        frozen = set(self._no_grad)
-        return [n for n in self._weight_names if n not in frozen]
+        """Paths of the trainable weights, in Note's creation order."""
+        return self._expand("param_names") if self.trainable else []
 
     @property
     def param(self) -> list[mx.array]:
         """The trainable arrays in Note's creation order (Note's checkpoint order)."""
-        return [getattr(self, n) for n in self.param_names]
+        return [resolve_path(self, n)[2] for n in self.param_names]
+
+    def note_value(self, path: str, value: mx.array | None = None) -> mx.array:
+        """The weight at ``path`` (or ``value`` in its stored layout) in Note's layout."""
+        owner, leaf, current = resolve_path(self, path)
+        return owner.to_note(leaf, current if value is None else value)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight as a NumPy array in Note's layout and creation order.
@@ -209,8 +232,8 @@ class Layer(mnn.Module):
         are exact.
         """
         out = []
-        for n in self._weight_names:
-            v = self.to_note(n, getattr(self, n))
+        for n in self.weight_names:
+            v = self.note_value(n)
             if v.dtype == mx.bfloat16:
                 v = v.astype(mx.float32)
             out.append(np.array(v))
@@ -222,36 +245,48 @@ class Layer(mnn.Module):
             raise self.error("weights", "weights for an unbuilt layer",
                              "set_weights after the layer is built (give input_size or call "
                              "it once)", RuntimeError)
-        names = self._weight_names
+        names = self.weight_names
         if len(weights) != len(names):
             raise self.error("weights", f"{len(weights)} arrays",
                              f"{len(names)} arrays in the order {names}")
-        new = {}
+        new = []
         for n, w in zip(names, weights):
-            cur = self.to_note(n, getattr(self, n))
+            owner, leaf, cur = resolve_path(self, n)
+            cur = owner.to_note(leaf, cur)
             w = mx.array(np.asarray(w, dtype=np.float32)) if not isinstance(w, mx.array) else w
             if tuple(w.shape) != tuple(cur.shape):
                 raise self.error("weights", f"shape {tuple(w.shape)} for '{n}'",
                                  f"shape {tuple(cur.shape)} (Note's layout)")
-            new[n] = self.from_note(n, w.astype(self.dtype))
-        for n, v in new.items():
-            setattr(self, n, v)
+            new.append((owner, leaf, owner.from_note(leaf, w.astype(owner.dtype))))
+        for owner, leaf, v in new:
+            setattr(owner, leaf, v)
 
     def count_params(self) -> int:
-        return sum(int(np.prod(getattr(self, n).shape)) for n in self._weight_names)
+        return sum(int(np.prod(resolve_path(self, n)[2].shape)) for n in self.weight_names)
 
     # -- display -------------------------------------------------------------------
     def _extra_repr(self) -> str:
         parts = [f"{k}={v!r}" for k, v in self._config.items()]
         if "dtype" not in self._config:
             parts.append(f"dtype={dtype_name(self.dtype)}")
-        if self._weight_names:
-            shapes = ", ".join(f"{n}{tuple(getattr(self, n).shape)}" for n in self._weight_names)
+        own = [n for n in self._weight_names if isinstance(getattr(self, n), mx.array)]
+        if own:
+            shapes = ", ".join(f"{n}{tuple(getattr(self, n).shape)}" for n in own)
             parts.append(f"weights=[{shapes}]")
+        if self._weight_names:
             parts.append(f"params={self.count_params():,}")
         elif not self.built and "input_size" in self._config:
             parts.append("unbuilt")
         return ", ".join(parts)
+
+
+def resolve_path(layer: mnn.Module, path: str) -> tuple[Any, str, Any]:
+    """``'query.weight'`` -> (owner module, ``'weight'``, the array); list indices allowed."""
+    *head, leaf = path.split(".")
+    owner = layer
+    for p in head:
+        owner = owner[int(p)] if isinstance(owner, list) else getattr(owner, p)
+    return owner, leaf, getattr(owner, leaf)
 
 
 def as_tuple_padding(layer: Layer, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:

@@ -1,0 +1,3 @@
+"""attention layers (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""conv layers (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""norm layers (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""recurrent layers (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""transformer layers (being built)."""
+
+__all__: list[str] = []
