@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import activations
-from .layer import Layer, as_tuple_padding
+from .layer import Layer, as_tuple_padding, shape_desc
 
 
 class dense(Layer):
@@ -33,8 +33,9 @@ class dense(Layer):
                     input_size=self.check_int("input_size", input_size, allow_none=True),
                     activation=activation, use_bias=self.check_bool("use_bias", use_bias),
                     layer_name=name)
-        self._set("weight_initializer", weight_initializer)
-        self._set("bias_initializer", bias_initializer)
+        self._set("weight_initializer",
+                  self.check_initializer("weight_initializer", weight_initializer))
+        self._set("bias_initializer", self.check_initializer("bias_initializer", bias_initializer))
         self._set("act", activations.get(activation, self.name))
         if input_size is not None:
             self.build(self.input_size)
@@ -75,7 +76,7 @@ class identity(Layer):
     def __call__(self, data):
         x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
         if self.input_size is not None and (x.ndim == 0 or x.shape[-1] != self.input_size):
-            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+            raise self.error("data", shape_desc(x),
                              f"{self.input_size} features on the last axis (input_size)")
         return x
 
@@ -191,10 +192,10 @@ class _ZeroPadding(Layer):
     def __call__(self, data, padding=None):
         x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
         if x.ndim != self.n + 2:
-            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+            raise self.error("data", shape_desc(x),
                              f"rank {self.n + 2} (batch, {self.n} spatial, channels)")
         if self.input_size is not None and x.shape[-1] != self.input_size:
-            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+            raise self.error("data", shape_desc(x),
                              f"{self.input_size} channels on the last axis (input_size)")
         if padding is not None:
             pad = as_tuple_padding(self, "padding", padding, self.n)

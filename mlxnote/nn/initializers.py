@@ -114,6 +114,24 @@ def _from_list(init: Sequence, shape) -> mx.array:
     raise KeyError(kind)
 
 
+def validate(init: Any, layer: str = "layer", arg: str = "weight_initializer") -> Any:
+    """Check ``init`` without drawing (constructors call this, so that a lazily built layer
+    rejects a bad initializer at construction). Returns ``init``."""
+    allowed = f"one of {list(NAMES)}, a list form {list(_LIST_FORMS)}, an array or a callable"
+    if isinstance(init, str):
+        if _ALIASES.get(init.lower(), init.lower()) not in _NAMED:
+            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+    elif isinstance(init, (list, tuple)) and init and isinstance(init[0], str):
+        try:
+            _from_list(init, (2, 2))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.") \
+                from e
+    elif not isinstance(init, (mx.array, np.ndarray)) and not callable(init):
+        raise TypeError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+    return init
+
+
 def initialize(init: Any, shape: tuple[int, ...], dtype: mx.Dtype, layer: str = "layer",
                arg: str = "weight_initializer") -> mx.array:
     """Create an array of ``shape`` (Note's layout) and ``dtype`` from ``init``."""

@@ -32,6 +32,17 @@ def dtype_name(dtype: mx.Dtype) -> str:
     return _DTYPE_NAMES.get(dtype, str(dtype))
 
 
+class Desc(str):
+    """A description shown as is in error messages (not quoted like a value)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def shape_desc(x: mx.array) -> Desc:
+    return Desc(f"an array of shape {tuple(x.shape)}")
+
+
 class Layer(mnn.Module):
     """Base class of the mlxnote layers.
 
@@ -109,6 +120,9 @@ class Layer(mnn.Module):
             out.append(int(v))
         return tuple(out)
 
+    def check_initializer(self, arg: str, init: Any) -> Any:
+        return initializers.validate(init, self.name, arg)
+
     def check_dtype(self, dtype: Any) -> mx.Dtype:
         if isinstance(dtype, mx.Dtype) and dtype in _DTYPE_NAMES:
             return dtype
@@ -125,23 +139,23 @@ class Layer(mnn.Module):
             try:
                 arr = np.asarray(data)
             except Exception as e:  # pragma: no cover - exotic inputs
-                raise self.error(arg, type(data).__name__, "an mx.array or array-like",
+                raise self.error(arg, Desc(type(data).__name__), "an mx.array or array-like",
                                  TypeError) from e
             if arr.dtype.kind not in "biuf":
-                raise self.error(arg, f"an array of dtype {arr.dtype}",
+                raise self.error(arg, Desc(f"an array of dtype {arr.dtype}"),
                                  "real numbers (bool, int or float)", TypeError)
             data = mx.array(arr)
         elif data.dtype in (mx.complex64,):
-            raise self.error(arg, f"an array of dtype {data.dtype}",
+            raise self.error(arg, Desc(f"an array of dtype {data.dtype}"),
                              "real numbers (bool, int or float)", TypeError)
         if ndim is not None:
             allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
             if data.ndim not in allowed:
                 want = " or ".join(str(a) for a in allowed)
-                raise self.error(arg, f"an array of shape {tuple(data.shape)}",
+                raise self.error(arg, shape_desc(data),
                                  f"rank {want}")
         if min_ndim is not None and data.ndim < min_ndim:
-            raise self.error(arg, f"an array of shape {tuple(data.shape)}", f"rank >= {min_ndim}")
+            raise self.error(arg, shape_desc(data), f"rank >= {min_ndim}")
         if cast and data.dtype != self.dtype:
             data = data.astype(self.dtype)
         return data
@@ -152,7 +166,7 @@ class Layer(mnn.Module):
         if not self.built:
             self.build(channels)
         elif channels != self.input_size:
-            raise self.error(arg, f"an array of shape {tuple(data.shape)}",
+            raise self.error(arg, shape_desc(data),
                              f"{self.input_size} channels on axis {axis} (input_size)")
 
     def build(self, input_size: int) -> None:  # pragma: no cover - overridden
@@ -242,12 +256,12 @@ class Layer(mnn.Module):
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
         if not self.built:
-            raise self.error("weights", "weights for an unbuilt layer",
+            raise self.error("weights", Desc("weights for an unbuilt layer"),
                              "set_weights after the layer is built (give input_size or call "
                              "it once)", RuntimeError)
         names = self.weight_names
         if len(weights) != len(names):
-            raise self.error("weights", f"{len(weights)} arrays",
+            raise self.error("weights", Desc(f"{len(weights)} arrays"),
                              f"{len(names)} arrays in the order {names}")
         new = []
         for n, w in zip(names, weights):
@@ -255,7 +269,7 @@ class Layer(mnn.Module):
             cur = owner.to_note(leaf, cur)
             w = mx.array(np.asarray(w, dtype=np.float32)) if not isinstance(w, mx.array) else w
             if tuple(w.shape) != tuple(cur.shape):
-                raise self.error("weights", f"shape {tuple(w.shape)} for '{n}'",
+                raise self.error("weights", Desc(f"shape {tuple(w.shape)} for '{n}'"),
                                  f"shape {tuple(cur.shape)} (Note's layout)")
             new.append((owner, leaf, owner.from_note(leaf, w.astype(owner.dtype))))
         for owner, leaf, v in new:
