@@ -31,8 +31,9 @@ class dense(Layer):
         super().__init__(dtype=dtype, trainable=trainable)
         self.config(output_size=self.check_int("output_size", output_size),
                     input_size=self.check_int("input_size", input_size, allow_none=True),
-                    activation=activation, use_bias=self.check_bool("use_bias", use_bias),
-                    layer_name=name)
+                    activation=activation, use_bias=self.check_bool("use_bias", use_bias))
+        if name is not None:
+            self.config(layer_name=name)
         self._set("weight_initializer",
                   self.check_initializer("weight_initializer", weight_initializer))
         self._set("bias_initializer", self.check_initializer("bias_initializer", bias_initializer))

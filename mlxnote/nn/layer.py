@@ -165,6 +165,8 @@ class Layer(mnn.Module):
         channels = data.shape[axis]
         if not self.built:
             self.build(channels)
+            if "input_size" in self._config:
+                self._config["input_size"] = channels
         elif channels != self.input_size:
             raise self.error(arg, shape_desc(data),
                              f"{self.input_size} channels on axis {axis} (input_size)")
