@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlxnote-installed
 export MLX_ENABLE_TF32 := 0
 
-.PHONY: install test conformance smoke bench lint notebooks clean
+.PHONY: install test conformance smoke bench lint notebooks strip-notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ smoke: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
+
+# Notebooks are committed without outputs (tests/test_notebooks.py checks it).
+strip-notebooks: $(STAMP)
+	$(BIN)/python notebooks/strip_outputs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -281,6 +281,27 @@ class Layer(mnn.Module):
         return sum(int(np.prod(resolve_path(self, n)[2].shape)) for n in self.weight_names)
 
     # -- display -------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """Jupyter display: the arguments, then every weight with its shapes."""
+        from html import escape
+
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        head = (f"<b>{escape(self.name)}</b>({escape(args)}) "
+                f"<span style='color:#888'>{dtype_name(self.dtype)}, "
+                f"{'training' if self.training else 'eval'}</span>")
+        if not self.built:
+            return head + "<br><i>not built yet: weights are created on the first call</i>"
+        names = self.weight_names
+        if not names:
+            return head + "<br><i>no weights</i>"
+        trainable = set(self.param_names)
+        rows = "".join(
+            f"<tr><td>{escape(n)}</td><td>{tuple(self.note_value(n).shape)}</td>"
+            f"<td>{tuple(resolve_path(self, n)[2].shape)}</td>"
+            f"<td>{'yes' if n in trainable else 'no'}</td></tr>" for n in names)
+        return (f"{head}<table><tr><th>weight</th><th>Note layout</th><th>stored (MLX)</th>"
+                f"<th>trainable</th></tr>{rows}</table>parameters: {self.count_params():,}")
+
     def _extra_repr(self) -> str:
         parts = [f"{k}={v!r}" for k, v in self._config.items()]
         if "dtype" not in self._config:
