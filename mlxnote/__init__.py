@@ -1,5 +1,6 @@
 """mlxnote: the Note layer library on MLX, proven against TensorFlow."""
 
+from . import _platform  # noqa: F401, I001  first: fast BLAS + CPU cache, before mlx.core
 from . import nn
 
 __version__ = "0.1.0"

@@ -1,0 +1,330 @@
+"""Fast MLX on Linux CPUs: an optimized BLAS and a right-sized CPU buffer cache.
+
+Runs once, when ``mlxnote`` is imported, and must run *before* ``mlx.core`` loads.
+
+BLAS. ``mlx[cpu]`` on Linux binds ``cblas_sgemm``/``cblas_dgemm``/``cblas_cgemm`` and 21 LAPACK
+routines to a bundled *reference* BLAS/LAPACK (``mlx_cpu.libs/libblas-*.so``). We load
+OpenBLAS from PyPI's ``scipy-openblas32`` (a dependency on Linux) and a tiny forwarding shim
+(``_blas_shim.c``: the standard names jump to OpenBLAS's ``scipy_``-prefixed ones) with
+``RTLD_GLOBAL``; the dynamic linker then binds ``libmlx.so``'s references to them, because
+globally loaded objects are searched before ``libmlx.so``'s own dependencies. The shim is
+compiled once with the system C compiler into a cache folder (``MLXNOTE_SHIM_DIR``, else
+``$XDG_CACHE_HOME/mlxnote`` or ``~/.cache/mlxnote``, else a temporary folder); ``make install``
+builds it. Any failure (no compiler, no ``scipy-openblas32``) leaves MLX's stock BLAS in place
+and warns once: importing mlxnote never fails because of this.
+
+Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota), unless
+``MLXNOTE_BLAS_THREADS`` says otherwise, or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are
+set (OpenBLAS reads those itself). MLX's CPU stream calls BLAS from its one worker thread and
+waits for it, so this is at most one busy thread per core.
+
+Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
+the OS and are page-faulted in again on every step. On the CPU device only, we raise the limit
+to 1/8 of the memory the process may use (RAM, or the cgroup limit), at least 256 MiB. The
+cache never holds more than the process had allocated at its peak.
+
+Switches (environment, read at import):
+
+- ``MLXNOTE_BLAS``: ``0``/``off`` keeps MLX's stock BLAS; a path loads that library (it must
+  export ``cblas_sgemm``, e.g. MKL's ``libmkl_rt.so``) instead of the bundled OpenBLAS.
+- ``MLXNOTE_BLAS_THREADS``: OpenBLAS thread count.
+- ``MLXNOTE_CACHE``: ``0``/``off`` keeps MLX's default; ``2G``, ``512M``, a byte count, or
+  ``25%`` of memory sets the limit.
+
+Nothing happens on macOS (MLX uses Accelerate there) or if ``mlx.core`` was imported before
+mlxnote (a warning says so once). ``python -m mlxnote info`` shows the outcome (:data:`STATUS`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import importlib.util
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ENV_BLAS = "MLXNOTE_BLAS"
+ENV_THREADS = "MLXNOTE_BLAS_THREADS"
+ENV_CACHE = "MLXNOTE_CACHE"
+ENV_SHIM_DIR = "MLXNOTE_SHIM_DIR"
+
+OFF = {"0", "off", "false", "no", "stock"}
+ON = {"", "1", "on", "true", "yes", "auto"}  # the default choice
+
+CACHE_FRACTION = 8  # 1/8 of the memory the process may use
+CACHE_FLOOR = 256 * 2**20
+SHIM_SOURCE = Path(__file__).with_name("_blas_shim.c")
+
+
+class PlatformWarning(RuntimeWarning):
+    """The fast-BLAS / cache set-up could not be applied (mlxnote still works, just slower)."""
+
+
+@dataclass
+class Status:
+    """What :func:`configure` did. ``blas`` is ``'openblas'``, ``'custom'`` or ``'stock'``."""
+
+    applies: bool = False
+    blas: str = "stock"
+    blas_reason: str = ""
+    library: str = ""
+    version: str = ""
+    corename: str = ""
+    shim: str = ""
+    lapack_forwarded: bool = False
+    threads: int | None = None
+    threads_source: str = ""
+    cache_limit: int | None = None
+    cache_default: int | None = None
+    cache_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+STATUS = Status()
+_done = False
+_handles: dict[str, ctypes.CDLL] = {}  # keep the libraries loaded
+
+
+def _warn(msg: str) -> None:
+    STATUS.warnings.append(msg)
+    warnings.warn(f"mlxnote: {msg}", PlatformWarning, stacklevel=3)
+
+
+def configure() -> Status:
+    """Load the fast BLAS and size the CPU cache (once; see the module docstring)."""
+    global _done
+    if _done:
+        return STATUS
+    _done = True
+    if sys.platform != "linux":
+        STATUS.blas_reason = STATUS.cache_reason = (
+            f"not Linux ({sys.platform}): MLX's own BLAS and cache are used")
+        return STATUS
+    blas_off = os.environ.get(ENV_BLAS, "").strip().lower() in OFF
+    cache_off = os.environ.get(ENV_CACHE, "").strip().lower() in OFF
+    if "mlx.core" in sys.modules:
+        STATUS.blas_reason = STATUS.cache_reason = "mlx.core was imported before mlxnote"
+        if not (blas_off and cache_off):
+            _warn("mlx.core was imported before mlxnote, so MLX keeps its slow reference BLAS "
+                  "and 32 MiB CPU cache. Import mlxnote before mlx to enable the fast BLAS "
+                  f"(or set {ENV_BLAS}=0 {ENV_CACHE}=0 to silence this).")
+        return STATUS
+    STATUS.applies = True
+    if blas_off:
+        STATUS.blas_reason = f"turned off by {ENV_BLAS}=0"
+    else:
+        try:
+            _load_blas(os.environ.get(ENV_BLAS, "").strip())
+        except Exception as e:  # never break `import mlxnote`
+            STATUS.blas, STATUS.blas_reason = "stock", str(e)
+            _warn(f"the fast BLAS is not available ({e}); MLX uses its reference BLAS (slow). "
+                  f"Set {ENV_BLAS}=0 to silence this.")
+    if cache_off:
+        STATUS.cache_reason = f"turned off by {ENV_CACHE}=0"
+    else:
+        try:
+            _size_cache(os.environ.get(ENV_CACHE, "").strip())
+        except Exception as e:
+            STATUS.cache_reason = str(e)
+            _warn(f"the CPU cache limit was not set ({e}).")
+    return STATUS
+
+
+# ---------------------------------------------------------------------------------- BLAS
+
+
+def _load_blas(choice: str) -> None:
+    if choice.lower() not in ON | {"openblas"}:  # a library path
+        lib = ctypes.CDLL(choice, mode=ctypes.RTLD_GLOBAL)
+        if not hasattr(lib, "cblas_sgemm"):
+            raise OSError(f"{choice} does not export cblas_sgemm")
+        _handles["custom"] = lib
+        STATUS.blas, STATUS.library = "custom", choice
+        _set_threads_custom(lib)
+        return
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("scipy-openblas32 is not installed (pip install scipy-openblas32)")
+    pkg = Path(list(spec.submodule_search_locations)[0])
+    libs = sorted(glob.glob(str(pkg / "lib" / "libscipy_openblas*.so*")))
+    if not libs:
+        raise OSError(f"no libscipy_openblas*.so in {pkg / 'lib'}")
+    shim = build_shim()
+    ob = ctypes.CDLL(libs[0], mode=ctypes.RTLD_GLOBAL)  # first: the shim's imports bind to it
+    sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+    _handles.update(openblas=ob, shim=sh)
+    sh.mlxnote_blas_calls.restype = ctypes.c_ulonglong
+    ob.scipy_openblas_get_config.restype = ctypes.c_char_p
+    ob.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    STATUS.blas, STATUS.library, STATUS.shim = "openblas", libs[0], str(shim)
+    STATUS.version = ob.scipy_openblas_get_config().decode().split(" DYNAMIC")[0]
+    STATUS.corename = ob.scipy_openblas_get_corename().decode()
+    STATUS.lapack_forwarded = bool(sh.mlxnote_lapack_forwarded())
+    n, STATUS.threads_source = _thread_request()
+    if n is not None:
+        ob.scipy_openblas_set_num_threads(n)
+    STATUS.threads = ob.scipy_openblas_get_num_threads()
+
+
+def _set_threads_custom(lib: ctypes.CDLL) -> None:
+    n, STATUS.threads_source = _thread_request()
+    for setter, getter in (("openblas_set_num_threads", "openblas_get_num_threads"),
+                           ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads")):
+        if hasattr(lib, setter):
+            if n is not None:
+                getattr(lib, setter)(n)
+            STATUS.threads = getattr(lib, getter)()
+            return
+    STATUS.threads_source = "left to the library (no known thread setter)"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def _thread_request() -> tuple[int | None, str]:
+    v = os.environ.get(ENV_THREADS, "").strip()
+    if v:
+        try:
+            n = int(v)
+            if n >= 1:
+                return n, f"{ENV_THREADS}={v}"
+        except ValueError:
+            pass
+        _warn(f"{ENV_THREADS}={v!r} is not a positive integer; ignored.")
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").strip():
+            return None, f"{var}={os.environ[var]} (read by OpenBLAS)"
+    n = usable_cpus()
+    return n, f"one per usable CPU ({n})"
+
+
+def _shim_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get(ENV_SHIM_DIR):
+        dirs.append(Path(os.environ[ENV_SHIM_DIR]))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    dirs.append(Path(base) / "mlxnote")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    dirs.append(Path(tempfile.gettempdir()) / f"mlxnote-{uid}")
+    return dirs
+
+
+def build_shim() -> Path:
+    """Path of the compiled shim, compiling ``_blas_shim.c`` once if no cached copy exists."""
+    src = SHIM_SOURCE.read_bytes()
+    tag = hashlib.sha256(src + platform.machine().encode()).hexdigest()[:16]
+    name = f"libmlxnote_blas-{tag}.so"
+    dirs = _shim_dirs()
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    cc = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")
+                                                    or ""]
+    if not cc[0] or not shutil.which(cc[0]):
+        raise OSError("no C compiler (cc or gcc) to build the small BLAS shim; install gcc")
+    errors = []
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{name}.{os.getpid()}.tmp"
+            r = subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-o", str(tmp),
+                                str(SHIM_SOURCE)], capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                raise OSError(f"{' '.join(cc)} failed: {r.stderr.strip()[-400:]}")
+            os.replace(tmp, d / name)  # atomic: concurrent imports never see a partial file
+            return d / name
+        except PermissionError as e:
+            errors.append(f"{d}: {e}")
+    raise OSError("no writable folder for the BLAS shim: " + "; ".join(errors))
+
+
+def blas_calls() -> int | None:
+    """cblas_*gemm calls MLX made through the shim so far (None without the shim)."""
+    sh = _handles.get("shim")
+    return None if sh is None else int(sh.mlxnote_blas_calls())
+
+
+def stock_blas_library() -> str:
+    """The reference BLAS bundled with mlx[cpu] (what MLX uses without mlxnote)."""
+    spec = importlib.util.find_spec("mlx")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    site = Path(list(spec.submodule_search_locations)[0]).parent
+    hits = sorted(glob.glob(str(site / "mlx_cpu.libs" / "libblas*.so*")))
+    return hits[0] if hits else ""
+
+
+# --------------------------------------------------------------------------------- cache
+
+
+def memory_bytes() -> int:
+    """Memory this process may use: physical RAM, capped by a cgroup v2 memory limit."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        lim = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if lim != "max":
+            mem = min(mem, int(lim))
+    except (OSError, ValueError):
+        pass
+    return mem
+
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str, total: int) -> int:
+    """``'2G'``, ``'512MiB'``, ``'1048576'`` or ``'25%'`` (of ``total``) -> bytes."""
+    t = text.strip().lower().replace(" ", "")
+    try:
+        if t.endswith("%"):
+            return int(total * float(t[:-1]) / 100)
+        t = t.removesuffix("ib").removesuffix("b")
+        unit = t[-1] if t and t[-1] in _UNITS else ""
+        return int(float(t[: len(t) - len(unit)]) * _UNITS[unit])
+    except (ValueError, IndexError):
+        raise ValueError(f"{ENV_CACHE}={text!r} is not a size like 2G, 512M, 25% or 0") from None
+
+
+def default_cache_limit(total: int | None = None) -> int:
+    total = memory_bytes() if total is None else total
+    return max(CACHE_FLOOR, total // CACHE_FRACTION)
+
+
+def _size_cache(spec: str) -> None:
+    import mlx.core as mx
+
+    if mx.default_device().type != mx.DeviceType.cpu or mx.is_available(mx.gpu):
+        STATUS.cache_reason = "a GPU is available: MLX's own cache policy is kept"
+        return
+    limit = parse_size(spec, memory_bytes()) if spec.lower() not in ON else default_cache_limit()
+    STATUS.cache_default = mx.set_cache_limit(limit)
+    STATUS.cache_limit = limit
+
+
+configure()
