@@ -1,3 +1,512 @@
-"""conv layers (being built)."""
+"""Convolutions: conv1d/2d/3d, their transposes, depthwise and separable convs.
 
-__all__: list[str] = []
+All ten layers share one N-d implementation (:class:`_Conv`) and one kernel entry point,
+:func:`mlxnote.kernels.conv.conv`, which picks the fastest formulation for the device.
+
+Conventions (``decisions.md`` items 8-15):
+
+* padding: ``'SAME'``/``'VALID'`` in any case with TensorFlow's rules (asymmetric SAME for
+  stride > 1 and even kernels), or explicit zero padding (an int, or per dimension an int
+  or a ``(before, after)`` pair) followed by VALID;
+* transposed convs follow Keras ``Conv{1,2,3}DTranspose`` (SAME gives ``L*s``; VALID gives
+  ``L*s + max(k_eff - s, 0)``; with ``output_padding``, ``(L-1)*s + k_eff - 2*pad + op``);
+* the activation is applied last, after the bias, on the output in ``data_format``;
+* channels-first formats work by a layout change at the edges;
+* a call-time ``dilations=`` overrides the constructor's;
+* depthwise output channel ``c*depth_multiplier + m``.
+
+Weights are stored in the layout MLX's kernels consume, ``(out, *kernel, in/groups)``
+(depthwise: ``(in*depth_multiplier, *kernel, 1)``), and converted to and from Note's
+TensorFlow layout only by :meth:`get_weights`/:meth:`set_weights`: kernels
+``[*k, in/groups, out]``, transposed kernels ``[*k, out, in]``, depthwise ``[*k, in, dm]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from ..kernels import conv as kconv
+from . import activations
+from .layer import Layer, as_tuple_padding
+
+_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def same_padding(length: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding ``(before, after)`` for one dimension."""
+    out = -(-length // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
+    return total // 2, total - total // 2
+
+
+def transpose_length(length: int, k: int, s: int, d: int, padding: str,
+                     output_padding: int | None) -> int:
+    """Keras ``deconv_output_length``: the output length of a transposed convolution."""
+    keff = (k - 1) * d + 1
+    if output_padding is None:
+        return length * s + max(keff - s, 0) if padding == "VALID" else length * s
+    pad = keff // 2 if padding == "SAME" else 0
+    return (length - 1) * s + keff - 2 * pad + output_padding
+
+
+class _Conv(Layer):
+    """The N-d core of every conv layer (channels-last inside)."""
+
+    rank = 2
+    kind = "conv"  # 'conv', 'transpose', 'depthwise' or 'separable'
+    kernel_names: tuple[str, ...] = ("weight",)
+    note_formats: tuple[str, ...] = ()  # extra data_format names accepted (Note's 2-D names)
+
+    def __init__(self, *, filters=None, kernel_size, input_size=None, strides=1,
+                 padding="VALID", output_padding=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", activation=None, data_format=None, dilations=None,
+                 groups=1, depth_multiplier=None, use_bias=True, trainable=True,
+                 dtype="float32"):
+        super().__init__(dtype=dtype, trainable=trainable)
+        n = self.rank
+        self._set("channels_first", self._check_format(data_format))
+        if self.kind != "depthwise":
+            self.config(filters=self.check_int("filters", filters))
+        self.config(kernel_size=self.check_ints("kernel_size", kernel_size, n),
+                    input_size=self.check_int("input_size", input_size, allow_none=True),
+                    strides=self._spatial("strides", strides),
+                    padding=self._check_padding(padding))
+        if self.kind == "transpose":
+            op = None
+            if output_padding is not None:
+                op = self.check_ints("output_padding", output_padding, n, low=0)
+                if any(o >= s for o, s in zip(op, self.strides)):
+                    raise self.error("output_padding", output_padding,
+                                     f"values smaller than the strides {list(self.strides)} "
+                                     "(Keras's rule)")
+            self.config(output_padding=op)
+        if depth_multiplier is not None or self.kind in ("depthwise", "separable"):
+            self.config(depth_multiplier=self.check_int("depth_multiplier", depth_multiplier))
+        self.config(activation=activation, data_format=data_format,
+                    dilations=None if dilations is None else self._spatial("dilations",
+                                                                           dilations),
+                    use_bias=self.check_bool("use_bias", use_bias))
+        if self.kind == "conv":
+            self.config(groups=self.check_int("groups", groups))
+        else:
+            self._set("groups", 1)
+        if self.filters_divisible() is False:
+            raise self.error("groups", groups, f"a divisor of filters={self.filters}")
+        self._set("weight_initializer", weight_initializer)
+        self._set("bias_initializer", bias_initializer)
+        self._set("act", activations.get(activation, self.name))
+        if self.input_size is not None:
+            self.build(self.input_size)
+
+    # -- argument checks -----------------------------------------------------------
+    def filters_divisible(self):
+        if self.kind == "conv" and self.filters % self.groups:
+            return False
+        return True
+
+    def _check_format(self, fmt) -> bool:
+        n = self.rank
+        last = {_LAST[n], "channels_last", *[f for f in self.note_formats if "C" == f[-1]]}
+        first = {_FIRST[n], "channels_first", *[f for f in self.note_formats if f[1] == "C"]}
+        if fmt in last:
+            return False
+        if fmt in first:
+            return True
+        allowed = " or ".join(repr(f) for f in [_LAST[n], _FIRST[n], *self.note_formats])
+        raise self.error("data_format", fmt, allowed)
+
+    def _spatial(self, arg: str, value) -> tuple[int, ...]:
+        """An int or ``rank`` ints; also TF's full form ``[1, s.., 1]`` and, for 1-D,
+        Note's 2-D form ``[1, s]``."""
+        n = self.rank
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) != n:
+            v = list(value)
+            cax = 1 if self.channels_first else n + 1
+            if len(v) == n + 2 and v[0] == 1 and v[cax] == 1:
+                value = [a for i, a in enumerate(v) if i not in (0, cax)]
+            elif n == 1 and len(v) == 2 and v[0] == 1:
+                value = v[1:]
+        return self.check_ints(arg, value, n)
+
+    def _check_padding(self, padding):
+        if isinstance(padding, str):
+            p = padding.upper()
+            if p not in ("SAME", "VALID"):
+                raise self.error("padding", padding, "'SAME' or 'VALID' (any case)"
+                                 + ("" if self.kind == "transpose" else " or explicit ints"))
+            return p
+        if self.kind == "transpose":
+            raise self.error("padding", padding, "'SAME' or 'VALID' (any case)", TypeError)
+        return as_tuple_padding(self, "padding", padding, self.rank)
+
+    # -- weights -------------------------------------------------------------------
+    def build(self, input_size: int) -> None:
+        k, g = list(self.kernel_size), self.groups
+        if input_size % g:
+            raise self.error("groups", g, f"a divisor of the {input_size} input channels")
+        self._set("input_size", input_size)
+        w_init = self.weight_initializer
+        if self.kind == "conv":
+            self.add_weight("weight", k + [input_size // g, self.filters], w_init,
+                            "weight_initializer")
+            out = self.filters
+        elif self.kind == "transpose":
+            self.add_weight("weight", k + [self.filters, input_size], w_init,
+                            "weight_initializer")
+            out = self.filters
+        else:
+            dm = self.depth_multiplier
+            self.add_weight(self.kernel_names[0], k + [input_size, dm], w_init,
+                            "weight_initializer")
+            out = input_size * dm
+            if self.kind == "separable":
+                self.add_weight("pointwise_kernel", [1] * self.rank + [out, self.filters],
+                                w_init, "weight_initializer")
+                out = self.filters
+        self._set("output_size", out)
+        if self.use_bias:
+            self.add_weight("bias", (out,), self.bias_initializer, "bias_initializer")
+        self._set("built", True)
+
+    def _layout(self, name: str) -> str:
+        if name == "bias":
+            return "bias"
+        if name == "pointwise_kernel" or self.kind == "conv":
+            return "conv"
+        return "transpose" if self.kind == "transpose" else "depthwise"
+
+    def from_note(self, name: str, value: mx.array) -> mx.array:
+        n, lay = self.rank, self._layout(name)
+        if lay == "conv":  # [*k, in/g, out] -> (out, *k, in/g)
+            value = value.transpose(n + 1, *range(n), n)
+        elif lay == "transpose":  # [*k, out, in] -> (out, *k, in)
+            value = value.transpose(n, *range(n), n + 1)
+        elif lay == "depthwise":  # [*k, in, dm] -> (in*dm, *k, 1), channel c*dm + m
+            value = value.reshape(*value.shape[:n], -1).transpose(n, *range(n))[..., None]
+        return mx.contiguous(value)
+
+    def to_note(self, name: str, value: mx.array) -> mx.array:
+        n, lay = self.rank, self._layout(name)
+        if lay == "conv":
+            return value.transpose(*range(1, n + 1), n + 1, 0)
+        if lay == "transpose":
+            return value.transpose(*range(1, n + 1), 0, n + 1)
+        if lay == "depthwise":
+            c = self.input_size
+            return value[..., 0].transpose(*range(1, n + 1), 0).reshape(
+                *value.shape[1:n + 1], c, -1)
+        return value
+
+    # -- forward -------------------------------------------------------------------
+    def _pads(self, shape, dilations) -> list[tuple[int, int]]:
+        if not isinstance(self.padding, str):
+            return list(self.padding)
+        if self.padding == "VALID":
+            return [(0, 0)] * self.rank
+        return [same_padding(L, k, s, d) for L, k, s, d in
+                zip(shape[1:-1], self.kernel_size, self.strides, dilations)]
+
+    def _check_fits(self, x, pads, dilations):
+        for L, (lo, hi), k, d in zip(x.shape[1:-1], pads, self.kernel_size, dilations):
+            if L + lo + hi < (k - 1) * d + 1:
+                shape = list(x.shape)
+                if self.channels_first:
+                    shape = [shape[0], shape[-1], *shape[1:-1]]
+                raise self.error("data", f"an array of shape {tuple(shape)}",
+                                 f"spatial sizes of at least the dilated kernel "
+                                 f"{[(k_ - 1) * d_ + 1 for k_, d_ in zip(self.kernel_size, dilations)]}"
+                                 f" after padding {pads}")
+
+    def __call__(self, data, dilations=None):
+        """Apply the layer to ``data`` (rank ``rank + 2`` in ``data_format``).
+
+        ``dilations`` overrides the constructor's for this call.
+        """
+        x = self.as_input(data, ndim=self.rank + 2)
+        cf = self.channels_first
+        self.ensure_built(x, axis=1 if cf else -1)
+        if dilations is not None:
+            d = self._spatial("dilations", dilations)
+        else:
+            d = self.dilations or (1,) * self.rank
+        if cf:
+            x = mx.moveaxis(x, 1, -1)
+        b = self.bias if self.use_bias else None
+        if self.kind == "transpose":
+            y = self._transpose(x, d, b)
+        else:
+            pads = self._pads(x.shape, d)
+            self._check_fits(x, pads, d)
+            if self.kind == "conv":
+                y = kconv.conv(x, self.weight, self.strides, pads, d, self.groups, bias=b)
+            else:
+                w = getattr(self, self.kernel_names[0])
+                bd = b if self.kind == "depthwise" else None
+                y = kconv.conv(x, w, self.strides, pads, d, x.shape[-1], bias=bd)
+                if self.kind == "separable":
+                    y = kconv.conv(y, self.pointwise_kernel, 1, 0, 1, 1, bias=b)
+        if cf:
+            y = mx.moveaxis(y, -1, 1)
+        return self.act(y)
+
+    def _transpose(self, x, d, b):
+        pads = []
+        for i in range(self.rank):
+            L, k, s = x.shape[1 + i], self.kernel_size[i], self.strides[i]
+            op = None if self.output_padding is None else self.output_padding[i]
+            out = transpose_length(L, k, s, d[i], self.padding, op)
+            keff = (k - 1) * d[i] + 1
+            full = (L - 1) * s + keff
+            # The forward conv that this transposes: TF pads it by pb before.
+            pb = max(full - out, 0) // 2 if self.padding == "SAME" else 0
+            pads.append((keff - 1 - pb, out - (L - 1) * s - 1 + pb))
+        return kconv.conv(x, self.weight, 1, pads, d, 1, input_dilation=self.strides,
+                          flip=True, bias=b)
+
+
+# -- the public layers -----------------------------------------------------------------
+class conv1d(_Conv):
+    """1-D convolution: ``(B, L, C) -> (B, L_out, filters)`` (``'NCW'``: channels first).
+
+    Args: filters, kernel_size (int or [k]), input_size (built lazily when None),
+    strides, padding ('SAME'/'VALID' or explicit ints), weight_initializer,
+    bias_initializer, activation, data_format ('NWC'/'NCW'), dilations, groups, use_bias,
+    trainable, dtype. Call: ``(data, dilations=None)``. Weights (Note's layout):
+    ``weight [k, in/groups, filters]``, ``bias [filters]``.
+    """
+
+    rank = 1
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",
+                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
+                 data_format="NWC", dilations=None, groups=1, use_bias=True, trainable=True,
+                 dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, groups=groups,
+                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+
+
+class conv2d(_Conv):
+    """2-D convolution: ``(B, H, W, C) -> (B, H_out, W_out, filters)`` (or ``'NCHW'``).
+
+    Args as :class:`conv1d`, with 2-D kernel_size/strides/dilations (an int is used for
+    both). Weights: ``weight [kh, kw, in/groups, filters]``, ``bias [filters]``.
+    """
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",
+                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
+                 data_format="NHWC", dilations=None, groups=1, use_bias=True, trainable=True,
+                 dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, groups=groups,
+                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+
+
+class conv3d(_Conv):
+    """3-D convolution: ``(B, D, H, W, C) -> (B, D', H', W', filters)`` (or ``'NCDHW'``).
+
+    Args as :class:`conv2d` in 3-D, ``groups`` included (MLX's conv3d has none: split per
+    group). Weights: ``weight [kd, kh, kw, in/groups, filters]``, ``bias [filters]``.
+    """
+
+    rank = 3
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],
+                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
+                 activation=None, data_format="NDHWC", dilations=None, groups=1, use_bias=True,
+                 trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, groups=groups,
+                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+
+
+class _Transpose(_Conv):
+    kind = "transpose"
+
+
+class conv1d_transpose(_Transpose):
+    """1-D transposed convolution (Keras ``Conv1DTranspose``): ``(B, L, C) -> (B, L', filters)``
+    with ``L' = L*s`` (SAME), ``L*s + max(k_eff - s, 0)`` (VALID), or
+    ``(L-1)*s + k_eff - 2*pad + output_padding`` when ``output_padding`` is given.
+
+    Args: filters, kernel_size, input_size, strides, padding ('SAME'/'VALID'),
+    output_padding (int or list, < strides), weight_initializer, bias_initializer,
+    activation, data_format ('NWC'/'NCW'), dilations, use_bias, trainable, dtype.
+    Weights: ``weight [k, filters, in]``, ``bias [filters]``.
+    """
+
+    rank = 1
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",
+                 output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
+                 activation=None, data_format="NWC", dilations=None, use_bias=True,
+                 trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding, output_padding=output_padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, use_bias=use_bias,
+                         trainable=trainable, dtype=dtype)
+
+
+class conv2d_transpose(_Transpose):
+    """2-D transposed convolution (Keras ``Conv2DTranspose``), per dimension as
+    :class:`conv1d_transpose`: ``(B, H, W, C) -> (B, H', W', filters)`` (or ``'NCHW'``).
+    Weights: ``weight [kh, kw, filters, in]``, ``bias [filters]``.
+    """
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",
+                 output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
+                 activation=None, data_format="NHWC", dilations=None, use_bias=True,
+                 trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding, output_padding=output_padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, use_bias=use_bias,
+                         trainable=trainable, dtype=dtype)
+
+
+class conv3d_transpose(_Transpose):
+    """3-D transposed convolution (Keras ``Conv3DTranspose``):
+    ``(B, D, H, W, C) -> (B, D', H', W', filters)`` (or ``'NCDHW'``).
+    Weights: ``weight [kd, kh, kw, filters, in]``, ``bias [filters]``.
+    """
+
+    rank = 3
+
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],
+                 padding="VALID", output_padding=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", activation=None, data_format="NDHWC",
+                 dilations=None, use_bias=True, trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
+                         strides=strides, padding=padding, output_padding=output_padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, use_bias=use_bias,
+                         trainable=trainable, dtype=dtype)
+
+
+class depthwise_conv1d(_Conv):
+    """1-D depthwise convolution: ``(B, L, C) -> (B, L', C*depth_multiplier)``, output
+    channel ``c*depth_multiplier + m``.
+
+    Args: kernel_size, depth_multiplier, input_size, strides, padding, weight_initializer,
+    bias_initializer, activation, data_format ('NWC'/'NCW'; Note's 'NHWC'/'NCHW' accepted),
+    dilations (int, [d] or Note's [1, d]), use_bias, trainable, dtype.
+    Weights: ``depthwise_kernel [k, in, depth_multiplier]``, ``bias [in*depth_multiplier]``.
+    """
+
+    rank = 1
+    kind = "depthwise"
+    kernel_names = ("depthwise_kernel",)
+    note_formats = ("NHWC", "NCHW")
+
+    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=1,
+                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
+                 activation=None, data_format="NWC", dilations=None, use_bias=True,
+                 trainable=True, dtype="float32"):
+        super().__init__(kernel_size=kernel_size, depth_multiplier=depth_multiplier,
+                         input_size=input_size, strides=strides, padding=padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, use_bias=use_bias,
+                         trainable=trainable, dtype=dtype)
+
+
+class depthwise_conv2d(_Conv):
+    """2-D depthwise convolution (``tf.nn.depthwise_conv2d``):
+    ``(B, H, W, C) -> (B, H', W', C*depth_multiplier)`` (or ``'NCHW'``).
+    Weights: ``weight [kh, kw, in, depth_multiplier]``, ``bias [in*depth_multiplier]``.
+    """
+
+    rank = 2
+    kind = "depthwise"
+
+    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=[1, 1],
+                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
+                 activation=None, data_format="NHWC", dilations=None, use_bias=True,
+                 trainable=True, dtype="float32"):
+        super().__init__(kernel_size=kernel_size, depth_multiplier=depth_multiplier,
+                         input_size=input_size, strides=strides, padding=padding,
+                         weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         data_format=data_format, dilations=dilations, use_bias=use_bias,
+                         trainable=trainable, dtype=dtype)
+
+
+class separable_conv1d(_Conv):
+    """1-D separable convolution: depthwise (``depth_multiplier``) then a pointwise 1x1
+    conv to ``filters``: ``(B, L, C) -> (B, L', filters)``.
+
+    Args (Note's order): filters, kernel_size, depth_multiplier (default 1), input_size,
+    strides, padding, data_format ('NWC'/'NCW'; 'NHWC'/'NCHW' accepted), dilations,
+    weight_initializer, bias_initializer, activation, use_bias, trainable, dtype.
+    Weights: ``depthwise_kernel [k, in, dm]``, ``pointwise_kernel [1, in*dm, filters]``,
+    ``bias [filters]``.
+    """
+
+    rank = 1
+    kind = "separable"
+    kernel_names = ("depthwise_kernel",)
+    note_formats = ("NHWC", "NCHW")
+
+    def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
+                 strides=[1], padding="VALID", data_format="NWC", dilations=None,
+                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
+                 use_bias=True, trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size,
+                         depth_multiplier=depth_multiplier, input_size=input_size,
+                         strides=strides, padding=padding, data_format=data_format,
+                         dilations=dilations, weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+
+
+class separable_conv2d(_Conv):
+    """2-D separable convolution (``tf.nn.separable_conv2d``):
+    ``(B, H, W, C) -> (B, H', W', filters)`` (or ``'NCHW'``). Args as
+    :class:`separable_conv1d` in 2-D. Weights: ``depthwise_kernel [kh, kw, in, dm]``,
+    ``pointwise_kernel [1, 1, in*dm, filters]``, ``bias [filters]``.
+    """
+
+    rank = 2
+    kind = "separable"
+    kernel_names = ("depthwise_kernel",)
+
+    def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
+                 strides=[1, 1], padding="VALID", data_format="NHWC", dilations=None,
+                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
+                 use_bias=True, trainable=True, dtype="float32"):
+        super().__init__(filters=filters, kernel_size=kernel_size,
+                         depth_multiplier=depth_multiplier, input_size=input_size,
+                         strides=strides, padding=padding, data_format=data_format,
+                         dilations=dilations, weight_initializer=weight_initializer,
+                         bias_initializer=bias_initializer, activation=activation,
+                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose",
+           "conv3d_transpose", "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d",
+           "separable_conv2d"]

@@ -1,0 +1,291 @@
+"""One N-d convolution entry point, :func:`conv`, behind every mlxnote conv layer.
+
+It computes exactly what ``mx.conv_general`` computes (channels-last input
+``(N, *spatial, C_in)``, weight ``(C_out, *kernel, C_in // groups)``, strides, explicit
+``(lo, hi)`` padding, kernel and input dilation, groups, flip), plus ``groups`` on 3-D
+inputs, and picks the fastest formulation for the device it runs on:
+
+* ``'mlx'``: ``mx.conv_general`` (groups on 3-D split per group). Used on Metal and CUDA,
+  and the oracle every other formulation is tested against.
+* ``'gemm'``: im2col (one strided slice per kernel tap, concatenated) and one GEMM, so the
+  work goes through BLAS; grouped convs run one GEMM per group.
+* ``'col2im'``: input-dilated (transposed) convolutions as one GEMM of the input with the
+  kernel, then col2im: the taps are summed per stride phase on the input grid and the
+  phases interleaved, so no zero of the dilated input is ever multiplied.
+* ``'shift'``: depthwise convs (``groups == C_in``) as shifted multiply-adds, one per tap.
+
+On the CPU the GEMM-based forms run in float32 for float16/bfloat16 inputs (MLX's CPU
+matmul has no reduced-precision BLAS; float32 accumulation is also the accurate choice)
+and cast the result back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import mlx.core as mx
+
+METHODS = ("auto", "mlx", "gemm", "col2im", "shift")
+_REDUCED = (mx.float16, mx.bfloat16)
+
+
+def _tuple(v, n: int, name: str) -> tuple[int, ...]:
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(a) for a in v)
+    if len(v) != n:
+        raise ValueError(f"conv: {name} {v} must have {n} entries")
+    return v
+
+
+def _pairs(padding, n: int) -> tuple[tuple[int, int], ...]:
+    if isinstance(padding, int):
+        return ((padding, padding),) * n
+    if (isinstance(padding, Sequence) and len(padding) == 2 and n != 2
+            and all(isinstance(p, Sequence) and len(p) == n for p in padding)):
+        return tuple(zip(padding[0], padding[1]))  # mx.conv_general's (lo, hi) form
+    out = []
+    for p in padding:
+        out.append((int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])))
+    if len(out) != n:
+        raise ValueError(f"conv: padding {padding} must have {n} entries")
+    return tuple(out)
+
+
+def on_cpu() -> bool:
+    return mx.default_device().type == mx.DeviceType.cpu
+
+
+def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
+    """The formulation :func:`conv` uses for these arguments on the default device."""
+    if not on_cpu():
+        return "mlx"
+    cin = x_shape[-1]
+    if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
+        return "shift"
+    if all(s == 1 for s in input_dilation):
+        return "gemm"
+    if groups == 1 and all(s == 1 for s in strides):
+        return "col2im"
+    return "mlx"
+
+
+def out_size(length: int, k: int, stride: int, dilation: int, lo: int, hi: int,
+             input_dilation: int = 1) -> int:
+    """Output length of one spatial dimension."""
+    ld = (length - 1) * input_dilation + 1
+    return (ld + lo + hi - (k - 1) * dilation - 1) // stride + 1
+
+
+def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: int = 1,
+         input_dilation=1, flip: bool = False, bias: mx.array | None = None,
+         method: str = "auto") -> mx.array:
+    """Convolution of channels-last ``x`` with ``w``, as ``mx.conv_general`` defines it.
+
+    Args:
+        x: ``(N, *spatial, C_in)``.
+        w: ``(C_out, *kernel, C_in // groups)``.
+        strides, dilations, input_dilation: an int or one int per spatial dimension.
+        padding: an int, one int or ``(lo, hi)`` pair per dimension, or ``(lo_list,
+            hi_list)`` as ``mx.conv_general`` takes it; all >= 0.
+        groups: channel groups (any rank).
+        flip: convolution (kernel flipped) instead of cross-correlation.
+        bias: optional ``(C_out,)`` added to the result (fused into the GEMM when it can).
+        method: ``'auto'`` (fastest for the device) or one of :data:`METHODS`.
+
+    Returns: ``(N, *out, C_out)``.
+    """
+    n = x.ndim - 2
+    if n < 1 or w.ndim != x.ndim:
+        raise ValueError(f"conv: input {x.shape} and weight {w.shape} ranks do not match")
+    strides = _tuple(strides, n, "strides")
+    dilations = _tuple(dilations, n, "dilations")
+    input_dilation = _tuple(input_dilation, n, "input_dilation")
+    pads = _pairs(padding, n)
+    if any(p < 0 for pair in pads for p in pair):
+        raise ValueError(f"conv: padding {pads} must be >= 0")
+    cin, cout = x.shape[-1], w.shape[0]
+    if cin % groups or cout % groups or w.shape[-1] * groups != cin:
+        raise ValueError(f"conv: {cin} input channels, weight {w.shape} and groups={groups} "
+                         "do not match")
+    if method == "auto":
+        method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
+    if method not in METHODS[1:]:
+        raise ValueError(f"conv: method {method!r} not in {METHODS}")
+    if method == "mlx":
+        y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        return y if bias is None else y + bias
+    dtype = x.dtype
+    if dtype in _REDUCED:  # CPU formulations accumulate in float32
+        x, w = x.astype(mx.float32), w.astype(mx.float32)
+        bias = None if bias is None else bias.astype(mx.float32)
+    if method == "gemm":
+        if any(s != 1 for s in input_dilation):
+            raise ValueError("conv: method 'gemm' needs input_dilation 1")
+        y = _conv_gemm(x, w, strides, pads, dilations, groups, flip, bias)
+    elif method == "col2im":
+        if groups != 1 or any(s != 1 for s in strides):
+            raise ValueError("conv: method 'col2im' needs groups 1 and strides 1")
+        y = _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias)
+    else:
+        if groups != cin or w.shape[-1] != 1 or any(s != 1 for s in input_dilation):
+            raise ValueError("conv: method 'shift' needs a depthwise conv (groups == C_in)")
+        y = _conv_shift(x, w, strides, pads, dilations, flip, bias)
+    return y.astype(dtype) if y.dtype != dtype else y
+
+
+# -- mx.conv_general (the oracle) --------------------------------------------------------
+def _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip):
+    # mx.conv_general's input gradient has the wrong shape when an input-dilated conv is
+    # padded by more than the dilated kernel's reach ((K-1)*d): those outputs only see
+    # zeros, so pad less and zero-extend the result instead (stride-1 dimensions).
+    ext = []
+    for i, (lo_, hi_) in enumerate(pads):
+        reach = (w.shape[1 + i] - 1) * dilations[i]
+        if input_dilation[i] > 1 and strides[i] == 1:
+            ext.append((max(lo_ - reach, 0), max(hi_ - reach, 0)))
+        else:
+            ext.append((0, 0))
+    if any(e for pair in ext for e in pair):
+        pads = [(lo_ - e0, hi_ - e1) for (lo_, hi_), (e0, e1) in zip(pads, ext)]
+        y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        return _pad(y, ext)
+    lo = [p[0] for p in pads]
+    hi = [p[1] for p in pads]
+
+    def one(xg, wg, g):
+        return mx.conv_general(xg, wg, stride=list(strides), padding=(lo, hi),
+                               kernel_dilation=list(dilations),
+                               input_dilation=list(input_dilation), groups=g, flip=flip)
+
+    if groups == 1 or x.ndim < 5:
+        return one(x, w, groups)
+    # MLX's 3-D convolution has no groups: one convolution per group.
+    cg, og = x.shape[-1] // groups, w.shape[0] // groups
+    return mx.concatenate([one(x[..., g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], 1)
+                           for g in range(groups)], axis=-1)
+
+
+# -- shared helpers ----------------------------------------------------------------------
+def _pad(x, pads):
+    if any(p for pair in pads for p in pair):
+        return mx.pad(x, [(0, 0), *pads, (0, 0)])
+    return x
+
+
+def _taps(kernel):
+    return list(itertools.product(*[range(k) for k in kernel]))
+
+
+def _out_sizes(x_shape, kernel, strides, pads, dilations):
+    out = []
+    for length, k, s, (lo, hi), d in zip(x_shape[1:-1], kernel, strides, pads, dilations):
+        o = out_size(length, k, s, d, lo, hi)
+        if o < 1:
+            raise ValueError(f"conv: input {tuple(x_shape)} is smaller than the dilated kernel "
+                             f"{tuple(kernel)} (dilations {dilations}, padding {pads})")
+        out.append(o)
+    return out
+
+
+def _tap_view(xp, tap, out, strides, dilations):
+    idx = tuple(slice(i * d, i * d + (o - 1) * s + 1, s)
+                for i, o, s, d in zip(tap, out, strides, dilations))
+    return xp[(slice(None), *idx)]
+
+
+# -- im2col + GEMM -----------------------------------------------------------------------
+def _conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
+    kernel = w.shape[1:-1]
+    out = _out_sizes(x.shape, kernel, strides, pads, dilations)
+    xp = _pad(x, pads)
+    taps = _taps(kernel)
+    # With flip, tap t of the weight meets the input at the mirrored offset.
+    offs = [tuple(k - 1 - i for k, i in zip(kernel, t)) for t in taps] if flip else taps
+    views = [_tap_view(xp, o, out, strides, dilations) for o in offs]
+    nb, cout = x.shape[0], w.shape[0]
+    m = nb * math.prod(out)
+
+    def gemm(vs, wg, b):
+        cols = vs[0] if len(vs) == 1 else mx.concatenate(vs, axis=-1)
+        cols = cols.reshape(m, -1)
+        wm = wg.reshape(wg.shape[0], -1).T
+        return cols @ wm if b is None else mx.addmm(b, cols, wm)
+
+    if groups == 1:
+        y = gemm(views, w, bias)
+    else:
+        cg, og = x.shape[-1] // groups, cout // groups
+        parts = [gemm([v[..., g * cg:(g + 1) * cg] for v in views], w[g * og:(g + 1) * og],
+                      None if bias is None else bias[g * og:(g + 1) * og])
+                 for g in range(groups)]
+        y = mx.concatenate(parts, axis=-1)
+    return y.reshape(nb, *out, cout)
+
+
+# -- GEMM + col2im (input-dilated, i.e. transposed, convolutions) ------------------------
+def _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
+    nb, *length, cin = x.shape
+    n = len(length)
+    cout, kernel = w.shape[0], w.shape[1:-1]
+    s, d = input_dilation, dilations
+    # One GEMM: every input position times every tap: (N, *L, C_out, *K).
+    cols = (x.reshape(-1, cin) @ w.reshape(-1, cin).T).reshape(nb, *length, cout, *kernel)
+    # Full adjoint: full[t*s + p*d] += x[t] . w[tap(p)]; p*d = q*s + r puts tap p in stride
+    # phase r at offset q of the input grid. Sum the taps per phase, then interleave.
+    grid = [L + ((k - 1) * dd) // ss for L, k, dd, ss in zip(length, kernel, d, s)]
+    phases: dict[tuple[int, ...], mx.array] = {}
+    for p in _taps(kernel):
+        tap = tuple(k - 1 - i for k, i in zip(kernel, p)) if not flip else p
+        piece = cols[(Ellipsis, *tap)]
+        q = [pi * dd // ss for pi, dd, ss in zip(p, d, s)]
+        r = tuple(pi * dd % ss for pi, dd, ss in zip(p, d, s))
+        piece = _pad(piece, [(qi, g - L - qi) for qi, g, L in zip(q, grid, length)])
+        phases[r] = piece if r not in phases else phases[r] + piece
+    if all(ss == 1 for ss in s):
+        full = phases[(0,) * n]
+    else:
+        zero = None
+        stack = []
+        for r in itertools.product(*[range(ss) for ss in s]):
+            if r not in phases:
+                if zero is None:
+                    zero = mx.zeros((nb, *grid, cout), dtype=cols.dtype)
+                phases[r] = zero
+            stack.append(phases[r])
+        full = mx.stack(stack).reshape(*s, nb, *grid, cout)
+        # (*s, N, *grid, C) -> (N, grid_0, s_0, grid_1, s_1, ..., C)
+        perm = [n] + [a for i in range(n) for a in (n + 1 + i, i)] + [2 * n + 1]
+        full = full.transpose(perm).reshape(nb, *[g * ss for g, ss in zip(grid, s)], cout)
+    # Crop (or zero-extend) to the conv_general window: start c0 = (K-1)*d - lo.
+    crop, ext = [], []
+    for i in range(n):
+        c0 = (kernel[i] - 1) * d[i] - pads[i][0]
+        size = out_size(length[i], kernel[i], 1, d[i], *pads[i], s[i])
+        avail = full.shape[1 + i]
+        ext.append((max(-c0, 0), max(c0 + size - avail, 0)))
+        crop.append(slice(max(c0, 0), max(c0, 0) + size))
+    full = _pad(full, ext)
+    y = full[(slice(None), *crop)]
+    return y if bias is None else y + bias
+
+
+# -- depthwise: shifted multiply-adds ----------------------------------------------------
+def _conv_shift(x, w, strides, pads, dilations, flip, bias):
+    kernel = w.shape[1:-1]
+    out = _out_sizes(x.shape, kernel, strides, pads, dilations)
+    xp = _pad(x, pads)
+    nb, c = x.shape[0], x.shape[-1]
+    dm = w.shape[0] // c
+    wt = w.reshape(w.shape[0], -1)  # (C*dm, taps), contiguous
+    y = None
+    for j, t in enumerate(_taps(kernel)):
+        off = tuple(k - 1 - i for k, i in zip(kernel, t)) if flip else t
+        v = _tap_view(xp, off, out, strides, dilations)
+        term = v * wt[:, j] if dm == 1 else v[..., None] * wt[:, j].reshape(c, dm)
+        y = term if y is None else y + term
+    if dm > 1:
+        y = y.reshape(nb, *out, c * dm)
+    return y if bias is None else y + bias
