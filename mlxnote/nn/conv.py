@@ -220,10 +220,10 @@ class _Conv(Layer):
                 shape = list(x.shape)
                 if self.channels_first:
                     shape = [shape[0], shape[-1], *shape[1:-1]]
+                keff = [(k_ - 1) * d_ + 1 for k_, d_ in zip(self.kernel_size, dilations)]
                 raise self.error("data", f"an array of shape {tuple(shape)}",
-                                 f"spatial sizes of at least the dilated kernel "
-                                 f"{[(k_ - 1) * d_ + 1 for k_, d_ in zip(self.kernel_size, dilations)]}"
-                                 f" after padding {pads}")
+                                 f"spatial sizes of at least the dilated kernel {keff} "
+                                 f"after padding {pads}")
 
     def __call__(self, data, dilations=None):
         """Apply the layer to ``data`` (rank ``rank + 2`` in ``data_format``).
@@ -285,7 +285,7 @@ class conv1d(_Conv):
 
     rank = 1
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  data_format="NWC", dilations=None, groups=1, use_bias=True, trainable=True,
                  dtype="float32"):
@@ -306,7 +306,7 @@ class conv2d(_Conv):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  data_format="NHWC", dilations=None, groups=1, use_bias=True, trainable=True,
                  dtype="float32"):
@@ -327,7 +327,7 @@ class conv3d(_Conv):
 
     rank = 3
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],  # noqa: B006 (documented default)
                  padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NDHWC", dilations=None, groups=1, use_bias=True,
                  trainable=True, dtype="float32"):
@@ -356,7 +356,7 @@ class conv1d_transpose(_Transpose):
 
     rank = 1
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",  # noqa: B006 (documented default)
                  output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
@@ -376,7 +376,7 @@ class conv2d_transpose(_Transpose):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",  # noqa: B006 (documented default)
                  output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NHWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
@@ -396,7 +396,7 @@ class conv3d_transpose(_Transpose):
 
     rank = 3
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],
+    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],  # noqa: B006 (documented default)
                  padding="VALID", output_padding=None, weight_initializer="Xavier",
                  bias_initializer="zeros", activation=None, data_format="NDHWC",
                  dilations=None, use_bias=True, trainable=True, dtype="float32"):
@@ -444,7 +444,7 @@ class depthwise_conv2d(_Conv):
     rank = 2
     kind = "depthwise"
 
-    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=[1, 1],
+    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=[1, 1],  # noqa: B006 (documented default)
                  padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NHWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
@@ -473,7 +473,7 @@ class separable_conv1d(_Conv):
     note_formats = ("NHWC", "NCHW")
 
     def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
-                 strides=[1], padding="VALID", data_format="NWC", dilations=None,
+                 strides=[1], padding="VALID", data_format="NWC", dilations=None,  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  use_bias=True, trainable=True, dtype="float32"):
         super().__init__(filters=filters, kernel_size=kernel_size,
@@ -496,7 +496,7 @@ class separable_conv2d(_Conv):
     kernel_names = ("depthwise_kernel",)
 
     def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
-                 strides=[1, 1], padding="VALID", data_format="NHWC", dilations=None,
+                 strides=[1, 1], padding="VALID", data_format="NHWC", dilations=None,  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  use_bias=True, trainable=True, dtype="float32"):
         super().__init__(filters=filters, kernel_size=kernel_size,
