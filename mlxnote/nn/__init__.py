@@ -3,7 +3,9 @@
 Each family lives in its own module and lists its layers in ``__all__``.
 """
 
-from . import activations, attention, conv, core, initializers, norm, recurrent, transformer  # noqa: E402, I001
+import sys
+
+from . import activations, attention, conv, core, initializers, norm, recurrent, transformer  # noqa: E402, F401, I001
 from .attention import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .core import *  # noqa: F403
@@ -13,5 +15,7 @@ from .recurrent import *  # noqa: F403
 from .transformer import *  # noqa: F403
 
 __all__ = ["Layer", "activations", "initializers"] + [
-    name for mod in (core, conv, norm, recurrent, attention, transformer) for name in mod.__all__
+    # By module path: after the star imports, `attention` names the layer, not its module.
+    name for mod in ("core", "conv", "norm", "recurrent", "attention", "transformer")
+    for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]

@@ -1,3 +1,617 @@
-"""attention layers (being built)."""
+"""Attention layers: attention, multihead_attention, talking_heads_attention,
+FAVOR_attention and Linformer_self_attention.
 
-__all__: list[str] = []
+Every softmax attention here goes through :func:`mlxnote.kernels.attention.attention`
+(``mx.fast.scaled_dot_product_attention`` where the math allows it); FAVOR goes through
+:func:`mlxnote.kernels.attention.linear_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from ..kernels import attention as K
+from . import activations, core
+from .layer import Layer
+
+
+def _array(layer: Layer, value: Any, arg: str) -> mx.array:
+    """``value`` as an ``mx.array`` without a cast (masks keep bool/int/float)."""
+    return layer.as_input(value, arg, cast=False)
+
+
+def _broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+
+
+def _dropout_fn(layer: Layer, drop: core.dropout | None, training: bool):
+    """The attention-weight dropout of this call, or None (identity)."""
+    if drop is None or not training or drop.rate == 0.0:
+        return None
+    return lambda p: drop(p, train_flag=True)
+
+
+# -- attention (Keras Attention) -----------------------------------------------------------
+class attention(Layer):
+    """Dot-product or additive ('concat') attention, as Keras ``Attention``.
+
+    Args:
+        use_scale (bool): learn a scalar ``scale`` (init 1) multiplying the scores
+            (``'dot'``) or the pre-tanh sum (``'concat'``). ``False``: no scaling.
+        score_mode (str): ``'dot'``: ``scores = q @ k^T``; ``'concat'``:
+            ``scores[i, j] = w * sum_d tanh(q[i, d] + k[j, d])`` with a learned scalar
+            ``concat_score_weight`` ``w`` (init 1).
+        dtype (str): weights and computation.
+
+    Call: ``(query, value, key=None, mask=None, return_attention_scores=False,
+    use_causal_mask=False)``; ``query (B, Tq, dim)``, ``value (B, Tv, dv)``, ``key (B, Tv,
+    dim)`` (defaults to ``value``). ``mask=[query_mask, value_mask]``, boolean ``(B, Tq)``
+    and ``(B, Tv)`` (either may be ``None``): ``value_mask`` hides keys, ``query_mask`` zeroes
+    output rows. ``use_causal_mask`` hides keys ``j > i``.
+
+    Returns ``(B, Tq, dv)``, and the weights ``(B, Tq, Tv)`` with
+    ``return_attention_scores``. Weights: ``scale`` then ``concat_score_weight``, both ``()``.
+    """
+
+    def __init__(self, use_scale=False, score_mode="dot", dtype="float32"):
+        super().__init__(dtype=dtype)
+        use_scale = self.check_bool("use_scale", use_scale)
+        if score_mode not in ("dot", "concat"):
+            raise self.error("score_mode", score_mode, "'dot' or 'concat'")
+        self.config(use_scale=use_scale, score_mode=score_mode)
+        if use_scale:
+            self.add_weight("scale", (), "ones", "use_scale")
+        if score_mode == "concat":
+            self.add_weight("concat_score_weight", (), "ones", "score_mode")
+        self._set("built", True)
+
+    def __call__(self, query, value, key=None, mask=None, return_attention_scores=False,
+                 use_causal_mask=False):
+        q = self.as_input(query, "query", ndim=3)
+        v = self.as_input(value, "value", ndim=3)
+        k = v if key is None else self.as_input(key, "key", ndim=3)
+        if k.shape[-1] != q.shape[-1]:
+            raise self.error("key", f"an array of shape {tuple(k.shape)}",
+                             f"the query's feature size {q.shape[-1]} on the last axis")
+        if k.shape[:2] != v.shape[:2] or q.shape[0] != v.shape[0]:
+            raise self.error("value", f"an array of shape {tuple(v.shape)}",
+                             f"batch {q.shape[0]} and length {k.shape[1]} (as query/key)")
+        b, tq, tv = q.shape[0], q.shape[1], k.shape[1]
+        q_mask, v_mask = self._masks(mask, b, tq, tv)
+        smask = None if v_mask is None else v_mask[:, None, None, :]
+        causal = self.check_bool("use_causal_mask", use_causal_mask)
+        want = self.check_bool("return_attention_scores", return_attention_scores)
+        if self.score_mode == "dot":
+            scale = self.scale if self.use_scale else 1.0
+            res = K.attention(q[:, None], k[:, None], v[:, None], scale, smask, causal=causal,
+                              return_probs=want)
+        else:
+            x = q[:, :, None, :] + k[:, None, :, :]
+            if self.use_scale:
+                x = self.scale * x
+            s = self.concat_score_weight * mx.sum(mx.tanh(x), axis=-1)
+            res = K.attend(s[:, None], v[:, None], smask, causal=causal, return_probs=want)
+        out, probs = (res[0][:, 0], res[1][:, 0]) if want else (res[:, 0], None)
+        if q_mask is not None:
+            out = mx.where(q_mask[..., None], out, mx.array(0, out.dtype))
+        return (out, probs) if want else out
+
+    def _masks(self, mask, b, tq, tv):
+        if mask is None:
+            return None, None
+        if not isinstance(mask, (list, tuple)) or len(mask) != 2:
+            raise self.error("mask", mask, "[query_mask, value_mask] (each None or boolean)",
+                             TypeError)
+        out = []
+        for name, m, t in (("query_mask", mask[0], tq), ("value_mask", mask[1], tv)):
+            if m is None:
+                out.append(None)
+                continue
+            m = _array(self, m, f"mask ({name})")
+            if tuple(m.shape) != (b, t):
+                raise self.error("mask", f"{name} of shape {tuple(m.shape)}",
+                                 f"shape {(b, t)} (batch, length)")
+            out.append(m.astype(mx.bool_))
+        return tuple(out)
+
+
+# -- multihead_attention -------------------------------------------------------------------
+class multihead_attention(Layer):
+    """Multi-head scaled dot-product attention with query/key/value/output projections.
+
+    Args:
+        n_head (int): heads; ``input_size`` must be divisible by it.
+        input_size (int, optional): model width ``n_state`` (query features, and the
+            width of every projection); built from the first ``x`` if ``None``.
+        kdim, vdim (int, optional): key / value input features. Default ``input_size``;
+            when the layer builds lazily, the key / value input's features.
+        dropout (float): dropout on the attention weights (training mode only).
+        weight_initializer, bias_initializer: initializers of the four dense layers.
+        use_bias (bool): biases on the four projections.
+        dtype (str): weights and computation.
+
+    Call: ``(x, xa=None, mask=None, train_flag=None)``. ``x (B, Tq, input_size)``;
+    ``xa (B, Tk, kdim)`` gives keys and values (cross-attention), or a pair
+    ``(key_input, value_input)`` when ``kdim != vdim``; ``None`` is self-attention.
+    ``mask`` is boolean (True = attend) or additive float, shaped ``(Tq, Tk)`` (a larger
+    2-D mask is sliced ``[:Tq, :Tk]``), ``(B, Tq, Tk)``, or broadcastable to
+    ``(B, n_head, Tq, Tk)``.
+
+    Returns ``(output (B, Tq, input_size), qk (B, n_head, Tq, Tk))``: ``qk`` are the
+    logits ``q k^T / sqrt(d_head)`` plus the mask (a boolean mask puts the dtype's lowest
+    value on hidden positions), before the softmax. ``qk`` is lazy: unused, it costs
+    nothing on a GPU.
+
+    Weights: ``query``, ``key``, ``value``, ``out`` (dense: ``weight [in, out]``, ``bias``).
+    """
+
+    def __init__(self, n_head, input_size=None, kdim=None, vdim=None, dropout=0.0,
+                 weight_initializer="Xavier", bias_initializer="zeros", use_bias=True,
+                 dtype="float32"):
+        super().__init__(dtype=dtype)
+        self.config(n_head=self.check_int("n_head", n_head),
+                    input_size=self.check_int("input_size", input_size, allow_none=True),
+                    kdim=self.check_int("kdim", kdim, allow_none=True),
+                    vdim=self.check_int("vdim", vdim, allow_none=True),
+                    dropout=self.check_float("dropout", dropout, 0.0, 1.0),
+                    use_bias=self.check_bool("use_bias", use_bias))
+        self._set("weight_initializer", weight_initializer)
+        self._set("bias_initializer", bias_initializer)
+        if input_size is not None:
+            self._check_width(self.input_size, "input_size", input_size)
+            self.build(self.input_size)
+
+    def _check_width(self, width, arg, given):
+        if width % self.n_head:
+            raise self.error(arg, given, f"a multiple of n_head={self.n_head}")
+
+    def build(self, input_size, kdim=None, vdim=None):
+        kdim = self.kdim or kdim or input_size
+        vdim = self.vdim or vdim or input_size
+        self._set("input_size", input_size)
+        self._set("kdim", kdim)
+        self._set("vdim", vdim)
+        kw = dict(weight_initializer=self.weight_initializer,
+                  bias_initializer=self.bias_initializer, use_bias=self.use_bias,
+                  dtype=self.dtype)
+        self.add_sublayer("query", core.dense(input_size, input_size, **kw))
+        self.add_sublayer("key", core.dense(input_size, kdim, **kw))
+        self.add_sublayer("value", core.dense(input_size, vdim, **kw))
+        self.add_sublayer("out", core.dense(input_size, input_size, **kw))
+        self.attn_drop = core.dropout(self.dropout, dtype=self.dtype)
+        self._set("output_size", input_size)
+        self._set("built", True)
+
+    def __call__(self, x, xa=None, mask=None, train_flag=None, training=None):
+        x = self.as_input(x, "x", ndim=3)
+        if xa is None:
+            xk = xv = x
+        elif isinstance(xa, (tuple, list)):
+            if len(xa) != 2:
+                raise self.error("xa", f"a sequence of {len(xa)} arrays",
+                                 "an array, or a pair (key_input, value_input)", TypeError)
+            xk = self.as_input(xa[0], "xa", ndim=3)
+            xv = self.as_input(xa[1], "xa", ndim=3)
+        else:
+            xk = xv = self.as_input(xa, "xa", ndim=3)
+        if not self.built:
+            self._check_width(x.shape[-1], "x", f"an array of shape {tuple(x.shape)}")
+            self.build(x.shape[-1], xk.shape[-1], xv.shape[-1])
+        for arg, arr, want in (("x", x, self.input_size), ("xa", xk, self.kdim),
+                               ("xa", xv, self.vdim)):
+            if arr.shape[-1] != want:
+                what = {"x": "input_size", "xa": "kdim/vdim"}[arg]
+                raise self.error(arg, f"an array of shape {tuple(arr.shape)}",
+                                 f"{want} features on the last axis ({what})")
+        if xk.shape[:2] != xv.shape[:2] or xk.shape[0] != x.shape[0]:
+            raise self.error("xa", f"arrays of shapes {tuple(xk.shape)}, {tuple(xv.shape)}",
+                             f"batch {x.shape[0]} and one length for keys and values")
+        b, tq, tk = x.shape[0], x.shape[1], xk.shape[1]
+        h = self.n_head
+        dh = self.input_size // h
+        if xa is None:
+            q, k, v = self._qkv_self(x)
+        else:
+            q, k, v = self.query(x), self.key(xk), self.value(xv)
+        q = q.reshape(b, tq, h, dh).transpose(0, 2, 1, 3)
+        k = k.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
+        v = v.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
+        m = self.attention_mask(mask, b, tq, tk)
+        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        out, qk = K.attention(q, k, v, 1.0 / math.sqrt(dh), m, dropout=drop,
+                              return_logits=True)
+        out = out.transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
+        return self.out(out), qk
+
+    def _qkv_self(self, x):
+        """Self-attention projections as one matmul when the three share x."""
+        if self.kdim != self.input_size or self.vdim != self.input_size:
+            return self.query(x), self.key(x), self.value(x)
+        w = mx.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=1)
+        y = x @ w
+        if self.use_bias:
+            y = y + mx.concatenate([self.query.bias, self.key.bias, self.value.bias])
+        return mx.split(y, 3, axis=-1)
+
+    def attention_mask(self, mask, b, tq, tk):
+        """The documented mask forms, as an array broadcastable to ``(B, H, Tq, Tk)``."""
+        if mask is None:
+            return None
+        m = _array(self, mask, "mask")
+        if m.dtype != mx.bool_ and not mx.issubdtype(m.dtype, mx.floating):
+            raise self.error("mask", f"an array of dtype {m.dtype}",
+                             "boolean (True = attend) or float (additive)", TypeError)
+        full = (b, self.n_head, tq, tk)
+        if m.ndim == 2:
+            m = m[:tq, :tk]
+            ok = _broadcastable(m.shape, (tq, tk))
+        elif m.ndim == 3:
+            ok = _broadcastable(m.shape, (b, tq, tk))
+            m = m[:, None]
+        else:
+            ok = _broadcastable(m.shape, full)
+        if not ok:
+            raise self.error("mask", f"an array of shape {tuple(mask.shape)}",
+                             f"(Tq, Tk) = {(tq, tk)} (or larger, sliced), (B, Tq, Tk) = "
+                             f"{(b, tq, tk)}, or a shape broadcastable to {full}")
+        return m if m.dtype == mx.bool_ else m.astype(self.dtype)
+
+
+# -- talking_heads_attention ---------------------------------------------------------------
+class talking_heads_attention(Layer):
+    """Talking-heads attention (TF Model Garden ``TalkingHeadsAttention``) on projected
+    ``q, k, v``: logits ``q k^T / sqrt(H)``, a learned ``N x N`` head mix before the softmax
+    and another after it, dropout on the mixed weights.
+
+    Args:
+        qkv_rank (int, optional): rank of ``q, k, v`` ``[batch..., T..., N, H]`` (>= 4);
+            checked against the inputs, inferred when ``None``.
+        attention_axes (int or tuple, optional): the ``T`` axes attended over jointly;
+            default ``range(1, qkv_rank - 2)``. Other leading axes are batch axes.
+        dropout_rate (float): dropout on the mixed attention weights (training only).
+        initializer: of the two ``[N, N]`` mixing weights (default ``'Xavier'``).
+        dtype (str): weights and computation.
+        num_heads (int, optional): ``N``, to build at construction; else from the
+            first query (``query.shape[-2]``).
+
+    Call: ``(query_tensor, key_tensor, value_tensor, attention_mask=None,
+    train_flag=None)``: ``query [batch..., Tq..., N, H]``, ``key [batch..., Tk..., N, H]``,
+    ``value [batch..., Tk..., N, Hv]``; ``attention_mask`` boolean or 0/1 (1 = attend),
+    ``[batch..., Tq..., Tk...]`` or broadcastable to it; masked logits get ``-1e9``
+    (float16: its lowest value) added.
+
+    Returns ``(output [batch..., Tq..., N, Hv], scores [batch..., N, Tq..., Tk...])``;
+    ``scores`` are the post-mix weights before dropout.
+    Weights: ``pre_softmax_weight``, ``post_softmax_weight``, ``[N, N]``.
+    """
+
+    def __init__(self, qkv_rank=None, attention_axes=None, dropout_rate=0.0,
+                 initializer="Xavier", dtype="float32", num_heads=None):
+        super().__init__(dtype=dtype)
+        qkv_rank = self.check_int("qkv_rank", qkv_rank, low=4, allow_none=True)
+        if attention_axes is not None:
+            if isinstance(attention_axes, (int, np.integer)) and not isinstance(
+                    attention_axes, bool):
+                attention_axes = (int(attention_axes),)
+            ok = isinstance(attention_axes, Sequence) and len(attention_axes) > 0 and all(
+                isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                for a in attention_axes)
+            if not ok:
+                raise self.error("attention_axes", attention_axes,
+                                 "None, an int or a non-empty tuple of ints", TypeError)
+            attention_axes = tuple(int(a) for a in attention_axes)
+            if qkv_rank is not None:
+                self._axes(attention_axes, qkv_rank)
+        self.config(qkv_rank=qkv_rank, attention_axes=attention_axes,
+                    dropout_rate=self.check_float("dropout_rate", dropout_rate, 0.0, 1.0),
+                    num_heads=self.check_int("num_heads", num_heads, allow_none=True))
+        self._set("initializer", initializer)
+        self.attn_drop = core.dropout(self.dropout_rate, dtype=self.dtype)
+        if num_heads is not None:
+            self.build(self.num_heads)
+
+    def _axes(self, axes, rank):
+        """Normalized attention axes for inputs of ``rank``; each in ``[0, rank - 3]``."""
+        if axes is None:
+            return tuple(range(1, rank - 2))
+        out = tuple(a + rank if a < 0 else a for a in axes)
+        if any(a < 0 or a > rank - 3 for a in out) or len(set(out)) != len(out):
+            raise self.error("attention_axes", axes,
+                             f"distinct axes in [0, {rank - 3}] for inputs of rank {rank} "
+                             "(the last two axes are heads and channels)")
+        return tuple(sorted(out))
+
+    def build(self, num_heads):
+        self._set("num_heads", num_heads)
+        self.add_weight("pre_softmax_weight", (num_heads, num_heads), self.initializer,
+                        "initializer")
+        self.add_weight("post_softmax_weight", (num_heads, num_heads), self.initializer,
+                        "initializer")
+        self._set("built", True)
+
+    def __call__(self, query_tensor, key_tensor, value_tensor, attention_mask=None,
+                 train_flag=None, training=None):
+        q = self.as_input(query_tensor, "query_tensor", min_ndim=4)
+        k = self.as_input(key_tensor, "key_tensor", min_ndim=4)
+        v = self.as_input(value_tensor, "value_tensor", min_ndim=4)
+        rank = q.ndim
+        if self.qkv_rank is not None and rank != self.qkv_rank:
+            raise self.error("query_tensor", f"an array of shape {tuple(q.shape)}",
+                             f"rank {self.qkv_rank} (qkv_rank)")
+        if k.ndim != rank or v.ndim != rank:
+            raise self.error("key_tensor", f"arrays of shapes {tuple(k.shape)}, "
+                             f"{tuple(v.shape)}", f"rank {rank}, as the query")
+        axes = self._axes(self.attention_axes, rank)
+        batch = tuple(a for a in range(rank - 2) if a not in axes)
+        n = q.shape[-2]
+        if not self.built:
+            self.build(n)
+        bad = [t for t in (q, k, v) if t.shape[-2] != self.num_heads]
+        if bad:
+            raise self.error("query_tensor", f"an array of shape {tuple(bad[0].shape)}",
+                             f"{self.num_heads} heads on axis -2 (num_heads)")
+        if k.shape[-1] != q.shape[-1] or k.shape[:-1] != v.shape[:-1] or any(
+                q.shape[a] != k.shape[a] for a in batch):
+            raise self.error("key_tensor", f"key {tuple(k.shape)} / value {tuple(v.shape)}",
+                             f"key and value sharing their leading axes, the query's batch "
+                             f"axes {batch} and the key its channels {q.shape[-1]}")
+        bshape = tuple(q.shape[a] for a in batch)
+        tq = tuple(q.shape[a] for a in axes)
+        tk = tuple(k.shape[a] for a in axes)
+        perm = (*batch, rank - 2, *axes, rank - 1)
+        bf, nq, nk = math.prod(bshape), math.prod(tq), math.prod(tk)
+        qf = q.transpose(perm).reshape(bf, n, nq, q.shape[-1])
+        kf = k.transpose(perm).reshape(bf, n, nk, k.shape[-1])
+        vf = v.transpose(perm).reshape(bf, n, nk, v.shape[-1])
+        adder = None
+        if attention_mask is not None:
+            adder = self._adder(attention_mask, bshape, tq, tk).reshape(bf, 1, nq, nk)
+        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        out, probs = K.attention(qf, kf, vf, 1.0 / math.sqrt(q.shape[-1]), adder,
+                                 dropout=drop, pre_mix=self.pre_softmax_weight,
+                                 post_mix=self.post_softmax_weight, return_probs=True)
+        out = out.reshape(*bshape, n, *tq, v.shape[-1])
+        out = out.transpose(np.argsort(perm).tolist())
+        return out, probs.reshape(*bshape, n, *tq, *tk)
+
+    def _adder(self, mask, bshape, tq, tk):
+        """``(1 - mask) * big_negative`` in the scores layout without heads."""
+        m = _array(self, mask, "attention_mask")
+        target = (*bshape, *tq, *tk)
+        if not _broadcastable(m.shape, target):
+            raise self.error("attention_mask", f"an array of shape {tuple(m.shape)}",
+                             f"a shape broadcastable to {target} (batch..., Tq..., Tk...)")
+        big = float(mx.finfo(mx.float16).min) if self.dtype == mx.float16 else -1e9
+        adder = (1.0 - m.astype(self.dtype)) * mx.array(big, self.dtype)
+        return mx.broadcast_to(adder, target)
+
+
+# -- FAVOR_attention -----------------------------------------------------------------------
+def _accepts_key(fn) -> bool:
+    import inspect
+
+    try:
+        return "key" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn is mx.random.normal or fn is mx.random.uniform
+
+
+class FAVOR_attention(Layer):
+    """FAVOR (Performer) attention with positive random features, Note's math.
+
+    Args:
+        key_dim (int): channels of keys and queries.
+        orthonormal (bool): orthonormalize the ``m`` features by QR (needs
+            ``m <= key_dim``).
+        causal (bool): position ``i`` attends to ``j <= i`` (inclusive prefix sums;
+            needs as many query as key locations), by a chunked scan.
+        m (int): number of random features.
+        redraw (bool): draw new features on every call (default); ``False`` draws once,
+            at construction.
+        h (callable, optional): ``h(x)`` on ``(B, n, key_dim)`` scales the features
+            (a scalar or ``(B, n, 1)``); default ``sqrt(m)``.
+        f (list, optional): feature functions (names or callables), default ``['relu']``;
+            their outputs are concatenated.
+        randomizer (callable, optional): ``randomizer(shape, dtype=...)`` draws the
+            ``(key_dim, m)`` matrix; default ``mx.random.normal``.
+        eps (float): the normalizer ``d`` becomes ``d + 2 eps`` where ``|d| <= eps``.
+        kernel_eps (float): added to every feature.
+        dtype (str): computation.
+        seed (int, optional): draw features from the layer's own key (the default
+            randomizer, or any that takes ``key=``).
+        chunk_size (int): chunk length of the causal scan (memory ``O(L * chunk)``).
+
+    Feature map: ``phi(x) = concat_j f_j(x @ W^T) * h(x) / sqrt(m) + kernel_eps`` with
+    ``W = features (m, key_dim)``. Output: ``phi(q) (phi(k)^T v) / (phi(q) sum phi(k))``.
+
+    Call: ``(keys, values, queries)``, channels first: ``keys (B, key_dim, *Lk)``,
+    ``values (B, dv, *Lk)``, ``queries (B, key_dim, *Lq)`` -> ``(B, dv, *Lq)``.
+    ``layer.features`` holds the features of the last call (not trainable).
+    """
+
+    def __init__(self, key_dim, orthonormal=True, causal=False, m=128, redraw=True, h=None,
+                 f=None, randomizer=None, eps=0.0, kernel_eps=0.001, dtype="float32",
+                 seed=None, chunk_size=128):
+        super().__init__(dtype=dtype)
+        key_dim = self.check_int("key_dim", key_dim)
+        m = self.check_int("m", m)
+        orthonormal = self.check_bool("orthonormal", orthonormal)
+        if orthonormal and m > key_dim:
+            raise self.error("m", m, f"m <= key_dim={key_dim} when orthonormal=True")
+        if h is not None and not callable(h):
+            raise self.error("h", h, "None or a callable h(x)", TypeError)
+        if randomizer is not None and not callable(randomizer):
+            raise self.error("randomizer", randomizer, "None or a callable(shape, dtype)",
+                             TypeError)
+        fs = ["relu"] if f is None else f
+        if callable(fs) or isinstance(fs, str):
+            fs = [fs]
+        if not isinstance(fs, Sequence) or len(fs) == 0:
+            raise self.error("f", f, "a non-empty list of activation names or callables",
+                             TypeError)
+        funcs = [activations.get(g, self.name, "f") for g in fs]
+        eps = self.check_float("eps", eps, 0.0, math.inf)
+        kernel_eps = self.check_float("kernel_eps", kernel_eps, -math.inf, math.inf)
+        self.config(key_dim=key_dim, orthonormal=orthonormal,
+                    causal=self.check_bool("causal", causal), m=m,
+                    redraw=self.check_bool("redraw", redraw), h=h, f=f,
+                    randomizer=randomizer, eps=eps, kernel_eps=kernel_eps,
+                    seed=self.check_int("seed", seed, low=0, allow_none=True),
+                    chunk_size=self.check_int("chunk_size", chunk_size))
+        self._set("_funcs", funcs)
+        if self.seed is not None:
+            self._key = mx.random.key(self.seed)
+        self.features = self.draw_features()
+        self.freeze(keys=["features"], recurse=False)
+        self._set("built", True)
+
+    def draw_features(self) -> mx.array:
+        """A fresh ``(m, key_dim)`` feature matrix (orthonormal rows when asked)."""
+        shape = (self.key_dim, self.m)
+        rnd = self.randomizer or mx.random.normal
+        kw = {}
+        if self.seed is not None and _accepts_key(rnd):
+            self._key, kw["key"] = mx.random.split(self._key)
+        g = mx.array(rnd(shape, dtype=mx.float32, **kw)).astype(mx.float32)
+        if tuple(g.shape) != shape:
+            raise self.error("randomizer", self.randomizer, f"a callable returning shape "
+                             f"{shape}; it returned {tuple(g.shape)}")
+        if self.orthonormal:
+            g, _ = mx.linalg.qr(g, stream=mx.cpu)
+        return g.T.astype(self.dtype)
+
+    def feature_map(self, x: mx.array, w: mx.array) -> mx.array:
+        """``phi(x)`` for ``x (B, n, key_dim)`` -> ``(B, n, m * len(f))``."""
+        xw = x @ w.T
+        parts = [fn(xw) for fn in self._funcs]
+        phi = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1)
+        hx = self.h(x) if self.h is not None else math.sqrt(self.m)
+        if not isinstance(hx, (int, float)):
+            hx = mx.array(hx).astype(self.dtype)
+        return phi * (hx * (1.0 / math.sqrt(self.m))) + self.kernel_eps
+
+    def __call__(self, keys, values, queries):
+        k = self.as_input(keys, "keys", min_ndim=3)
+        v = self.as_input(values, "values", min_ndim=3)
+        q = self.as_input(queries, "queries", min_ndim=3)
+        for arg, t in (("keys", k), ("queries", q)):
+            if t.shape[1] != self.key_dim:
+                raise self.error(arg, f"an array of shape {tuple(t.shape)}",
+                                 f"key_dim={self.key_dim} channels on axis 1 (channels first)")
+        if v.shape[0] != k.shape[0] or v.shape[2:] != k.shape[2:] or q.shape[0] != k.shape[0]:
+            raise self.error("values", f"an array of shape {tuple(v.shape)}",
+                             f"batch {k.shape[0]} and the keys' locations {tuple(k.shape[2:])}")
+        b, dv = k.shape[0], v.shape[1]
+        lq = q.shape[2:]
+        nk, nq = math.prod(k.shape[2:]), math.prod(lq)
+        if self.causal and nk != nq:
+            raise self.error("queries", f"an array of shape {tuple(q.shape)}",
+                             f"as many locations as the keys ({nk}) when causal=True")
+        if self.redraw:
+            self.features = self.draw_features()
+        w = self.features
+        kf = k.reshape(b, self.key_dim, nk).swapaxes(1, 2)
+        vf = v.reshape(b, dv, nk).swapaxes(1, 2)
+        qf = q.reshape(b, self.key_dim, nq).swapaxes(1, 2)
+        num, den = K.linear_attention(self.feature_map(qf, w), self.feature_map(kf, w), vf,
+                                      causal=self.causal, chunk=self.chunk_size)
+        if self.eps > 0:
+            den = den + mx.where(mx.abs(den) <= self.eps, mx.array(2 * self.eps, den.dtype),
+                                 mx.array(0, den.dtype))
+        out = num / den
+        return out.swapaxes(1, 2).reshape(b, dv, *lq)
+
+
+# -- Linformer_self_attention --------------------------------------------------------------
+class Linformer_self_attention(Layer):
+    """Linformer attention: keys and values projected along the sequence to ``k`` rows,
+    so the cost is linear in the sequence length.
+
+    Args:
+        dim (int): model width.
+        seq_len (int): key/value length (of ``x``, or of ``context``).
+        k (int): projected length.
+        heads (int): query heads.
+        dim_head (int, optional): per-head width, default ``dim // heads``.
+        one_kv_head (bool): one key/value head shared by all query heads.
+        share_kv (bool): values reuse the key projection and ``proj_k``.
+        dropout (float): on the attention weights (training only).
+        dtype (str): weights and computation.
+
+    Call: ``(x, context=None, train_flag=None)``: ``x (B, n, dim)``; keys and values come
+    from ``context (B, seq_len, dim)`` or from ``x`` (then ``n == seq_len``). Returns
+    ``(B, n, dim)``.
+
+    Weights, in order: ``to_q`` (dense, no bias), ``to_k`` (no bias), ``proj_k
+    [seq_len, k]`` (U(+-1/sqrt(k))), ``to_v`` and ``proj_v`` (unless ``share_kv``),
+    ``to_out`` (with bias).
+    """
+
+    def __init__(self, dim, seq_len, k=256, heads=8, dim_head=None, one_kv_head=False,
+                 share_kv=False, dropout=0.0, dtype="float32"):
+        super().__init__(dtype=dtype)
+        dim = self.check_int("dim", dim)
+        heads = self.check_int("heads", heads)
+        dim_head = self.check_int("dim_head", dim_head, allow_none=True)
+        if dim_head is None and dim % heads:
+            raise self.error("heads", heads, f"a divisor of dim={dim} (or give dim_head)")
+        self.config(dim=dim, seq_len=self.check_int("seq_len", seq_len),
+                    k=self.check_int("k", k), heads=heads, dim_head=dim_head,
+                    one_kv_head=self.check_bool("one_kv_head", one_kv_head),
+                    share_kv=self.check_bool("share_kv", share_kv),
+                    dropout=self.check_float("dropout", dropout, 0.0, 1.0))
+        dh = dim_head or dim // heads
+        self._set("dh", dh)
+        kv_dim = dh if self.one_kv_head else heads * dh
+        lim = 1.0 / math.sqrt(self.k)
+        proj_init = ["uniform", -lim, lim]
+        kw = dict(use_bias=False, dtype=self.dtype)
+        self.add_sublayer("to_q", core.dense(heads * dh, dim, **kw))
+        self.add_sublayer("to_k", core.dense(kv_dim, dim, **kw))
+        self.add_weight("proj_k", (self.seq_len, self.k), proj_init, "k")
+        if not self.share_kv:
+            self.add_sublayer("to_v", core.dense(kv_dim, dim, **kw))
+            self.add_weight("proj_v", (self.seq_len, self.k), proj_init, "k")
+        self.add_sublayer("to_out", core.dense(dim, heads * dh, dtype=self.dtype))
+        self.attn_drop = core.dropout(self.dropout, dtype=self.dtype)
+        self._set("input_size", dim)
+        self._set("output_size", dim)
+        self._set("built", True)
+
+    def __call__(self, x, context=None, train_flag=None, training=None):
+        x = self.as_input(x, "x", ndim=3)
+        ctx = x if context is None else self.as_input(context, "context", ndim=3)
+        for arg, t in (("x", x), ("context", ctx)):
+            if t.shape[-1] != self.dim:
+                raise self.error(arg, f"an array of shape {tuple(t.shape)}",
+                                 f"dim={self.dim} features on the last axis")
+        if ctx.shape[1] != self.seq_len or ctx.shape[0] != x.shape[0]:
+            arg = "x" if context is None else "context"
+            raise self.error(arg, f"an array of shape {tuple(ctx.shape)}",
+                             f"batch {x.shape[0]} and seq_len={self.seq_len} positions")
+        b, n = x.shape[:2]
+        h, dh = self.heads, self.dh
+        kvh = 1 if self.one_kv_head else h
+        q = self.to_q(x).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
+        keys = self.to_k(ctx)
+        kp = mx.matmul(self.proj_k.T, keys)  # (b, k, kv_dim)
+        if self.share_kv:
+            vp = kp
+        else:
+            vp = mx.matmul(self.proj_v.T, self.to_v(ctx))
+        kp = kp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
+        vp = vp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
+        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        out = K.attention(q, kp, vp, 1.0 / math.sqrt(dh), dropout=drop)
+        return self.to_out(out.transpose(0, 2, 1, 3).reshape(b, n, h * dh))
+
+
+__all__ = ["attention", "multihead_attention", "talking_heads_attention", "FAVOR_attention",
+           "Linformer_self_attention"]

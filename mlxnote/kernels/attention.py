@@ -1,0 +1,237 @@
+"""The attention kernels every mlxnote attention layer calls.
+
+:func:`attention` is softmax attention, ``softmax(scale * q @ k^T [mixed] + mask) @ v``.
+It runs through ``mx.fast.scaled_dot_product_attention`` whenever the math allows it (no
+scores to return, no dropout on the weights, no head mixing) and through the plain
+matmul-softmax composition otherwise; the plain path is also the oracle of the tests
+(``impl='plain'``).
+
+:func:`linear_attention` is the kernelized (FAVOR) attention
+``phi_q @ (phi_k^T @ v)`` with its normalizer, non-causal in O(L) and causal as a chunked
+prefix scan whose memory is O(L * m + m * d) per batch row: no ``(B, L, m, d)`` tensor.
+
+Shapes: ``q [B, H, Tq, D]``, ``k [B, Hk, Tk, D]``, ``v [B, Hk, Tk, Dv]`` with ``H % Hk == 0``
+(``Hk < H`` is grouped/multi-query attention). A mask is boolean (``True`` = attend) or
+additive (float, ``0`` = attend, ``-inf`` or a large negative = masked), broadcastable to
+``[B, H, Tq, Tk]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import mlx.core as mx
+
+IMPLS = ("auto", "fast", "plain")
+
+
+def neg_large(dtype: mx.Dtype) -> float:
+    """The value a boolean mask puts on masked logits: the dtype's lowest finite value
+    (as ``mx.fast.scaled_dot_product_attention`` does), so a fully masked row gives
+    uniform weights instead of NaN."""
+    return float(mx.finfo(dtype).min)
+
+
+def causal_mask(tq: int, tk: int) -> mx.array:
+    """Boolean ``[tq, tk]`` mask, ``True`` where key ``j <= i`` (top-left aligned)."""
+    return mx.arange(tq)[:, None] >= mx.arange(tk)[None, :]
+
+
+def merge_masks(mask: mx.array | None, other: mx.array | None,
+                dtype: mx.Dtype) -> mx.array | None:
+    """Combine two masks (each None, boolean or additive) into one: boolean when both
+    are boolean, else additive in ``dtype`` (a boolean one becomes 0 / -inf)."""
+    if mask is None:
+        return other
+    if other is None:
+        return mask
+    if mask.dtype == mx.bool_ and other.dtype == mx.bool_:
+        return mx.logical_and(mask, other)
+    if mask.dtype == mx.bool_:
+        mask, other = other, mask
+    mask = mask.astype(dtype)
+    if other.dtype == mx.bool_:
+        return mx.where(other, mask, mx.array(-float("inf"), dtype))
+    return mask + other.astype(dtype)
+
+
+def _mix_heads(s: mx.array, w: mx.array) -> mx.array:
+    """``s'[b, m, ...] = sum_n s[b, n, ...] w[n, m]`` (talking-heads projection)."""
+    b, n = s.shape[:2]
+    out = mx.matmul(w.T, s.reshape(b, n, -1))
+    return out.reshape(b, w.shape[1], *s.shape[2:])
+
+
+def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
+              mask: mx.array | None = None, *, causal: bool = False,
+              dropout: Callable[[mx.array], mx.array] | None = None,
+              pre_mix: mx.array | None = None, post_mix: mx.array | None = None,
+              return_logits: bool = False, return_probs: bool = False,
+              impl: str = "auto"):
+    """Softmax attention over the last two axes.
+
+    Args:
+        q, k, v: ``[B, H, Tq, D]``, ``[B, Hk, Tk, D]``, ``[B, Hk, Tk, Dv]``, one dtype.
+        scale: multiplies the logits (a float, or a scalar array for a learned scale).
+        mask: ``None``, boolean (True = attend) or additive, broadcastable to
+            ``[B, H, Tq, Tk]``. Additive masks are cast to the q dtype.
+        causal: also mask keys ``j > i`` (top-left aligned).
+        dropout: applied to the attention weights before they meet ``v`` (e.g. a bound
+            dropout layer); forces the plain path.
+        pre_mix, post_mix: ``[H, H]`` talking-heads projections of the logits before the
+            mask and softmax and of the weights after it; force the plain path.
+        return_logits: also return the scaled (pre-mixed) masked logits ``[B, H, Tq, Tk]``.
+        return_probs: also return the (post-mixed) weights before dropout.
+        impl: ``'auto'`` (fast path when allowed), ``'fast'`` or ``'plain'``.
+
+    Returns:
+        ``out [B, H, Tq, Dv]``, or a tuple ``(out, logits?, probs?)`` with what was asked.
+
+    With ``impl='auto'`` and only ``return_logits``, the output goes through the fast
+    path on a GPU (the logits are a separate lazy product, computed only if used) and
+    through the plain path, sharing the logits, on the CPU (where the fast op is the same
+    composition).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"attention: impl got {impl!r}; allowed: {IMPLS}")
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(f"attention: q, k, v must be rank 4 [B, H, T, D]; got "
+                         f"{q.shape}, {k.shape}, {v.shape}")
+    h, hk = q.shape[1], k.shape[1]
+    if h % hk or v.shape[1] != hk:
+        raise ValueError(f"attention: heads q={h}, k={hk}, v={v.shape[1]}: k and v need "
+                         f"the same number of heads, dividing q's")
+    if mask is not None and mask.dtype != mx.bool_ and mask.dtype != q.dtype:
+        mask = mask.astype(q.dtype)
+    needs_plain = dropout is not None or pre_mix is not None or post_mix is not None \
+        or return_probs
+    if impl == "fast" and needs_plain:
+        raise ValueError("attention: impl='fast' cannot apply dropout, head mixing or return "
+                         "the weights")
+    use_fast = impl == "fast" or (impl == "auto" and not needs_plain)
+    if use_fast and return_logits and impl == "auto" and mx.default_device() == mx.cpu:
+        use_fast = False  # share the logits: the fast op is the same composition here
+    if use_fast and not isinstance(scale, (int, float)):
+        q, scale = q * scale.astype(q.dtype), 1.0
+    if use_fast:
+        out = _fast(q, k, v, float(scale), mask, causal)
+        if not return_logits:
+            return out
+        return out, _logits(q, k, scale, mask, causal, None)
+    return _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logits,
+                  return_probs)
+
+
+def _fast(q, k, v, scale, mask, causal):
+    tq, tk = q.shape[2], k.shape[2]
+    if causal and mask is None and tq == tk:
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask="causal")
+    if causal:
+        mask = merge_masks(mask, causal_mask(tq, tk), q.dtype)
+    return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+
+
+def _logits(q, k, scale, mask, causal, pre_mix):
+    h, hk = q.shape[1], k.shape[1]
+    if 1 < hk < h:
+        k = mx.repeat(k, h // hk, axis=1)
+    if isinstance(scale, (int, float)):
+        s = (q * mx.array(scale, q.dtype)) @ k.swapaxes(-1, -2) if scale != 1.0 \
+            else q @ k.swapaxes(-1, -2)
+    else:
+        s = (q @ k.swapaxes(-1, -2)) * scale.astype(q.dtype)
+    if pre_mix is not None:
+        s = _mix_heads(s, pre_mix)
+    if causal:
+        mask = merge_masks(mask, causal_mask(q.shape[2], k.shape[2]), q.dtype)
+    if mask is not None:
+        if mask.dtype == mx.bool_:
+            s = mx.where(mask, s, mx.array(neg_large(s.dtype), s.dtype))
+        else:
+            s = s + mask
+    return s
+
+
+def _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logits,
+           return_probs):
+    s = _logits(q, k, scale, mask, causal, pre_mix)
+    h, hk = q.shape[1], v.shape[1]
+    if 1 < hk < h:
+        v = mx.repeat(v, h // hk, axis=1)
+    res = attend(s, v, dropout=dropout, post_mix=post_mix, return_probs=return_probs)
+    if not (return_logits or return_probs):
+        return res
+    out, p = res if return_probs else (res, None)
+    return (out,) + ((s,) if return_logits else ()) + ((p,) if return_probs else ())
+
+
+def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
+           causal: bool = False, dropout: Callable[[mx.array], mx.array] | None = None,
+           post_mix: mx.array | None = None, return_probs: bool = False):
+    """The plain path from given logits ``[B, H, Tq, Tk]`` (e.g. additive 'concat'
+    scores): mask, softmax, optional post-mix and dropout, then ``@ v [B, H|1, Tk, Dv]``.
+
+    Returns ``out``, or ``(out, probs)`` (probs before dropout) with ``return_probs``.
+    """
+    if causal:
+        mask = merge_masks(mask, causal_mask(logits.shape[-2], logits.shape[-1]),
+                           logits.dtype)
+    if mask is not None:
+        if mask.dtype == mx.bool_:
+            logits = mx.where(mask, logits, mx.array(neg_large(logits.dtype), logits.dtype))
+        else:
+            logits = logits + mask.astype(logits.dtype)
+    p = mx.softmax(logits, axis=-1, precise=True)
+    if post_mix is not None:
+        p = _mix_heads(p, post_mix)
+    w = dropout(p) if dropout is not None else p
+    out = w @ v
+    return (out, p) if return_probs else out
+
+
+# -- linear (kernelized) attention --------------------------------------------------------
+def linear_attention(phi_q: mx.array, phi_k: mx.array, v: mx.array, causal: bool = False,
+                     chunk: int | None = None) -> tuple[mx.array, mx.array]:
+    """Numerator and normalizer of kernelized attention.
+
+    Args:
+        phi_q ``[B, Lq, r]``, phi_k ``[B, Lk, r]``: feature maps of queries and keys.
+        v ``[B, Lk, dv]``: values.
+        causal: inclusive prefix sums over positions (needs ``Lq == Lk``).
+        chunk: chunk length of the causal scan (default ``min(L, 128)``).
+
+    Returns:
+        ``(num [B, Lq, dv], den [B, Lq, 1])`` with, non-causal,
+        ``num = phi_q @ (phi_k^T @ v)`` and ``den = phi_q @ sum_j phi_k[j]``; causal,
+        ``num_i = phi_q[i] . sum_{j<=i} phi_k[j] (x) v[j]`` and
+        ``den_i = phi_q[i] . sum_{j<=i} phi_k[j]``.
+
+    The causal scan works chunk by chunk: inside a chunk, a masked ``C x C`` product;
+    across chunks, the exclusive prefix sum of per-chunk ``r x dv`` states. Memory is
+    ``O(L * C + (L / C) * r * dv)`` per batch row.
+    """
+    if not causal:
+        kv = phi_k.swapaxes(-1, -2) @ v  # [B, r, dv]
+        num = phi_q @ kv
+        den = phi_q @ mx.sum(phi_k, axis=1, keepdims=True).swapaxes(-1, -2)
+        return num, den
+    b, length, r = phi_q.shape
+    dv = v.shape[-1]
+    c = max(1, min(length, chunk or 128))
+    n = -(-length // c)
+    pad = n * c - length
+    vv = mx.concatenate([v, mx.ones((*v.shape[:-1], 1), v.dtype)], axis=-1)  # den as a column
+    if pad:
+        widths = [(0, 0), (0, pad), (0, 0)]
+        phi_q, phi_k, vv = mx.pad(phi_q, widths), mx.pad(phi_k, widths), mx.pad(vv, widths)
+    qc = phi_q.reshape(b, n, c, r)
+    kc = phi_k.reshape(b, n, c, r)
+    vc = vv.reshape(b, n, c, dv + 1)
+    # Inside each chunk: (phi_q phi_k^T masked to j <= i) @ [v, 1].
+    tri = causal_mask(c, c)
+    intra = mx.where(tri, qc @ kc.swapaxes(-1, -2), mx.array(0, qc.dtype)) @ vc
+    # Across chunks: exclusive prefix sum of the per-chunk states phi_k^T [v, 1].
+    states = kc.swapaxes(-1, -2) @ vc  # [B, n, r, dv + 1]
+    prev = mx.cumsum(states, axis=1, reverse=False, inclusive=False)
+    out = (intra + qc @ prev).reshape(b, n * c, dv + 1)[:, :length]
+    return out[..., :dv], out[..., dv:]
