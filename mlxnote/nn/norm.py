@@ -1,3 +1,533 @@
-"""norm layers (being built)."""
+"""Normalization layers: batch_norm, group_norm and layer_norm, with Keras semantics.
 
-__all__: list[str] = []
+* :class:`batch_norm` is Keras ``BatchNormalization`` (momentum weights the old moving value,
+  biased batch variance, any rank, ``axis`` an int or a list, masked moments,
+  ``synchronized`` moments over the ``mx.distributed`` group).
+* :class:`group_norm` is Keras ``GroupNormalization`` (any ``axis``), with Note's optional
+  frequency-weight ``mask``.
+* :class:`layer_norm` is Keras ``LayerNormalization`` (``axis`` an int or a list,
+  ``rms_scaling``), on ``mx.fast.layer_norm`` when the normalized axes are trailing.
+
+As in Keras, statistics are computed in float32 when the layer's dtype is float16 or
+bfloat16, and the output is rounded once to the layer's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from . import initializers
+from .layer import Layer
+
+__all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
+           "layer_normalization"]
+
+MASK_EPSILON = 1e-7  # Keras's backend epsilon in the masked moments' denominators
+
+
+# -- shared helpers -------------------------------------------------------------------------
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_axis(layer: Layer, axis: Any) -> int | tuple[int, ...]:
+    """``axis``: an int or a non-empty list of distinct ints (validated, not yet resolved)."""
+    if _is_int(axis):
+        return int(axis)
+    allowed = "an int or a non-empty list of distinct ints"
+    if (not isinstance(axis, Sequence) or isinstance(axis, str) or not axis
+            or not all(_is_int(a) for a in axis)):
+        raise layer.error("axis", axis, allowed, TypeError)
+    if len(set(int(a) for a in axis)) != len(axis):
+        raise layer.error("axis", axis, allowed)
+    return tuple(int(a) for a in axis)
+
+
+def _resolve_axes(layer: Layer, axis: int | tuple[int, ...], x: mx.array) -> tuple[int, ...]:
+    """Sorted non-negative axes of ``x`` (an error names the input's rank)."""
+    axes = (axis,) if isinstance(axis, int) else axis
+    nd = x.ndim
+    if any(a < -nd or a >= nd for a in axes):
+        raise layer.error("data", f"an array of shape {tuple(x.shape)}",
+                          f"an array with axis {layer.axis} (rank >= "
+                          f"{max(a + 1 if a >= 0 else -a for a in axes)})")
+    out = tuple(sorted(a % nd for a in axes))
+    if len(set(out)) != len(out):
+        raise layer.error("axis", layer.axis, f"distinct axes of a rank-{nd} input")
+    return out
+
+
+def _check_input_size(layer: Layer, input_size: Any, axis: int | tuple[int, ...]):
+    """``input_size``: None, an int (one normalized axis) or a list with one int per axis."""
+    n = 1 if isinstance(axis, int) else len(axis)
+    if input_size is None:
+        return None
+    if _is_int(input_size) and n == 1:
+        return layer.check_int("input_size", input_size)
+    if isinstance(input_size, Sequence) and not isinstance(input_size, str) and \
+            len(input_size) == n and all(_is_int(v) and v >= 1 for v in input_size):
+        return tuple(int(v) for v in input_size) if n > 1 else int(input_size[0])
+    allowed = ("None or an int >= 1" if n == 1 else
+               f"None or a list of {n} ints >= 1 (the sizes of axes {list(axis)})")
+    raise layer.error("input_size", input_size, allowed,
+                      TypeError if not _is_int(input_size) else ValueError)
+
+
+def _weight_shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (size,) if isinstance(size, int) else tuple(size)
+
+
+def _f32(a: mx.array) -> mx.array:
+    return a if a.dtype == mx.float32 else a.astype(mx.float32)
+
+
+def _bshape(x: mx.array, axes: tuple[int, ...]) -> list[int]:
+    """Broadcast shape of a per-channel statistic: the input's size on ``axes``, else 1."""
+    return [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
+
+
+def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -> mx.array:
+    """A mask as an ``mx.array`` broadcastable to ``shape`` (after ``[..., None]`` when
+    ``expand``: batch_norm's mask has the input's shape without the last axis)."""
+    if not isinstance(mask, mx.array):
+        arr = np.asarray(mask)
+        if arr.dtype.kind not in "biuf":
+            raise layer.error("mask", f"an array of dtype {arr.dtype}",
+                              "a bool or numeric array", TypeError)
+        mask = mx.array(arr)
+    want = ("the input's shape without the last axis " if expand else "") + \
+        f"(broadcastable to {tuple(shape)})"
+    if expand:
+        if mask.ndim != len(shape) - 1:
+            raise layer.error("mask", f"an array of shape {tuple(mask.shape)}", want)
+        mask = mask[..., None]
+    try:
+        ok = mask.ndim <= len(shape) and np.broadcast_shapes(tuple(mask.shape),
+                                                             tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise layer.error("mask", f"an array of shape {tuple(mask.shape)}", want)
+    return mask
+
+
+# -- batch-norm kernels ----------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _bn_train_kernel(red: tuple[int, ...], eps: float):
+    """Training-mode batch norm over the axes ``red`` with a hand-written VJP.
+
+    ``f(x, g, b) -> (y, mean, var)`` with ``g``, ``b``, ``mean``, ``var`` of the
+    keepdims shape. The forward is two-pass (centred variance, as ``tf.nn.moments``); the
+    backward reads ``x`` and ``dy`` once each for the two reductions and once for ``dx``,
+    against about twice that for autodiff of the same composition. ``mean``/``var`` are
+    for the moving statistics only and are used under ``stop_gradient``.
+    """
+
+    @mx.custom_function
+    def f(x, g, b):
+        m = mx.mean(x, red, keepdims=True)
+        v = mx.mean(mx.square(x - m), red, keepdims=True)
+        a = g * mx.rsqrt(v + eps)
+        return x * a + (b - m * a), m, v
+
+    @f.vjp
+    def f_vjp(primals, cotangents, outputs):
+        x, g, _ = primals
+        dy = cotangents[0]
+        _, m, v = outputs
+        n = x.size // m.size
+        r = mx.rsqrt(v + eps)
+        xc = x - m
+        db = mx.sum(dy, red, keepdims=True)
+        dg = mx.sum(dy * xc, red, keepdims=True) * r  # sum(dy * xhat)
+        a = g * r
+        # dx = a * (dy - db/n - xhat * dg/n), xhat = xc * r
+        dx = dy * a + xc * (-(a * r * dg) / n) + (-(a * db) / n)
+        return dx, dg, db
+
+    return f
+
+
+@mx.custom_function
+def _all_sum(x):
+    """``all_sum`` over the global group whose VJP all-sums the cotangent, so that every
+    rank gets the gradient of the whole (concatenated) batch's loss."""
+    return mx.distributed.all_sum(x)
+
+
+@_all_sum.vjp
+def _all_sum_vjp(primals, cotangent, output):
+    return mx.distributed.all_sum(cotangent)
+
+
+# -- batch_norm ------------------------------------------------------------------------------
+class batch_norm(Layer):
+    """Batch normalization, as Keras ``BatchNormalization``.
+
+    Training mode (and ``trainable``) normalizes with the batch's mean and biased
+    variance over every axis but ``axis`` and updates
+    ``moving = moving * momentum + batch * (1 - momentum)``; inference mode (or
+    ``trainable=False``) normalizes with the moving statistics. The output is
+    ``(x - mean) * rsqrt(var + epsilon) * gamma + beta``.
+
+    Args:
+        input_size (int, optional): channels on ``axis`` (a list, one per axis, when
+            ``axis`` is a list); built from the first input if ``None``.
+        axis (int or list): the channel axis or axes kept. Default ``-1``.
+        momentum (float): weight of the old moving value. Default ``0.99``.
+        epsilon (float): added to the variance. Default ``0.001``.
+        center, scale (bool): use ``beta`` / ``gamma``.
+        beta_initializer, gamma_initializer, moving_mean_initializer,
+        moving_variance_initializer: initializers (``'zeros'``, ``'ones'``, ``'zeros'``,
+            ``'ones'``).
+        synchronized (bool): reduce the moments over the ``mx.distributed`` group (all
+            ranks then normalize with the statistics of the concatenated batch; a no-op
+            for a group of one).
+        trainable (bool): ``False`` freezes ``beta``/``gamma`` and always uses the moving
+            statistics.
+        dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``.
+
+    Call: ``(data, train_flag=None, mask=None)``; ``training=`` is accepted too. ``mask``
+    (the input's shape without the last axis) gives weighted moments in training:
+    ``mean = sum(w x) / (sum(w) + 1e-7)``,
+    ``var = sum(w (w x - mean)^2) / (sum(w) + 1e-7)``.
+
+    Shapes: any rank, unchanged. Weights in creation order: ``moving_mean [C]``,
+    ``moving_variance [C]`` (state: not trainable, in ``model.state``, so
+    ``mx.compile(..., inputs=model.state, outputs=model.state)`` carries their updates),
+    ``beta [C]``, ``gamma [C]``.
+    """
+
+    _STATE = ("moving_mean", "moving_variance")
+
+    def __init__(self, input_size=None, axis=-1, momentum=0.99, epsilon=0.001, center=True,
+                 scale=True, beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 synchronized=False, trainable=True, dtype="float32"):
+        super().__init__(dtype=dtype, trainable=trainable)
+        axis = _check_axis(self, axis)
+        inits = dict(beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
+                     moving_mean_initializer=moving_mean_initializer,
+                     moving_variance_initializer=moving_variance_initializer)
+        for arg, init in inits.items():
+            initializers.validate(init, self.name, arg)
+        self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
+                    momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
+                    epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
+                    center=self.check_bool("center", center),
+                    scale=self.check_bool("scale", scale),
+                    synchronized=self.check_bool("synchronized", synchronized))
+        for arg, init in inits.items():
+            self._set(arg, init)
+        self._set("_group", None)
+        if self.input_size is not None:
+            self.build(self.input_size)
+
+    def build(self, input_size) -> None:
+        self._set("input_size", input_size)
+        shape = _weight_shape(input_size)
+        self.add_weight("moving_mean", shape, self.moving_mean_initializer,
+                        "moving_mean_initializer", trainable=False)
+        self.add_weight("moving_variance", shape, self.moving_variance_initializer,
+                        "moving_variance_initializer", trainable=False)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer, "beta_initializer")
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer, "gamma_initializer")
+        self._set("built", True)
+
+    def unfreeze(self, *args, **kwargs):
+        """As :meth:`mlx.nn.Module.unfreeze`; the moving statistics stay frozen."""
+        super().unfreeze(*args, **kwargs)
+        if self.built:
+            self.freeze(keys=list(self._STATE), recurse=False)
+        return self
+
+    def _group_size(self) -> int:
+        if self._group is None:
+            self._set("_group", mx.distributed.init() if mx.distributed.is_available()
+                      else None)
+        return 1 if self._group is None else self._group.size()
+
+    def _build_from(self, x: mx.array, axes: tuple[int, ...]) -> None:
+        sizes = tuple(x.shape[a] for a in axes)
+        size = sizes[0] if isinstance(self.axis, int) else sizes
+        if not self.built:
+            self.build(size)
+        elif size != self.input_size:
+            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+                             f"size {self.input_size} on axis {self.axis} (input_size)")
+
+    def __call__(self, data, train_flag=None, mask=None, training=None):
+        x = self.as_input(data, min_ndim=1)
+        axes = _resolve_axes(self, self.axis, x)
+        self._build_from(x, axes)
+        if mask is not None:
+            mask = _check_mask(self, mask, tuple(x.shape), expand=True)
+        bshape = _bshape(x, axes)
+        red = tuple(i for i in range(x.ndim) if i not in axes)
+        x32 = _f32(x)
+        g = _f32(self.gamma).reshape(bshape) if self.scale else None
+        b = _f32(self.beta).reshape(bshape) if self.center else None
+        if self.mode(train_flag, training) and self.trainable:
+            sync = self.synchronized and self._group_size() > 1
+            if mask is None and not sync:
+                y, mean, var = _bn_train_kernel(red, self.epsilon)(
+                    x32, g if g is not None else mx.ones(bshape),
+                    b if b is not None else mx.zeros(bshape))
+            else:
+                mean, var = self._moments(x32, red, mask, sync)
+                y = self._normalize(x32, mean, var, g, b)
+            self._update(mx.stop_gradient(mean), mx.stop_gradient(var))
+        else:
+            mean = _f32(self.moving_mean).reshape(bshape)
+            var = _f32(self.moving_variance).reshape(bshape)
+            y = self._normalize(x32, mean, var, g, b)
+        return y if y.dtype == self.dtype else y.astype(self.dtype)
+
+    def _normalize(self, x, mean, var, g, b):
+        a = mx.rsqrt(var + self.epsilon)
+        if g is not None:
+            a = a * g
+        c = -mean * a
+        if b is not None:
+            c = c + b
+        return x * a + c
+
+    def _moments(self, x, red, mask, sync):
+        """Mean and biased variance (keepdims) over ``red``: weighted by ``mask`` and/or
+        summed over the distributed group."""
+        reduce = _all_sum if sync else (lambda t: t)
+        if mask is None:
+            s = mx.sum(x, red, keepdims=True)
+            n = mx.full(s.shape, x.size // s.size, mx.float32)
+            s, n = reduce(mx.stack([s, n]))
+            mean = s / n
+            var = reduce(mx.sum(mx.square(x - mean), red, keepdims=True)) / n
+            return mean, var
+        w = mx.broadcast_to(_f32(mask), x.shape)
+        wx = w * x
+        s, sw = reduce(mx.stack([mx.sum(wx, red, keepdims=True),
+                                 mx.sum(w, red, keepdims=True)]))
+        den = sw + MASK_EPSILON
+        mean = s / den
+        var = reduce(mx.sum(w * mx.square(wx - mean), red, keepdims=True)) / den
+        return mean, var
+
+    def _update(self, mean: mx.array, var: mx.array) -> None:
+        m, shape = self.momentum, self.moving_mean.shape
+        mm = _f32(self.moving_mean) * m + mean.reshape(shape) * (1.0 - m)
+        mv = _f32(self.moving_variance) * m + var.reshape(shape) * (1.0 - m)
+        self.moving_mean = mm.astype(self.dtype)
+        self.moving_variance = mv.astype(self.dtype)
+
+
+# -- group_norm ------------------------------------------------------------------------------
+class group_norm(Layer):
+    """Group normalization (Wu and He, 2018), as Keras ``GroupNormalization``.
+
+    The ``C`` channels on ``axis`` are split into ``groups`` groups of ``C / groups``
+    consecutive channels; each sample is normalized with the mean and biased variance of
+    each group over all its other axes (all but the batch axis 0), then scaled by
+    ``gamma [C]`` and shifted by ``beta [C]``.
+
+    Args:
+        groups (int): number of groups, dividing ``C`` (``-1``: one per channel).
+            Default ``32``.
+        input_size (int, optional): ``C``; built from the first input if ``None``.
+        axis (int): the channel axis (not the batch axis 0). Default ``-1``.
+        epsilon (float): added to the variance. Default ``1e-3``.
+        center, scale (bool): use ``beta`` / ``gamma``.
+        beta_initializer, gamma_initializer: initializers (``'zeros'``, ``'ones'``).
+        mask (array, optional): frequency weights broadcastable to the input: the
+            moments become ``tf.nn.weighted_moments``'s,
+            ``mean = sum(w x) / sum(w)``, ``var = sum(w (x - mean)^2) / sum(w)``
+            (0 where ``sum(w) = 0``). A call-time ``mask=`` overrides it.
+        dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``.
+
+    Call: ``(data, mask=None)``. Shapes: ``(B, ..., C, ...)`` unchanged. Weights in
+    creation order: ``gamma [C]``, ``beta [C]`` (Note's order).
+    """
+
+    def __init__(self, groups=32, input_size=None, axis=-1, epsilon=1e-3, center=True,
+                 scale=True, beta_initializer="zeros", gamma_initializer="ones", mask=None,
+                 dtype="float32"):
+        super().__init__(dtype=dtype)
+        if not _is_int(groups) or (groups < 1 and groups != -1):
+            raise self.error("groups", groups, "an int >= 1, or -1 (one group per channel)",
+                             TypeError if not _is_int(groups) else ValueError)
+        if not _is_int(axis):
+            raise self.error("axis", axis, "an int (not the batch axis 0)", TypeError)
+        if axis == 0:
+            raise self.error("axis", axis, "an int other than the batch axis 0")
+        initializers.validate(beta_initializer, self.name, "beta_initializer")
+        initializers.validate(gamma_initializer, self.name, "gamma_initializer")
+        if mask is not None and not isinstance(mask, mx.array):
+            arr = np.asarray(mask)
+            if arr.dtype.kind not in "biuf":
+                raise self.error("mask", f"an array of dtype {arr.dtype}",
+                                 "a bool or numeric array broadcastable to the input",
+                                 TypeError)
+            mask = mx.array(arr)
+        self.config(groups=int(groups),
+                    input_size=self.check_int("input_size", input_size, allow_none=True),
+                    axis=int(axis), epsilon=self.check_float("epsilon", epsilon, 0.0,
+                                                             float("inf")),
+                    center=self.check_bool("center", center),
+                    scale=self.check_bool("scale", scale))
+        self._set("beta_initializer", beta_initializer)
+        self._set("gamma_initializer", gamma_initializer)
+        self._set("mask", mask)
+        if self.input_size is not None:
+            self.build(self.input_size)
+
+    def build(self, input_size: int) -> None:
+        groups = input_size if self.groups == -1 else self.groups
+        if input_size % groups:
+            raise self.error("groups", self.groups,
+                             f"a divisor of the {input_size} channels (input_size)")
+        self._set("input_size", input_size)
+        self._set("n_groups", groups)
+        if self.scale:
+            self.add_weight("gamma", (input_size,), self.gamma_initializer,
+                            "gamma_initializer")
+        if self.center:
+            self.add_weight("beta", (input_size,), self.beta_initializer, "beta_initializer")
+        self._set("built", True)
+
+    def __call__(self, data, mask=None):
+        x = self.as_input(data, min_ndim=2)
+        (axis,) = _resolve_axes(self, self.axis, x)
+        if axis == 0:
+            raise self.error("axis", self.axis, f"a channel axis of a rank-{x.ndim} input "
+                             "other than the batch axis 0")
+        self.ensure_built(x, axis)
+        mask = self.mask if mask is None else mask
+        if mask is not None:
+            mask = _check_mask(self, mask, tuple(x.shape), expand=False)
+        G = self.n_groups
+        gshape = list(x.shape[:axis]) + [G, x.shape[axis] // G] + list(x.shape[axis + 1:])
+        xg = _f32(x).reshape(gshape)
+        red = tuple(i for i in range(1, xg.ndim) if i != axis)
+        if mask is None:
+            mean = mx.mean(xg, red, keepdims=True)
+            var = mx.mean(mx.square(xg - mean), red, keepdims=True)
+        else:
+            w = mx.broadcast_to(_f32(mask), x.shape).reshape(gshape)
+            sw = mx.sum(w, red, keepdims=True)
+            empty = sw == 0
+            safe = mx.where(empty, 1.0, sw)
+            mean = mx.where(empty, 0.0, mx.sum(w * xg, red, keepdims=True) / safe)
+            var = mx.where(empty, 0.0,
+                           mx.sum(w * mx.square(xg - mean), red, keepdims=True) / safe)
+        pshape = [1] * xg.ndim
+        pshape[axis], pshape[axis + 1] = G, x.shape[axis] // G
+        inv = mx.rsqrt(var + self.epsilon)
+        if self.scale:
+            inv = inv * _f32(self.gamma).reshape(pshape)
+        res = -mean * inv
+        if self.center:
+            res = res + _f32(self.beta).reshape(pshape)
+        y = (xg * inv + res).reshape(x.shape)
+        return y if y.dtype == self.dtype else y.astype(self.dtype)
+
+
+# -- layer_norm ------------------------------------------------------------------------------
+class layer_norm(Layer):
+    """Layer normalization (Ba et al., 2016), as Keras ``LayerNormalization``.
+
+    Each sample is normalized with the mean and biased variance over ``axis``, then
+    ``y = (x - mean) * rsqrt(var + epsilon) * gamma + beta``. When the normalized axes
+    are the trailing ones this runs on ``mx.fast.layer_norm``.
+
+    Args:
+        input_size (int, optional): size of the normalized axis (a list, one per axis,
+            when ``axis`` is a list); built from the first input if ``None``.
+        axis (int or list): the normalized axis or axes. Default ``-1``.
+        momentum (float): accepted for Note's signature; unused (as in Note and Keras).
+        epsilon (float): added to the variance. Default ``0.001``.
+        center, scale (bool): use ``beta`` / ``gamma``.
+        rms_scaling (bool): Keras's ``rms_scaling``: ``y = x * rsqrt(var + epsilon) *
+            gamma`` (``x`` not centred, ``var`` centred; ``gamma`` always, no ``beta``).
+        beta_initializer, gamma_initializer: initializers (``'zeros'``, ``'ones'``).
+        dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``.
+
+    Call: ``(data)``. Shapes unchanged. Weights in creation order: ``beta``, ``gamma``, of
+    the input's sizes on ``axis``.
+    """
+
+    def __init__(self, input_size=None, axis=-1, momentum=0.99, epsilon=0.001, center=True,
+                 scale=True, rms_scaling=False, beta_initializer="zeros",
+                 gamma_initializer="ones", dtype="float32"):
+        super().__init__(dtype=dtype)
+        axis = _check_axis(self, axis)
+        initializers.validate(beta_initializer, self.name, "beta_initializer")
+        initializers.validate(gamma_initializer, self.name, "gamma_initializer")
+        rms = self.check_bool("rms_scaling", rms_scaling)
+        self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
+                    momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
+                    epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
+                    center=self.check_bool("center", center),
+                    scale=self.check_bool("scale", scale), rms_scaling=rms)
+        self._set("beta_initializer", beta_initializer)
+        self._set("gamma_initializer", gamma_initializer)
+        self._set("use_beta", self.center and not rms)
+        self._set("use_gamma", self.scale or rms)
+        if self.input_size is not None:
+            self.build(self.input_size)
+
+    def build(self, input_size) -> None:
+        self._set("input_size", input_size)
+        shape = _weight_shape(input_size)
+        if self.use_beta:
+            self.add_weight("beta", shape, self.beta_initializer, "beta_initializer")
+        if self.use_gamma:
+            self.add_weight("gamma", shape, self.gamma_initializer, "gamma_initializer")
+        self._set("built", True)
+
+    def __call__(self, data):
+        x = self.as_input(data, min_ndim=1)
+        axes = _resolve_axes(self, self.axis, x)
+        sizes = tuple(x.shape[a] for a in axes)
+        size = sizes[0] if isinstance(self.axis, int) else sizes
+        if not self.built:
+            self.build(size)
+        elif size != self.input_size:
+            raise self.error("data", f"an array of shape {tuple(x.shape)}",
+                             f"size {self.input_size} on axis {self.axis} (input_size)")
+        half = self.dtype != mx.float32
+        g = self.gamma if self.use_gamma else None
+        b = self.beta if self.use_beta else None
+        nd, k = x.ndim, len(axes)
+        if not self.rms_scaling and axes == tuple(range(nd - k, nd)):
+            # Trailing axes: one fused op over the flattened block. Half inputs with float32
+            # weights give a float32 result, rounded once (Keras computes in float32).
+            flat = x.reshape(*x.shape[:nd - k], -1) if k > 1 else x
+            g = None if g is None else (_f32(g) if half else g).reshape(-1)
+            b = None if b is None else (_f32(b) if half else b).reshape(-1)
+            y = mx.fast.layer_norm(flat, g, b, self.epsilon)
+            y = y.reshape(x.shape) if k > 1 else y
+        else:
+            bshape = _bshape(x, axes)
+            x32 = _f32(x)
+            mean = mx.mean(x32, axes, keepdims=True)
+            xc = x32 - mean
+            inv = mx.rsqrt(mx.mean(mx.square(xc), axes, keepdims=True) + self.epsilon)
+            if self.rms_scaling:
+                y = x32 * inv * _f32(g).reshape(bshape)
+            else:
+                if g is not None:
+                    inv = inv * _f32(g).reshape(bshape)
+                y = xc * inv
+                if b is not None:
+                    y = y + _f32(b).reshape(bshape)
+        return y if y.dtype == self.dtype else y.astype(self.dtype)
+
+
+group_normalization = group_norm
+layer_normalization = layer_norm
