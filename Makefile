@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[conformance,dev]'
+	$(BIN)/python -m mlxnote info  # Linux: builds the BLAS shim once, shows BLAS/threads/cache
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # (oneDNN changes accumulation order by ISA, and logs on import).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+import mlxnote  # noqa: E402, F401  before anything imports mlx.core: the fast BLAS on Linux
+
 
 def run(*args, **kwargs):
     from .suite import run as _run

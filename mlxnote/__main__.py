@@ -1,0 +1,97 @@
+"""``python -m mlxnote info [--json]``: which BLAS MLX uses, its threads, the CPU cache limit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+from . import __version__, _platform
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def probe() -> dict:
+    """Run one small float32 matmul on the CPU and report whether it went through the shim."""
+    import mlx.core as mx
+
+    before = _platform.blas_calls()
+    a = mx.ones((64, 64), dtype=mx.float32)
+    mx.eval(mx.matmul(a, a, stream=mx.cpu))
+    after = _platform.blas_calls()
+    return {"shim_calls_before": before, "shim_calls_after": after,
+            "mlx_called_openblas": before is not None and after > before}
+
+
+def info() -> dict:
+    import mlx.core as mx
+
+    s = _platform.STATUS
+    out = {"mlxnote": __version__, "mlx": mx.__version__, "python": platform.python_version(),
+           "platform": f"{sys.platform} {platform.machine()}", **s.as_dict(),
+           "stock_blas": _platform.stock_blas_library(), "memory": _platform.memory_bytes()
+           if sys.platform == "linux" else None}
+    out.update(probe())
+    return out
+
+
+def render(d: dict) -> str:
+    lines = [f"mlxnote {d['mlxnote']}  mlx {d['mlx']}  Python {d['python']}  ({d['platform']})"]
+    if d["blas"] == "openblas":
+        verified = "verified: MLX's matmul called it" if d["mlx_called_openblas"] else \
+            "NOT verified: MLX's matmul did not reach the shim"
+        lines += [f"BLAS     {d['version']} from scipy-openblas32, {d['corename']} kernels "
+                  f"({verified})",
+                  f"         library {d['library']}",
+                  f"         shim    {d['shim']}",
+                  "         forwards cblas_sgemm/dgemm/cgemm"
+                  + (" and MLX's LAPACK routines" if d["lapack_forwarded"] else
+                     "; LAPACK stays MLX's reference")]
+    elif d["blas"] == "custom":
+        lines.append(f"BLAS     {d['library']} (from {_platform.ENV_BLAS})")
+    else:
+        lines.append(f"BLAS     stock: MLX's bundled reference BLAS {d['stock_blas']}".rstrip())
+        lines.append(f"         why: {d['blas_reason']}")
+    if d["threads"] is not None:
+        lines.append(f"threads  {d['threads']} BLAS threads: {d['threads_source']}")
+    if d["cache_limit"] is not None:
+        env = _env(_platform.ENV_CACHE)
+        how = (f"{_platform.ENV_CACHE}={env}" if env.lower() not in _platform.ON else
+               f"1/{_platform.CACHE_FRACTION} of {_size(d['memory'])} memory, at least "
+               f"{_size(_platform.CACHE_FLOOR)}")
+        lines.append(f"cache    {_size(d['cache_limit'])} CPU buffer cache ({how}; "
+                     f"MLX's default {_size(d['cache_default'])})")
+    else:
+        lines.append(f"cache    MLX's default ({d['cache_reason']})")
+    lines.append(f"switches {_platform.ENV_BLAS}=0 (stock BLAS), {_platform.ENV_CACHE}=0 (stock "
+                 f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N")
+    return "\n".join(lines)
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mlxnote")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    i = sub.add_parser("info", help="show the BLAS MLX uses, its threads and the CPU cache limit")
+    i.add_argument("--json", action="store_true", help="print a JSON object instead")
+    a = p.parse_args(argv)
+    if a.cmd == "info":
+        d = info()
+        print(json.dumps(d, indent=1) if a.json else render(d))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
