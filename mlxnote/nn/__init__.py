@@ -19,3 +19,4 @@ __all__ = ["Layer", "activations", "initializers"] + [
     name for mod in ("core", "conv", "norm", "recurrent", "attention", "transformer")
     for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]
+from ..model import Model, Sequential  # noqa: E402, F401, I001
