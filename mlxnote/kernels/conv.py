@@ -81,7 +81,7 @@ def out_size(length: int, k: int, stride: int, dilation: int, lo: int, hi: int,
 
 def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: int = 1,
          input_dilation=1, flip: bool = False, bias: mx.array | None = None,
-         method: str = "auto") -> mx.array:
+         method: str = "auto", keep_float32: bool = False) -> mx.array:
     """Convolution of channels-last ``x`` with ``w``, as ``mx.conv_general`` defines it.
 
     Args:
@@ -94,8 +94,10 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         flip: convolution (kernel flipped) instead of cross-correlation.
         bias: optional ``(C_out,)`` added to the result (fused into the GEMM when it can).
         method: ``'auto'`` (fastest for the device) or one of :data:`METHODS`.
+        keep_float32: for float16/bfloat16 inputs, return the float32 result of the CPU
+            formulations as it is (the caller rounds once, after its own epilogue).
 
-    Returns: ``(N, *out, C_out)``.
+    Returns: ``(N, *out, C_out)``, in ``x.dtype`` (or float32, see ``keep_float32``).
     """
     n = x.ndim - 2
     if n < 1 or w.ndim != x.ndim:
@@ -133,7 +135,59 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         if groups != cin or w.shape[-1] != 1 or any(s != 1 for s in input_dilation):
             raise ValueError("conv: method 'shift' needs a depthwise conv (groups == C_in)")
         y = _conv_shift(x, w, strides, pads, dilations, flip, bias)
-    return y.astype(dtype) if y.dtype != dtype else y
+    return y.astype(dtype) if y.dtype != dtype and not keep_float32 else y
+
+
+# -- GEMM with an accurate weight gradient -----------------------------------------------
+_CHUNKS = 16
+
+
+def _sum_rows(a_t, g):
+    """``a_t @ g`` (reduction over the long axis M) as a sum of up to ``_CHUNKS`` partial
+    products, so float32 rounding grows like a pairwise sum rather than a sequential one."""
+    m = g.shape[0]
+    c = m // _CHUNKS
+    if c < 4:
+        return a_t @ g
+    main = c * _CHUNKS
+    a3 = a_t[:, :main].reshape(a_t.shape[0], _CHUNKS, c).transpose(1, 0, 2)
+    out = (a3 @ g[:main].reshape(_CHUNKS, c, g.shape[1])).sum(axis=0)
+    return out if main == m else out + a_t[:, main:] @ g[main:]
+
+
+def _sum_cols(g):
+    m = g.shape[0]
+    c = m // _CHUNKS
+    if c < 4:
+        return g.sum(axis=0)
+    main = c * _CHUNKS
+    out = g[:main].reshape(_CHUNKS, c, g.shape[1]).sum(axis=1).sum(axis=0)
+    return out if main == m else out + g[main:].sum(axis=0)
+
+
+@mx.custom_function
+def gemm(a, b):
+    """``a @ b`` for ``a (M, K)`` activations and ``b (K, O)`` weights."""
+    return a @ b
+
+
+@gemm.vjp
+def _gemm_vjp(primals, cotangent, output):
+    a, b = primals
+    return cotangent @ b.T, _sum_rows(a.T, cotangent)
+
+
+@mx.custom_function
+def gemm_bias(a, b, c):
+    """``a @ b + c`` (``c`` a bias row), fused in BLAS."""
+    return mx.addmm(c, a, b)
+
+
+@gemm_bias.vjp
+def _gemm_bias_vjp(primals, cotangent, output):
+    a, b, _ = primals
+    g = cotangent
+    return g @ b.T, _sum_rows(a.T, g), _sum_cols(g)
 
 
 # -- mx.conv_general (the oracle) --------------------------------------------------------
@@ -208,17 +262,17 @@ def _conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
     nb, cout = x.shape[0], w.shape[0]
     m = nb * math.prod(out)
 
-    def gemm(vs, wg, b):
+    def one_group(vs, wg, b):
         cols = vs[0] if len(vs) == 1 else mx.concatenate(vs, axis=-1)
         cols = cols.reshape(m, -1)
         wm = wg.reshape(wg.shape[0], -1).T
-        return cols @ wm if b is None else mx.addmm(b, cols, wm)
+        return gemm(cols, wm) if b is None else gemm_bias(cols, wm, b)
 
     if groups == 1:
-        y = gemm(views, w, bias)
+        y = one_group(views, w, bias)
     else:
         cg, og = x.shape[-1] // groups, cout // groups
-        parts = [gemm([v[..., g * cg:(g + 1) * cg] for v in views], w[g * og:(g + 1) * og],
+        parts = [one_group([v[..., g * cg:(g + 1) * cg] for v in views], w[g * og:(g + 1) * og],
                       None if bias is None else bias[g * og:(g + 1) * og])
                  for g in range(groups)]
         y = mx.concatenate(parts, axis=-1)
@@ -232,7 +286,7 @@ def _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
     cout, kernel = w.shape[0], w.shape[1:-1]
     s, d = input_dilation, dilations
     # One GEMM: every input position times every tap: (N, *L, C_out, *K).
-    cols = (x.reshape(-1, cin) @ w.reshape(-1, cin).T).reshape(nb, *length, cout, *kernel)
+    cols = gemm(x.reshape(-1, cin), w.reshape(-1, cin).T).reshape(nb, *length, cout, *kernel)
     # Full adjoint: full[t*s + p*d] += x[t] . w[tap(p)]; p*d = q*s + r puts tap p in stride
     # phase r at offset q of the input grid. Sum the taps per phase, then interleave.
     grid = [L + ((k - 1) * dd) // ss for L, k, dd, ss in zip(length, kernel, d, s)]

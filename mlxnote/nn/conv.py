@@ -88,6 +88,8 @@ class _Conv(Layer):
                                      f"values smaller than the strides {list(self.strides)} "
                                      "(Keras's rule)")
             self.config(output_padding=op)
+        if self.kind == "transpose" and dilations is not None:
+            self._no_strided_dilation(self._spatial("dilations", dilations))
         if depth_multiplier is not None or self.kind in ("depthwise", "separable"):
             self.config(depth_multiplier=self.check_int("depth_multiplier", depth_multiplier))
         self.config(activation=activation, data_format=data_format,
@@ -135,6 +137,11 @@ class _Conv(Layer):
             elif n == 1 and len(v) == 2 and v[0] == 1:
                 value = v[1:]
         return self.check_ints(arg, value, n)
+
+    def _no_strided_dilation(self, d):
+        if any(v > 1 for v in d) and any(s > 1 for s in self.strides):
+            raise self.error("dilations", list(d), "1 when strides > 1 (Keras's rule for "
+                             f"transposed convolutions; strides are {list(self.strides)})")
 
     def _check_padding(self, padding):
         if isinstance(padding, str):
@@ -240,24 +247,30 @@ class _Conv(Layer):
         if cf:
             x = mx.moveaxis(x, 1, -1)
         b = self.bias if self.use_bias else None
+        f32 = dict(keep_float32=True)  # reduced dtypes on the CPU: one rounding, at the end
         if self.kind == "transpose":
-            y = self._transpose(x, d, b)
+            self._no_strided_dilation(d)
+            y = self._transpose(x, d, b, f32)
         else:
             pads = self._pads(x.shape, d)
             self._check_fits(x, pads, d)
             if self.kind == "conv":
-                y = kconv.conv(x, self.weight, self.strides, pads, d, self.groups, bias=b)
+                y = kconv.conv(x, self.weight, self.strides, pads, d, self.groups, bias=b,
+                               **f32)
             else:
                 w = getattr(self, self.kernel_names[0])
                 bd = b if self.kind == "depthwise" else None
-                y = kconv.conv(x, w, self.strides, pads, d, x.shape[-1], bias=bd)
-                if self.kind == "separable":
-                    y = kconv.conv(y, self.pointwise_kernel, 1, 0, 1, 1, bias=b)
+                sep = self.kind == "separable"
+                y = kconv.conv(x, w, self.strides, pads, d, x.shape[-1], bias=bd,
+                               **({} if sep else f32))
+                if sep:
+                    y = kconv.conv(y, self.pointwise_kernel, 1, 0, 1, 1, bias=b, **f32)
         if cf:
             y = mx.moveaxis(y, -1, 1)
-        return self.act(y)
+        y = self.act(y)
+        return y if y.dtype == self.dtype else y.astype(self.dtype)
 
-    def _transpose(self, x, d, b):
+    def _transpose(self, x, d, b, f32):
         pads = []
         for i in range(self.rank):
             L, k, s = x.shape[1 + i], self.kernel_size[i], self.strides[i]
@@ -269,7 +282,7 @@ class _Conv(Layer):
             pb = max(full - out, 0) // 2 if self.padding == "SAME" else 0
             pads.append((keff - 1 - pb, out - (L - 1) * s - 1 + pb))
         return kconv.conv(x, self.weight, 1, pads, d, 1, input_dilation=self.strides,
-                          flip=True, bias=b)
+                          flip=True, bias=b, **f32)
 
 
 # -- the public layers -----------------------------------------------------------------
