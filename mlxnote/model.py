@@ -763,7 +763,7 @@ class Model(mnn.Module):
         self._set("history", None)
         self._set("stop_training", False)
         self._set("epoch", 0)
-        self._set("_shuffle_seed", None)
+        self._set("_seed", None)
         self._set("_pending_opt", None)
         self._set("_group", None)
 
@@ -1057,8 +1057,13 @@ class Model(mnn.Module):
             batch_size (int): rows per step for array inputs (32).
             validation_data: ``(x_val, y_val)`` arrays or an iterable of batches;
                 evaluated after every epoch (``val_`` logs).
-            shuffle (bool): reshuffle array inputs every epoch (reproducible from
-                ``mx.random.seed`` and resumable).
+            shuffle (bool): reshuffle array inputs every epoch.
+
+                Randomness is reproducible and resumable: a base seed is drawn from
+                MLX's global generator when ``fit`` starts (so ``mx.random.seed`` fixes
+                it; it is saved in checkpoints), and every epoch reseeds the global
+                generator from (base seed, epoch, rank) and shuffles from (base seed,
+                epoch).
             callbacks (list): :class:`Callback` objects (:class:`ModelCheckpoint`,
                 :class:`EarlyStopping`, ...).
             verbose: ``'auto'``/1 a progress bar (terminal or Jupyter; a line per epoch
@@ -1066,8 +1071,10 @@ class Model(mnn.Module):
             validation_split (float): hold out this last fraction of array inputs.
             initial_epoch (int): the epoch to start at.
             resume (str): a checkpoint written by :meth:`save` (or ModelCheckpoint):
-                restores the weights, the optimizer, the random state and the epoch,
-                and continues from there.
+                restores the weights, the optimizer state, the epoch and the base seed,
+                and continues from there (the same result as an uninterrupted run,
+                except for dropout layers given their own ``seed``, whose keys are not
+                saved).
             optimizer, loss, metrics: as in :meth:`compile` (override it).
             group: an ``mx.distributed`` group; by default ``mx.distributed.init()``.
                 With more than one rank, each rank trains on its shard of every batch,
@@ -1114,15 +1121,15 @@ class Model(mnn.Module):
         self._build(data.first())
         self._init_optimizer()
         if resume is not None:
-            info = self.load(resume, restore_random=True)
+            info = self.load(resume)
             initial_epoch = info["epoch"]
         if group is not None:
             self.update(dist.broadcast(self.parameters(), group))
-        if self._shuffle_seed is None or resume is None:
+        if self._seed is None or resume is None:
             seed = int(mx.random.randint(0, 2**31 - 1, ()).item())
             if group is not None:
                 seed = dist.all_sum_ints([seed if rank == 0 else 0], group)[0]
-            self._set("_shuffle_seed", seed)
+            self._set("_seed", seed)
 
         step = self._train_step(group)
         vstep = self._eval_step(group) if val is not None else None
@@ -1142,9 +1149,10 @@ class Model(mnn.Module):
                 t0 = time.perf_counter()
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
+                mx.random.seed(_epoch_seed(self._seed, epoch, rank))
                 perm = None
                 if shuffle and isinstance(data, _Arrays):
-                    perm = np.random.default_rng([self._shuffle_seed, epoch]).permutation(
+                    perm = np.random.default_rng([self._seed, epoch]).permutation(
                         data.n)
                 disp.begin(f"{epoch + 1}/{epochs}", total)
                 sums, done = None, 0
@@ -1271,18 +1279,16 @@ class Model(mnn.Module):
         arrays = {f"model.{k}": v for k, v in tree_flatten(self.parameters())}
         if self.optimizer is not None and self.optimizer._initialized:
             arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(self.optimizer.state)})
-        for i, k in enumerate(mx.random.state):
-            arrays[f"random.{i}"] = k
         meta = {"format": FORMAT, "epoch": str(self.epoch),
                 "model": self.name,
                 "optimizer": type(self.optimizer).__name__ if self.optimizer else ""}
-        if self._shuffle_seed is not None:
-            meta["shuffle_seed"] = str(self._shuffle_seed)
+        if self._seed is not None:
+            meta["seed"] = str(self._seed)
         return arrays, meta
 
     def save(self, path: str | os.PathLike, all_ranks: bool = False) -> None:
         """Write a safetensors checkpoint: every weight (``model.<path>``, as stored),
-        the optimizer state (``optimizer.<path>``), ``mx.random.state`` and the epoch.
+        the optimizer state (``optimizer.<path>``); metadata: the epoch and fit's seed.
 
         The write is atomic: a temporary file in the same directory, flushed to disk,
         then ``os.replace``: a process killed mid-save leaves the previous file intact.
@@ -1319,7 +1325,7 @@ class Model(mnn.Module):
         except OSError:  # pragma: no cover - directories cannot be fsynced everywhere
             pass
 
-    def load(self, path: str | os.PathLike, restore_random: bool = False) -> dict[str, Any]:
+    def load(self, path: str | os.PathLike) -> dict[str, Any]:
         """Load a checkpoint written by :meth:`save`, strictly.
 
         Every weight must be present with the same shape and dtype, and nothing extra:
@@ -1358,14 +1364,9 @@ class Model(mnn.Module):
                 self._assign(tree_flatten(opt.state), opt_part, "optimizer.", path)
             else:
                 self._set("_pending_opt", (opt_part, path))
-        if restore_random:
-            keys = sorted((k for k in arrays if k.startswith("random.")),
-                          key=lambda k: int(k.split(".")[1]))
-            for i, k in enumerate(keys):
-                mx.random.state[i] = arrays[k]
         self._set("epoch", int(meta.get("epoch", 0)))
-        if "shuffle_seed" in meta:
-            self._set("_shuffle_seed", int(meta["shuffle_seed"]))
+        if "seed" in meta:
+            self._set("_seed", int(meta["seed"]))
         return {**meta, "epoch": self.epoch}
 
     def _assign(self, current, values, prefix, path):
@@ -1433,6 +1434,10 @@ def _clean_stale(d: str, base: str) -> None:
                 pass
         except PermissionError:  # pragma: no cover - another user's live process
             pass
+
+
+def _epoch_seed(base: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([base, epoch, rank]).generate_state(1)[0])
 
 
 def _check_int(where, arg, value, low):
