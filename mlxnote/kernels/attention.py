@@ -87,10 +87,11 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     Returns:
         ``out [B, H, Tq, Dv]``, or a tuple ``(out, logits?, probs?)`` with what was asked.
 
-    With ``impl='auto'`` and only ``return_logits``, the output goes through the fast
-    path on a GPU (the logits are a separate lazy product, computed only if used) and
-    through the plain path, sharing the logits, on the CPU (where the fast op is the same
-    composition).
+    ``impl='auto'`` takes the fast path when nothing forces the plain one. On a GPU, with
+    ``return_logits``, the output still takes the fast path and the logits are a separate
+    lazy product, computed only if used. On the CPU, where the fast op is the same
+    matmul-softmax composition, the plain path is taken for ``return_logits`` (sharing
+    the logits) and for 16-bit inputs (its softmax runs in float32, backward too).
     """
     if impl not in IMPLS:
         raise ValueError(f"attention: impl got {impl!r}; allowed: {IMPLS}")
@@ -108,9 +109,11 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     if impl == "fast" and needs_plain:
         raise ValueError("attention: impl='fast' cannot apply dropout, head mixing or return "
                          "the weights")
-    use_fast = impl == "fast" or (impl == "auto" and not needs_plain)
-    if use_fast and return_logits and impl == "auto" and mx.default_device() == mx.cpu:
-        use_fast = False  # share the logits: the fast op is the same composition here
+    on_cpu = mx.default_device() == mx.cpu
+    use_fast = impl == "fast" or (impl == "auto" and not needs_plain and not (
+        # On the CPU the fast op is the same composition, with its softmax gradient in the
+        # input dtype: the plain path shares the logits and keeps 16-bit gradients exact.
+        on_cpu and (return_logits or q.dtype != mx.float32)))
     if use_fast and not isinstance(scale, (int, float)):
         q, scale = q * scale.astype(q.dtype), 1.0
     if use_fast:
@@ -170,9 +173,15 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
            post_mix: mx.array | None = None, return_probs: bool = False):
     """The plain path from given logits ``[B, H, Tq, Tk]`` (e.g. additive 'concat'
     scores): mask, softmax, optional post-mix and dropout, then ``@ v [B, H|1, Tk, Dv]``.
+    The softmax runs in float32; the weights come back in ``v``'s dtype.
 
     Returns ``out``, or ``(out, probs)`` (probs before dropout) with ``return_probs``.
     """
+    dtype = v.dtype
+    if logits.dtype in (mx.float16, mx.bfloat16):
+        # The softmax runs in float32 forward and backward (the gradient of the logits is
+        # a difference of nearly equal sums, which 16-bit arithmetic loses).
+        logits = logits.astype(mx.float32)
     if causal:
         mask = merge_masks(mask, causal_mask(logits.shape[-2], logits.shape[-1]),
                            logits.dtype)
@@ -181,7 +190,7 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
             logits = mx.where(mask, logits, mx.array(neg_large(logits.dtype), logits.dtype))
         else:
             logits = logits + mask.astype(logits.dtype)
-    p = mx.softmax(logits, axis=-1, precise=True)
+    p = mx.softmax(logits, axis=-1).astype(dtype)
     if post_mix is not None:
         p = _mix_heads(p, post_mix)
     w = dropout(p) if dropout is not None else p
@@ -209,7 +218,12 @@ def linear_attention(phi_q: mx.array, phi_k: mx.array, v: mx.array, causal: bool
     The causal scan works chunk by chunk: inside a chunk, a masked ``C x C`` product;
     across chunks, the exclusive prefix sum of per-chunk ``r x dv`` states. Memory is
     ``O(L * C + (L / C) * r * dv)`` per batch row.
+
+    16-bit inputs are accumulated in float32 (the results are float32): each output is a
+    long chain of sums, and rounding every partial one loses several bits.
     """
+    if phi_q.dtype in (mx.float16, mx.bfloat16):
+        phi_q, phi_k, v = (t.astype(mx.float32) for t in (phi_q, phi_k, v))
     if not causal:
         kv = phi_k.swapaxes(-1, -2) @ v  # [B, r, dv]
         num = phi_q @ kv

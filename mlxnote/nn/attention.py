@@ -88,15 +88,20 @@ class attention(Layer):
         smask = None if v_mask is None else v_mask[:, None, None, :]
         causal = self.check_bool("use_causal_mask", use_causal_mask)
         want = self.check_bool("return_attention_scores", return_attention_scores)
-        if self.score_mode == "dot":
-            scale = self.scale if self.use_scale else 1.0
-            res = K.attention(q[:, None], k[:, None], v[:, None], scale, smask, causal=causal,
+        # The learned scalars act in float32: their gradients are sums over every score,
+        # which a 16-bit accumulation would swamp.
+        f32 = mx.float32
+        if self.score_mode == "dot" and not self.use_scale:
+            res = K.attention(q[:, None], k[:, None], v[:, None], 1.0, smask, causal=causal,
                               return_probs=want)
+        elif self.score_mode == "dot":
+            s = (q @ k.swapaxes(-1, -2)).astype(f32) * self.scale.astype(f32)
+            res = K.attend(s[:, None], v[:, None], smask, causal=causal, return_probs=want)
         else:
-            x = q[:, :, None, :] + k[:, None, :, :]
+            x = q.astype(f32)[:, :, None, :] + k.astype(f32)[:, None, :, :]
             if self.use_scale:
-                x = self.scale * x
-            s = self.concat_score_weight * mx.sum(mx.tanh(x), axis=-1)
+                x = self.scale.astype(f32) * x
+            s = self.concat_score_weight.astype(f32) * mx.sum(mx.tanh(x), axis=-1)
             res = K.attend(s[:, None], v[:, None], smask, causal=causal, return_probs=want)
         out, probs = (res[0][:, 0], res[1][:, 0]) if want else (res[:, 0], None)
         if q_mask is not None:
@@ -274,7 +279,8 @@ class talking_heads_attention(Layer):
         qkv_rank (int, optional): rank of ``q, k, v`` ``[batch..., T..., N, H]`` (>= 4);
             checked against the inputs, inferred when ``None``.
         attention_axes (int or tuple, optional): the ``T`` axes attended over jointly;
-            default ``range(1, qkv_rank - 2)``. Other leading axes are batch axes.
+            default ``range(1, qkv_rank - 2)``; negative axes count from the end of
+            ``[batch..., T..., dim]`` as in Keras. Other leading axes are batch axes.
         dropout_rate (float): dropout on the mixed attention weights (training only).
         initializer: of the two ``[N, N]`` mixing weights (default ``'Xavier'``).
         dtype (str): weights and computation.
@@ -321,7 +327,7 @@ class talking_heads_attention(Layer):
         """Normalized attention axes for inputs of ``rank``; each in ``[0, rank - 3]``."""
         if axes is None:
             return tuple(range(1, rank - 2))
-        out = tuple(a + rank if a < 0 else a for a in axes)
+        out = tuple((rank - 1) + a if a < 0 else a for a in axes)  # Keras: as on (B, T.., dim)
         if any(a < 0 or a > rank - 3 for a in out) or len(set(out)) != len(out):
             raise self.error("attention_axes", axes,
                              f"distinct axes in [0, {rank - 3}] for inputs of rank {rank} "
@@ -433,7 +439,9 @@ class FAVOR_attention(Layer):
 
     Call: ``(keys, values, queries)``, channels first: ``keys (B, key_dim, *Lk)``,
     ``values (B, dv, *Lk)``, ``queries (B, key_dim, *Lq)`` -> ``(B, dv, *Lq)``.
-    ``layer.features`` holds the features of the last call (not trainable).
+    ``layer.features`` ``(m, key_dim)`` holds the features of the last call; it is a
+    non-trainable weight, so ``get_weights()`` returns it and ``set_weights()`` fixes it
+    (with ``redraw=False``).
     """
 
     def __init__(self, key_dim, orthonormal=True, causal=False, m=128, redraw=True, h=None,
@@ -468,8 +476,9 @@ class FAVOR_attention(Layer):
         self._set("_funcs", funcs)
         if self.seed is not None:
             self._key = mx.random.key(self.seed)
-        self.features = self.draw_features()
-        self.freeze(keys=["features"], recurse=False)
+        # Not trainable, but a weight: get_weights()/set_weights() read and fix the features.
+        self.add_weight("features", (m, key_dim), self.draw_features(), "randomizer",
+                        trainable=False)
         self._set("built", True)
 
     def draw_features(self) -> mx.array:
@@ -523,9 +532,10 @@ class FAVOR_attention(Layer):
         num, den = K.linear_attention(self.feature_map(qf, w), self.feature_map(kf, w), vf,
                                       causal=self.causal, chunk=self.chunk_size)
         if self.eps > 0:
-            den = den + mx.where(mx.abs(den) <= self.eps, mx.array(2 * self.eps, den.dtype),
-                                 mx.array(0, den.dtype))
-        out = num / den
+            den = den + mx.where(mx.abs(den) <= self.eps, 2.0 * self.eps, 0.0).astype(den.dtype)
+        # num and den are float32 for 16-bit inputs (the gradient of the division squares
+        # the normalizer, which would overflow float16).
+        out = (num / den).astype(self.dtype)
         return out.swapaxes(1, 2).reshape(b, dv, *lq)
 
 
