@@ -281,6 +281,23 @@ def test_layer_norm_matches_numpy(axis, shape):
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("d", [64, 512, 100])
+@pytest.mark.parametrize("has_g,has_b", [(True, True), (True, False), (False, True),
+                                         (False, False)])
+def test_layer_norm_cpu_kernel_matches_fast_layer_norm(d, has_g, has_b):
+    """The CPU kernel (split row reductions, hand-written VJP) against mx.fast.layer_norm
+    (the GPU path), forward and backward."""
+    x, ct = _x((3, 4, d), offset=1.5), _x((3, 4, d), 1)
+    g, b = _x((d,), 2), _x((d,), 3)
+    kernel = norm._ln_cpu_kernel(d, 1e-3, has_g, has_b)
+    ours_y, ours = mx.vjp(lambda *a: kernel(*a)[0], [x, g, b], [ct])
+    want_y, want = mx.vjp(lambda x, g, b: mx.fast.layer_norm(
+        x, g if has_g else None, b if has_b else None, 1e-3), [x, g, b], [ct])
+    np.testing.assert_allclose(_np(ours_y[0]), _np(want_y[0]), rtol=1e-5, atol=1e-5)
+    for a, w, used in zip(ours, want, (True, has_g, has_b)):
+        np.testing.assert_allclose(_np(a), _np(w) if used else 0.0, rtol=1e-4, atol=1e-4)
+
+
 def test_layer_norm_rms_scaling_is_keras():
     ln = nn.layer_norm(5, rms_scaling=True, gamma_initializer="normal")
     assert ln.weight_names == ["gamma"]  # Keras: gamma always, no beta

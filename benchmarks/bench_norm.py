@@ -1,0 +1,151 @@
+"""batch_norm (training mode, moving statistics updated) and layer_norm: mlxnote vs the best
+raw-MLX composition vs Keras (``tf.function``), forward and forward+backward (gradients with
+respect to the input, gamma and beta, for a random cotangent).
+
+Columns: ``mlxnote``; ``mlxnote+compile`` (the layer inside ``mx.compile`` with
+``model.state`` captured); ``mlx`` (batch norm: one-pass moments ``E[x^2] - E[x]^2`` and
+``x * a + c``, autodiff, the fastest raw composition measured here; layer norm:
+``mx.fast.layer_norm``); ``mlx+compile`` (the same, compiled); ``tf``.
+
+:func:`extra` repeats the forward+backward rows with MLX's stock 32 MiB CPU buffer cache
+(mlxnote raises it on import; see ``mlxnote/_platform.py``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import mlx.core as mx
+import numpy as np
+
+from .harness import Bench, median_ms, run
+
+EPS = 1e-3
+
+
+def _raw_bn(red):
+    def f(x, g, b):
+        m = mx.mean(x, red)
+        v = mx.maximum(mx.mean(x * x, red) - m * m, 0.0)
+        a = g * mx.rsqrt(v + EPS)
+        return x * a + (b - m * a)
+    return f
+
+
+def _raw_ln(x, g, b):
+    return mx.fast.layer_norm(x, g, b, EPS)
+
+
+def _layer_fns(layer, x, ct):
+    """fwd / fwd+bwd closures for an mlxnote layer, eager and compiled (state captured)."""
+    def apply(x, g, b):
+        layer.gamma, layer.beta = g, b
+        return layer(x)
+
+    state = [layer.state]
+    c_apply = mx.compile(apply, inputs=state, outputs=state)
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def c_vjp(x, g, b, ct):
+        return mx.vjp(apply, [x, g, b], [ct])
+
+    g, b = layer.gamma, layer.beta
+    fwd = {"mlxnote": lambda: mx.eval(apply(x, g, b), layer.state),
+           "mlxnote+compile": lambda: mx.eval(c_apply(x, g, b), layer.state)}
+    bwd = {"mlxnote": lambda: mx.eval(mx.vjp(apply, [x, g, b], [ct]), layer.state),
+           "mlxnote+compile": lambda: mx.eval(c_vjp(x, g, b, ct), layer.state)}
+    return fwd, bwd
+
+
+def _raw_fns(f, x, g, b, ct):
+    cf = mx.compile(f)
+    c_vjp = mx.compile(lambda x, g, b, ct: mx.vjp(f, [x, g, b], [ct]))
+    fwd = {"mlx": lambda: mx.eval(f(x, g, b)), "mlx+compile": lambda: mx.eval(cf(x, g, b))}
+    bwd = {"mlx": lambda: mx.eval(mx.vjp(f, [x, g, b], [ct])),
+           "mlx+compile": lambda: mx.eval(c_vjp(x, g, b, ct))}
+    return fwd, bwd
+
+
+def _tf_fns(layer, x_np, ct_np):
+    import tensorflow as tf
+
+    x, ct = tf.constant(x_np), tf.constant(ct_np)
+    training = hasattr(layer, "moving_mean")
+
+    @tf.function
+    def fwd(x):
+        return layer(x, training=True) if training else layer(x)
+
+    @tf.function
+    def bwd(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True) if training else layer(x)
+        return tape.gradient(y, [x] + layer.trainable_variables, output_gradients=ct)
+
+    return ({"tf": lambda: fwd(x).numpy()},
+            {"tf": lambda: [t.numpy() for t in bwd(x)]})
+
+
+def _benches(quick: bool) -> list[Bench]:
+    import keras
+
+    from mlxnote import nn
+
+    rng = np.random.default_rng(0)
+    out = []
+    for name, shape, make, k_layer, raw in [
+        ("batch_norm", (4, 16, 16, 64) if quick else (16, 64, 64, 64),
+         lambda c: nn.batch_norm(c), keras.layers.BatchNormalization, "bn"),
+        ("layer_norm", (8, 64, 512) if quick else (64, 256, 512),
+         lambda c: nn.layer_norm(c), keras.layers.LayerNormalization, "ln"),
+    ]:
+        c = shape[-1]
+        x_np = rng.standard_normal(shape).astype(np.float32)
+        ct_np = rng.standard_normal(shape).astype(np.float32)
+        x, ct = mx.array(x_np), mx.array(ct_np)
+        layer = make(c)
+        mx.eval(x, ct, layer.parameters())
+        fwd, bwd = _layer_fns(layer, x, ct)
+        f = _raw_bn(tuple(range(len(shape) - 1))) if raw == "bn" else _raw_ln
+        g, b = mx.ones((c,)), mx.zeros((c,))
+        rf, rb = _raw_fns(f, x, g, b, ct)
+        kl = k_layer(epsilon=EPS)
+        kl.build(shape)
+        tf_f, tf_b = _tf_fns(kl, x_np, ct_np)
+        label = f"{name} {'x'.join(map(str, shape))}" + (" train" if raw == "bn" else "")
+        out.append(Bench("norm", label, fwd={**fwd, **rf, **tf_f}, bwd={**bwd, **rb, **tf_b},
+                         repeat=3 if quick else 9))
+    return out
+
+
+def benches(quick: bool) -> list[Bench]:
+    return _benches(quick)
+
+
+def extra(console, quick: bool) -> None:
+    """The forward+backward rows again with MLX's stock 32 MiB CPU cache (eager columns)."""
+    from rich.table import Table
+
+    if mx.default_device() != mx.cpu:
+        return
+    old = mx.set_cache_limit(32 << 20)
+    mx.clear_cache()
+    try:
+        t = Table(title="norm fwd+bwd with MLX's stock 32 MiB CPU cache (median ms)",
+                  title_justify="left")
+        for col in ("benchmark", "mlxnote", "mlx"):
+            t.add_column(col, justify="left" if col == "benchmark" else "right")
+        for b in _benches(quick):
+            ms = [median_ms(b.bwd[k], b.repeat, b.warmup) for k in ("mlxnote", "mlx")]
+            t.add_row(b.name, *(f"{v:.2f}" for v in ms))
+        console.print(t)
+    finally:
+        mx.set_cache_limit(old)
+
+
+if __name__ == "__main__":  # python -m benchmarks.bench_norm [--quick]
+    import sys
+
+    for r in run(benches("--quick" in sys.argv)):
+        print(r.name, r.pass_, {k: round(v, 2) for k, v in r.ms.items()})
