@@ -13,10 +13,14 @@ compiled once with the system C compiler into a cache folder (``MLXNOTE_SHIM_DIR
 builds it. Any failure (no compiler, no ``scipy-openblas32``) leaves MLX's stock BLAS in place
 and warns once: importing mlxnote never fails because of this.
 
-Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota), unless
-``MLXNOTE_BLAS_THREADS`` says otherwise, or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are
-set (OpenBLAS reads those itself). MLX's CPU stream calls BLAS from its one worker thread and
-waits for it, so this is at most one busy thread per core.
+Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota) *less one*, at
+least one, so 1 on a 2-core machine, unless ``MLXNOTE_BLAS_THREADS`` says otherwise, or
+``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are set (OpenBLAS reads those itself). MLX's CPU
+stream thread is OpenBLAS's first thread (it calls BLAS and computes a share), so MLX never has
+more busy threads than cores and one core stays free for Python, TensorFlow, numpy or another
+process. Measured on 2 cores: a 2-thread gemm is ~2x faster on an idle machine, but 10-25x
+*slower* as soon as another busy thread competes (each call waits at a barrier for a worker
+that is not scheduled), while one thread keeps its speed.
 
 Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
 the OS and are page-faulted in again on every step. On the CPU device only, we raise the limit
@@ -219,8 +223,9 @@ def _thread_request() -> tuple[int | None, str]:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var, "").strip():
             return None, f"{var}={os.environ[var]} (read by OpenBLAS)"
-    n = usable_cpus()
-    return n, f"one per usable CPU ({n})"
+    cpus = usable_cpus()
+    n = max(1, cpus - 1)
+    return n, f"usable CPUs less one ({cpus} - 1), at least 1"
 
 
 def _shim_dirs() -> list[Path]:
