@@ -766,6 +766,7 @@ class Model(mnn.Module):
         self._set("_seed", None)
         self._set("_pending_opt", None)
         self._set("_group", None)
+        self._set("_steps", {})
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -932,6 +933,7 @@ class Model(mnn.Module):
             metrics = [metrics]
         self._set("metric_specs", [_get_metric(m, self.loss, self.name) for m in metrics])
         self._set("_metric_raw", list(metrics))
+        self._steps.clear()
 
     def _configure(self, optimizer, loss, metrics) -> None:
         if optimizer is None and loss is None and metrics is None \
@@ -974,6 +976,17 @@ class Model(mnn.Module):
         for _, f in self.metric_specs:
             vals.append(mx.sum(f(y, pred) * w))
         return vals
+
+    def _cached(self, kind: str, group):
+        """The compiled step for ``kind``, traced once per configuration and reused by
+        later ``fit``/``evaluate`` calls (``compile`` clears the cache). A change of
+        the weights' structure (a new or rebuilt layer) is a new key too."""
+        sig = tuple((k, v.shape, v.dtype) for k, v in tree_flatten(self.parameters()))
+        key = (kind, id(self.optimizer), id(group), sig)
+        if key not in self._steps:
+            make = self._train_step if kind == "train" else self._eval_step
+            self._steps[key] = make(group)
+        return self._steps[key]
 
     def _train_step(self, group):
         opt = self.optimizer
@@ -1131,8 +1144,8 @@ class Model(mnn.Module):
                 seed = dist.all_sum_ints([seed if rank == 0 else 0], group)[0]
             self._set("_seed", seed)
 
-        step = self._train_step(group)
-        vstep = self._eval_step(group) if val is not None else None
+        step = self._cached("train", group)
+        vstep = self._cached("eval", group) if val is not None else None
         history = History()
         callbacks = [history] + list(callbacks or [])
         for cb in callbacks:
@@ -1228,7 +1241,7 @@ class Model(mnn.Module):
         self.eval()
         try:
             disp.begin("", len(data) if isinstance(data, _Arrays) or data.has_len() else None)
-            sums, done = self._run_eval(self._eval_step(group), data, rank, size, disp)
+            sums, done = self._run_eval(self._cached("eval", group), data, rank, size, disp)
         finally:
             self.train(mode)
         logs = self._logs(sums)

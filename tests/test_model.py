@@ -521,3 +521,28 @@ def test_digits_accuracy_climbs():
     acc = h.history["val_accuracy"]
     assert acc[-1] > acc[0] and acc[-1] > 0.85, acc
     assert h.history["loss"] == sorted(h.history["loss"], reverse=True)
+
+
+def test_compiled_steps_are_reused_across_fit_calls():
+    """The Python forward runs only while tracing: a second fit/evaluate with the same
+    configuration and shapes reuses the compiled steps; compile() starts afresh."""
+    calls = []
+
+    class Counting(Sequential):
+        def __call__(self, x):
+            calls.append(x.shape[0])
+            return super().__call__(x)
+
+    x, y = blobs(n=40)
+    m = Counting(nn.dense(3, 4))
+    m.compile("adam", LOGITS)
+    m.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    first = len(calls)
+    assert first == 2  # one trace per batch shape (16 and 8), not one per step
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    m.evaluate(x, y, batch_size=16, verbose=0)
+    m.evaluate(x, y, batch_size=16, verbose=0)
+    assert len(calls) == first + 2  # the eval step traced once for its two shapes
+    m.compile("sgd", LOGITS)
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert len(calls) == first + 4
