@@ -48,7 +48,8 @@ def sizes(quick: bool) -> dict:
     return dict(n=512 if quick else 1024, conv_b=4 if quick else 16,
                 ln=(16, 256, 512) if quick else (64, 256, 512),
                 bn=(4, 64, 64, 64) if quick else (16, 64, 64, 64),
-                cnn_b=8 if quick else 32, repeat=3 if quick else 7, warmup=1 if quick else 2)
+                cnn_b=8 if quick else 32, mlp_b=32 if quick else 128,
+                repeat=3 if quick else 7, warmup=1 if quick else 2)
 
 
 def _median_ms(fn, repeat: int, warmup: int) -> float:
@@ -105,32 +106,38 @@ def worker_mlx(quick: bool) -> dict:
     bn_grad = mx.value_and_grad(bn_loss)
     out["batch_norm_fb"] = ms(lambda: mx.eval(bn_grad(bn.trainable_parameters(), xb)))
 
-    class CNN(nn.Module):
+    class CNN(nn.Module):  # conv-pool-conv-pool-dense, the classic small Keras CNN
         def __init__(self):
             super().__init__()
             self.c1 = nn.Conv2d(3, 32, 3, padding=1)
-            self.c2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
-            self.c3 = nn.Conv2d(64, 64, 3, stride=2, padding=1)
-            self.fc = nn.Linear(64, 10)
+            self.c2 = nn.Conv2d(32, 64, 3, padding=1)
+            self.pool = nn.MaxPool2d(2, 2)
+            self.fc = nn.Linear(8 * 8 * 64, 10)
 
         def __call__(self, x):
-            x = nn.relu(self.c3(nn.relu(self.c2(nn.relu(self.c1(x))))))
-            return self.fc(x.mean(axis=(1, 2)))
+            x = self.pool(nn.relu(self.c2(self.pool(nn.relu(self.c1(x))))))
+            return self.fc(x.reshape(x.shape[0], -1))
 
-    mx.random.seed(0)
-    model, opt = CNN(), optim.SGD(learning_rate=0.01)
-    xi = mx.random.normal((z["cnn_b"], 32, 32, 3))
-    yi = mx.random.randint(0, 10, (z["cnn_b"],))
-    mx.eval(model.parameters(), xi, yi)
-    step_grad = nn.value_and_grad(model, lambda m, x, y: nn.losses.cross_entropy(
-        m(x), y, reduction="mean"))
+    def mlp():
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10))
 
-    def step():
-        loss, grads = step_grad(model, xi, yi)
-        opt.update(model, grads)
-        mx.eval(loss, model.parameters(), opt.state)
+    for key, model, shape, b in (("cnn_step", CNN(), (32, 32, 3), z["cnn_b"]),
+                                 ("mlp_step", mlp(), (784,), z["mlp_b"])):
+        mx.random.seed(0)
+        opt = optim.SGD(learning_rate=0.01)
+        xi = mx.random.normal((b, *shape))
+        yi = mx.random.randint(0, 10, (b,))
+        mx.eval(model.parameters(), xi, yi)
+        step_grad = nn.value_and_grad(model, lambda m, x, y: nn.losses.cross_entropy(
+            m(x), y, reduction="mean"))
 
-    out["cnn_step"] = ms(step)
+        def step(model=model, opt=opt, xi=xi, yi=yi, step_grad=step_grad):
+            loss, grads = step_grad(model, xi, yi)
+            opt.update(model, grads)
+            mx.eval(loss, model.parameters(), opt.state)
+
+        out[key] = ms(step)
     return out
 
 
@@ -177,25 +184,28 @@ def worker_tf(quick: bool) -> dict:
 
     out["batch_norm_fb"] = ms(lambda: [g.numpy() for g in bn_fb(xb)])
     L = tf.keras.layers
-    model = tf.keras.Sequential([
+    cnn = tf.keras.Sequential([
         tf.keras.Input((32, 32, 3)), L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-        L.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-        L.GlobalAveragePooling2D(), L.Dense(10)])
-    opt = tf.keras.optimizers.SGD(0.01)
+        L.MaxPooling2D(2), L.Conv2D(64, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2), L.Flatten(), L.Dense(10)])
+    mlp = tf.keras.Sequential([tf.keras.Input((784,)), L.Dense(512, activation="relu"),
+                               L.Dense(512, activation="relu"), L.Dense(10)])
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    xi = tf.random.normal((z["cnn_b"], 32, 32, 3))
-    yi = tf.random.uniform((z["cnn_b"],), 0, 10, dtype=tf.int32)
+    for key, model, shape, b in (("cnn_step", cnn, (32, 32, 3), z["cnn_b"]),
+                                 ("mlp_step", mlp, (784,), z["mlp_b"])):
+        opt = tf.keras.optimizers.SGD(0.01)
+        xi = tf.random.normal((b, *shape))
+        yi = tf.random.uniform((b,), 0, 10, dtype=tf.int32)
 
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as t:
-            loss = loss_fn(y, model(x, training=True))
-        opt.apply_gradients(zip(t.gradient(loss, model.trainable_variables),
-                                model.trainable_variables))
-        return loss
+        @tf.function
+        def step(x, y, model=model, opt=opt):
+            with tf.GradientTape() as t:
+                loss = loss_fn(y, model(x, training=True))
+            opt.apply_gradients(zip(t.gradient(loss, model.trainable_variables),
+                                    model.trainable_variables))
+            return loss
 
-    out["cnn_step"] = ms(lambda: step(xi, yi).numpy())
+        out[key] = ms(lambda step=step, xi=xi, yi=yi: step(xi, yi).numpy())
     return out
 
 
@@ -235,7 +245,8 @@ ROWS = [("sgemm", "matmul float32 {n}² (GFLOP/s)", True), ("dgemm", "matmul flo
         ("conv", "conv2d {b}x32x32 64->64 3x3 fwd (ms)", False),
         ("conv_fb", "conv2d same, fwd+bwd", False), ("layer_norm", "layer norm {ln} fwd", False),
         ("batch_norm_fb", "batch norm {bn} fwd+bwd", False),
-        ("cnn_step", "small CNN train step, batch {cb}", False),
+        ("cnn_step", "CNN train step (conv-pool x2, dense), batch {cb}", False),
+        ("mlp_step", "MLP train step 784-512-512-10, batch {mb}", False),
         ("import_ms", "import mlxnote (ms)", False)]
 
 
@@ -255,7 +266,8 @@ def table(res: dict, quick: bool):
         speed = (ours / stock if higher else stock / ours) if ours and stock else None
         ratio = None if tfv is None else (tfv / ours if higher else ours / tfv)
         cells = [f"{v:.1f}" if v is not None else "-" for v in vals]
-        t.add_row(label.format(n=z["n"], b=z["conv_b"], ln=z["ln"], bn=z["bn"], cb=z["cnn_b"]),
+        t.add_row(label.format(n=z["n"], b=z["conv_b"], ln=z["ln"], bn=z["bn"], cb=z["cnn_b"],
+                               mb=z["mlp_b"]),
                   *cells, f"{speed:.1f}x" if speed else "-",
                   f"{tfv:.1f}" if tfv is not None else "-",
                   "-" if ratio is None else f"[{'green' if ratio <= 1 else 'red'}]{ratio:.2f}x")
