@@ -119,6 +119,21 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
     if method == "mlx":
         y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
         return y if bias is None else y + bias
+    nb = x.shape[0]
+    per_sample = _cols_per_sample(method, x.shape, w.shape, strides, pads, dilations,
+                                  input_dilation)
+    if nb > 1 and per_sample * nb > COLS_BUDGET:
+        # Bound the column buffer: the batch in chunks, each made to wait for the previous
+        # one (mx.depends), since MLX would otherwise evaluate independent chunks together.
+        step = max(1, COLS_BUDGET // max(per_sample, 1))
+        outs = []
+        for i in range(0, nb, step):
+            xi = x[i:i + step]
+            if outs:
+                xi = mx.depends(xi, outs[-1])
+            outs.append(conv(xi, w, strides, pads, dilations, groups, input_dilation, flip,
+                             bias, method, keep_float32))
+        return mx.concatenate(outs, axis=0)
     dtype = x.dtype
     if dtype in _REDUCED:  # CPU formulations accumulate in float32
         x, w = x.astype(mx.float32), w.astype(mx.float32)
@@ -136,6 +151,24 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
             raise ValueError("conv: method 'shift' needs a depthwise conv (groups == C_in)")
         y = _conv_shift(x, w, strides, pads, dilations, flip, bias)
     return y.astype(dtype) if y.dtype != dtype and not keep_float32 else y
+
+
+# Largest im2col/col2im buffer built at once, in float32 elements (256 MiB); larger
+# batches run in chunks. (mx.conv_general's CPU kernel builds its own im2col buffer with no
+# such bound: 1.1 GB per sample for the documented conv3d_transpose example.)
+COLS_BUDGET = 1 << 26
+
+
+def _cols_per_sample(method, x_shape, w_shape, strides, pads, dilations, input_dilation):
+    """Elements of the column buffer one sample needs (0 for formulations without one)."""
+    taps = math.prod(w_shape[1:-1])
+    if method == "gemm":
+        out = [out_size(L, k, s, d, lo, hi) for L, k, s, d, (lo, hi) in
+               zip(x_shape[1:-1], w_shape[1:-1], strides, dilations, pads)]
+        return math.prod(max(o, 0) for o in out) * taps * x_shape[-1]
+    if method == "col2im":
+        return math.prod(x_shape[1:-1]) * taps * w_shape[0]
+    return 0
 
 
 # -- GEMM with an accurate weight gradient -----------------------------------------------
@@ -285,15 +318,18 @@ def _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
     n = len(length)
     cout, kernel = w.shape[0], w.shape[1:-1]
     s, d = input_dilation, dilations
-    # One GEMM: every input position times every tap: (N, *L, C_out, *K).
-    cols = gemm(x.reshape(-1, cin), w.reshape(-1, cin).T).reshape(nb, *length, cout, *kernel)
-    # Full adjoint: full[t*s + p*d] += x[t] . w[tap(p)]; p*d = q*s + r puts tap p in stride
-    # phase r at offset q of the input grid. Sum the taps per phase, then interleave.
+    # full[t*s + p*d] += x[t] . w[tap(p)] (tap(p) = p for flip, else mirrored). With
+    # p*d = q*s + r, tap p lands in stride phase r at offset q of the input grid: sum the
+    # taps per phase on the input grid, then interleave the phases. One GEMM per tap keeps
+    # every product contiguous (a single GEMM would leave each tap's slice strided).
+    x2 = x.reshape(-1, cin)
+    w3 = w.reshape(cout, -1, cin)
     grid = [L + ((k - 1) * dd) // ss for L, k, dd, ss in zip(length, kernel, d, s)]
     phases: dict[tuple[int, ...], mx.array] = {}
-    for p in _taps(kernel):
-        tap = tuple(k - 1 - i for k, i in zip(kernel, p)) if not flip else p
-        piece = cols[(Ellipsis, *tap)]
+    taps = _taps(kernel)
+    for j, p in enumerate(taps):
+        tap = j if flip else len(taps) - 1 - j
+        piece = gemm(x2, w3[:, tap, :].T).reshape(nb, *length, cout)
         q = [pi * dd // ss for pi, dd, ss in zip(p, d, s)]
         r = tuple(pi * dd % ss for pi, dd, ss in zip(p, d, s))
         piece = _pad(piece, [(qi, g - L - qi) for qi, g, L in zip(q, grid, length)])
@@ -306,7 +342,7 @@ def _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
         for r in itertools.product(*[range(ss) for ss in s]):
             if r not in phases:
                 if zero is None:
-                    zero = mx.zeros((nb, *grid, cout), dtype=cols.dtype)
+                    zero = mx.zeros((nb, *grid, cout), dtype=x.dtype)
                 phases[r] = zero
             stack.append(phases[r])
         full = mx.stack(stack).reshape(*s, nb, *grid, cout)

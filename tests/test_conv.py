@@ -1,0 +1,297 @@
+"""The conv family: documented examples, the layer contract, and every formulation of the
+conv entry point against its oracle ``mx.conv_general`` (three dtypes, gradients)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as mnn
+import numpy as np
+import pytest
+
+from mlxnote import nn
+from mlxnote.kernels import conv as kconv
+
+
+# -- documented examples ------------------------------------------------------------------
+def test_documented_examples():
+    r = mx.random.normal
+    cases = [
+        (nn.conv1d(filters=32, kernel_size=3, input_size=64, strides=1, padding="SAME",
+                   activation="relu"), (10, 100, 64), (10, 100, 32)),
+        (nn.conv1d_transpose(filters=32, kernel_size=3, input_size=64, strides=[1],
+                             padding="SAME", activation="relu"), (10, 100, 64), (10, 100, 32)),
+        (nn.conv2d(filters=32, kernel_size=3, input_size=64, strides=2, padding="SAME",
+                   activation="relu"), (10, 128, 128, 64), (10, 64, 64, 32)),
+        # decisions.md item 10: Keras's 128, the documented "depends on strides and padding"
+        (nn.conv2d_transpose(filters=32, kernel_size=3, input_size=64, strides=2,
+                             padding="SAME", activation="relu"), (10, 64, 64, 64),
+         (10, 128, 128, 32)),
+        (nn.conv3d(filters=16, kernel_size=[2, 2, 2], input_size=10, activation="tanh"),
+         (32, 10, 10, 10, 10), (32, 9, 9, 9, 16)),
+        (nn.conv3d_transpose(filters=16, kernel_size=[5, 5, 5], input_size=100,
+                             activation="relu"), (32, 24, 24, 24, 100), (32, 28, 28, 28, 16)),
+        (nn.depthwise_conv1d(kernel_size=3, depth_multiplier=2, input_size=64,
+                             activation="relu"), (10, 100, 64), (10, 98, 128)),
+        (nn.depthwise_conv2d(kernel_size=[3, 3], depth_multiplier=2, input_size=3,
+                             activation="softmax"), (64, 28, 28, 3), (64, 26, 26, 6)),
+        (nn.separable_conv1d(filters=64, kernel_size=5, depth_multiplier=2, input_size=16),
+         (32, 100, 16), (32, 96, 64)),
+        (nn.separable_conv2d(filters=64, kernel_size=[5, 5], depth_multiplier=2,
+                             input_size=3), (32, 28, 28, 3), (32, 24, 24, 64)),
+    ]
+    for layer, shape, expect in cases:
+        x = r(shape)
+        y = layer(x)  # the documented call (shapes are inferred without computing)
+        assert y.shape == expect, (layer.name, y.shape, expect)
+        one = layer(x[:1])  # and the numbers, on one sample to stay fast
+        mx.eval(one)
+        assert one.shape == (1, *expect[1:]) and bool(mx.all(mx.isfinite(one)))
+
+
+# -- the entry point against its oracle --------------------------------------------------
+ORACLE = [  # (method, x shape, w shape, kwargs)
+    ("gemm", (2, 9, 4), (5, 3, 4), dict(strides=2, padding=[(1, 2)], dilations=1)),
+    ("gemm", (2, 7, 6, 4), (6, 3, 2, 2), dict(strides=(1, 2), padding=[(1, 1), (0, 1)],
+                                              dilations=(2, 1), groups=2)),
+    ("gemm", (2, 5, 4, 6, 4), (6, 2, 3, 2, 2), dict(strides=(2, 1, 3), padding=1, groups=2)),
+    ("gemm", (2, 7, 6, 4), (5, 3, 3, 4), dict(padding=1, flip=True)),
+    ("col2im", (2, 5, 4, 3), (4, 3, 2, 3), dict(input_dilation=2, padding=[(2, 2), (1, 2)],
+                                                flip=True)),
+    ("col2im", (2, 6, 3), (4, 4, 3), dict(input_dilation=3, padding=[(1, 3)], dilations=2,
+                                          flip=True)),
+    ("col2im", (2, 3, 4, 3, 3), (2, 2, 3, 2, 3), dict(input_dilation=(2, 1, 3),
+                                                      padding=[(1, 1), (2, 2), (0, 3)])),
+    ("shift", (2, 7, 6, 4), (8, 3, 3, 1), dict(strides=2, padding=1, groups=4)),
+    ("shift", (2, 9, 4), (4, 2, 1), dict(dilations=3, padding=[(2, 1)], groups=4, flip=True)),
+]
+TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 8e-2}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("method,xs,ws,kw", ORACLE)
+def test_formulation_matches_conv_general(method, xs, ws, kw, dtype):
+    dt = getattr(mx, dtype)
+    mx.random.seed(3)
+    x = mx.random.normal(xs).astype(dt)
+    w = (0.5 * mx.random.normal(ws)).astype(dt)
+    b = mx.random.normal((ws[0],)).astype(dt)
+    ct = mx.random.normal(kconv.conv(x, w, **kw, method="mlx").shape).astype(dt)
+
+    def loss(method):
+        return lambda x, w, b: mx.sum(kconv.conv(x, w, bias=b, **kw, method=method) * ct)
+
+    ours = kconv.conv(x, w, bias=b, **kw, method=method)
+    ref = kconv.conv(x, w, bias=b, **kw, method="mlx")
+    assert ours.dtype == dt and ours.shape == ref.shape
+    g_ours = mx.grad(loss(method), argnums=(0, 1, 2))(x, w, b)
+    g_ref = mx.grad(loss("mlx"), argnums=(0, 1, 2))(x, w, b)
+    for a, r in [(ours, ref), *zip(g_ours, g_ref)]:
+        a, r = np.array(a.astype(mx.float32)), np.array(r.astype(mx.float32))
+        assert a.shape == r.shape
+        scale = max(1.0, float(np.abs(r).max()))
+        assert float(np.abs(a - r).max()) <= TOL[dtype] * scale
+
+
+def test_choose_per_device(monkeypatch):
+    assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
+    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "gemm"
+    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (2, 2)) == "col2im"
+    monkeypatch.setattr(kconv, "on_cpu", lambda: False)
+    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx"
+
+
+def test_conv_general_dilated_gradient_workaround():
+    """mx.conv_general's input gradient has the wrong shape when an input-dilated conv is
+    padded beyond the kernel's reach; the 'mlx' path pads less and zero-extends."""
+    x = mx.random.normal((2, 7, 3))
+    w = mx.random.normal((5, 1, 3))
+    kw = dict(input_dilation=3, padding=[(2, 0)], flip=True)
+    g = mx.grad(lambda x: kconv.conv(x, w, **kw, method="mlx").sum())(x)
+    assert g.shape == x.shape
+    g2 = mx.grad(lambda x: kconv.conv(x, w, **kw, method="col2im").sum())(x)
+    assert np.allclose(np.array(g), np.array(g2), atol=1e-5)
+
+
+def test_groups_3d():
+    x = mx.random.normal((1, 4, 4, 4, 6))
+    layer = nn.conv3d(4, 3, groups=2, padding="SAME")
+    y = layer(x)
+    assert y.shape == (1, 4, 4, 4, 4) and layer.get_weights()[0].shape == (3, 3, 3, 3, 4)
+    w = layer.weight  # (4, 3, 3, 3, 3): outputs 0-1 see inputs 0-2, outputs 2-3 inputs 3-5
+    y0 = mx.conv_general(x[..., :3], w[:2], padding=1)
+    assert np.allclose(np.array(y[..., :2]), np.array(y0 + layer.bias[:2]), atol=1e-5)
+
+
+# -- the layer contract -------------------------------------------------------------------
+LAYERS = [
+    (lambda **k: nn.conv1d(4, 3, **k), (2, 9, 3), ["weight", "bias"], [(3, 3, 4), (4,)]),
+    (lambda **k: nn.conv2d(4, [3, 2], **k), (2, 6, 5, 3), ["weight", "bias"],
+     [(3, 2, 3, 4), (4,)]),
+    (lambda **k: nn.conv3d(4, 2, **k), (2, 4, 4, 4, 3), ["weight", "bias"],
+     [(2, 2, 2, 3, 4), (4,)]),
+    (lambda **k: nn.conv1d_transpose(4, 3, **k), (2, 9, 3), ["weight", "bias"],
+     [(3, 4, 3), (4,)]),
+    (lambda **k: nn.conv2d_transpose(4, 3, **k), (2, 6, 5, 3), ["weight", "bias"],
+     [(3, 3, 4, 3), (4,)]),
+    (lambda **k: nn.conv3d_transpose(4, 2, **k), (2, 4, 4, 4, 3), ["weight", "bias"],
+     [(2, 2, 2, 4, 3), (4,)]),
+    (lambda **k: nn.depthwise_conv1d(3, 2, **k), (2, 9, 3), ["depthwise_kernel", "bias"],
+     [(3, 3, 2), (6,)]),
+    (lambda **k: nn.depthwise_conv2d(3, 2, **k), (2, 6, 5, 3), ["weight", "bias"],
+     [(3, 3, 3, 2), (6,)]),
+    (lambda **k: nn.separable_conv1d(4, 3, 2, **k), (2, 9, 3),
+     ["depthwise_kernel", "pointwise_kernel", "bias"], [(3, 3, 2), (1, 6, 4), (4,)]),
+    (lambda **k: nn.separable_conv2d(4, 3, 2, **k), (2, 6, 5, 3),
+     ["depthwise_kernel", "pointwise_kernel", "bias"], [(3, 3, 3, 2), (1, 1, 6, 4), (4,)]),
+]
+
+
+@pytest.mark.parametrize("make,shape,names,note_shapes", LAYERS)
+def test_lazy_build_layouts_and_round_trip(make, shape, names, note_shapes):
+    mx.random.seed(0)
+    lazy = make()
+    assert not lazy.built and lazy.param == []
+    x = mx.random.normal(shape)
+    y = lazy(x)
+    assert lazy.built and lazy.input_size == 3 and lazy.param_names == names
+    assert [w.shape for w in lazy.get_weights()] == note_shapes
+    # stored in MLX's layout: (out, *kernel, in/groups)
+    stored = lazy.param[0]
+    assert stored.shape[0] == (4 if lazy.kind in ("conv", "transpose") else 6)
+    assert stored.shape[1:-1] == tuple(note_shapes[0][:-2])
+    eager = make(input_size=3, bias_initializer="normal")
+    eager.set_weights(lazy.get_weights())
+    for a, b in zip(eager.get_weights(), lazy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.array(eager(x)), np.array(y))
+    # channels first: the same numbers, built from axis 1
+    n = len(shape) - 2
+    cf = make(data_format={1: "NCW", 2: "NCHW", 3: "NCDHW"}[n])
+    cf(mx.moveaxis(x, -1, 1))
+    cf.set_weights(lazy.get_weights())
+    assert cf.input_size == 3
+    np.testing.assert_allclose(np.array(mx.moveaxis(cf(mx.moveaxis(x, -1, 1)), 1, -1)),
+                               np.array(y), rtol=1e-5, atol=1e-5)
+    # train/eval give the same result; trainable=False hides the params
+    lazy.eval()
+    np.testing.assert_array_equal(np.array(lazy(x)), np.array(y))
+    frozen = make(input_size=3, trainable=False)
+    assert frozen.param == [] and len(frozen.get_weights()) == len(names)
+    # the wrong channel count is refused before any compute
+    with pytest.raises(ValueError, match="input_size"):
+        lazy(mx.random.normal(shape[:-1] + (5,)))
+    with pytest.raises(ValueError, match="rank"):
+        lazy(mx.random.normal(shape[1:]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_dtype_and_value_and_grad(dtype):
+    layer = nn.conv2d(4, 3, 3, padding="SAME", activation="gelu", dtype=dtype)
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
+    y = layer(x)
+    assert y.dtype == getattr(mx, dtype) and y.shape == (2, 6, 6, 4)
+
+    def loss(model, x):
+        return model(x).astype(mx.float32).sum()
+
+    val, grads = mnn.value_and_grad(layer, loss)(layer, mx.array(x))
+    assert grads["weight"].shape == layer.weight.shape and grads["bias"].shape == (4,)
+    step = mx.compile(lambda x: layer(x))
+    np.testing.assert_allclose(np.array(step(mx.array(x)).astype(mx.float32)),
+                               np.array(y.astype(mx.float32)), rtol=1e-2, atol=1e-2)
+
+
+def test_depthwise_channel_order_and_numpy():
+    """Output channel c*dm + m (TF's order), against a direct NumPy loop."""
+    layer = nn.depthwise_conv1d(2, depth_multiplier=3, input_size=2, bias_initializer="normal")
+    x = np.random.default_rng(1).standard_normal((1, 5, 2)).astype(np.float32)
+    k, b = layer.get_weights()  # k [2, 2, 3]
+    y = np.array(layer(x))
+    expect = np.zeros((1, 4, 6), np.float32)
+    for t in range(4):
+        for c in range(2):
+            for m in range(3):
+                expect[0, t, c * 3 + m] = sum(x[0, t + i, c] * k[i, c, m] for i in range(2))
+    np.testing.assert_allclose(y, expect + b, rtol=1e-5, atol=1e-5)
+
+
+def test_same_padding_is_tensorflows_asymmetric_rule():
+    # L=6, k=2, s=2: out 3, no padding; L=7, k=4, s=2: out 4, total 3 -> (1, 2)
+    assert nn.conv.same_padding(6, 2, 2, 1) == (0, 0)
+    assert nn.conv.same_padding(7, 4, 2, 1) == (1, 2)
+    x = mx.arange(7, dtype=mx.float32).reshape(1, 7, 1)
+    layer = nn.conv1d(1, 4, 1, strides=2, padding="same", use_bias=False)
+    layer.set_weights([np.ones((4, 1, 1))])
+    # windows start at -1: [0+1+2], [1..4], [3..6], [5+6]
+    np.testing.assert_allclose(np.array(layer(x)).ravel(), [3, 10, 18, 11])
+
+
+def test_transpose_output_lengths_follow_keras():
+    f = nn.conv.transpose_length
+    assert f(64, 3, 2, 1, "SAME", None) == 128
+    assert f(5, 3, 2, 1, "VALID", None) == 11
+    assert f(5, 1, 3, 1, "VALID", None) == 15  # Keras: L*s + max(k - s, 0)
+    assert f(5, 3, 2, 1, "SAME", 0) == 9 and f(5, 3, 2, 1, "VALID", 1) == 12
+    y = nn.conv1d_transpose(2, 3, 4, strides=2, output_padding=1)(mx.zeros((1, 5, 4)))
+    assert y.shape == (1, 12, 2)
+
+
+def test_call_time_dilations_override():
+    layer = nn.conv1d(2, 3, 1, dilations=1)
+    x = mx.random.normal((1, 12, 1))
+    assert layer(x).shape == (1, 10, 2)
+    assert layer(x, dilations=3).shape == (1, 6, 2)
+    d = nn.depthwise_conv2d(3, input_size=1, dilations=2)
+    assert d(mx.zeros((1, 9, 9, 1))).shape == (1, 5, 5, 1)
+    assert d(mx.zeros((1, 9, 9, 1)), dilations=[1, 3]).shape == (1, 7, 3, 1)
+
+
+def test_activation_after_bias_for_groups():
+    layer = nn.conv1d(4, 1, 4, groups=2, activation="relu", bias_initializer="ones",
+                      weight_initializer="zeros")
+    np.testing.assert_array_equal(np.array(layer(mx.ones((1, 3, 4)))), np.ones((1, 3, 4)))
+
+
+def test_note_forms_accepted():
+    d = nn.depthwise_conv1d(3, 2, 4, data_format="NHWC", dilations=[1, 2], strides=1)
+    assert d(mx.zeros((1, 10, 4))).shape == (1, 6, 8)
+    c = nn.conv2d(3, 3, 2, strides=[1, 2, 2, 1], padding=[1, (2, 0)])
+    assert c(mx.zeros((1, 6, 6, 2))).shape == (1, 3, 3, 3)
+
+
+BAD = [
+    (lambda: nn.conv2d(0, 3), ValueError, "filters"),
+    (lambda: nn.conv2d(4.0, 3), TypeError, "filters"),
+    (lambda: nn.conv2d(4, [3, 3, 3]), TypeError, "kernel_size"),
+    (lambda: nn.conv2d(4, 3, padding="FULL"), ValueError, "padding"),
+    (lambda: nn.conv2d(4, 3, padding=-1), ValueError, "padding"),
+    (lambda: nn.conv2d(4, 3, data_format="NCWH"), ValueError, "data_format"),
+    (lambda: nn.conv2d(4, 3, strides=0), ValueError, "strides"),
+    (lambda: nn.conv2d(5, 3, groups=2), ValueError, "groups"),
+    (lambda: nn.conv2d(4, 3, input_size=3, groups=2), ValueError, "groups"),
+    (lambda: nn.conv2d(4, 3, use_bias="yes"), TypeError, "use_bias"),
+    (lambda: nn.conv2d(4, 3, activation="nope"), ValueError, "activation"),
+    (lambda: nn.conv2d(4, 3, dtype="int8"), TypeError, "dtype"),
+    (lambda: nn.conv2d_transpose(4, 3, padding=1), TypeError, "padding"),
+    (lambda: nn.conv2d_transpose(4, 3, strides=2, output_padding=2), ValueError,
+     "output_padding"),
+    (lambda: nn.conv2d_transpose(4, 3, strides=2, dilations=2), ValueError, "dilations"),
+    (lambda: nn.depthwise_conv2d(3, depth_multiplier=0), ValueError, "depth_multiplier"),
+    (lambda: nn.separable_conv2d(4, 3, 2, dilations=[1, 2, 3]), TypeError, "dilations"),
+]
+
+
+@pytest.mark.parametrize("make,exc,arg", BAD)
+def test_bad_arguments(make, exc, arg):
+    with pytest.raises(exc, match=f"'{arg}'") as e:
+        make()
+    assert "got" in str(e.value) and "allowed" in str(e.value)
+
+
+def test_bad_inputs_fail_before_compute():
+    with pytest.raises(ValueError, match="dilated kernel"):
+        nn.conv2d(4, 5, 2)(mx.zeros((1, 4, 4, 2)))
+    with pytest.raises(ValueError, match="dilations"):
+        nn.conv1d_transpose(2, 3, 2, strides=2)(mx.zeros((1, 4, 2)), dilations=2)
+    with pytest.raises(TypeError, match="data"):
+        nn.conv1d(2, 3)(np.array([["a"]]))
