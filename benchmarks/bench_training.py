@@ -1,0 +1,233 @@
+"""Training: the digits CNN (examples/digits_cnn.py) with mlxnote ``fit``, a hand-written
+compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights.
+
+* the harness row: one compiled train step on a batch of 32 (fwd+bwd+Adam); ``mlx`` is
+  the network on ``mx.conv_general``, ``mlx+kernel`` on mlxnote's conv kernel;
+* ``extra``: whole epochs, E of them per implementation: mlxnote ``fit`` and the two
+  raw loops take turns epoch by epoch (``fit(epochs=e + 1, initial_epoch=e)``; its
+  History times the epoch alone), Keras trains in one ``fit(epochs=E)``. The table gives
+  the median epoch time over epochs 2..E (epoch 1 includes compilation), the minimum,
+  the ratios of the medians, and the test accuracy after E epochs. On a shared machine
+  the medians move with the load; the minimums are the steadier comparison.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as mnn
+import mlx.optimizers as optim
+
+from .harness import Bench
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 32
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("digits_cnn", ROOT / "examples" /
+                                                  "digits_cnn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class RawCNN(mnn.Module):
+    """The same network written directly on ``mx.conv_general`` and matmul (MLX
+    layouts), or with ``kernel=True`` on ``mlxnote.kernels.conv.conv``, the convolution
+    the mlxnote layers call (which picks an im2col GEMM on the CPU): that variant
+    isolates the cost of ``fit`` itself."""
+
+    def __init__(self, note_weights, kernel: bool = False):
+        super().__init__()
+        self._kernel = kernel
+        k1, b1, k2, b2, w3, b3 = (mx.array(w) for w in note_weights)
+        self.k1, self.b1 = k1.transpose(3, 0, 1, 2), b1  # [kh,kw,in,out] -> [out,kh,kw,in]
+        self.k2, self.b2 = k2.transpose(3, 0, 1, 2), b2
+        self.w3, self.b3 = w3, b3
+
+    def __call__(self, x, train: bool):
+        # TensorFlow SAME: (1, 1) at stride 1; (0, 1) at stride 2 on 8x8 with a 3x3 kernel
+        if self._kernel:
+            from mlxnote.kernels.conv import conv
+
+            h = mnn.relu(conv(x, self.k1, 1, ((1, 1), (1, 1)), bias=self.b1))
+            h = mnn.relu(conv(h, self.k2, 2, ((0, 1), (0, 1)), bias=self.b2))
+        else:
+            h = mnn.relu(mx.conv_general(x, self.k1, padding=([1, 1], [1, 1])) + self.b1)
+            h = mnn.relu(mx.conv_general(h, self.k2, stride=2, padding=([0, 0], [1, 1]))
+                         + self.b2)
+        h = h.reshape(h.shape[0], -1)
+        if train:
+            h = h * mx.random.bernoulli(0.75, h.shape) * (1 / 0.75)
+        return h @ self.w3 + self.b3
+
+
+def _raw_trainer(note_weights, kernel=False):
+    model = RawCNN(note_weights, kernel)
+    opt = optim.Adam(1e-3, eps=1e-7, bias_correction=True)
+    opt.init(model.trainable_parameters())
+    state = [model.state, opt.state, mx.random.state]
+
+    def loss_fn(x, y):
+        return mnn.losses.cross_entropy(model(x, True), y, reduction="mean")
+
+    vg = mnn.value_and_grad(model, loss_fn)
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x, y):
+        loss, grads = vg(x, y)
+        opt.update(model, grads)
+        return loss
+
+    def epoch(x, y):
+        perm = mx.random.permutation(x.shape[0])
+        xp, yp = x[perm], y[perm]
+        for i in range(0, x.shape[0], BATCH):
+            step(xp[i:i + BATCH], yp[i:i + BATCH])
+            mx.eval(state)
+
+    def accuracy(x, y):
+        return float((mx.argmax(model(x, False), axis=-1) == y).mean())
+
+    return step, state, epoch, accuracy
+
+
+def _keras_model(note_weights):
+    import keras
+
+    m = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.25),
+        keras.layers.Dense(10),
+    ])
+    m.set_weights(note_weights)  # Note's layout is Keras's
+    m.compile(optimizer="adam",
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+    return m
+
+
+def _setup():
+    ex = _example()
+    (x, y), (xt, yt) = ex.load_data()
+    mx.random.seed(0)
+    model = ex.make_model()
+    model(mx.array(x[:1]))
+    return ex, (x, y), (xt, yt), model, model.get_weights()
+
+
+def benches(quick: bool) -> list[Bench]:
+    ex, (x, y), _, model, w0 = _setup()
+    xb, yb = mx.array(x[:BATCH]), mx.array(y[:BATCH])
+    model._init_optimizer()
+    step = model._cached("train", None)
+    wb, scale = mx.ones((BATCH,)), mx.array(1.0 / BATCH)
+    ours_state = [model.state, model.optimizer.state, mx.random.state]
+    model.train()
+
+    def ours():
+        mx.eval(step((xb,), yb, wb, scale), ours_state)
+
+    raw_step, raw_state, _, _ = _raw_trainer(w0)
+
+    def raw():
+        mx.eval(raw_step(xb, yb), raw_state)
+
+    rawk_step, rawk_state, _, _ = _raw_trainer(w0, kernel=True)
+
+    def rawk():
+        mx.eval(rawk_step(xb, yb), rawk_state)
+
+    km = _keras_model(w0)
+    xk, yk = x[:BATCH], y[:BATCH]
+
+    def keras_step():
+        km.train_on_batch(xk, yk)
+
+    return [Bench("training", f"digits CNN train step, batch {BATCH}",
+                  bwd={"mlxnote": ours, "mlx": raw, "mlx+kernel": rawk, "tf": keras_step},
+                  repeat=7 if quick else 30, warmup=3,
+                  note="compiled step incl. Adam; mlx = mx.conv_general, mlx+kernel = "
+                  "mlxnote's conv kernel; tf = Keras train_on_batch")]
+
+
+def _epoch_times_keras(km, x, y, epochs):
+    import keras
+
+    times = []
+
+    class T(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    km.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[T()])
+    return times
+
+
+def extra(console, quick: bool) -> None:
+    from rich.table import Table
+
+    epochs = 3 if quick else 15
+    ex, (x, y), (xt, yt), model, w0 = _setup()
+    results = {}
+
+    # mlxnote and the raw loops take turns epoch by epoch, so that a change of load
+    # on a shared machine hits all three alike; Keras runs its own fit(epochs=E).
+    mx.random.seed(1)
+    xm, ym = mx.array(x), mx.array(y)
+    raws = {name: _raw_trainer(w0, kernel) for name, kernel in
+            (("raw MLX loop", False), ("raw MLX loop, mlxnote conv", True))}
+    times = {"mlxnote fit": [], **{k: [] for k in raws}}
+    for e in range(epochs):
+        h = model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=BATCH, verbose=0)
+        times["mlxnote fit"] += h.times
+        for name, (_, _, raw_epoch, _) in raws.items():
+            t = time.perf_counter()
+            raw_epoch(xm, ym)
+            times[name].append(time.perf_counter() - t)
+    results["mlxnote fit"] = (times["mlxnote fit"], model.evaluate(xt, yt, verbose=0)[1])
+    for name, (_, _, _, raw_acc) in raws.items():
+        results[name] = (times[name], raw_acc(mx.array(xt), mx.array(yt)))
+
+    km = _keras_model(w0)
+    times = _epoch_times_keras(km, x, y, epochs)
+    results["Keras fit"] = (times, float(km.evaluate(xt, yt, verbose=0)[1]))
+
+    med = {k: 1e3 * statistics.median(t[1:] if len(t) > 1 else t)
+           for k, (t, _) in results.items()}
+    t = Table(title=f"digits CNN: ms per epoch ({len(x)} images, batch {BATCH}, median of "
+              f"epochs 2..{epochs}) and test accuracy after {epochs} epochs",
+              title_justify="left")
+    for c in ("implementation", "ms/epoch", "min ms", "first epoch ms", "vs raw MLX",
+              "vs raw + same conv", "vs Keras", "test accuracy"):
+        t.add_column(c, justify="left" if c == "implementation" else "right")
+    for k, (times, acc) in results.items():
+        t.add_row(k, f"{med[k]:.1f}", f"{1e3 * min(times):.1f}", f"{1e3 * times[0]:.0f}",
+                  f"{med[k] / med['raw MLX loop']:.2f}x",
+                  f"{med[k] / med['raw MLX loop, mlxnote conv']:.2f}x",
+                  f"{med[k] / med['Keras fit']:.2f}x",
+                  f"{acc:.4f}")
+    console.print(t)
+    out = ROOT / "reports" / "bench_training.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({
+        "epochs": epochs, "batch_size": BATCH, "images": len(x), "quick": quick,
+        "results": {k: {"ms_per_epoch": med[k], "epoch_ms": [1e3 * v for v in times],
+                        "test_accuracy": acc} for k, (times, acc) in results.items()},
+        "mlxnote_over_raw": med["mlxnote fit"] / med["raw MLX loop"],
+        "mlxnote_over_raw_same_conv": med["mlxnote fit"] / med["raw MLX loop, mlxnote conv"],
+        "mlxnote_over_keras": med["mlxnote fit"] / med["Keras fit"]}, indent=1))
+    console.print(f"wrote {out.relative_to(ROOT)}")
