@@ -168,7 +168,12 @@ def _load_blas(choice: str) -> None:
         raise OSError(f"no libscipy_openblas*.so in {pkg / 'lib'}")
     shim = build_shim()
     ob = ctypes.CDLL(libs[0], mode=ctypes.RTLD_GLOBAL)  # first: the shim's imports bind to it
-    sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+    try:
+        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+    except OSError:  # a damaged cached copy: build it again, once
+        shim.unlink(missing_ok=True)
+        shim = build_shim()
+        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
     _handles.update(openblas=ob, shim=sh)
     sh.mlxnote_blas_calls.restype = ctypes.c_ulonglong
     ob.scipy_openblas_get_config.restype = ctypes.c_char_p

@@ -268,6 +268,20 @@ def test_shim_is_built_on_first_import(tmp_path):
     assert not list(shim_dir.glob(".*tmp"))  # the temporary file was renamed into place
 
 
+@pytest.mark.skipif(not LINUX, reason="Linux only")
+def test_damaged_cached_shim_is_rebuilt(tmp_path):
+    shim_dir = tmp_path / "shim"
+    (tmp_path / "t").mkdir()
+    env = dict(MLXNOTE_SHIM_DIR=str(shim_dir), XDG_CACHE_HOME=str(tmp_path / "x"),
+               HOME=str(tmp_path), TMPDIR=str(tmp_path / "t"))
+    first = check(tmp_path, **env)["status"]["shim"]
+    with open(first, "wb") as f:
+        f.write(b"not an ELF file")
+    d = check(tmp_path, **env)
+    assert d["ok"] and d["status"]["blas"] == "openblas" and d["warnings"] == []
+    assert open(first, "rb").read(4) == b"\x7fELF"
+
+
 def test_nothing_happens_off_linux(tmp_path):
     code = "import sys; sys.platform = 'darwin'\n" + textwrap.dedent(CHECK)
     d = json.loads(run_py(code, tmp_path).stdout.strip().splitlines()[-1])
