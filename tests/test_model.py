@@ -511,13 +511,7 @@ def test_shards_pad_and_weights_reproduce_the_full_batch():
 def test_digits_accuracy_climbs():
     """examples/digits_cnn.py's CNN, 4 epochs on 80% of the digits (a few seconds)."""
     pytest.importorskip("sklearn.datasets")
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "digits_cnn", Path(__file__).resolve().parent.parent / "examples" / "digits_cnn.py")
-    ex = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ex)
+    ex = _example("digits_cnn")
     (x, y), (xt, yt) = ex.load_data()
     mx.random.seed(0)
     model = ex.make_model()
@@ -526,6 +520,28 @@ def test_digits_accuracy_climbs():
     assert acc[-1] > acc[0] and acc[-1] > 0.9, acc
     assert h.history["loss"] == sorted(h.history["loss"], reverse=True)
     assert model.evaluate(xt, yt, verbose=0)[1] == pytest.approx(acc[-1])
+
+
+def _example(name):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="nn.LSTM not available")
+def test_lstm_example_learns_delayed_recall():
+    ex = _example("lstm_sequence")
+    mx.random.seed(0)
+    x, y = ex.make_data(3000, 10, 0)
+    xt, yt = ex.make_data(500, 10, 1)
+    model = ex.make_model()
+    h = model.fit(x, y, epochs=6, batch_size=64, validation_data=(xt, yt), verbose=0)
+    assert h.history["val_accuracy"][0] < 0.6 < 0.95 < h.history["val_accuracy"][-1]
 
 
 def test_compiled_steps_are_reused_across_fit_calls():
