@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import mlx.core as mx
@@ -543,7 +543,7 @@ class _Display:
                         auto_refresh=False, transient=False)
 
     def begin(self, label: str, total: int | None) -> None:
-        self.label, self.t0 = f"{self.title} {label}", time.perf_counter()
+        self.label, self.t0 = f"{self.title} {label}".strip(), time.perf_counter()
         if self.style == "bar":
             from rich.console import Console
 
@@ -591,7 +591,11 @@ class _Display:
             return
         self.progress.update(self.task, completed=done, total=done, logs=_fmt_logs(logs))
         self._render()
-        if self.style == "bar":
+        self.close()
+
+    def close(self) -> None:
+        """Stop a live bar (also when training raised)."""
+        if self.style == "bar" and self.progress is not None:
             self.progress.stop()
         self.progress = None
 
@@ -984,7 +988,8 @@ class Model(mnn.Module):
         sig = tuple((k, v.shape, v.dtype) for k, v in tree_flatten(self.parameters()))
         key = (kind, id(self.optimizer), id(group), sig)
         if key not in self._steps:
-            make = self._train_step if kind == "train" else self._eval_step
+            make = {"train": self._train_step, "eval": self._eval_step,
+                    "predict": self._predict_step}[kind]
             self._steps[key] = make(group)
         return self._steps[key]
 
@@ -1025,12 +1030,21 @@ class Model(mnn.Module):
 
         return step
 
+    def _predict_step(self, group):
+        state = [self.state, mx.random.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def step(*xs):
+            return self(*xs)
+
+        return step
+
     @staticmethod
     def _local(x, y, rank, size):
         """This rank's rows of a batch, padded to equal shapes; weights 0 on padding."""
         n = x[0].shape[0]
         if size == 1:
-            return x, y, mx.ones((n,), mx.float32), n
+            return x, y, _ones(n), n
         start, stop, pad = dist.shard_bounds(n, rank, size)
         if pad:
             pos = mx.array(list(range(start, stop)) + [0] * pad, dtype=mx.int32)
@@ -1175,7 +1189,7 @@ class Model(mnn.Module):
                         raise _err(where, "x", "a batch without labels", "(x, y) batches",
                                    TypeError)
                     xl, yl, w, n = self._local(xb, yb, rank, size)
-                    stats = step(xl, yl, w, mx.array(size / n, mx.float32))
+                    stats = step(xl, yl, w, _scale(size, n))
                     mx.eval(stats, self.state, self.optimizer.state)
                     s = stats.tolist()
                     sums = s if sums is None else [a + b for a, b in zip(sums, s)]
@@ -1201,6 +1215,7 @@ class Model(mnn.Module):
             for cb in callbacks:
                 cb.on_train_end()
         finally:
+            disp.close()
             self.train(mode)
             self._set("_group", None)
         return history
@@ -1242,6 +1257,9 @@ class Model(mnn.Module):
         try:
             disp.begin("", len(data) if isinstance(data, _Arrays) or data.has_len() else None)
             sums, done = self._run_eval(self._cached("eval", group), data, rank, size, disp)
+        except BaseException:
+            disp.close()
+            raise
         finally:
             self.train(mode)
         logs = self._logs(sums)
@@ -1260,12 +1278,7 @@ class Model(mnn.Module):
         batch_size = _check_int(where, "batch_size", batch_size, 1)
         data = _data(x, None, batch_size, where)
         self._build(data.first())
-        state = [self.state, mx.random.state]
-
-        @partial(mx.compile, inputs=state, outputs=state)
-        def fwd(*xs):
-            return self(*xs)
-
+        fwd = self._cached("predict", None)
         mode = self.training
         self.eval()
         disp = _Display(verbose, title="Predict")
@@ -1277,6 +1290,9 @@ class Model(mnn.Module):
                 mx.eval(out)
                 outs.append(out)
                 disp.step(len(outs), {})
+        except BaseException:
+            disp.close()
+            raise
         finally:
             self.train(mode)
         disp.end(len(outs), {})
@@ -1447,6 +1463,16 @@ def _clean_stale(d: str, base: str) -> None:
                 pass
         except PermissionError:  # pragma: no cover - another user's live process
             pass
+
+
+@lru_cache(maxsize=64)
+def _ones(n: int) -> mx.array:
+    return mx.ones((n,), mx.float32)
+
+
+@lru_cache(maxsize=64)
+def _scale(size: int, n: int) -> mx.array:
+    return mx.array(size / n, mx.float32)
 
 
 def _epoch_seed(base: int, epoch: int, rank: int) -> int:

@@ -567,3 +567,6 @@ def test_compiled_steps_are_reused_across_fit_calls():
     m.compile("sgd", LOGITS)
     m.fit(x, y, epochs=1, batch_size=16, verbose=0)
     assert len(calls) == first + 4
+    m.predict(x[:16])
+    m.predict(x[16:32])
+    assert len(calls) == first + 5
