@@ -1,3 +1,461 @@
-"""recurrent layers (being built)."""
+"""Recurrent layers: RNN, GRU, LSTM and their cells, on one scan core.
 
-__all__: list[str] = []
+Equations (decisions.md, items 20-22): RNN is Keras ``SimpleRNN``, GRU is Keras
+``GRU(reset_after=False)`` (the reset gate multiplies the state before the recurrent
+matmul), LSTM is Keras ``LSTM`` with ``unit_forget_bias=False``. The cells run the same
+step. Every call starts from zeros or from ``initial_state``/``state``: nothing is kept
+between calls.
+
+Weights. ``get_weights``/``set_weights``/``param`` use Note's layout and creation order:
+
+=========  =====================================================================
+RNN        ``weight_i [in, H]``, ``weight_s [H, H]``, ``bias [H]``
+RNNCell    the same
+GRU        ``weight_r1, weight_r2, weight_z1, weight_z2, weight_h1, weight_h2``
+           (``*1 [in, H]``, ``*2 [H, H]``), ``bias_r, bias_z, bias_h [H]``
+LSTM       ``weight_i1, weight_i2, weight_f1, weight_f2, weight_o1, weight_o2,
+           weight_c1, weight_c2``, ``bias_i, bias_f, bias_o, bias_c``
+GRUCell    ``weight [in + H, 3H]`` (rows: x then h; column blocks r, z, h), ``bias [3H]``
+LSTMCell   ``weight [in + H, 4H]`` (column blocks i, f, o, c), ``bias [4H]``
+=========  =====================================================================
+
+Storage is what the scan consumes: ``kernel [in, k*H]``, ``recurrent_kernel [H, k*H]`` and
+``bias [k*H]`` with gate blocks in Note's order (GRU ``r, z, h``; LSTM ``i, f, o, c``), so
+that one matmul projects every timestep and one matmul per step does the recurrence.
+``parameters()`` (and MLX optimizers, ``save_weights``) see the stored arrays; the Note
+names resolve to views of them (``layer.weight_f1``) and :meth:`update` accepts them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from ..kernels.scan import scan
+from . import activations, initializers
+from .layer import Desc, Layer, shape_desc
+
+_GATES = {"rnn": ("",), "gru": ("r", "z", "h"), "lstm": ("i", "f", "o", "c")}
+
+
+class _Recurrent(Layer):
+    """Shared by the six layers: Note-layout views over fused storage, and the step."""
+
+    kind = "rnn"
+    is_cell = False
+
+    def _setup(self, output_size_arg: str, weight_initializer, bias_initializer, use_bias,
+               activation, recurrent_activation):
+        self._set("weight_initializer", self.check_initializer("weight_initializer",
+                                                               weight_initializer))
+        self._set("bias_initializer", self.check_initializer("bias_initializer",
+                                                             bias_initializer))
+        self._set("act", activations.get(activation, self.name, "activation"))
+        self._set("ract", activations.get(recurrent_activation, self.name,
+                                          "recurrent_activation"))
+        self._set("_note", {})  # Note name -> (shape, [(stored, row0, row1, col0, col1)])
+        self._set("_note_order", [])
+
+    # -- Note layout <-> storage -----------------------------------------------------
+    def _plan(self) -> None:
+        """Describe each Note weight as blocks of the stored arrays, in creation order."""
+        i, h, gates = self.input_size, self.output_size, _GATES[self.kind]
+        k = len(gates)
+        entries: list[tuple[str, tuple[int, ...], list, str]] = []
+        if self.kind == "rnn":
+            entries += [("weight_i", (i, h), [("kernel", 0, i, 0, h)], "weight_initializer"),
+                        ("weight_s", (h, h), [("recurrent_kernel", 0, h, 0, h)],
+                         "weight_initializer")]
+            if self.use_bias:
+                entries.append(("bias", (h,), [("bias", 0, 1, 0, h)], "bias_initializer"))
+        elif self.is_cell:
+            entries.append(("weight", (i + h, k * h),
+                            [("kernel", 0, i, 0, k * h), ("recurrent_kernel", 0, h, 0, k * h)],
+                            "weight_initializer"))
+            if self.use_bias:
+                entries.append(("bias", (k * h,), [("bias", 0, 1, 0, k * h)],
+                                "bias_initializer"))
+        else:
+            for g, name in enumerate(gates):
+                cols = (g * h, (g + 1) * h)
+                entries += [(f"weight_{name}1", (i, h), [("kernel", 0, i, *cols)],
+                             "weight_initializer"),
+                            (f"weight_{name}2", (h, h), [("recurrent_kernel", 0, h, *cols)],
+                             "weight_initializer")]
+            if self.use_bias:
+                entries += [(f"bias_{name}", (h,), [("bias", 0, 1, g * h, (g + 1) * h)],
+                             "bias_initializer") for g, name in enumerate(gates)]
+        self._note.clear()
+        self._note_order.clear()
+        for name, shape, pieces, arg in entries:
+            self._note[name] = (shape, pieces, arg)
+            self._note_order.append(name)
+
+    def _stored_shape(self, stored: str) -> tuple[int, ...]:
+        k = len(_GATES[self.kind])
+        return {"kernel": (self.input_size, k * self.output_size),
+                "recurrent_kernel": (self.output_size, k * self.output_size),
+                "bias": (k * self.output_size,)}[stored]
+
+    def _note_get(self, name: str) -> mx.array:
+        shape, pieces, _ = self._note[name]
+        parts = []
+        for stored, _r0, _r1, c0, c1 in pieces:
+            a = self[stored]
+            parts.append(a[c0:c1] if a.ndim == 1 else a[:, c0:c1])
+        return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
+
+    def _fuse(self, values: dict[str, mx.array]) -> dict[str, mx.array]:
+        """Stored arrays from Note-layout ``values`` (missing names: current values)."""
+        touched = {p[0] for n in values for p in self._note[n][1]}
+        blocks: dict[str, list[tuple[int, mx.array]]] = {s: [] for s in touched}
+        for name in self._note_order:
+            shape, pieces, _ = self._note[name]
+            if not any(p[0] in touched for p in pieces):
+                continue
+            v = values[name] if name in values else self._note_get(name)
+            row = 0
+            for stored, _r0, r1, c0, _c1 in pieces:
+                if v.ndim == 1:
+                    blocks[stored].append((c0, v))
+                else:
+                    blocks[stored].append((c0, v[row:row + r1]))
+                    row += r1
+        out = {}
+        for stored, bl in blocks.items():
+            bl.sort(key=lambda b: b[0])
+            arrs = [b[1] for b in bl]
+            out[stored] = arrs[0] if len(arrs) == 1 else mx.concatenate(arrs, axis=-1)
+        return out
+
+    def __getattr__(self, key: str):
+        note = self.__dict__.get("_note")
+        if note and key in note and key not in self:
+            return self._note_get(key)
+        return super().__getattr__(key)
+
+    def to_note(self, name: str, value: mx.array) -> mx.array:
+        return value  # Note names already resolve to Note-layout arrays
+
+    def from_note(self, name: str, value: mx.array) -> mx.array:
+        return value
+
+    @property
+    def weight_names(self) -> list[str]:
+        """Note's weight names in Note's creation order."""
+        return list(self._note_order)
+
+    @property
+    def param_names(self) -> list[str]:
+        """The trainable Note weights, in Note's creation order."""
+        if not self.trainable:
+            return []
+        frozen = getattr(self, "_no_grad", set())
+        return [n for n in self._note_order
+                if not any(p[0] in frozen for p in self._note[n][1])]
+
+    def update(self, parameters: dict, strict: bool = True):
+        """:meth:`mlx.nn.Module.update`, also accepting Note weight names (any subset):
+        they are fused into the stored arrays, differentiably."""
+        note = {k: v for k, v in parameters.items() if k in self._note and k not in self}
+        if note:
+            rest = {k: v for k, v in parameters.items() if k not in note}
+            for stored, v in self._fuse(note).items():
+                self[stored] = v
+            parameters = rest
+        return super().update(parameters, strict=strict)
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
+        if not self.built:
+            raise self.error("weights", Desc("weights for an unbuilt layer"),
+                             "set_weights after the layer is built (give input_size or call "
+                             "it once)", RuntimeError)
+        names = self.weight_names
+        if len(weights) != len(names):
+            raise self.error("weights", Desc(f"{len(weights)} arrays"),
+                             f"{len(names)} arrays in the order {names}")
+        values = {}
+        for n, w in zip(names, weights):
+            w = w if isinstance(w, mx.array) else mx.array(np.asarray(w, dtype=np.float32))
+            shape = self._note[n][0]
+            if tuple(w.shape) != tuple(shape):
+                raise self.error("weights", Desc(f"shape {tuple(w.shape)} for '{n}'"),
+                                 f"shape {tuple(shape)} (Note's layout)")
+            values[n] = w.astype(self.dtype)
+        for stored, v in self._fuse(values).items():
+            self[stored] = v
+
+    def _create(self) -> None:
+        """Draw every Note weight in creation order (Note's shapes and fans), then fuse."""
+        self._plan()
+        for stored in ("kernel", "recurrent_kernel") + (("bias",) if self.use_bias else ()):
+            self[stored] = mx.zeros(self._stored_shape(stored), self.dtype)
+        values = {}
+        for name in self._note_order:
+            shape, _, arg = self._note[name]
+            values[name] = initializers.initialize(getattr(self, arg), shape, self.dtype,
+                                                   self.name, arg)
+        for stored, v in self._fuse(values).items():
+            self[stored] = v
+        self._set("_weight_names", ["kernel", "recurrent_kernel"]
+                  + (["bias"] if self.use_bias else []))
+        if not self.trainable:
+            self.freeze(keys=self._weight_names, recurse=False)
+        self._set("built", True)
+
+    def count_params(self) -> int:
+        return sum(int(np.prod(self[s].shape)) for s in self._weight_names)
+
+    # -- compute ---------------------------------------------------------------------
+    def _state(self, value: Any, arg: str, batch: int) -> mx.array:
+        s = self.as_input(value, arg, ndim=2)
+        if tuple(s.shape) != (batch, self.output_size):
+            raise self.error(arg, shape_desc(s), f"shape ({batch}, {self.output_size}) "
+                             "(batch, hidden)")
+        return s
+
+    def _states(self, state: Any, arg: str, batch: int) -> tuple[mx.array, mx.array | None]:
+        """``(h, c)`` from ``None`` (zeros), an array, or a sequence (``(h, c)`` for LSTM)."""
+        zeros = mx.zeros((batch, self.output_size), self.dtype)
+        lstm = self.kind == "lstm"
+        if state is None:
+            return zeros, zeros if lstm else None
+        if isinstance(state, (list, tuple)):
+            n = len(state)
+            if n == 1 or (lstm and n == 2):
+                h = self._state(state[0], arg, batch)
+                c = self._state(state[1], arg, batch) if n == 2 else zeros
+                return h, c if lstm else None
+            allowed = ("an array (batch, hidden), or (h, c) / [h]" if lstm
+                       else "an array (batch, hidden) or a list of one")
+            raise self.error(arg, Desc(f"a {type(state).__name__} of {n} arrays"), allowed,
+                             TypeError)
+        return self._state(state, arg, batch), zeros if lstm else None
+
+    def _run(self, x: mx.array, h0: mx.array, c0: mx.array | None):
+        """``x (B, T, in)`` -> ``(hs (B, T, H), c_T)`` through the shared scan core."""
+        b, t, i = x.shape
+        flat = x.reshape(b * t, i)
+        xp = mx.addmm(self.bias, flat, self.kernel) if self.use_bias else flat @ self.kernel
+        return scan(self.kind, xp.reshape(b, t, -1), self.recurrent_kernel, h0, c0,
+                    self.act, self.ract)
+
+
+class _Sequence(_Recurrent):
+    def __init__(self, output_size, input_size, weight_initializer, bias_initializer,
+                 return_sequence, use_bias, trainable, dtype, activation, recurrent_activation):
+        super().__init__(dtype=dtype, trainable=trainable)
+        cfg = dict(output_size=self.check_int("output_size", output_size),
+                   input_size=self.check_int("input_size", input_size, allow_none=True),
+                   weight_initializer=weight_initializer, bias_initializer=bias_initializer,
+                   activation=activation)
+        if self.kind != "rnn":
+            cfg["recurrent_activation"] = recurrent_activation
+        cfg.update(return_sequence=self.check_bool("return_sequence", return_sequence),
+                   use_bias=self.check_bool("use_bias", use_bias))
+        self.config(**cfg)
+        self._setup("output_size", weight_initializer, bias_initializer, use_bias, activation,
+                    recurrent_activation if self.kind != "rnn" else "sigmoid")
+        if self.input_size is not None:
+            self.build(self.input_size)
+
+    def build(self, input_size: int) -> None:
+        self._set("input_size", input_size)
+        self._create()
+
+    def __call__(self, data, initial_state=None):
+        x = self.as_input(data, ndim=3)
+        if x.shape[1] == 0:
+            raise self.error("data", shape_desc(x), "at least one timestep (batch, time, "
+                             "features)")
+        self.ensure_built(x)
+        h0, c0 = self._states(initial_state, "initial_state", x.shape[0])
+        hs, _ = self._run(x, h0, c0)
+        return hs if self.return_sequence else hs[:, -1]
+
+
+class _Cell(_Recurrent):
+    is_cell = True
+
+    def __init__(self, weight_shape, weight_initializer, bias_initializer, use_bias, trainable,
+                 dtype, activation, recurrent_activation):
+        super().__init__(dtype=dtype, trainable=trainable)
+        shape = self.check_ints("weight_shape", weight_shape, 2)
+        if isinstance(weight_shape, (int, np.integer)):
+            raise self.error("weight_shape", weight_shape, "a list [input_size, hidden_size]",
+                             TypeError)
+        cfg = dict(weight_shape=list(shape), weight_initializer=weight_initializer,
+                   bias_initializer=bias_initializer, activation=activation)
+        if self.kind != "rnn":
+            cfg["recurrent_activation"] = recurrent_activation
+        cfg["use_bias"] = self.check_bool("use_bias", use_bias)
+        self.config(**cfg)
+        self._set("input_size", shape[0])
+        self._set("output_size", shape[1])
+        self._setup("weight_shape", weight_initializer, bias_initializer, use_bias, activation,
+                    recurrent_activation if self.kind != "rnn" else "sigmoid")
+        self._create()
+
+    def _step(self, data, state):
+        x = self.as_input(data, ndim=2)
+        self.ensure_built(x)
+        h0, c0 = self._states(state, "state", x.shape[0])
+        hs, c = self._run(x[:, None], h0, c0)
+        return hs[:, 0], c
+
+
+class RNN(_Sequence):
+    """Simple recurrent layer (Keras ``SimpleRNN``): ``h_t = act(x_t W_i + h_{t-1} W_s + b)``.
+
+    Args:
+        output_size (int): hidden units ``H``.
+        input_size (int, optional): features in; built from the first input if ``None``.
+        weight_initializer, bias_initializer: initializers (``'Xavier'``, ``'zeros'``).
+        activation: a name, a callable or ``None`` (linear); default ``'tanh'``.
+        return_sequence (bool): return every step ``(B, T, H)`` instead of the last
+            ``(B, H)``.
+        use_bias (bool), trainable (bool), dtype (str).
+
+    Call: ``(data (B, T, in), initial_state=None (B, H))``; stateless across calls.
+    Weights: ``weight_i [in, H]``, ``weight_s [H, H]``, ``bias [H]``.
+    """
+
+    kind = "rnn"
+
+    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", activation="tanh", return_sequence=False,
+                 use_bias=True, trainable=True, dtype="float32"):
+        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
+                         return_sequence, use_bias, trainable, dtype, activation, None)
+
+
+class GRU(_Sequence):
+    """Gated recurrent unit (Keras ``GRU(reset_after=False)``)::
+
+        r = ract(x W_r1 + h W_r2 + b_r)      z = ract(x W_z1 + h W_z2 + b_z)
+        hh = act(x W_h1 + (r * h) W_h2 + b_h)  h = z * h + (1 - z) * hh
+
+    Args:
+        output_size (int): hidden units ``H``.
+        input_size (int, optional): features in; built from the first input if ``None``.
+        weight_initializer, bias_initializer: initializers (``'Xavier'``, ``'zeros'``).
+        return_sequence (bool): ``(B, T, H)`` instead of the last step ``(B, H)``.
+        use_bias (bool), trainable (bool), dtype (str).
+        activation: candidate activation, default ``'tanh'``.
+        recurrent_activation: gate activation, default ``'sigmoid'``.
+
+    Call: ``(data (B, T, in), initial_state=None (B, H))``; stateless across calls.
+    """
+
+    kind = "gru"
+
+    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
+                 dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
+        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
+                         return_sequence, use_bias, trainable, dtype, activation,
+                         recurrent_activation)
+
+
+class LSTM(_Sequence):
+    """Long short-term memory (Keras ``LSTM``, ``unit_forget_bias=False``)::
+
+        i, f, o = ract(x W_*1 + h W_*2 + b_*)   cc = act(x W_c1 + h W_c2 + b_c)
+        c = f * c + i * cc                     h = o * act(c)
+
+    Args: as :class:`GRU`.
+
+    Call: ``(data (B, T, in), initial_state=None)`` where ``initial_state`` is ``(h, c)``
+    or a single ``h`` (then ``c`` starts at zero), each ``(B, H)``. Returns ``h`` only:
+    ``(B, H)`` or ``(B, T, H)``.
+    """
+
+    kind = "lstm"
+
+    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
+                 bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
+                 dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
+        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
+                         return_sequence, use_bias, trainable, dtype, activation,
+                         recurrent_activation)
+
+
+class RNNCell(_Cell):
+    """One :class:`RNN` step: ``h = act(x W_i + state W_s + b)``; returns ``h``.
+
+    Args:
+        weight_shape (list): ``[input_size, hidden_size]``.
+        weight_initializer, bias_initializer, activation (default ``'tanh'``),
+        use_bias, trainable, dtype: as :class:`RNN`.
+
+    Call: ``(data (B, in), state (B, H))`` -> ``(B, H)``; ``state=None`` means zeros.
+    """
+
+    kind = "rnn"
+
+    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
+                 activation="tanh", use_bias=True, trainable=True, dtype="float32"):
+        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
+                         trainable, dtype, activation, None)
+
+    def __call__(self, data, state=None):
+        return self._step(data, state)[0]
+
+
+class GRUCell(_Cell):
+    """One :class:`GRU` step (the reset gate is used); returns ``(output, new_state)``,
+    both the new ``h`` ``(B, H)``.
+
+    Args:
+        weight_shape (list): ``[input_size, hidden_size]``.
+        weight_initializer, bias_initializer, use_bias, trainable, dtype, activation
+        (default ``'tanh'``), recurrent_activation (default ``'sigmoid'``).
+
+    Call: ``(data (B, in), state (B, H))``; ``state=None`` means zeros.
+    Weights: ``weight [in + H, 3H]`` (rows: x then h; column blocks r, z, h), ``bias [3H]``.
+    """
+
+    kind = "gru"
+
+    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
+                 use_bias=True, trainable=True, dtype="float32", activation="tanh",
+                 recurrent_activation="sigmoid"):
+        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
+                         trainable, dtype, activation, recurrent_activation)
+
+    def __call__(self, data, state=None):
+        h = self._step(data, state)[0]
+        return h, h
+
+
+class LSTMCell(_Cell):
+    """One :class:`LSTM` step; returns ``(output, (h, c))`` with ``output == h``.
+
+    Args:
+        weight_shape (list): ``[input_size, hidden_size]``.
+        weight_initializer, bias_initializer, use_bias, trainable, dtype, activation
+        (default ``'tanh'``), recurrent_activation (default ``'sigmoid'``).
+
+    Call: ``(data (B, in), state)`` where ``state`` is ``(h, c)`` or a single ``h`` (then
+    ``c`` starts at zero), each ``(B, H)``; ``state=None`` means zeros.
+    Weights: ``weight [in + H, 4H]`` (rows: x then h; column blocks i, f, o, c), ``bias [4H]``.
+    """
+
+    kind = "lstm"
+
+    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
+                 use_bias=True, trainable=True, dtype="float32", activation="tanh",
+                 recurrent_activation="sigmoid"):
+        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
+                         trainable, dtype, activation, recurrent_activation)
+
+    def __call__(self, data, state=None):
+        h, c = self._step(data, state)
+        return h, (h, c)
+
+
+__all__ = ["RNN", "RNNCell", "GRU", "GRUCell", "LSTM", "LSTMCell"]

@@ -1,0 +1,123 @@
+"""Recurrent family: RNN, GRU, LSTM and their cells against Keras ``SimpleRNN``,
+``GRU(reset_after=False)``, ``LSTM`` and ``SimpleRNNCell``, ``GRUCell``, ``LSTMCell``.
+
+Initial states are differentiable positional inputs (``initial_state``, and
+``initial_state_c`` for an LSTM's cell state; ``state``/``state_c`` for the cells), so the
+gradient with respect to them is compared too. The ``call`` hooks group them as the layers
+take them: ``initial_state=(h, c)`` or a single ``h``.
+"""
+
+from __future__ import annotations
+
+from ..case import Case, Fn, Input, LayerSpec, grid
+from ..reference import recurrent as ref
+
+B, T, IN, H = 3, 5, 4, 6
+X = Input((B, T, IN))
+X1 = Input((B, IN))
+H0 = Input((B, H), name="initial_state")
+C0 = Input((B, H), name="initial_state_c")
+S = Input((B, H), name="state")
+SC = Input((B, H), name="state_c")
+
+
+def call_sequence(layer, ins, kw):
+    """``layer(x)``, ``layer(x, initial_state=h)`` or ``layer(x, initial_state=(h, c))``."""
+    if len(ins) == 1:
+        return layer(ins[0], **kw)
+    state = ins[1] if len(ins) == 2 else (ins[1], ins[2])
+    return layer(ins[0], initial_state=state, **kw)
+
+
+def call_cell(layer, ins, kw):
+    """``cell(x)``, ``cell(x, state=h)`` or ``cell(x, state=(h, c))``."""
+    if len(ins) == 1:
+        return layer(ins[0], **kw)
+    state = ins[1] if len(ins) == 2 else (ins[1], ins[2])
+    return layer(ins[0], state=state, **kw)
+
+
+# Sequence layers: each argument set runs with return_sequence False and True.
+SEQ_COMMON = [
+    dict(output_size=H, input_size=IN),
+    dict(output_size=H),  # lazy build
+    dict(output_size=H, input_size=IN, use_bias=False),
+    dict(output_size=H, input_size=IN, weight_initializer="He", bias_initializer="normal"),
+    dict(output_size=H, input_size=IN, weight_initializer="Orthogonal",
+         bias_initializer="uniform", trainable=False),
+    dict(output_size=H, input_size=IN, activation="relu"),
+    dict(output_size=H, input_size=IN, activation=None),  # linear
+    dict(output_size=H, input_size=IN, activation=Fn("sin")),  # a callable
+    dict(output_size=H, input_size=IN, activation="softsign"),
+]
+GATED_EXTRA = [
+    dict(output_size=H, input_size=IN, recurrent_activation="hard_sigmoid"),
+    # Not elementwise: Keras applies it to each gate separately, and so must we.
+    dict(output_size=H, input_size=IN, recurrent_activation="softmax"),
+    dict(output_size=H, input_size=IN, activation="elu", recurrent_activation=Fn("sin"),
+         weight_initializer=["normal", 0.0, 0.5]),
+]
+
+
+def _with_return(sets):
+    out = []
+    for kw in sets:
+        out += [dict(kw), dict(kw, return_sequence=True)]
+    return out
+
+
+CASES: list[Case] = []
+for name in ("RNN", "GRU", "LSTM"):
+    sets = SEQ_COMMON + ([] if name == "RNN" else GATED_EXTRA)
+    CASES += grid(name, _with_return(sets), [X], smoke=2)
+    # Initial states: h (and c) differentiable.
+    states = [X, H0, C0] if name == "LSTM" else [X, H0]
+    CASES += grid(name, _with_return([dict(output_size=H, input_size=IN)]), states, smoke=1)
+    CASES += grid(name, [dict(output_size=H, input_size=IN, use_bias=False,
+                              return_sequence=True)], states, dtypes=("float32",))
+    if name == "LSTM":  # a single h: c starts at zero
+        CASES += grid(name, _with_return([dict(output_size=H, input_size=IN)]), [X, H0],
+                      dtypes=("float32", "bfloat16"))
+    # A longer sequence, wider state.
+    CASES += grid(name, [dict(output_size=16, input_size=8, return_sequence=True)],
+                  [Input((4, 12, 8))] + ([Input((4, 16), name="initial_state")]
+                                         if name != "LSTM" else []))
+
+CELL_COMMON = [
+    dict(weight_shape=[IN, H]),
+    dict(weight_shape=[IN, H], use_bias=False),
+    dict(weight_shape=[IN, H], weight_initializer="Xavier_normal", bias_initializer="ones"),
+    dict(weight_shape=[IN, H], weight_initializer="Lecun", trainable=False),
+    dict(weight_shape=[IN, H], activation="relu"),
+    dict(weight_shape=[IN, H], activation=None),
+    dict(weight_shape=[IN, H], activation=Fn("sin")),
+]
+CELL_GATED = [
+    dict(weight_shape=[IN, H], recurrent_activation="hard_sigmoid"),
+    dict(weight_shape=[IN, H], recurrent_activation="softmax"),
+]
+for name in ("RNNCell", "GRUCell", "LSTMCell"):
+    sets = CELL_COMMON + ([] if name == "RNNCell" else CELL_GATED)
+    full = [X1, S, SC] if name == "LSTMCell" else [X1, S]
+    CASES += grid(name, sets, full, smoke=1)
+    CASES += grid(name, [dict(weight_shape=[IN, H])], [X1])  # state=None: zeros
+    if name == "LSTMCell":  # a single h: c starts at zero
+        CASES += grid(name, [dict(weight_shape=[IN, H])], [X1, S])
+
+SEQ_DOC = ["output_size", "input_size", "weight_initializer", "bias_initializer",
+           "return_sequence", "use_bias", "trainable", "dtype", "activation", "data",
+           "initial_state"]
+CELL_DOC = ["weight_shape", "weight_initializer", "bias_initializer", "use_bias", "trainable",
+            "dtype", "activation", "data", "state"]
+SPECS = [
+    LayerSpec("RNN", SEQ_DOC, reference=ref.recurrent, call=call_sequence),
+    LayerSpec("GRU", SEQ_DOC + ["recurrent_activation"], reference=ref.recurrent,
+              call=call_sequence),
+    LayerSpec("LSTM", SEQ_DOC + ["recurrent_activation"], reference=ref.recurrent,
+              call=call_sequence),
+    LayerSpec("RNNCell", CELL_DOC, reference=ref.recurrent, call=call_cell),
+    LayerSpec("GRUCell", CELL_DOC + ["recurrent_activation"], reference=ref.recurrent,
+              call=call_cell),
+    LayerSpec("LSTMCell", CELL_DOC + ["recurrent_activation"], reference=ref.recurrent,
+              call=call_cell),
+]

@@ -1,0 +1,159 @@
+"""References for the recurrent family: Keras ``SimpleRNN``, ``GRU(reset_after=False)``,
+``LSTM(unit_forget_bias=False)`` and ``SimpleRNNCell``, ``GRUCell(reset_after=False)``,
+``LSTMCell(unit_forget_bias=False)``, with Note's weights transferred.
+
+The transfer is written from the two documented layouts, not from mlxnote's storage:
+
+* Keras (all six): ``kernel [in, k*H]``, ``recurrent_kernel [H, k*H]``, ``bias [k*H]``, gate
+  blocks ``z, r, h`` for the GRU and ``i, f, c, o`` for the LSTM.
+* Note (``note-semantics.md`` sections 15-24): per-gate matrices for the sequence layers,
+  in creation order (``weight_r1, weight_r2, weight_z1, ...``, then ``bias_r, ...``; LSTM
+  gates ``i, f, o, c``; RNN ``weight_i, weight_s, bias``); for GRUCell/LSTMCell one joint
+  ``weight [in + H, k*H]`` (rows x then h, column blocks ``r, z, h`` / ``i, f, o, c``) and
+  ``bias [k*H]``; RNNCell as RNN.
+
+Keras builds its recurrent kernel with an orthogonal initializer, whose QR has no bfloat16
+kernel on TF's CPU; the reference layers are therefore built with zero initializers (the
+values are overwritten by the transfer), after which all Keras recurrent layers run in
+float16 and bfloat16 on the CPU.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..engine import Reference
+from .activations import tf_activation
+
+KIND = {"RNN": "rnn", "RNNCell": "rnn", "GRU": "gru", "GRUCell": "gru", "LSTM": "lstm",
+        "LSTMCell": "lstm"}
+NOTE_GATES = {"rnn": ("",), "gru": ("r", "z", "h"), "lstm": ("i", "f", "o", "c")}
+KERAS_GATES = {"rnn": ("",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
+
+
+def _np(dtype: tf.DType):
+    return np.float32 if dtype == tf.bfloat16 else dtype.as_numpy_dtype
+
+
+def _reorder(a: np.ndarray, src: tuple, dst: tuple, h: int) -> np.ndarray:
+    """Column blocks of width ``h`` from gate order ``src`` to gate order ``dst``."""
+    blocks = {g: a[..., j * h:(j + 1) * h] for j, g in enumerate(src)}
+    return np.concatenate([blocks[g] for g in dst], axis=-1)
+
+
+def note_names(kind: str, cell: bool, use_bias: bool) -> list[str]:
+    """Note's weight names in creation order."""
+    if kind == "rnn":
+        return ["weight_i", "weight_s"] + (["bias"] if use_bias else [])
+    if cell:
+        return ["weight"] + (["bias"] if use_bias else [])
+    gates = NOTE_GATES[kind]
+    names = [f"weight_{g}{n}" for g in gates for n in (1, 2)]
+    return names + ([f"bias_{g}" for g in gates] if use_bias else [])
+
+
+def note_to_keras(kind: str, cell: bool, use_bias: bool, weights: list[np.ndarray],
+                  input_size: int, units: int) -> list[np.ndarray]:
+    """Note-layout weights -> Keras ``[kernel, recurrent_kernel(, bias)]``."""
+    d = dict(zip(note_names(kind, cell, use_bias), weights))
+    if kind == "rnn":
+        return [d["weight_i"], d["weight_s"]] + ([d["bias"]] if use_bias else [])
+    ng, kg = NOTE_GATES[kind], KERAS_GATES[kind]
+    if cell:
+        w = _reorder(d["weight"], ng, kg, units)
+        out = [w[:input_size], w[input_size:]]
+        return out + ([_reorder(d["bias"], ng, kg, units)] if use_bias else [])
+    kernel = np.concatenate([d[f"weight_{g}1"] for g in kg], axis=1)
+    recurrent = np.concatenate([d[f"weight_{g}2"] for g in kg], axis=1)
+    out = [kernel, recurrent]
+    return out + ([np.concatenate([d[f"bias_{g}"] for g in kg])] if use_bias else [])
+
+
+def keras_to_note(kind: str, cell: bool, use_bias: bool, arrays: list[np.ndarray],
+                  units: int) -> list[np.ndarray]:
+    """Keras ``[kernel, recurrent_kernel(, bias)]`` (weights or gradients) -> Note's
+    layout and creation order."""
+    if not arrays:  # trainable=False: nothing to map
+        return []
+    kernel, recurrent = arrays[0], arrays[1]
+    bias = arrays[2] if use_bias else None
+    if kind == "rnn":
+        return [kernel, recurrent] + ([bias] if use_bias else [])
+    ng, kg = NOTE_GATES[kind], KERAS_GATES[kind]
+    if cell:
+        w = _reorder(np.concatenate([kernel, recurrent], axis=0), kg, ng, units)
+        return [w] + ([_reorder(bias, kg, ng, units)] if use_bias else [])
+    kb = {g: j for j, g in enumerate(kg)}
+
+    def col(a, g):
+        j = kb[g]
+        return a[..., j * units:(j + 1) * units]
+
+    out = []
+    for g in ng:
+        out += [col(kernel, g), col(recurrent, g)]
+    return out + ([col(bias, g) for g in ng] if use_bias else [])
+
+
+def _keras_layer(case, dtype: tf.DType):
+    kw = case.kwargs
+    kind = KIND[case.layer]
+    cell = case.layer.endswith("Cell")
+    units = kw["weight_shape"][1] if cell else kw["output_size"]
+    common = dict(activation=tf_activation(kw.get("activation", "tanh")),
+                  use_bias=kw.get("use_bias", True), trainable=kw.get("trainable", True),
+                  kernel_initializer="zeros", recurrent_initializer="zeros",
+                  bias_initializer="zeros", dtype=dtype.name)
+    if kind != "rnn":
+        common["recurrent_activation"] = tf_activation(kw.get("recurrent_activation",
+                                                              "sigmoid"))
+    if kind == "gru":
+        common["reset_after"] = False
+    if kind == "lstm":
+        common["unit_forget_bias"] = False
+    if cell:
+        cls = {"rnn": keras.layers.SimpleRNNCell, "gru": keras.layers.GRUCell,
+               "lstm": keras.layers.LSTMCell}[kind]
+        return cls(units, **common), kind, cell, units
+    cls = {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
+           "lstm": keras.layers.LSTM}[kind]
+    return cls(units, return_sequences=kw.get("return_sequence", False), **common), kind, \
+        cell, units
+
+
+def recurrent(case, weights, dtype):
+    """The reference for all six layers (the case's layer name picks the Keras class)."""
+    layer, kind, cell, units = _keras_layer(case, dtype)
+    in_shape = case.inputs[0].shape
+    input_size = in_shape[-1]
+    use_bias = case.kwargs.get("use_bias", True)
+    layer.build((None, input_size) if cell else (None, in_shape[1], input_size))
+    keras_w = note_to_keras(kind, cell, use_bias, weights, input_size, units)
+    layer.set_weights([w.astype(_np(dtype)) for w in keras_w])
+    variables = [v.value for v in layer.trainable_variables]
+
+    def states(x, given):
+        given = list(given)
+        zeros = tf.zeros((x.shape[0], units), dtype)
+        if not given:
+            given = [zeros]
+        if kind == "lstm" and len(given) == 1:
+            given.append(zeros)  # a single h: c starts at zero
+        return given
+
+    if cell:
+        def fn(x, *given, training):
+            out, new = layer(x, states(x, given))
+            if kind == "rnn":
+                return out
+            if kind == "gru":
+                return out, new[0]
+            return out, (new[0], new[1])
+    else:
+        def fn(x, *given, training):
+            return layer(x, initial_state=states(x, given) if given else None)
+
+    return Reference(fn, variables,
+                     grads_to_note=lambda g: keras_to_note(kind, cell, use_bias, g, units))
