@@ -43,17 +43,13 @@ from __future__ import annotations
 
 import ctypes
 import glob
-import hashlib
 import importlib.util
 import math
 import os
 import platform
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -233,32 +229,36 @@ def _thread_request() -> tuple[int | None, str]:
     return n, f"usable CPUs less one ({cpus} - 1), at least 1"
 
 
-def _shim_dirs() -> list[Path]:
-    dirs = []
+def _shim_dirs():
+    """Candidate folders for the compiled shim, best first (lazy: tempfile costs an import)."""
     if os.environ.get(ENV_SHIM_DIR):
-        dirs.append(Path(os.environ[ENV_SHIM_DIR]))
+        yield Path(os.environ[ENV_SHIM_DIR])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    dirs.append(Path(base) / "mlxnote")
+    yield Path(base) / "mlxnote"
+    import tempfile
+
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    dirs.append(Path(tempfile.gettempdir()) / f"mlxnote-{uid}")
-    return dirs
+    yield Path(tempfile.gettempdir()) / f"mlxnote-{uid}"
 
 
 def build_shim() -> Path:
     """Path of the compiled shim, compiling ``_blas_shim.c`` once if no cached copy exists."""
     src = SHIM_SOURCE.read_bytes()
-    tag = hashlib.sha256(src + platform.machine().encode()).hexdigest()[:16]
+    tag = f"{zlib.crc32(src + platform.machine().encode()):08x}-{len(src)}"
     name = f"libmlxnote_blas-{tag}.so"
-    dirs = _shim_dirs()
-    for d in dirs:
+    for d in _shim_dirs():
         if (d / name).is_file():
             return d / name
+    import shlex
+    import shutil
+    import subprocess
+
     cc = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")
                                                     or ""]
     if not cc[0] or not shutil.which(cc[0]):
         raise OSError("no C compiler (cc or gcc) to build the small BLAS shim; install gcc")
     errors = []
-    for d in dirs:
+    for d in _shim_dirs():
         try:
             d.mkdir(parents=True, exist_ok=True)
             tmp = d / f".{name}.{os.getpid()}.tmp"
