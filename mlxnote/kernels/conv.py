@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
-METHODS = ("auto", "mlx", "gemm", "col2im", "shift")
+METHODS = ("auto", "mlx", "gemm", "col2im", "shift", "mlx+gemm")
 _REDUCED = (mx.float16, mx.bfloat16)
 
 
@@ -65,11 +65,16 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
     cin = x_shape[-1]
     if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
         return "shift"
-    if all(s == 1 for s in input_dilation):
-        return "gemm"
-    if groups == 1 and all(s == 1 for s in strides):
-        return "col2im"
-    return "mlx"
+    if any(s != 1 for s in input_dilation):
+        return "col2im" if groups == 1 and all(s == 1 for s in strides) else "mlx"
+    if all(k == 1 for k in w_shape[1:-1]) and all(s == 1 for s in strides):
+        return "gemm"  # 1x1: a plain GEMM on the input itself, no column buffer at all
+    if groups == 1 and all(d == 1 for d in dilations):
+        # MLX's CPU kernel is an explicit im2col + GEMM here, in every dtype; so is its
+        # gradient at stride 1. At stride > 1 its gradient runs input- and kernel-dilated
+        # convolutions on its naive loops (10x slower): keep its forward, take ours.
+        return "mlx" if all(s == 1 for s in strides) else "mlx+gemm"
+    return "gemm"
 
 
 def out_size(length: int, k: int, stride: int, dilation: int, lo: int, hi: int,
@@ -116,8 +121,16 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
     if method not in METHODS[1:]:
         raise ValueError(f"conv: method {method!r} not in {METHODS}")
-    if method == "mlx":
-        y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+    if method in ("mlx", "mlx+gemm"):
+        if method == "mlx":
+            y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        elif any(s != 1 for s in input_dilation):
+            raise ValueError("conv: method 'mlx+gemm' needs input_dilation 1")
+        else:
+            y = _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip)
+        if keep_float32 and y.dtype in _REDUCED and on_cpu():
+            y = y.astype(mx.float32)  # MLX's CPU GEMM computed it in float32 anyway
+            bias = None if bias is None else bias.astype(mx.float32)
         return y if bias is None else y + bias
     nb = x.shape[0]
     per_sample = _cols_per_sample(method, x.shape, w.shape, strides, pads, dilations,
@@ -253,6 +266,29 @@ def _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip):
     cg, og = x.shape[-1] // groups, w.shape[0] // groups
     return mx.concatenate([one(x[..., g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], 1)
                            for g in range(groups)], axis=-1)
+
+
+def _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip):
+    """mx.conv_general's forward with the gradient of the 'gemm' formulation."""
+    ones = (1,) * len(strides)
+
+    @mx.custom_function
+    def f(x, w):
+        return _conv_mlx(x, w, strides, pads, dilations, groups, ones, flip)
+
+    @f.vjp
+    def f_vjp(primals, cotangent, output):
+        def g(x, w):
+            xf, wf = (x.astype(mx.float32), w.astype(mx.float32)) if x.dtype in _REDUCED \
+                else (x, w)
+            return _conv_gemm(xf, wf, strides, pads, dilations, groups, flip, None)
+
+        # Only the gradients are evaluated: the GEMM of this forward is never computed.
+        _, grads = mx.vjp(g, list(primals), [cotangent.astype(mx.float32)
+                                              if cotangent.dtype in _REDUCED else cotangent])
+        return tuple(gr.astype(p.dtype) for gr, p in zip(grads, primals))
+
+    return f(x, w)
 
 
 # -- shared helpers ----------------------------------------------------------------------
