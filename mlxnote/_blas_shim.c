@@ -3,65 +3,33 @@
  * libmlx.so (mlx[cpu] on Linux) imports cblas_sgemm, cblas_dgemm, cblas_cgemm and a few
  * LAPACK routines, which it finds in a bundled *reference* BLAS/LAPACK. PyPI's
  * scipy-openblas32 exports the same functions only as scipy_cblas_sgemm, scipy_sgeqrf_, ...
- * mlxnote/_platform.py compiles this file once (cc -O2 -shared -fPIC), loads
- * libscipy_openblas.so and then this shim with RTLD_GLOBAL *before* mlx.core is imported,
- * so the dynamic linker binds libmlx.so's references to the names defined here.
- *
- * The shim links against nothing: its references to scipy_* resolve at load time against
- * the already loaded (RTLD_GLOBAL) libscipy_openblas.so.
+ * mlxnote/_platform.py compiles this file once (cc -O2 -shared -fPIC; it links against
+ * nothing), then, *before* mlx.core is imported:
+ *   1. loads libscipy_openblas.so privately (RTLD_LOCAL: its ~5000 symbols stay out of the
+ *      global scope, so e.g. SciPy keeps binding to its own OpenBLAS copy);
+ *   2. loads this shim privately and hands it the address of each scipy_<name> through
+ *      mlxnote_shim_bind (mlxnote_shim_name lists the names);
+ *   3. only when every slot is bound, promotes the shim to RTLD_GLOBAL (RTLD_NOLOAD), so the
+ *      dynamic linker binds libmlx.so's references to the names defined here. A failure
+ *      before that leaves MLX's stock BLAS untouched.
  *
  * - cblas_{s,d,c}gemm: typed C wrappers (portable) that also count calls, so
  *   `python -m mlxnote info` and the tests can prove MLX really calls OpenBLAS.
- * - LAPACK (x86_64 and aarch64 only): one-instruction tail jumps, which pass every argument
- *   through untouched, including Fortran's hidden string lengths. On other architectures
- *   these are not defined and MLX keeps its reference LAPACK (correct, just slower).
+ * - LAPACK (x86_64 and aarch64 only): an indirect tail jump through the bound slot, which
+ *   passes every argument through untouched, including Fortran's hidden string lengths. On
+ *   other architectures these are not defined and MLX keeps its reference LAPACK (correct,
+ *   just slower).
  */
 #include <stddef.h>
 
 typedef int blasint; /* scipy-openblas32: 32-bit integers (LP64) */
 
-void scipy_cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
-                       const float *a, blasint lda, const float *b, blasint ldb, float beta,
-                       float *c, blasint ldc);
-void scipy_cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
-                       const double *a, blasint lda, const double *b, blasint ldb, double beta,
-                       double *c, blasint ldc);
-void scipy_cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k,
-                       const void *alpha, const void *a, blasint lda, const void *b, blasint ldb,
-                       const void *beta, void *c, blasint ldc);
-
-static unsigned long long mlxnote_calls;
-
-#define COUNT() __atomic_fetch_add(&mlxnote_calls, 1ULL, __ATOMIC_RELAXED)
-
-/* Number of cblas_*gemm calls forwarded so far (read by mlxnote through ctypes). */
-unsigned long long mlxnote_blas_calls(void) {
-    return __atomic_load_n(&mlxnote_calls, __ATOMIC_RELAXED);
-}
-
-/* 1 when the LAPACK routines below are forwarded too, 0 when MLX keeps reference LAPACK. */
-int mlxnote_lapack_forwarded(void);
-
-void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
-                 const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c,
-                 blasint ldc) {
-    COUNT();
-    scipy_cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
-                 const double *a, blasint lda, const double *b, blasint ldb, double beta,
-                 double *c, blasint ldc) {
-    COUNT();
-    scipy_cblas_dgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, const void *alpha,
-                 const void *a, blasint lda, const void *b, blasint ldb, const void *beta,
-                 void *c, blasint ldc) {
-    COUNT();
-    scipy_cblas_cgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
+typedef void (*sgemm_fn)(int, int, int, blasint, blasint, blasint, float, const float *, blasint,
+                         const float *, blasint, float, float *, blasint);
+typedef void (*dgemm_fn)(int, int, int, blasint, blasint, blasint, double, const double *,
+                         blasint, const double *, blasint, double, double *, blasint);
+typedef void (*cgemm_fn)(int, int, int, blasint, blasint, blasint, const void *, const void *,
+                         blasint, const void *, blasint, const void *, void *, blasint);
 
 /* The LAPACK routines libmlx.so 0.32 imports (nm -D --undefined-only libmlx.so). */
 #define MLXNOTE_LAPACK(X)                                                                       \
@@ -69,20 +37,101 @@ void cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, con
     X(cheevd_) X(sgeqrf_) X(dgeqrf_) X(sorgqr_) X(dorgqr_) X(sgetrf_) X(dgetrf_) X(sgetri_)     \
     X(dgetri_) X(spotrf_) X(dpotrf_) X(strtri_) X(dtrtri_)
 
-#if defined(__x86_64__)
-/* endbr64 is a no-op on CPUs without CET; the jmp goes through the PLT. */
-#define MLXNOTE_JUMP(name)                                                                      \
-    __asm__(".text\n.globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n"      \
-            "\tendbr64\n\tjmp scipy_" #name "@PLT\n.size " #name ",.-" #name "\n");
-MLXNOTE_LAPACK(MLXNOTE_JUMP)
-int mlxnote_lapack_forwarded(void) { return 1; }
-#elif defined(__aarch64__)
-/* hint #34 is `bti c` (a no-op without BTI); `b` to an undefined symbol goes through the PLT. */
-#define MLXNOTE_JUMP(name)                                                                      \
-    __asm__(".text\n.globl " #name "\n.type " #name ",%function\n.p2align 4\n" #name ":\n"      \
-            "\thint #34\n\tb scipy_" #name "\n.size " #name ",.-" #name "\n");
-MLXNOTE_LAPACK(MLXNOTE_JUMP)
-int mlxnote_lapack_forwarded(void) { return 1; }
+#if defined(__x86_64__) || defined(__aarch64__)
+#define MLXNOTE_FORWARD_LAPACK 1
 #else
-int mlxnote_lapack_forwarded(void) { return 0; }
+#define MLXNOTE_FORWARD_LAPACK 0
+#endif
+
+/* One slot per forwarded name, filled by mlxnote_shim_bind (hidden: not exported). */
+#define HIDDEN __attribute__((visibility("hidden")))
+#define SLOT(name) HIDDEN void *mlxnote_p_##name;
+SLOT(cblas_sgemm) SLOT(cblas_dgemm) SLOT(cblas_cgemm)
+#if MLXNOTE_FORWARD_LAPACK
+MLXNOTE_LAPACK(SLOT)
+#endif
+
+#define NAME(name) #name,
+static const char *const names[] = {"cblas_sgemm", "cblas_dgemm", "cblas_cgemm",
+#if MLXNOTE_FORWARD_LAPACK
+                                    MLXNOTE_LAPACK(NAME)
+#endif
+                                    NULL};
+#define ADDR(name) &mlxnote_p_##name,
+static void **const slots[] = {&mlxnote_p_cblas_sgemm, &mlxnote_p_cblas_dgemm,
+                               &mlxnote_p_cblas_cgemm,
+#if MLXNOTE_FORWARD_LAPACK
+                               MLXNOTE_LAPACK(ADDR)
+#endif
+};
+#define NSLOTS ((int)(sizeof(slots) / sizeof(slots[0])))
+
+/* The i-th name to bind (its OpenBLAS symbol is "scipy_" + name), NULL after the last. */
+const char *mlxnote_shim_name(int i) { return (i >= 0 && i < NSLOTS) ? names[i] : NULL; }
+
+/* Bind slot i to fn; returns 0 on success. */
+int mlxnote_shim_bind(int i, void *fn) {
+    if (i < 0 || i >= NSLOTS || fn == NULL) return -1;
+    *slots[i] = fn;
+    return 0;
+}
+
+/* 1 when every slot is bound: only then may the shim be made global. */
+int mlxnote_shim_ready(void) {
+    for (int i = 0; i < NSLOTS; i++)
+        if (*slots[i] == NULL) return 0;
+    return 1;
+}
+
+/* 1 when the LAPACK routines are forwarded too, 0 when MLX keeps reference LAPACK. */
+int mlxnote_lapack_forwarded(void) { return MLXNOTE_FORWARD_LAPACK; }
+
+static unsigned long long mlxnote_calls;
+
+/* Number of cblas_*gemm calls forwarded so far (read by mlxnote through ctypes). */
+unsigned long long mlxnote_blas_calls(void) {
+    return __atomic_load_n(&mlxnote_calls, __ATOMIC_RELAXED);
+}
+
+#define COUNT() __atomic_fetch_add(&mlxnote_calls, 1ULL, __ATOMIC_RELAXED)
+
+void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
+                 const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c,
+                 blasint ldc) {
+    COUNT();
+    ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                                      ldc);
+}
+
+void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
+                 const double *a, blasint lda, const double *b, blasint ldb, double beta,
+                 double *c, blasint ldc) {
+    COUNT();
+    ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                                      ldc);
+}
+
+void cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, const void *alpha,
+                 const void *a, blasint lda, const void *b, blasint ldb, const void *beta,
+                 void *c, blasint ldc) {
+    COUNT();
+    ((cgemm_fn)mlxnote_p_cblas_cgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                                      ldc);
+}
+
+#if defined(__x86_64__)
+/* endbr64 is a no-op on CPUs without CET. */
+#define JUMP(name)                                                                              \
+    __asm__(".text\n.globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n"      \
+            "\tendbr64\n\tjmp *mlxnote_p_" #name "(%rip)\n.size " #name ",.-" #name "\n");
+MLXNOTE_LAPACK(JUMP)
+#elif defined(__aarch64__)
+/* hint #34 is `bti c` (a no-op without BTI); x16 is the intra-procedure-call scratch register
+ * that PLT stubs use too. */
+#define JUMP(name)                                                                              \
+    __asm__(".text\n.globl " #name "\n.type " #name ",%function\n.p2align 4\n" #name ":\n"      \
+            "\thint #34\n\tadrp x16, mlxnote_p_" #name "\n"                                     \
+            "\tldr x16, [x16, :lo12:mlxnote_p_" #name "]\n\tbr x16\n"                          \
+            ".size " #name ",.-" #name "\n");
+MLXNOTE_LAPACK(JUMP)
 #endif

@@ -4,10 +4,11 @@ Runs once, when ``mlxnote`` is imported, and must run *before* ``mlx.core`` load
 
 BLAS. ``mlx[cpu]`` on Linux binds ``cblas_sgemm``/``cblas_dgemm``/``cblas_cgemm`` and 21 LAPACK
 routines to a bundled *reference* BLAS/LAPACK (``mlx_cpu.libs/libblas-*.so``). We load
-OpenBLAS from PyPI's ``scipy-openblas32`` (a dependency on Linux) and a tiny forwarding shim
-(``_blas_shim.c``: the standard names jump to OpenBLAS's ``scipy_``-prefixed ones) with
-``RTLD_GLOBAL``; the dynamic linker then binds ``libmlx.so``'s references to them, because
-globally loaded objects are searched before ``libmlx.so``'s own dependencies. The shim is
+OpenBLAS from PyPI's ``scipy-openblas32`` (a dependency on Linux) privately, and a tiny
+forwarding shim (``_blas_shim.c``: the standard names jump to OpenBLAS's ``scipy_``-prefixed
+ones, bound by address) which, once fully bound, is made ``RTLD_GLOBAL``: the dynamic linker
+then binds ``libmlx.so``'s references to it, because globally loaded objects are searched
+before ``libmlx.so``'s own dependencies. Only those 24 names become global. The shim is
 compiled once with the system C compiler into a cache folder (``MLXNOTE_SHIM_DIR``, else
 ``$XDG_CACHE_HOME/mlxnote`` or ``~/.cache/mlxnote``, else a temporary folder); ``make install``
 builds it. Any failure (no compiler, no ``scipy-openblas32``) leaves MLX's stock BLAS in place
@@ -163,13 +164,25 @@ def _load_blas(choice: str) -> None:
     if not libs:
         raise OSError(f"no libscipy_openblas*.so in {pkg / 'lib'}")
     shim = build_shim()
-    ob = ctypes.CDLL(libs[0], mode=ctypes.RTLD_GLOBAL)  # first: the shim's imports bind to it
+    ob = ctypes.CDLL(libs[0], mode=ctypes.RTLD_LOCAL)  # private: SciPy keeps its own copy
     try:
-        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_LOCAL)
     except OSError:  # a damaged cached copy: build it again, once
         shim.unlink(missing_ok=True)
         shim = build_shim()
-        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL)
+        sh = ctypes.CDLL(str(shim), mode=ctypes.RTLD_LOCAL)
+    sh.mlxnote_shim_name.restype = ctypes.c_char_p
+    sh.mlxnote_shim_bind.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    i = 0
+    while (name := sh.mlxnote_shim_name(i)) is not None:
+        fn = getattr(ob, "scipy_" + name.decode())  # AttributeError: an incompatible OpenBLAS
+        if sh.mlxnote_shim_bind(i, ctypes.cast(fn, ctypes.c_void_p).value) != 0:
+            raise OSError(f"could not bind {name.decode()}")
+        i += 1
+    if not sh.mlxnote_shim_ready():
+        raise OSError("the BLAS shim has unbound entries")
+    # Every entry is bound: only now make the standard names visible to libmlx.so.
+    ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
     _handles.update(openblas=ob, shim=sh)
     sh.mlxnote_blas_calls.restype = ctypes.c_ulonglong
     ob.scipy_openblas_get_config.restype = ctypes.c_char_p

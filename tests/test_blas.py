@@ -7,6 +7,7 @@ BLAS is chosen once per process, before mlx.core loads.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -73,6 +74,10 @@ def test_fast_blas_is_active():
                                            "OMP_NUM_THREADS")):
         assert s.threads == max(1, _platform.usable_cpus() - 1)  # never oversubscribes
     assert not s.warnings
+    glob = ctypes.CDLL(None)  # dlsym on the global scope, which libmlx.so searches first
+    assert hasattr(glob, "cblas_sgemm") and hasattr(glob, "sgeqrf_") == s.lapack_forwarded
+    # OpenBLAS itself stays private: SciPy & co. keep binding to their own copies
+    assert not hasattr(glob, "scipy_cblas_sgemm") and not hasattr(glob, "openblas_cancel")
 
 
 MATMUL_SHAPES = [((64, 64), (64, 64)), ((257, 130), (130, 65)), ((1, 300), (300, 7)),
