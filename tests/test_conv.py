@@ -57,6 +57,8 @@ ORACLE = [  # (method, x shape, w shape, kwargs)
     ("gemm", (2, 7, 6, 4), (5, 3, 3, 4), dict(padding=1, flip=True)),
     ("mlx+gemm", (2, 7, 6, 4), (5, 3, 2, 4), dict(strides=(2, 3), padding=[(0, 1), (1, 0)])),
     ("mlx+gemm", (2, 5, 4, 6, 4), (6, 2, 3, 2, 2), dict(strides=2, padding=1, groups=2)),
+    ("mlx+gemmw", (2, 7, 6, 4), (5, 3, 2, 4), dict(padding=[(1, 1), (0, 1)])),
+    ("mlx+gemmw", (2, 9, 4), (6, 3, 2), dict(padding=[(2, 0)], groups=2)),
     ("col2im", (2, 5, 4, 3), (4, 3, 2, 3), dict(input_dilation=2, padding=[(2, 2), (1, 2)],
                                                 flip=True)),
     ("col2im", (2, 6, 3), (4, 4, 3), dict(input_dilation=3, padding=[(1, 3)], dilations=2,
@@ -96,7 +98,7 @@ def test_formulation_matches_conv_general(method, xs, ws, kw, dtype):
 
 def test_choose_per_device(monkeypatch):
     assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
-    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (1, 1)) == "mlx"
+    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (1, 1)) == "mlx+gemmw"
     assert kconv.choose((2, 8, 8, 4), (5, 1, 1, 4), (1, 1), (1, 1), 1, (1, 1)) == "gemm"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx+gemm"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (2, 1), 1, (1, 1)) == "gemm"

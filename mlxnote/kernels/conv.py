@@ -7,8 +7,11 @@ inputs, and picks the fastest formulation for the device it runs on:
 
 * ``'mlx'``: ``mx.conv_general`` (groups on 3-D split per group). Used on Metal and CUDA,
   and the oracle every other formulation is tested against.
-* ``'gemm'``: im2col (one strided slice per kernel tap, concatenated) and one GEMM, so the
-  work goes through BLAS; grouped convs run one GEMM per group.
+* ``'mlx+gemmw'`` / ``'mlx+gemm'``: ``mx.conv_general``'s forward (on the CPU an explicit
+  im2col + GEMM when undilated and ungrouped) with, respectively, the weight gradient or
+  both gradients of ``'gemm'``.
+* ``'gemm'``: im2col (one strided copy) and one GEMM, so the work goes through BLAS;
+  grouped convs run one GEMM per group; the weight gradient sums the batch in chunks.
 * ``'col2im'``: input-dilated (transposed) convolutions as one GEMM of the input with the
   kernel, then col2im: the taps are summed per stride phase on the input grid and the
   phases interleaved, so no zero of the dilated input is ever multiplied.
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 
 import mlx.core as mx
 
-METHODS = ("auto", "mlx", "gemm", "col2im", "shift", "mlx+gemm")
+METHODS = ("auto", "mlx", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw")
 _REDUCED = (mx.float16, mx.bfloat16)
 
 
@@ -71,9 +74,11 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
         return "gemm"  # 1x1: a plain GEMM on the input itself, no column buffer at all
     if groups == 1 and all(d == 1 for d in dilations):
         # MLX's CPU kernel is an explicit im2col + GEMM here, in every dtype; so is its
-        # gradient at stride 1. At stride > 1 its gradient runs input- and kernel-dilated
-        # convolutions on its naive loops (10x slower): keep its forward, take ours.
-        return "mlx" if all(s == 1 for s in strides) else "mlx+gemm"
+        # input gradient at stride 1. Its weight gradient sums over the whole batch in one
+        # sequential BLAS reduction (2-3x TF's float32 error with the reference BLAS): ours
+        # sums chunks. At stride > 1 its input gradient runs input-dilated convolutions on
+        # its naive loops (10x slower): keep only its forward.
+        return "mlx+gemmw" if all(s == 1 for s in strides) else "mlx+gemm"
     return "gemm"
 
 
@@ -121,13 +126,14 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
     if method not in METHODS[1:]:
         raise ValueError(f"conv: method {method!r} not in {METHODS}")
-    if method in ("mlx", "mlx+gemm"):
+    if method in ("mlx", "mlx+gemm", "mlx+gemmw"):
         if method == "mlx":
             y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
         elif any(s != 1 for s in input_dilation):
-            raise ValueError("conv: method 'mlx+gemm' needs input_dilation 1")
+            raise ValueError(f"conv: method {method!r} needs input_dilation 1")
         else:
-            y = _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip)
+            y = _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip,
+                                           method == "mlx+gemmw")
         if keep_float32 and y.dtype in _REDUCED and on_cpu():
             y = y.astype(mx.float32)  # MLX's CPU GEMM computed it in float32 anyway
             bias = None if bias is None else bias.astype(mx.float32)
@@ -268,8 +274,10 @@ def _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip):
                            for g in range(groups)], axis=-1)
 
 
-def _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip):
-    """mx.conv_general's forward with the gradient of the 'gemm' formulation."""
+def _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip,
+                               mlx_input_grad=False):
+    """mx.conv_general's forward with the gradient of the 'gemm' formulation (with
+    ``mlx_input_grad``, only the weight gradient: the input one stays mx.conv_general's)."""
     ones = (1,) * len(strides)
 
     @mx.custom_function
@@ -284,8 +292,15 @@ def _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip):
             return _conv_gemm(xf, wf, strides, pads, dilations, groups, flip, None)
 
         # Only the gradients are evaluated: the GEMM of this forward is never computed.
-        _, grads = mx.vjp(g, list(primals), [cotangent.astype(mx.float32)
-                                              if cotangent.dtype in _REDUCED else cotangent])
+        ct = cotangent.astype(mx.float32) if cotangent.dtype in _REDUCED else cotangent
+        xx, ww = primals
+        if mlx_input_grad:
+            _, (dx,) = mx.vjp(lambda x_: _conv_mlx(x_, ww, strides, pads, dilations, groups,
+                                                   ones, flip), [xx], [cotangent])
+            _, (dw,) = mx.vjp(lambda w_: g(xx, w_), [ww], [ct])
+            grads = (dx, dw)
+        else:
+            _, grads = mx.vjp(g, list(primals), [ct])
         return tuple(gr.astype(p.dtype) for gr, p in zip(grads, primals))
 
     return f(x, w)
@@ -320,31 +335,58 @@ def _tap_view(xp, tap, out, strides, dilations):
 
 
 # -- im2col + GEMM -----------------------------------------------------------------------
+def _im2col(xp, kernel, out, strides, dilations, flip, c0, cg):
+    """Columns ``(N*prod(out), prod(kernel)*cg)`` of channels ``[c0, c0+cg)`` of the padded
+    input: one strided copy (as MLX's own im2col). Its gradient is the col2im of the
+    equivalent per-tap slices (the strided view's own gradient is a slow scatter)."""
+    nb = xp.shape[0]
+    taps = _taps(kernel)
+    offs = [tuple(k - 1 - i for k, i in zip(kernel, t)) for t in taps] if flip else taps
+
+    def by_slices(a):
+        vs = [_tap_view(a, o, out, strides, dilations)[..., c0:c0 + cg] for o in offs]
+        cols = vs[0] if len(vs) == 1 else mx.concatenate(vs, axis=-1)
+        return cols.reshape(nb * math.prod(out), -1)
+
+    if flip or len(taps) == 1:
+        return by_slices(xp)
+
+    @mx.custom_function
+    def cols(a):
+        a = mx.contiguous(a)
+        el = [math.prod(a.shape[i + 1:]) for i in range(a.ndim)]  # element strides
+        sp = el[1:-1]
+        view = mx.as_strided(
+            a, (nb, *out, *kernel, cg),
+            (el[0], *[e * s for e, s in zip(sp, strides)],
+             *[e * d for e, d in zip(sp, dilations)], 1), c0)
+        return view.reshape(nb * math.prod(out), -1)
+
+    @cols.vjp
+    def cols_vjp(primals, cotangent, output):
+        a = primals if isinstance(primals, mx.array) else primals[0]
+        return mx.vjp(by_slices, [a], [cotangent])[1][0]
+
+    return cols(xp)
+
+
 def _conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
     kernel = w.shape[1:-1]
     out = _out_sizes(x.shape, kernel, strides, pads, dilations)
     xp = _pad(x, pads)
-    taps = _taps(kernel)
-    # With flip, tap t of the weight meets the input at the mirrored offset.
-    offs = [tuple(k - 1 - i for k, i in zip(kernel, t)) for t in taps] if flip else taps
-    views = [_tap_view(xp, o, out, strides, dilations) for o in offs]
     nb, cout = x.shape[0], w.shape[0]
-    m = nb * math.prod(out)
+    cg, og = x.shape[-1] // groups, cout // groups
 
-    def one_group(vs, wg, b):
-        cols = vs[0] if len(vs) == 1 else mx.concatenate(vs, axis=-1)
-        cols = cols.reshape(m, -1)
+    def one_group(g):
+        cols = _im2col(xp, kernel, out, strides, dilations, flip, g * cg, cg)
+        wg = w if groups == 1 else w[g * og:(g + 1) * og]
         wm = wg.reshape(wg.shape[0], -1).T
-        return gemm(cols, wm) if b is None else gemm_bias(cols, wm, b)
+        if bias is None:
+            return gemm(cols, wm)
+        return gemm_bias(cols, wm, bias if groups == 1 else bias[g * og:(g + 1) * og])
 
-    if groups == 1:
-        y = one_group(views, w, bias)
-    else:
-        cg, og = x.shape[-1] // groups, cout // groups
-        parts = [one_group([v[..., g * cg:(g + 1) * cg] for v in views], w[g * og:(g + 1) * og],
-                      None if bias is None else bias[g * og:(g + 1) * og])
-                 for g in range(groups)]
-        y = mx.concatenate(parts, axis=-1)
+    y = one_group(0) if groups == 1 else mx.concatenate(
+        [one_group(g) for g in range(groups)], axis=-1)
     return y.reshape(nb, *out, cout)
 
 
