@@ -10,7 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"01_quickstart.ipynb", "03_conformance.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"01_quickstart.ipynb", "02_train_digits.ipynb",
+                                         "03_conformance.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
