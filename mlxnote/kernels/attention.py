@@ -25,6 +25,16 @@ import mlx.core as mx
 IMPLS = ("auto", "fast", "plain")
 
 
+HALF = (mx.float16, mx.bfloat16)
+
+
+def compute_dtype(dtype: mx.Dtype) -> mx.Dtype:
+    """The dtype the plain path computes in: float32 for 16-bit inputs on the CPU, where
+    MLX's 16-bit matmul is a slow loop (about 15x slower than float32 here) and rounds
+    every intermediate; the input dtype elsewhere."""
+    return mx.float32 if dtype in HALF and mx.default_device() == mx.cpu else dtype
+
+
 def neg_large(dtype: mx.Dtype) -> float:
     """The value a boolean mask puts on masked logits: the dtype's lowest finite value
     (as ``mx.fast.scaled_dot_product_attention`` does), so a fully masked row gives
@@ -67,7 +77,7 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
               dropout: Callable[[mx.array], mx.array] | None = None,
               pre_mix: mx.array | None = None, post_mix: mx.array | None = None,
               return_logits: bool = False, return_probs: bool = False,
-              impl: str = "auto"):
+              impl: str = "auto", dtype: mx.Dtype | None = None):
     """Softmax attention over the last two axes.
 
     Args:
@@ -83,6 +93,9 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
         return_logits: also return the scaled (pre-mixed) masked logits ``[B, H, Tq, Tk]``.
         return_probs: also return the (post-mixed) weights before dropout.
         impl: ``'auto'`` (fast path when allowed), ``'fast'`` or ``'plain'``.
+        dtype: the dtype of the results, and whose lowest value a boolean mask writes
+            into the logits (default q's; a layer computing in float32 for a 16-bit dtype
+            passes its own).
 
     Returns:
         ``out [B, H, Tq, Dv]``, or a tuple ``(out, logits?, probs?)`` with what was asked.
@@ -116,13 +129,14 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
         on_cpu and (return_logits or q.dtype != mx.float32)))
     if use_fast and not isinstance(scale, (int, float)):
         q, scale = q * scale.astype(q.dtype), 1.0
+    dtype = dtype or q.dtype
     if use_fast:
-        out = _fast(q, k, v, float(scale), mask, causal)
+        out = _fast(q, k, v, float(scale), mask, causal).astype(dtype)
         if not return_logits:
             return out
-        return out, _logits(q, k, scale, mask, causal, None)
+        return out, _logits(q, k, scale, mask, causal, None, dtype).astype(dtype)
     return _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logits,
-                  return_probs)
+                  return_probs, dtype)
 
 
 def _fast(q, k, v, scale, mask, causal):
@@ -134,7 +148,10 @@ def _fast(q, k, v, scale, mask, causal):
     return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
 
 
-def _logits(q, k, scale, mask, causal, pre_mix):
+def _logits(q, k, scale, mask, causal, pre_mix, low_dtype=None):
+    """Scaled (pre-mixed) masked logits; a boolean mask writes ``low_dtype``'s lowest
+    value (default q's dtype)."""
+    low_dtype = low_dtype or q.dtype
     h, hk = q.shape[1], k.shape[1]
     if 1 < hk < h:
         k = mx.repeat(k, h // hk, axis=1)
@@ -144,28 +161,33 @@ def _logits(q, k, scale, mask, causal, pre_mix):
     else:
         s = (q @ k.swapaxes(-1, -2)) * scale.astype(q.dtype)
     if pre_mix is not None:
-        s = _mix_heads(s, pre_mix)
+        s = _mix_heads(s, pre_mix.astype(s.dtype))
     if causal:
         mask = merge_masks(mask, causal_mask(q.shape[2], k.shape[2]), q.dtype)
     if mask is not None:
         if mask.dtype == mx.bool_:
-            s = mx.where(mask, s, mx.array(neg_large(s.dtype), s.dtype))
+            s = mx.where(mask, s, mx.array(neg_large(low_dtype), s.dtype))
         else:
-            s = s + mask
+            s = s + mask.astype(s.dtype)
     return s
 
 
 def _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logits,
-           return_probs):
-    s = _logits(q, k, scale, mask, causal, pre_mix)
+           return_probs, dtype):
+    cdt = compute_dtype(q.dtype)
+    if cdt != q.dtype:
+        q, k, v = q.astype(cdt), k.astype(cdt), v.astype(cdt)
+    s = _logits(q, k, scale, mask, causal, pre_mix, low_dtype=dtype)
     h, hk = q.shape[1], v.shape[1]
     if 1 < hk < h:
         v = mx.repeat(v, h // hk, axis=1)
     res = attend(s, v, dropout=dropout, post_mix=post_mix, return_probs=return_probs)
-    if not (return_logits or return_probs):
-        return res
     out, p = res if return_probs else (res, None)
-    return (out,) + ((s,) if return_logits else ()) + ((p,) if return_probs else ())
+    out = out.astype(dtype)
+    if not (return_logits or return_probs):
+        return out
+    return (out,) + ((s.astype(dtype),) if return_logits else ()) + (
+        (p.astype(dtype),) if return_probs else ())
 
 
 def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
@@ -173,12 +195,14 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
            post_mix: mx.array | None = None, return_probs: bool = False):
     """The plain path from given logits ``[B, H, Tq, Tk]`` (e.g. additive 'concat'
     scores): mask, softmax, optional post-mix and dropout, then ``@ v [B, H|1, Tk, Dv]``.
-    The softmax runs in float32; the weights come back in ``v``'s dtype.
+    The softmax runs in float32; the weights and output come back in ``v``'s dtype (the
+    products run in :func:`compute_dtype`).
 
     Returns ``out``, or ``(out, probs)`` (probs before dropout) with ``return_probs``.
     """
     dtype = v.dtype
-    if logits.dtype in (mx.float16, mx.bfloat16):
+    v = v.astype(compute_dtype(dtype))
+    if logits.dtype in HALF:
         # The softmax runs in float32 forward and backward (the gradient of the logits is
         # a difference of nearly equal sums, which 16-bit arithmetic loses).
         logits = logits.astype(mx.float32)
@@ -190,12 +214,12 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
             logits = mx.where(mask, logits, mx.array(neg_large(logits.dtype), logits.dtype))
         else:
             logits = logits + mask.astype(logits.dtype)
-    p = mx.softmax(logits, axis=-1).astype(dtype)
+    p = mx.softmax(logits, axis=-1).astype(v.dtype)
     if post_mix is not None:
-        p = _mix_heads(p, post_mix)
+        p = _mix_heads(p, post_mix.astype(p.dtype))
     w = dropout(p) if dropout is not None else p
-    out = w @ v
-    return (out, p) if return_probs else out
+    out = (w.astype(v.dtype) @ v).astype(dtype)
+    return (out, p.astype(dtype)) if return_probs else out
 
 
 # -- linear (kernelized) attention --------------------------------------------------------

@@ -31,6 +31,16 @@ def _broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
 
 
+def linear(x: mx.array, d: core.dense, cdt: mx.Dtype) -> mx.array:
+    """``x @ W + b`` of a dense sublayer (no activation) computed in ``cdt``.
+
+    On the CPU, 16-bit layers compute in float32 (``kernels.attention.compute_dtype``) and
+    round once at their output: MLX's 16-bit CPU matmul is a slow loop, and every rounding
+    of an intermediate costs accuracy."""
+    y = x.astype(cdt) @ d.weight.astype(cdt)
+    return y + d.bias.astype(cdt) if d.use_bias else y
+
+
 def _dropout_fn(layer: Layer, drop: core.dropout | None, training: bool):
     """The attention-weight dropout of this call, or None (identity)."""
     if drop is None or not training or drop.rate == 0.0:
@@ -95,7 +105,9 @@ class attention(Layer):
             res = K.attention(q[:, None], k[:, None], v[:, None], 1.0, smask, causal=causal,
                               return_probs=want)
         elif self.score_mode == "dot":
-            s = (q @ k.swapaxes(-1, -2)).astype(f32) * self.scale.astype(f32)
+            cdt = K.compute_dtype(q.dtype)
+            s = (q.astype(cdt) @ k.astype(cdt).swapaxes(-1, -2)).astype(q.dtype).astype(f32) \
+                * self.scale.astype(f32)
             res = K.attend(s[:, None], v[:, None], smask, causal=causal, return_probs=want)
         else:
             x = q.astype(f32)[:, :, None, :] + k.astype(f32)[:, None, :, :]
@@ -190,7 +202,7 @@ class multihead_attention(Layer):
         self.add_sublayer("key", core.dense(input_size, kdim, **kw))
         self.add_sublayer("value", core.dense(input_size, vdim, **kw))
         self.add_sublayer("out", core.dense(input_size, input_size, **kw))
-        self.attn_drop = core.dropout(self.dropout, dtype=self.dtype)
+        self.attn_drop = core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
         self._set("output_size", input_size)
         self._set("built", True)
 
@@ -221,28 +233,30 @@ class multihead_attention(Layer):
         b, tq, tk = x.shape[0], x.shape[1], xk.shape[1]
         h = self.n_head
         dh = self.input_size // h
+        cdt = K.compute_dtype(self.dtype)
         if xa is None:
-            q, k, v = self._qkv_self(x)
+            q, k, v = self._qkv_self(x, cdt)
         else:
-            q, k, v = self.query(x), self.key(xk), self.value(xv)
+            q, k, v = (linear(t, d, cdt) for t, d in ((x, self.query), (xk, self.key),
+                                                       (xv, self.value)))
         q = q.reshape(b, tq, h, dh).transpose(0, 2, 1, 3)
         k = k.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
         v = v.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
         m = self.attention_mask(mask, b, tq, tk)
         drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
         out, qk = K.attention(q, k, v, 1.0 / math.sqrt(dh), m, dropout=drop,
-                              return_logits=True)
-        out = out.transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
-        return self.out(out), qk
+                              return_logits=True, dtype=self.dtype)
+        out = out.astype(cdt).transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
+        return linear(out, self.out, cdt).astype(self.dtype), qk
 
-    def _qkv_self(self, x):
+    def _qkv_self(self, x, cdt):
         """Self-attention projections as one matmul when the three share x."""
         if self.kdim != self.input_size or self.vdim != self.input_size:
-            return self.query(x), self.key(x), self.value(x)
-        w = mx.concatenate([self.query.weight, self.key.weight, self.value.weight], axis=1)
-        y = x @ w
+            return tuple(linear(x, d, cdt) for d in (self.query, self.key, self.value))
+        ds = (self.query, self.key, self.value)
+        y = x.astype(cdt) @ mx.concatenate([d.weight.astype(cdt) for d in ds], axis=1)
         if self.use_bias:
-            y = y + mx.concatenate([self.query.bias, self.key.bias, self.value.bias])
+            y = y + mx.concatenate([d.bias.astype(cdt) for d in ds])
         return mx.split(y, 3, axis=-1)
 
     def attention_mask(self, mask, b, tq, tk):
@@ -319,7 +333,7 @@ class talking_heads_attention(Layer):
                     dropout_rate=self.check_float("dropout_rate", dropout_rate, 0.0, 1.0),
                     num_heads=self.check_int("num_heads", num_heads, allow_none=True))
         self._set("initializer", initializer)
-        self.attn_drop = core.dropout(self.dropout_rate, dtype=self.dtype)
+        self.attn_drop = core.dropout(self.dropout_rate, dtype=K.compute_dtype(self.dtype))
         if num_heads is not None:
             self.build(self.num_heads)
 
@@ -590,7 +604,7 @@ class Linformer_self_attention(Layer):
             self.add_sublayer("to_v", core.dense(kv_dim, dim, **kw))
             self.add_weight("proj_v", (self.seq_len, self.k), proj_init, "k")
         self.add_sublayer("to_out", core.dense(dim, heads * dh, dtype=self.dtype))
-        self.attn_drop = core.dropout(self.dropout, dtype=self.dtype)
+        self.attn_drop = core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
         self._set("input_size", dim)
         self._set("output_size", dim)
         self._set("built", True)
@@ -609,18 +623,19 @@ class Linformer_self_attention(Layer):
         b, n = x.shape[:2]
         h, dh = self.heads, self.dh
         kvh = 1 if self.one_kv_head else h
-        q = self.to_q(x).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
-        keys = self.to_k(ctx)
-        kp = mx.matmul(self.proj_k.T, keys)  # (b, k, kv_dim)
+        cdt = K.compute_dtype(self.dtype)
+        q = linear(x, self.to_q, cdt).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
+        kp = mx.matmul(self.proj_k.T.astype(cdt), linear(ctx, self.to_k, cdt))  # (b, k, kv)
         if self.share_kv:
             vp = kp
         else:
-            vp = mx.matmul(self.proj_v.T, self.to_v(ctx))
+            vp = mx.matmul(self.proj_v.T.astype(cdt), linear(ctx, self.to_v, cdt))
         kp = kp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
         vp = vp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
         drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
-        out = K.attention(q, kp, vp, 1.0 / math.sqrt(dh), dropout=drop)
-        return self.to_out(out.transpose(0, 2, 1, 3).reshape(b, n, h * dh))
+        out = K.attention(q, kp, vp, 1.0 / math.sqrt(dh), dropout=drop).astype(cdt)
+        out = out.transpose(0, 2, 1, 3).reshape(b, n, h * dh)
+        return linear(out, self.to_out, cdt).astype(self.dtype)
 
 
 __all__ = ["attention", "multihead_attention", "talking_heads_attention", "FAVOR_attention",

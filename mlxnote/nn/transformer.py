@@ -1,3 +1,423 @@
-"""transformer layers (being built)."""
+"""The Transformer, with PyTorch ``nn.Transformer`` semantics (batch first).
 
-__all__: list[str] = []
+Built from mlxnote layers: :class:`~mlxnote.nn.attention.multihead_attention` (its
+attention kernel), ``dense``, ``layer_norm`` and ``dropout``. Masks follow PyTorch: an
+attention mask is ``(L, S)`` or ``(B * nhead, L, S)``, a key-padding mask ``(B, S)``;
+a boolean mask is ``True`` where attending is NOT allowed, a float mask is added to the
+logits (``-inf`` hides).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import mlx.core as mx
+
+from ..kernels import attention as K
+from . import activations, core
+from .attention import linear, multihead_attention
+from .layer import Layer
+from .norm import layer_norm
+
+
+def _pt_attend(layer: Layer, mask: Any, arg: str, shape: tuple[int, ...],
+               to4, dtype: mx.Dtype) -> mx.array | None:
+    """A PyTorch-style mask as an mlxnote attention mask (True = attend, or additive)."""
+    if mask is None:
+        return None
+    m = layer.as_input(mask, arg, cast=False)
+    if m.dtype != mx.bool_ and not mx.issubdtype(m.dtype, mx.floating):
+        raise layer.error(arg, f"an array of dtype {m.dtype}",
+                          "boolean (True = not allowed) or float (added to the logits)",
+                          TypeError)
+    if tuple(m.shape) not in shape:
+        allowed = " or ".join(str(s) for s in shape)
+        raise layer.error(arg, f"an array of shape {tuple(m.shape)}", f"shape {allowed}")
+    m = to4(m)
+    return mx.logical_not(m) if m.dtype == mx.bool_ else m.astype(dtype)
+
+
+def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhead, tq, tk,
+                   names=("mask", "key_padding_mask")) -> mx.array | None:
+    """Merge PyTorch's attention mask, key-padding mask and causal flag into one mask
+    broadcastable to ``(B, nhead, L, S)``."""
+    a = _pt_attend(layer, attn_mask, names[0], ((tq, tk), (b * nhead, tq, tk)),
+                   lambda m: m if m.ndim == 2 else m.reshape(b, nhead, tq, tk), layer.dtype)
+    p = _pt_attend(layer, key_padding_mask, names[1], ((b, tk),),
+                   lambda m: m[:, None, None, :], layer.dtype)
+    m = K.merge_masks(a, p, layer.dtype)
+    if is_causal:
+        m = K.merge_masks(m, K.causal_mask(tq, tk), layer.dtype)
+    return m
+
+
+def _call(fn, *args, **kw):
+    """Call a (custom) encoder/decoder with the keywords it takes: the masks that are
+    given, and ``train_flag`` when it accepts it."""
+    kw = {k: v for k, v in kw.items()
+          if v is not None and not (k.endswith("is_causal") and v is False)}
+    try:
+        params = inspect.signature(fn).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()) and \
+                "train_flag" not in params:
+            kw.pop("train_flag", None)
+    except (TypeError, ValueError):
+        pass
+    return fn(*args, **kw)
+
+
+class _Block(Layer):
+    """Shared by the encoder and decoder layers: feed-forward and residual wiring."""
+
+    def _common(self, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                norm_first, bias):
+        self.config(d_model=self.check_int("d_model", d_model),
+                    nhead=self.check_int("nhead", nhead),
+                    dim_feedforward=self.check_int("dim_feedforward", dim_feedforward),
+                    dropout=self.check_float("dropout", dropout, 0.0, 1.0),
+                    activation=activation,
+                    layer_norm_eps=self.check_float("layer_norm_eps", layer_norm_eps, 0.0,
+                                                    float("inf")),
+                    norm_first=self.check_bool("norm_first", norm_first),
+                    bias=self.check_bool("bias", bias))
+        if d_model % nhead:
+            raise self.error("nhead", nhead, f"a divisor of d_model={d_model}")
+        self._set("act", activations.get(activation, self.name))
+        self._set("input_size", d_model)
+        self._set("output_size", d_model)
+
+    def _attn(self, nhead):
+        return multihead_attention(nhead, self.d_model, dropout=self.dropout,
+                                   use_bias=self.bias, dtype=self.dtype)
+
+    def _norm(self):
+        return layer_norm(self.d_model, epsilon=self.layer_norm_eps, center=self.bias,
+                          dtype=self.dtype)
+
+    def _ff_layers(self):
+        self.add_sublayer("linear1", core.dense(self.dim_feedforward, self.d_model,
+                                                use_bias=self.bias, dtype=self.dtype))
+        self.add_sublayer("linear2", core.dense(self.d_model, self.dim_feedforward,
+                                                use_bias=self.bias, dtype=self.dtype))
+
+    def _drop(self):
+        # In the compute dtype (float32 for 16-bit layers on the CPU): no extra rounding.
+        return core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
+
+    def _dropped(self, drop, x, t):
+        """``drop(x)`` in training mode with a rate > 0, else ``x``."""
+        return drop(x, t) if t and self.dropout > 0 else x
+
+    def _ff(self, x, t, out_drop):
+        """``out_drop(linear2(ff_dropout(activation(linear1(x)))))``, computed in
+        ``compute_dtype`` and rounded once to the layer's dtype."""
+        cdt = K.compute_dtype(self.dtype)
+        h = self._dropped(self.ff_dropout, self.act(linear(x, self.linear1, cdt)), t)
+        return self._dropped(out_drop, linear(h, self.linear2, cdt), t).astype(self.dtype)
+
+    def _check(self, x, arg):
+        x = self.as_input(x, arg, ndim=3)
+        if x.shape[-1] != self.d_model:
+            raise self.error(arg, f"an array of shape {tuple(x.shape)}",
+                             f"(batch, length, d_model={self.d_model})")
+        return x
+
+
+class TransformerEncoderLayer(_Block):
+    """PyTorch ``TransformerEncoderLayer`` (batch first): self-attention and a
+    feed-forward block, each with dropout and a residual, post-norm by default.
+
+    Call: ``(src, src_mask=None, src_key_padding_mask=None, is_causal=False,
+    train_flag=None)``, ``src (B, S, d_model)``. Weights: ``self_attn``, ``linear1``,
+    ``linear2``, ``norm1``, ``norm2``.
+    """
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
+        super().__init__(dtype=dtype)
+        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                     norm_first, bias)
+        self.add_sublayer("self_attn", self._attn(nhead))
+        self._ff_layers()
+        self.add_sublayer("norm1", self._norm())
+        self.add_sublayer("norm2", self._norm())
+        self.ff_dropout, self.dropout1, self.dropout2 = (self._drop() for _ in range(3))
+        self._set("built", True)
+
+    def _sa(self, x, mask, t):
+        out = self.self_attn(x, None, mask, train_flag=t)[0]
+        return self._dropped(self.dropout1, out, t).astype(self.dtype)
+
+    def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False,
+                 train_flag=None, training=None):
+        x = self._check(src, "src")
+        t = self.mode(train_flag, training)
+        b, s = x.shape[:2]
+        m = attention_mask(self, src_mask, src_key_padding_mask, is_causal, b, self.nhead, s,
+                           s, ("src_mask", "src_key_padding_mask"))
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), m, t)
+            return x + self._ff(self.norm2(x), t, self.dropout2)
+        x = self.norm1(x + self._sa(x, m, t))
+        return self.norm2(x + self._ff(x, t, self.dropout2))
+
+
+class TransformerDecoderLayer(_Block):
+    """PyTorch ``TransformerDecoderLayer`` (batch first): self-attention, cross-attention
+    on ``memory`` and a feed-forward block, post-norm by default.
+
+    Call: ``(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,
+    train_flag=None)``. Weights: ``self_attn``, ``multihead_attn``, ``linear1``,
+    ``linear2``, ``norm1``, ``norm2``, ``norm3``.
+    """
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
+        super().__init__(dtype=dtype)
+        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                     norm_first, bias)
+        self.add_sublayer("self_attn", self._attn(nhead))
+        self.add_sublayer("multihead_attn", self._attn(nhead))
+        self._ff_layers()
+        for i in (1, 2, 3):
+            self.add_sublayer(f"norm{i}", self._norm())
+        self.ff_dropout, self.dropout1, self.dropout2, self.dropout3 = (
+            self._drop() for _ in range(4))
+        self._set("built", True)
+
+    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,
+                 train_flag=None, training=None):
+        x = self._check(tgt, "tgt")
+        mem = self._check(memory, "memory")
+        if mem.shape[0] != x.shape[0]:
+            raise self.error("memory", f"an array of shape {tuple(mem.shape)}",
+                             f"the target's batch size {x.shape[0]}")
+        t = self.mode(train_flag, training)
+        b, tl, sl = x.shape[0], x.shape[1], mem.shape[1]
+        sm = attention_mask(self, tgt_mask, tgt_key_padding_mask, tgt_is_causal, b, self.nhead,
+                            tl, tl, ("tgt_mask", "tgt_key_padding_mask"))
+        mm = attention_mask(self, memory_mask, memory_key_padding_mask, memory_is_causal, b,
+                            self.nhead, tl, sl, ("memory_mask", "memory_key_padding_mask"))
+
+        def sa(y):
+            out = self.self_attn(y, None, sm, train_flag=t)[0]
+            return self._dropped(self.dropout1, out, t).astype(self.dtype)
+
+        def ca(y):
+            out = self.multihead_attn(y, mem, mm, train_flag=t)[0]
+            return self._dropped(self.dropout2, out, t).astype(self.dtype)
+
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            x = x + ca(self.norm2(x))
+            return x + self._ff(self.norm3(x), t, self.dropout3)
+        x = self.norm1(x + sa(x))
+        x = self.norm2(x + ca(x))
+        return self.norm3(x + self._ff(x, t, self.dropout3))
+
+
+class _Stack(Layer):
+    """``num_layers`` fresh layers configured like ``layer``, then an optional norm."""
+
+    def _stack(self, layer, num_layers, norm):
+        if not isinstance(layer, self.layer_type):
+            raise self.error(self.layer_arg, type(layer).__name__,
+                             f"a {self.layer_type.__name__}", TypeError)
+        num_layers = self.check_int("num_layers", num_layers, low=0)
+        layers = [layer] + [type(layer)(**layer._config, dtype=layer.dtype)
+                            for _ in range(num_layers - 1)] if num_layers else []
+        self.config(num_layers=num_layers)
+        self._set("dtype", layer.dtype)
+        self.add_sublayer("layers", layers)
+        if norm is not None:
+            self.add_sublayer("norm", norm)
+        else:
+            self._set("norm", None)
+        self._set("built", True)
+
+
+class TransformerEncoder(_Stack):
+    """PyTorch ``TransformerEncoder``: ``encoder_layer`` and ``num_layers - 1`` fresh layers
+    of the same configuration, then ``norm`` (a layer, optional).
+
+    Call: ``(src, mask=None, src_key_padding_mask=None, is_causal=None, train_flag=None)``.
+    """
+
+    layer_type, layer_arg = TransformerEncoderLayer, "encoder_layer"
+
+    def __init__(self, encoder_layer, num_layers, norm=None):
+        super().__init__(dtype=getattr(encoder_layer, "dtype", "float32"))
+        self._stack(encoder_layer, num_layers, norm)
+
+    def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None,
+                 train_flag=None, training=None):
+        t = self.mode(train_flag, training)
+        x = src
+        for lyr in self.layers:
+            x = lyr(x, mask, src_key_padding_mask, bool(is_causal), train_flag=t)
+        return self.norm(x) if self.norm is not None else x
+
+
+class TransformerDecoder(_Stack):
+    """PyTorch ``TransformerDecoder``: ``decoder_layer`` and ``num_layers - 1`` fresh layers
+    of the same configuration, then ``norm`` (optional).
+
+    Call: ``(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
+    train_flag=None)``.
+    """
+
+    layer_type, layer_arg = TransformerDecoderLayer, "decoder_layer"
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        super().__init__(dtype=getattr(decoder_layer, "dtype", "float32"))
+        self._stack(decoder_layer, num_layers, norm)
+
+    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
+                 train_flag=None, training=None):
+        t = self.mode(train_flag, training)
+        x = tgt
+        for lyr in self.layers:
+            x = lyr(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                    memory_key_padding_mask, bool(tgt_is_causal), bool(memory_is_causal),
+                    train_flag=t)
+        return self.norm(x) if self.norm is not None else x
+
+
+def _device(layer: Layer, device: Any) -> mx.Device | None:
+    if device is None:
+        return None
+    if isinstance(device, mx.Device):
+        dev = device
+    elif isinstance(device, mx.DeviceType):
+        dev = mx.Device(device)
+    elif isinstance(device, str) and device.lower().split(":")[0] in ("cpu", "gpu", "cuda",
+                                                                      "mps", "metal"):
+        kind, _, idx = device.lower().partition(":")
+        dev = mx.Device(mx.cpu if kind == "cpu" else mx.gpu, int(idx) if idx else 0)
+    else:
+        raise layer.error("device", device, "None, 'cpu', 'gpu' (or 'cuda'/'mps') or an "
+                          "mx.Device", TypeError)
+    if not mx.is_available(dev):
+        raise layer.error("device", device, "a device this MLX build can use (no GPU here)")
+    return dev
+
+
+class Transformer(Layer):
+    """PyTorch ``nn.Transformer`` (batch first): an encoder stack and a decoder stack, each
+    followed by a LayerNorm.
+
+    Args:
+        d_model (int): model width. nhead (int): attention heads (divides d_model).
+        num_encoder_layers, num_decoder_layers (int): stack depths.
+        dim_feedforward (int): feed-forward width. dropout (float): on attention weights,
+            after each sub-block and inside the feed-forward block (training only).
+        activation: feed-forward activation (a name or a callable), default ``'relu'``.
+        custom_encoder, custom_decoder: replace a stack; called as PyTorch calls them
+            (``encoder(src, mask=, src_key_padding_mask=, is_causal=)``, ``decoder(tgt,
+            memory, tgt_mask=, memory_mask=, ...)``), with ``train_flag=`` if they take it.
+        layer_norm_eps (float): LayerNorm epsilon. norm_first (bool): pre-norm blocks.
+        bias (bool): biases in the linear layers, attention projections and LayerNorms.
+        device: ``None``, ``'cpu'``, ``'gpu'`` or an ``mx.Device``: where calls run.
+        dtype (str): weights and computation.
+
+    Call: ``(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, train_flag=None, *,
+    src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
+    src_is_causal=None, tgt_is_causal=None, memory_is_causal=False)``. ``src (B, S,
+    d_model)``, ``tgt (B, T, d_model)`` -> ``(B, T, d_model)``. Attention masks ``(L, S)`` or
+    ``(B * nhead, L, S)``, key-padding masks ``(B, S)``: boolean ``True`` = not allowed, or
+    float (added). ``*_is_causal=True`` hides future positions (with or without a mask).
+    """
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
+                 dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
+                 custom_decoder=None, layer_norm_eps=1e-5, norm_first=False, bias=True,
+                 device=None, dtype="float32"):
+        super().__init__(dtype=dtype)
+        n_enc = self.check_int("num_encoder_layers", num_encoder_layers, low=0)
+        n_dec = self.check_int("num_decoder_layers", num_decoder_layers, low=0)
+        for arg, c in (("custom_encoder", custom_encoder), ("custom_decoder", custom_decoder)):
+            if c is not None and not callable(c):
+                raise self.error(arg, c, "None or a callable (e.g. a TransformerEncoder)",
+                                 TypeError)
+        kw = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward,
+                  dropout=dropout, activation=activation, layer_norm_eps=layer_norm_eps,
+                  norm_first=norm_first, bias=bias, dtype=dtype)
+        enc_layer = TransformerEncoderLayer(**kw)  # validates the shared arguments
+        self.config(d_model=d_model, nhead=nhead, num_encoder_layers=n_enc,
+                    num_decoder_layers=n_dec, dim_feedforward=dim_feedforward,
+                    dropout=enc_layer.dropout, activation=activation,
+                    custom_encoder=custom_encoder, custom_decoder=custom_decoder,
+                    layer_norm_eps=layer_norm_eps, norm_first=norm_first, bias=bias,
+                    device=device)
+        self._set("_device", _device(self, device))
+        if custom_encoder is not None:
+            self._register("encoder", custom_encoder)
+        else:
+            self.add_sublayer("encoder", TransformerEncoder(enc_layer, n_enc,
+                                                            enc_layer._norm()))
+        if custom_decoder is not None:
+            self._register("decoder", custom_decoder)
+        else:
+            dec_layer = TransformerDecoderLayer(**kw)
+            self.add_sublayer("decoder", TransformerDecoder(dec_layer, n_dec,
+                                                            dec_layer._norm()))
+        self._set("input_size", d_model)
+        self._set("output_size", d_model)
+        self._set("built", True)
+
+    def _register(self, name, obj):
+        if isinstance(obj, Layer):
+            self.add_sublayer(name, obj)
+        elif isinstance(obj, mx.array):
+            raise self.error(f"custom_{name}", "an array", "a callable", TypeError)
+        else:
+            setattr(self, name, obj)  # an mlx.nn.Module joins the parameter tree
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, dtype="float32"):
+        """``(sz, sz)`` float mask: ``-inf`` above the diagonal, ``0`` elsewhere."""
+        dt = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}.get(
+            dtype, dtype)
+        return mx.where(K.causal_mask(sz, sz), mx.array(0.0, dt), mx.array(-float("inf"), dt))
+
+    def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+                 train_flag=None, *, src_key_padding_mask=None, tgt_key_padding_mask=None,
+                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                 memory_is_causal=False, training=None):
+        src = self.as_input(src, "src", ndim=3)
+        tgt = self.as_input(tgt, "tgt", ndim=3)
+        if src.shape[0] != tgt.shape[0]:
+            raise self.error("tgt", f"an array of shape {tuple(tgt.shape)}",
+                             f"the batch size of src ({src.shape[0]})")
+        for arg, x in (("src", src), ("tgt", tgt)):
+            if x.shape[-1] != self.d_model:
+                raise self.error(arg, f"an array of shape {tuple(x.shape)}",
+                                 f"d_model={self.d_model} features on the last axis")
+        t = self.mode(train_flag, training)
+        ctx = mx.stream(self._device) if self._device is not None else _nullcontext()
+        with ctx:
+            memory = _call(self.encoder, src, mask=src_mask,
+                           src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal,
+                           train_flag=t)
+            return _call(self.decoder, tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                         tgt_key_padding_mask=tgt_key_padding_mask,
+                         memory_key_padding_mask=memory_key_padding_mask,
+                         tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal,
+                         train_flag=t)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+__all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
+           "TransformerDecoderLayer"]
