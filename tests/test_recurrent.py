@@ -422,8 +422,42 @@ def test_fast_activations_are_accurate():
 
 def test_scan_policy():
     cpu = mx.default_device() == mx.cpu
-    assert S.policy(mx.float32) == ((cpu, False), cpu)
-    assert S.policy(mx.float16) == ((False, False), False)
+    assert S.policy(mx.float32, "none") == (cpu, cpu)
+    assert S.policy(mx.float32, "compile") == (False, cpu)
+    assert S.policy(mx.float32, "grad") == (False, False)
+    assert S.policy(mx.float16, "none") == (False, False)
+
+
+def test_tracing_probe():
+    x = mx.ones((2, 3))
+    S.tracing(x)  # the probe's first trace
+    assert S.tracing(x) == "none"
+    seen = []
+
+    def f(x):
+        seen.append(S.tracing(x))
+        return (x * x).sum()
+
+    mx.grad(f)(x)
+    mx.value_and_grad(f)(x)
+    mx.compile(f)(x)
+    mx.compile(mx.grad(f))(x)
+    assert seen == ["grad", "grad", "compile", "compile"]
+
+
+@pytest.mark.parametrize("name", SEQ)
+def test_same_result_inside_and_outside_transforms(name):
+    """The policy picks different code paths untraced, under grad and under compile; the
+    outputs agree (float32 rounding of the fast activations aside)."""
+    mx.random.seed(14)
+    layer = getattr(nn, name)(5, 3, return_sequence=True)
+    x = mx.random.normal((2, 6, 3))
+    plain = _np(layer(x))
+    graded = []
+    mx.grad(lambda x: (graded.append(layer(x)) or graded[-1]).sum())(x)
+    compiled = mx.compile(lambda x: layer(x))(x)
+    for y in (graded[0], compiled):
+        np.testing.assert_allclose(_np(y), plain, rtol=1e-5, atol=1e-6)
 
 
 # -- training ------------------------------------------------------------------------------

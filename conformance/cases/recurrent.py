@@ -1,6 +1,12 @@
 """Recurrent family: RNN, GRU, LSTM and their cells against Keras ``SimpleRNN``,
 ``GRU(reset_after=False)``, ``LSTM`` and ``SimpleRNNCell``, ``GRUCell``, ``LSTMCell``.
 
+The engine compares outputs and gradients from inside ``mx.value_and_grad``. The scan core
+chooses its code path by how it is traced (``mlxnote.kernels.scan.policy``): untraced
+float32 calls on the CPU run a compiled forward loop with fast exp-based activations. So
+each float32 case also compares the untraced outputs (the inference path) against the same
+TensorFlow reference and float64 oracle.
+
 Initial states are differentiable positional inputs (``initial_state``, and
 ``initial_state_c`` for an LSTM's cell state; ``state``/``state_c`` for the cells), so the
 gradient with respect to them is compared too. The ``call`` hooks group them as the layers
@@ -9,7 +15,22 @@ take them: ``initial_state=(h, c)`` or a single ``h``.
 
 from __future__ import annotations
 
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+
 from ..case import Case, Fn, Input, LayerSpec, grid
+from ..compare import compare
+from ..engine import (
+    MX_FNS,
+    build_layer,
+    effective_training,
+    make_input,
+    np32,
+    numeric,
+    resolve,
+    to_mx,
+)
 from ..reference import recurrent as ref
 
 B, T, IN, H = 3, 5, 4, 6
@@ -70,6 +91,8 @@ CASES: list[Case] = []
 for name in ("RNN", "GRU", "LSTM"):
     sets = SEQ_COMMON + ([] if name == "RNN" else GATED_EXTRA)
     CASES += grid(name, _with_return(sets), [X], smoke=2)
+    CASES += grid(name, [dict(output_size=3, input_size=7)], [Input((2, 4, 7))],
+                  modes=("eval",))
     # Initial states: h (and c) differentiable.
     states = [X, H0, C0] if name == "LSTM" else [X, H0]
     CASES += grid(name, _with_return([dict(output_size=H, input_size=IN)]), states, smoke=1)
@@ -101,8 +124,40 @@ for name in ("RNNCell", "GRUCell", "LSTMCell"):
     full = [X1, S, SC] if name == "LSTMCell" else [X1, S]
     CASES += grid(name, sets, full, smoke=1)
     CASES += grid(name, [dict(weight_shape=[IN, H])], [X1])  # state=None: zeros
+    # hidden smaller than input; the module's eval mode (no effect: nothing is random)
+    CASES += grid(name, [dict(weight_shape=[7, 3])],
+                  [Input((2, 7)), Input((2, 3), name="state")], modes=("eval",))
     if name == "LSTMCell":  # a single h: c starts at zero
         CASES += grid(name, [dict(weight_shape=[IN, H])], [X1, S])
+
+def check_recurrent(case: Case, build=None) -> list:
+    """The engine's numeric comparison, plus (float32) the untraced forward against TF."""
+    import tensorflow as tf
+
+    spec = SPEC_BY_NAME[case.layer]
+    checks = numeric(case, spec, build)
+    if case.dtype != "float32":
+        return checks  # reduced dtypes take the same code path traced or not
+    rng = np.random.default_rng(case.seed)
+    mx.random.seed(case.seed)
+    layer = (build or build_layer)(case, spec)
+    layer.train(case.mode == "train")
+    inputs = [make_input(i, rng, case.dtype) for i in case.inputs]
+    xs = [to_mx(a, i, case.dtype) for a, i in zip(inputs, case.inputs)]
+    kw = resolve(case.call_kwargs, MX_FNS)
+    spec.call(layer, xs, kw)  # builds lazily; later calls find the compiled loop cached
+    outs = [np32(o) for _, o in tree_flatten(spec.call(layer, xs, kw))]
+    weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    refs = []
+    for dt in (tf.float32, tf.float64):
+        fn = spec.reference(case, weights, dt).fn
+        tf_in = [tf.constant(a, dtype=dt) for a in inputs]
+        refs.append([np.asarray(tf.cast(o, tf.float64)) for o in tf.nest.flatten(
+            fn(*tf_in, training=effective_training(case)))])
+    for j, (a, b, c) in enumerate(zip(outs, *refs)):
+        checks.append(compare(f"output[{j}] untraced", a, b, c, case.dtype))
+    return checks
+
 
 SEQ_DOC = ["output_size", "input_size", "weight_initializer", "bias_initializer",
            "return_sequence", "use_bias", "trainable", "dtype", "activation", "data",
@@ -121,3 +176,6 @@ SPECS = [
     LayerSpec("LSTMCell", CELL_DOC + ["recurrent_activation"], reference=ref.recurrent,
               call=call_cell),
 ]
+for _s in SPECS:
+    _s.check = check_recurrent
+SPEC_BY_NAME = {s.name: s for s in SPECS}

@@ -235,8 +235,7 @@ def _steps(kind: str, act: Act, ract: Act):
 
 
 @lru_cache(maxsize=64)  # keyed by the activation functions
-def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: tuple[bool, bool],
-           fast: bool):
+def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: bool, fast: bool):
     act, ract = Act(act_fn, fast), Act(ract_fn, fast)
     fwd, bwd = _steps(kind, act, ract)
 
@@ -292,10 +291,8 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: tuple[bool,
             dwh = hprev.T @ flat
         return tuple(a.astype(dtype) for a in (dxp, dwh, dh, dc))
 
-    if compiled[0]:
+    if compiled:
         forward = mx.compile(forward)
-    if compiled[1]:
-        backward = mx.compile(backward)
     core = mx.custom_function(forward)
 
     @core.vjp
@@ -308,22 +305,64 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: tuple[bool,
     return core
 
 
-def policy(dtype: mx.Dtype) -> tuple[tuple[bool, bool], bool]:
-    """``((compile forward, compile backward), fast activations)`` for the default device.
+_probe_runs = 0
 
-    Measured on a 2-core x86-64 CPU (LSTM/GRU, batch 32, 64 steps, 128 -> 256):
-    compiling the forward loop and using the rational tanh/sigmoid halves the forward
-    pass; compiling the backward loop did not help, so it stays uncompiled. On other
-    devices (Metal, CUDA) nothing was measured, so MLX's own ops run uncompiled.
+
+def _probe_body(x: mx.array) -> mx.array:
+    global _probe_runs
+    _probe_runs += 1
+    return x
+
+
+_probe = mx.compile(_probe_body)
+
+
+def tracing(*arrays: mx.array) -> str:
+    """How ``arrays`` are being traced right now: ``'none'``, ``'grad'`` (inside
+    ``mx.grad``/``vjp``/``value_and_grad``) or ``'compile'`` (inside ``mx.compile``).
+
+    Measured rather than assumed: a compiled probe retraces (runs its Python body) exactly
+    when its input is a tracer, and MLX refuses to evaluate inside a compile trace. Costs
+    about a microsecond.
     """
-    cpu = mx.default_device() == mx.cpu
-    fast = cpu and dtype == mx.float32
-    return (fast, False), fast
+    probe_in = sum(a[(0,) * a.ndim] for a in arrays)
+    before = _probe_runs
+    out = _probe(probe_in)
+    if _probe_runs == before:
+        return "none"
+    try:
+        mx.eval(out)
+    except ValueError:
+        return "compile"
+    return "grad"
+
+
+def policy(dtype: mx.Dtype, trace: str) -> tuple[bool, bool]:
+    """``(compile the forward loop, fast activations)`` for the default device, a dtype
+    and the kind of tracing (:func:`tracing`).
+
+    Measured on a 2-core x86-64 CPU (benchmarks/bench_recurrent.py and the notes in the
+    module docstring): on the CPU in float32,
+
+    * untraced (inference): the compiled forward loop with the fast activations;
+    * inside ``mx.compile`` (a compiled training step): the fast activations, which the
+      outer compile fuses;
+    * inside ``mx.grad`` without an outer compile: MLX's own activations, uncompiled (a
+      compiled function is retraced on every call there, and the fast activations are
+      many small ops until compiled).
+
+    Other dtypes and devices (Metal, CUDA: not measured here) run MLX's own ops uncompiled.
+    """
+    if mx.default_device() != mx.cpu or dtype != mx.float32:
+        return False, False
+    if trace == "none":
+        return True, True
+    return False, trace == "compile"
 
 
 def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | None = None,
          activation: Callable = mx.tanh, recurrent_activation: Callable = mx.sigmoid,
-         fused: bool = True, compiled: bool | tuple[bool, bool] | None = None,
+         fused: bool = True, compiled: bool | None = None,
          fast: bool | None = None) -> tuple[list[mx.array], mx.array | None]:
     """Run a recurrence over precomputed input projections.
 
@@ -335,9 +374,8 @@ def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | Non
         h0: ``(B, H)`` initial state; ``c0``: ``(B, H)`` initial cell state (LSTM).
         activation, recurrent_activation: functions ``mx.array -> mx.array``.
         fused: the custom-VJP core (default) or the plain autodiff loop (the oracle).
-        compiled: compile the fused forward and backward loops with :func:`mx.compile`
-            (a bool for both, or a ``(forward, backward)`` pair); ``None`` chooses
-            (:func:`policy`).
+        compiled: compile the fused forward loop with :func:`mx.compile`; ``None``
+            chooses (:func:`policy`).
         fast: use :func:`fast_tanh`/:func:`fast_sigmoid` for tanh/sigmoid gates;
             ``None`` chooses (:func:`policy`).
 
@@ -351,13 +389,12 @@ def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | Non
     if not fused:
         hs, c = _plain(kind, xp, wh, h0, c0, Act(activation), Act(recurrent_activation))
         return mx.stack(hs, axis=1), c if lstm else None
-    auto_compiled, auto_fast = policy(xp.dtype)
-    fast = auto_fast if fast is None else fast
-    compiled = auto_compiled if compiled is None else compiled
-    if isinstance(compiled, bool):
-        compiled = (compiled, compiled)
     if c0 is None:
         c0 = mx.zeros((1,), h0.dtype)  # unused by rnn/gru; keeps the signature fixed
-    core = _fused(kind, activation, recurrent_activation, tuple(compiled), bool(fast))
+    if compiled is None or fast is None:
+        auto_compiled, auto_fast = policy(xp.dtype, tracing(xp, wh, h0, c0))
+        compiled = auto_compiled if compiled is None else compiled
+        fast = auto_fast if fast is None else fast
+    core = _fused(kind, activation, recurrent_activation, bool(compiled), bool(fast))
     hseq, c, _, _ = core(xp, wh, h0, c0)
     return hseq, c if lstm else None
