@@ -8,7 +8,8 @@ OpenBLAS from PyPI's ``scipy-openblas32`` (a dependency on Linux) privately, and
 forwarding shim (``_blas_shim.c``: the standard names jump to OpenBLAS's ``scipy_``-prefixed
 ones, bound by address) which, once fully bound, is made ``RTLD_GLOBAL``: the dynamic linker
 then binds ``libmlx.so``'s references to it, because globally loaded objects are searched
-before ``libmlx.so``'s own dependencies. Only those 24 names become global. The shim is
+before ``libmlx.so``'s own dependencies. Only those 24 names (and the shim's ``mlxnote_*``
+helpers) become global; SciPy & co. keep their own OpenBLAS. The shim is
 compiled once with the system C compiler into a cache folder (``MLXNOTE_SHIM_DIR``, else
 ``$XDG_CACHE_HOME/mlxnote`` or ``~/.cache/mlxnote``, else a temporary folder); ``make install``
 builds it. Any failure (no compiler, no ``scipy-openblas32``) leaves MLX's stock BLAS in place
@@ -19,8 +20,8 @@ least one, so 1 on a 2-core machine, unless ``MLXNOTE_BLAS_THREADS`` says otherw
 ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are set (OpenBLAS reads those itself). MLX's CPU
 stream thread is OpenBLAS's first thread (it calls BLAS and computes a share), so MLX never has
 more busy threads than cores and one core stays free for Python, TensorFlow, numpy or another
-process. Measured on 2 cores: a 2-thread gemm is ~2x faster on an idle machine, but 10-25x
-*slower* as soon as another busy thread competes (each call waits at a barrier for a worker
+process. Measured on 2 cores: a 2-thread gemm is ~2x faster on an idle machine, but 2-25x
+*slower* while other processes keep the cores busy (each call waits at a barrier for a worker
 that is not scheduled), while one thread keeps its speed.
 
 Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
