@@ -150,12 +150,13 @@ def configure() -> Status:
 
 def _load_blas(choice: str) -> None:
     if choice.lower() not in ON | {"openblas"}:  # a library path
-        lib = ctypes.CDLL(choice, mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(choice, mode=ctypes.RTLD_LOCAL)
         if not hasattr(lib, "cblas_sgemm"):
             raise OSError(f"{choice} does not export cblas_sgemm")
+        _set_threads_custom(lib)
+        ctypes.CDLL(choice, mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
         _handles["custom"] = lib
         STATUS.blas, STATUS.library = "custom", choice
-        _set_threads_custom(lib)
         return
     spec = importlib.util.find_spec("scipy_openblas32")
     if spec is None or not spec.submodule_search_locations:
@@ -182,19 +183,20 @@ def _load_blas(choice: str) -> None:
         i += 1
     if not sh.mlxnote_shim_ready():
         raise OSError("the BLAS shim has unbound entries")
-    # Every entry is bound: only now make the standard names visible to libmlx.so.
-    ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
-    _handles.update(openblas=ob, shim=sh)
     sh.mlxnote_blas_calls.restype = ctypes.c_ulonglong
     ob.scipy_openblas_get_config.restype = ctypes.c_char_p
     ob.scipy_openblas_get_corename.restype = ctypes.c_char_p
-    STATUS.blas, STATUS.library, STATUS.shim = "openblas", libs[0], str(shim)
-    STATUS.version = ob.scipy_openblas_get_config().decode().split(" DYNAMIC")[0]
-    STATUS.corename = ob.scipy_openblas_get_corename().decode()
-    STATUS.lapack_forwarded = bool(sh.mlxnote_lapack_forwarded())
-    n, STATUS.threads_source = _thread_request()
+    version = ob.scipy_openblas_get_config().decode().split(" DYNAMIC")[0]
+    corename = ob.scipy_openblas_get_corename().decode()
+    n, source = _thread_request()
     if n is not None:
         ob.scipy_openblas_set_num_threads(n)
+    # Everything is bound and set: only now make the standard names visible to libmlx.so.
+    ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    _handles.update(openblas=ob, shim=sh)
+    STATUS.blas, STATUS.library, STATUS.shim = "openblas", libs[0], str(shim)
+    STATUS.version, STATUS.corename, STATUS.threads_source = version, corename, source
+    STATUS.lapack_forwarded = bool(sh.mlxnote_lapack_forwarded())
     STATUS.threads = ob.scipy_openblas_get_num_threads()
 
 
