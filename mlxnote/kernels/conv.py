@@ -441,7 +441,7 @@ def _conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
 
 
 # -- depthwise: shifted multiply-adds ----------------------------------------------------
-def _conv_shift(x, w, strides, pads, dilations, flip, bias):
+def _shift_forward(x, w, strides, pads, dilations, flip):
     kernel = w.shape[1:-1]
     out = _out_sizes(x.shape, kernel, strides, pads, dilations)
     xp = _pad(x, pads)
@@ -454,6 +454,60 @@ def _conv_shift(x, w, strides, pads, dilations, flip, bias):
         v = _tap_view(xp, off, out, strides, dilations)
         term = v * wt[:, j] if dm == 1 else v[..., None] * wt[:, j].reshape(c, dm)
         y = term if y is None else y + term
-    if dm > 1:
-        y = y.reshape(nb, *out, c * dm)
+    return y.reshape(nb, *out, c * dm) if dm > 1 else y
+
+
+def _conv_shift(x, w, strides, pads, dilations, flip, bias):
+    """Depthwise conv as shifted multiply-adds, with a gradient written the same way: the
+    input gradient is the shift-conv of the padded cotangent with the mirrored taps (stride
+    1), the weight gradient one product-and-sum per tap."""
+    kernel = w.shape[1:-1]
+    reach = [(k - 1) * d for k, d in zip(kernel, dilations)]
+    direct = all(s == 1 for s in strides) and all(
+        lo <= r and hi <= r for (lo, hi), r in zip(pads, reach))
+
+    @mx.custom_function
+    def f(x, w):
+        return _shift_forward(x, w, strides, pads, dilations, flip)
+
+    @f.vjp
+    def f_vjp(primals, g, output):
+        x, w = primals
+        c = x.shape[-1]
+        dm = w.shape[0] // c
+        n = x.ndim - 2
+        out = g.shape[1:-1]
+        gm = g.reshape(*g.shape[:-1], c, dm) if dm > 1 else g
+        xp = _pad(x, pads)
+        taps = _taps(kernel)
+        axes = tuple(range(n + 1))
+        dws = []
+        for t in taps:
+            off = tuple(k - 1 - i for k, i in zip(kernel, t)) if flip else t
+            v = _tap_view(xp, off, out, strides, dilations)
+            dws.append((v[..., None] * gm).sum(axis=axes) if dm > 1 else
+                       (v * g).sum(axis=axes))
+        dw = mx.stack(dws, axis=-1).reshape(w.shape)
+        if not direct:
+            dx = mx.vjp(lambda x_: _shift_forward(x_, w, strides, pads, dilations, flip),
+                        [x], [g])[1][0]
+            return dx, dw
+        # dx[q] = sum_t g[q + lo - off_t] w_t: views of g padded by (reach - lo, reach - hi)
+        gp = _pad(gm, [(r - lo, r - hi) for r, (lo, hi) in zip(reach, pads)]) if dm == 1 \
+            else mx.pad(gm, [(0, 0), *[(r - lo, r - hi) for r, (lo, hi) in zip(reach, pads)],
+                             (0, 0), (0, 0)])
+        wt = w.reshape(w.shape[0], -1)
+        length = x.shape[1:-1]
+        acc = None
+        for j, t in enumerate(taps):
+            off = tuple(k - 1 - i for k, i in zip(kernel, t)) if flip else t
+            start = [r - o * d for r, o, d in zip(reach, off, dilations)]
+            idx = tuple(slice(s0, s0 + L) for s0, L in zip(start, length))
+            v = gp[(slice(None), *idx)]
+            term = v * wt[:, j] if dm == 1 else v * wt[:, j].reshape(c, dm)
+            acc = term if acc is None else acc + term
+        dx = acc.sum(axis=-1) if dm > 1 else acc
+        return dx, dw
+
+    y = f(x, w)
     return y if bias is None else y + bias
