@@ -22,6 +22,22 @@ MLX's autodiff: the fused path's test oracle.
 Sigmoid, tanh, relu and linear gates differentiate from their outputs; any other
 activation (a name or a callable) is applied per gate block and differentiated with
 :func:`mx.vjp` at the saved pre-activation, so every activation works on both paths.
+In float16/bfloat16 the forward rounds like TensorFlow's separate ops (product, then sum)
+and the backward recurrence runs in float32, rounded once at the end.
+
+Compilation (:func:`policy`, measured on a 2-core x86-64 CPU, batch 32, 64 steps,
+128 -> 256). On MLX's CPU backend the elementwise transcendental ops (exp, sigmoid, tanh:
+about 14 ns per element, one thread) cost more than the matmuls, so the forward pass is
+dominated by them. Compiling the forward loop with the multiply-add activations
+(:func:`fast_sigmoid`, :func:`fast_tanh`, fused by ``mx.compile``) cut the LSTM's untraced
+forward from 61 to 47 ms and the GRU's from 42 to 32 ms. But ``mx.compile`` retraces on
+every call when its inputs are tracers (inside ``mx.grad``), which cost more than it saved
+(forward+backward LSTM 145 vs 101 ms, GRU 95 vs 75 ms), and compiling the backward loop
+never helped for the same reason. So the policy asks :func:`tracing` how it is called:
+untraced, the compiled fast forward; inside ``mx.grad``, MLX's own ops uncompiled; inside
+an outer ``mx.compile`` (a compiled training step), the fast activations, which that
+compile fuses (LSTM 83 vs 96 ms, GRU 61 vs 70 ms). Timings taken interleaved on a machine
+shared with other jobs: the ratios are stable, the absolute values are not.
 """
 
 from __future__ import annotations
