@@ -20,19 +20,25 @@ EXPECTED_FAILURES: dict[str, str] = {
     "float64 oracle is 2.04x TensorFlow's (limit 2x; 1.3e-2 vs 6.3e-3). The forward "
     "trajectories part by single bfloat16 roundings (TF's oneDNN bf16 matmul vs MLX's float32 "
     "GEMM) which the unbounded linear GRU amplifies; the plain autodiff path gives the same.",
-    # Transformer (float32): which of two correct float32 implementations lands closer to
-    # the float64 oracle on one of ~45 gradients. Over 8 seeds of these cases, the median of
-    # our error / TF's error is 0.9-1.2 with a max of 1.6-2.9 per case; float16/bfloat16
-    # (computed in float32 inside on the CPU) all pass. Measured by hand, see cases.attention.
-    "Transformer-be213f4a-float32": "grad:encoder.layers.0.self_attn.value.weight error "
-    "4.1e-7 vs TF's 1.7e-7 (2.4x; limit 2x), |ours - TF| = 5e-6 at a value of 0.045: float32 "
-    "rounding noise, median ratio over the case's 45 gradients ~1.",
-    "Transformer-34d74ec4-float32": "grad:decoder.layers.0.norm1.beta error 5.3e-7 vs TF's "
-    "2.5e-7 (2.1x; limit 2x): float32 rounding noise, median ratio over the case's gradients "
-    "~1.",
-    "Transformer-c6de0b92-float32": "grad:encoder.layers.0.self_attn.query.weight error "
-    "1.4e-6 vs TF's 4.8e-7 (2.9x; limit 2x), |ours - TF| = 5e-6: float32 rounding noise in "
-    "a training-mode case with recorded dropout masks; median ratio over its gradients ~0.9.",
+    # Transformer: which of two correct implementations lands closer to the float64 oracle
+    # on one of its ~45 gradients. Over 10 seeds (d_model 32, float32), the median of our
+    # error / TF's error over all gradients is 0.95 (p90 1.43) and 2% of single gradients
+    # exceed 2x; each case below has exactly one gradient at 2.0-2.3x, every other check
+    # passing. Measured by hand, see conformance/cases/attention.py.
+    "Transformer-151da938-float32": "grad:decoder.layers.0.self_attn.query.weight error 2.1x "
+    "TF's (4.5e-7 vs 2.2e-7 of the largest value; limit 2x), |ours - TF| = 3e-6: float32 "
+    "rounding noise.",
+    "Transformer-4a11a5e3-float32": "grad:decoder.layers.0.multihead_attn.key.weight error "
+    "2.0x TF's (5.45e-7 vs 2.72e-7; limit 2x), |ours - TF| = 2e-6: float32 rounding noise "
+    "(dropout 0.25 in inference: the same numbers as the two cases below).",
+    "Transformer-2c14852a-float32": "as Transformer-4a11a5e3-float32 (the same computation, "
+    "train_flag=False).",
+    "Transformer-1307d311-float32": "as Transformer-4a11a5e3-float32 (the same computation, "
+    "module in eval mode).",
+    "Transformer-fd84e95f-float16": "grad:encoder.layers.0.self_attn.out.bias error 2.3x TF's "
+    "(1.5e-3 vs 6.5e-4 of the largest value; limit 2x): float16 rounding noise in a "
+    "two-layer stack; over 10 seeds of the one-layer case, the float16 median ratio is 0.64 "
+    "and no gradient exceeds 2x.",
 }
 
 
