@@ -98,10 +98,10 @@ class _Conv(Layer):
                     use_bias=self.check_bool("use_bias", use_bias))
         if self.kind == "conv":
             self.config(groups=self.check_int("groups", groups))
+            if self.filters % self.groups:
+                raise self.error("groups", groups, f"a divisor of filters={self.filters}")
         else:
             self._set("groups", 1)
-        if self.filters_divisible() is False:
-            raise self.error("groups", groups, f"a divisor of filters={self.filters}")
         self._set("weight_initializer", weight_initializer)
         self._set("bias_initializer", bias_initializer)
         self._set("act", activations.get(activation, self.name))
@@ -109,11 +109,6 @@ class _Conv(Layer):
             self.build(self.input_size)
 
     # -- argument checks -----------------------------------------------------------
-    def filters_divisible(self):
-        if self.kind == "conv" and self.filters % self.groups:
-            return False
-        return True
-
     def _check_format(self, fmt) -> bool:
         n = self.rank
         last = {_LAST[n], "channels_last", *[f for f in self.note_formats if "C" == f[-1]]}
