@@ -329,3 +329,24 @@ def test_compiled_training_step_matches_eager(make, shape):
     for k in grads:
         np.testing.assert_allclose(np.array(cgrads[k]), np.array(grads[k]), rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("gemm", dict(padding=1, dilations=2)),
+    ("col2im", dict(padding=[(2, 2), (2, 2)], input_dilation=2, flip=True)),
+])
+def test_batch_chunking_bounds_the_column_buffer(monkeypatch, method, kw):
+    """Past COLS_BUDGET the batch runs in chunks (chained by mx.depends): same values and
+    gradients, also under mx.compile."""
+    x, w, b = mx.random.normal((8, 9, 9, 4)), mx.random.normal((5, 3, 3, 4)), mx.zeros((5,))
+
+    def f(x, w):
+        return (kconv.conv(x, w, bias=b, method=method, **kw) ** 2).sum()
+
+    ref = [kconv.conv(x, w, bias=b, method=method, **kw), *mx.grad(f, argnums=(0, 1))(x, w)]
+    monkeypatch.setattr(kconv, "COLS_BUDGET", 2000)
+    got = [kconv.conv(x, w, bias=b, method=method, **kw), *mx.grad(f, argnums=(0, 1))(x, w)]
+    comp = mx.compile(mx.grad(f, argnums=(0, 1)))(x, w)
+    for a, r in zip(got + list(comp), ref + ref[1:]):
+        np.testing.assert_allclose(np.array(a), np.array(r), rtol=1e-5,
+                                   atol=1e-5 * float(mx.abs(r).max()))
