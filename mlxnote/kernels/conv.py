@@ -15,7 +15,16 @@ inputs, and picks the fastest formulation for the device it runs on:
 * ``'col2im'``: input-dilated (transposed) convolutions as one GEMM of the input with the
   kernel, then col2im: the taps are summed per stride phase on the input grid and the
   phases interleaved, so no zero of the dilated input is ever multiplied.
-* ``'shift'``: depthwise convs (``groups == C_in``) as shifted multiply-adds, one per tap.
+* ``'shift'``: depthwise convs (``groups == C_in``) as shifted multiply-adds, one per tap,
+  with a gradient written the same way.
+
+:func:`choose` holds the CPU rules, each from a measurement (``benchmarks/bench_conv.py``):
+ungrouped undilated convs keep MLX's own forward (an explicit im2col + GEMM) and take
+our chunked weight gradient (and, at stride > 1, our input gradient: MLX's runs on naive
+loops there); dilated, grouped and 1x1 convs go to ``'gemm'``; depthwise to ``'shift'``;
+input-dilated (transposed) to ``'col2im'``. Batches whose column buffer would pass
+:data:`COLS_BUDGET` run in chunks chained by ``mx.depends`` (MLX's own CPU conv has no such
+bound and runs out of memory on the documented conv3d_transpose example).
 
 On the CPU the GEMM-based forms run in float32 for float16/bfloat16 inputs (MLX's CPU
 matmul has no reduced-precision BLAS; float32 accumulation is also the accurate choice)
