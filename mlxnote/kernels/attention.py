@@ -69,40 +69,50 @@ def merge_masks(mask: mx.array | None, other: mx.array | None,
 # -- softmax -------------------------------------------------------------------------------
 # On a non-Apple CPU, MLX's exp is a scalar polynomial (about 9 ns a value here, 1.6e-6
 # relative error), and the exponentials of the logits are most of an attention forward pass.
-# This exp (Cephes' expf: Cody-Waite reduction, degree-6 polynomial, 2^n by bit shift) runs
-# as one compiled elementwise kernel plus a multiply: 3.6x faster here (10 vs 37 ms for 4M
-# values) and 20x more accurate (8e-8). The softmax gradient needs no exp (custom VJP).
+# This exp is Cephes' expf (Cody-Waite reduction, degree-6 polynomial, 2^n built in the
+# exponent bits), written without floor or int casts so that MLX's CPU compiler fuses it
+# into one vectorizable float kernel plus a two-op int kernel and a multiply: exp(s - max)
+# over 4M values takes 9 ms here instead of 38, 20x more accurate (8e-8 relative). The
+# softmax gradient needs no exp (custom VJP from the output).
 _LOG2E = 1.4426950408889634
 _LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4
+_ROUND = 12582912.0  # 1.5 * 2^23: adding it rounds to an integer kept in the low bits
 _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
              1.6666665459e-1, 5.0000001201e-1)
 
 
-def _exp_parts(x):
-    x = mx.clip(x, -88.0, 88.0)
-    n = mx.floor(x * _LOG2E + 0.5)
+def _exp_float_part(x, shift):
+    """``exp(x - shift) = p * 2^n``: returns ``p`` and ``n + 1.5 * 2^23`` (float)."""
+    x = mx.maximum(x - shift, -88.0)  # there n = -127: 2^n is exactly 0
+    t = x * _LOG2E + _ROUND
+    n = t - _ROUND
     r = x - n * _LN2_HI - n * _LN2_LO
     p = _EXP_POLY[0]
     for c in _EXP_POLY[1:]:
         p = p * r + c
-    p = p * (r * r) + r + 1.0
-    return p, mx.left_shift(n.astype(mx.int32) + 127, 23)  # 2^n's bits (0 below 2^-126)
+    return p * (r * r) + r + 1.0, t
 
 
-_EXP_IMPL: dict = {"parts": None}
+def _exp_int_part(t_bits):
+    """The float32 bits of ``2^n`` from the bits of ``n + 1.5 * 2^23``."""
+    return mx.left_shift(t_bits - (0x4B400000 - 127), 23)
 
 
-def fast_exp(x: mx.array) -> mx.array:
-    """``exp`` of float32 ``x`` (exactly 0 below about -87.3; NaN stays NaN)."""
-    if _EXP_IMPL["parts"] is None:
+_EXP_IMPL: dict = {}
+
+
+def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
+    """``exp(x - shift)`` for float32 with ``x - shift <= 88`` (softmax: ``shift`` is the
+    row max). Exactly 0 below about -87.7; NaN stays NaN."""
+    if not _EXP_IMPL:
         try:
-            parts = mx.compile(_exp_parts)
-            mx.eval(parts(mx.zeros((2,))))
-        except Exception:  # no compiler for MLX's CPU JIT: the same math, unfused
-            parts = _exp_parts
-        _EXP_IMPL["parts"] = parts
-    p, bits = _EXP_IMPL["parts"](x)
-    return p * bits.view(mx.float32)
+            f, i = mx.compile(_exp_float_part), mx.compile(_exp_int_part)
+            mx.eval(f(mx.zeros((2,)), 0.0), i(mx.zeros((2,), mx.int32)))
+        except Exception:  # no C++ compiler for MLX's CPU JIT: the same math, unfused
+            f, i = _exp_float_part, _exp_int_part
+        _EXP_IMPL.update(f=f, i=i)
+    p, t = _EXP_IMPL["f"](x, shift)
+    return p * _EXP_IMPL["i"](t.view(mx.int32)).view(mx.float32)
 
 
 def _use_fast_exp(x: mx.array) -> bool:
@@ -112,7 +122,7 @@ def _use_fast_exp(x: mx.array) -> bool:
 
 @mx.custom_function
 def _softmax_fast(x):
-    e = fast_exp(x - mx.stop_gradient(mx.max(x, axis=-1, keepdims=True)))
+    e = fast_exp(x, mx.max(x, axis=-1, keepdims=True))
     return e * mx.reciprocal(mx.sum(e, axis=-1, keepdims=True))
 
 
