@@ -67,6 +67,10 @@ ORACLE = [  # (method, x shape, w shape, kwargs)
                                                       padding=[(1, 1), (2, 2), (0, 3)])),
     ("shift", (2, 7, 6, 4), (8, 3, 3, 1), dict(strides=2, padding=1, groups=4)),
     ("shift", (2, 9, 4), (4, 2, 1), dict(dilations=3, padding=[(2, 1)], groups=4, flip=True)),
+    ("mlx-fast", (2, 9, 4), (8, 3, 1), dict(padding=[(1, 1)], groups=4)),
+    ("mlx-fast", (2, 8, 8, 4), (12, 3, 3, 1), dict(strides=2, padding=[(0, 1), (1, 1)],
+                                                  groups=4)),
+    ("mlx-fast", (2, 5, 4, 6, 4), (6, 2, 3, 2, 2), dict(padding=1, groups=2)),
 ]
 TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 8e-2}
 
@@ -105,7 +109,7 @@ def test_choose_per_device(monkeypatch):
     assert kconv.choose((2, 8, 8, 4), (6, 3, 3, 2), (1, 1), (1, 1), 2, (1, 1)) == "gemm"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (2, 2)) == "col2im"
     monkeypatch.setattr(kconv, "on_cpu", lambda: False)
-    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx"
+    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx-fast"
 
 
 def test_conv_general_dilated_gradient_workaround():

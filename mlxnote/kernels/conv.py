@@ -5,8 +5,12 @@ It computes exactly what ``mx.conv_general`` computes (channels-last input
 ``(lo, hi)`` padding, kernel and input dilation, groups, flip), plus ``groups`` on 3-D
 inputs, and picks the fastest formulation for the device it runs on:
 
-* ``'mlx'``: ``mx.conv_general`` (groups on 3-D split per group). Used on Metal and CUDA,
-  and the oracle every other formulation is tested against.
+* ``'mlx'``: ``mx.conv_general`` (groups on 3-D split per group), the oracle every other
+  formulation is tested against.
+* ``'mlx-fast'`` (Metal and CUDA): ``'mlx'`` arranged to meet MLX's GPU depthwise kernels'
+  conditions: a depthwise conv with ``depth_multiplier > 1`` runs on the input's channels
+  repeated (``c*dm + m`` order) with one filter per channel, and a padded 1-D depthwise
+  conv pads the input first (the 1-D kernel takes no padding).
 * ``'mlx+gemmw'`` / ``'mlx+gemm'``: ``mx.conv_general``'s forward (on the CPU an explicit
   im2col + GEMM when undilated and ungrouped) with, respectively, the weight gradient or
   both gradients of ``'gemm'``.
@@ -35,11 +39,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 
 import mlx.core as mx
 
-METHODS = ("auto", "mlx", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw")
+METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw")
 _REDUCED = (mx.float16, mx.bfloat16)
 
 
@@ -71,9 +76,15 @@ def on_cpu() -> bool:
 
 
 def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
-    """The formulation :func:`conv` uses for these arguments on the default device."""
+    """The formulation :func:`conv` uses for these arguments on the default device.
+
+    ``MLXNOTE_CONV_METHOD=mlx`` or ``mlx-fast`` forces that (general) formulation, e.g. to
+    run the GPU formulation's conformance on a CPU."""
+    forced = os.environ.get("MLXNOTE_CONV_METHOD")
+    if forced in ("mlx", "mlx-fast"):
+        return forced
     if not on_cpu():
-        return "mlx"
+        return "mlx-fast"
     cin = x_shape[-1]
     if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
         return "shift"
@@ -135,9 +146,11 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
     if method not in METHODS[1:]:
         raise ValueError(f"conv: method {method!r} not in {METHODS}")
-    if method in ("mlx", "mlx+gemm", "mlx+gemmw"):
+    if method in ("mlx", "mlx-fast", "mlx+gemm", "mlx+gemmw"):
         if method == "mlx":
             y = _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        elif method == "mlx-fast":
+            y = _conv_mlx_fast(x, w, strides, pads, dilations, groups, input_dilation, flip)
         elif any(s != 1 for s in input_dilation):
             raise ValueError(f"conv: method {method!r} needs input_dilation 1")
         else:
@@ -281,6 +294,18 @@ def _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip):
     cg, og = x.shape[-1] // groups, w.shape[0] // groups
     return mx.concatenate([one(x[..., g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], 1)
                            for g in range(groups)], axis=-1)
+
+
+def _conv_mlx_fast(x, w, strides, pads, dilations, groups, input_dilation, flip):
+    cin, cout = x.shape[-1], w.shape[0]
+    depthwise = groups == cin and cin > 1 and w.shape[-1] == 1 and all(
+        s == 1 for s in input_dilation)
+    if depthwise and cout > cin:  # one filter per (repeated) channel: c*dm + m
+        x = mx.repeat(x, cout // cin, axis=-1)
+        groups = cout
+    if depthwise and x.ndim == 3 and any(p for pair in pads for p in pair):
+        x, pads = _pad(x, pads), ((0, 0),)
+    return _conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
 
 
 def _mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip,
