@@ -17,9 +17,10 @@ same mathematics another TF way, never by transliterating mlxnote:
   float16 forward), so the input channels and the kernel's output axis are split into
   ``groups`` blocks, convolved, and concatenated (the definition of a grouped conv);
 * dilations that TF's CPU kernels or ``tf.nn.convolution`` reject (any dilated 3-D conv,
-  dilation together with stride > 1, dilated transposed convs in float64/float16): the
-  kernel is dilated explicitly (zeros inserted between taps, the definition of a dilated
-  kernel) and the op runs undilated.
+  dilation together with stride > 1, dilated transposed convs, whose CPU backprop-input
+  kernel rejects dilation in float64/float16 -- done this way in every dtype): the kernel
+  is dilated explicitly (zeros inserted between taps, the definition of a dilated kernel)
+  and the op runs undilated.
 """
 
 from __future__ import annotations
