@@ -83,8 +83,7 @@ GN = [  # (kwargs, input shape)
 for i, (kw, shape) in enumerate(GN):
     CASES += grid("group_norm", [kw], [shape], smoke=1 if i < 2 else 0)
 CASES += grid("group_norm", [dict(groups=2)], [(3, 4, 6), Input((3, 4, 1), "mask", "mask")])
-CASES += grid("group_normalization", [dict(input_size=8, groups=4, axis=-1)], [(4, 3, 8)],
-              dtypes=("float32",))
+CASES += grid("group_normalization", [dict(input_size=8, groups=4, axis=-1)], [(4, 3, 8)])
 
 # -- layer_norm ----------------------------------------------------------------------------
 LN = [  # (kwargs, input shape)
@@ -103,8 +102,7 @@ LN = [  # (kwargs, input shape)
 ]
 for i, (kw, shape) in enumerate(LN):
     CASES += grid("layer_norm", [kw], [shape], smoke=1 if i < 3 else 0)
-CASES += grid("layer_normalization", [dict(input_size=8, axis=-1)], [(4, 8)],
-              dtypes=("float32",))
+CASES += grid("layer_normalization", [dict(input_size=8, axis=-1)], [(4, 8)])
 
 SPECS = [
     LayerSpec("batch_norm", ["input_size", "axis", "momentum", "epsilon", "center", "scale",
