@@ -177,7 +177,8 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     ``return_logits``, the output still takes the fast path and the logits are a separate
     lazy product, computed only if used. On the CPU, where the fast op is the same
     matmul-softmax composition, the plain path is taken for ``return_logits`` (sharing
-    the logits) and for 16-bit inputs (its softmax runs in float32, backward too).
+    the logits), for 16-bit inputs (its softmax runs in float32, backward too) and off
+    macOS (its softmax uses :func:`fast_exp`, 4x faster than MLX's CPU exp there).
     """
     if impl not in IMPLS:
         raise ValueError(f"attention: impl got {impl!r}; allowed: {IMPLS}")
@@ -197,9 +198,10 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
                          "the weights")
     on_cpu = mx.default_device() == mx.cpu
     use_fast = impl == "fast" or (impl == "auto" and not needs_plain and not (
-        # On the CPU the fast op is the same composition, with its softmax gradient in the
-        # input dtype: the plain path shares the logits and keeps 16-bit gradients exact.
-        on_cpu and (return_logits or q.dtype != mx.float32)))
+        # On the CPU the fast op is the same composition (MLX's exp, its softmax gradient
+        # in the input dtype): the plain path shares the logits, keeps 16-bit gradients
+        # exact and, off macOS, runs its softmax on fast_exp.
+        on_cpu and (return_logits or q.dtype != mx.float32 or _use_fast_exp(q))))
     if use_fast and not isinstance(scale, (int, float)):
         q, scale = q * scale.astype(q.dtype), 1.0
     dtype = dtype or q.dtype
