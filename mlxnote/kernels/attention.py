@@ -115,9 +115,14 @@ def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     return p * _EXP_IMPL["i"](t.view(mx.int32)).view(mx.float32)
 
 
-def _use_fast_exp(x: mx.array) -> bool:
+# fast_exp holds three arrays the size of its input at once (MLX's softmax one): above this
+# many logits, the memory-lean softmax is used.
+FAST_EXP_MAX = 1 << 24
+
+
+def _use_fast_exp(x: mx.array, size: int | None = None) -> bool:
     return (x.dtype == mx.float32 and mx.default_device() == mx.cpu
-            and sys.platform != "darwin")
+            and sys.platform != "darwin" and (size or x.size) <= FAST_EXP_MAX)
 
 
 @mx.custom_function
@@ -132,7 +137,8 @@ def _softmax_fast_vjp(primals, cotangent, output):
 
 
 def softmax(x: mx.array) -> mx.array:
-    """Softmax over the last axis (``fast_exp`` on a non-Apple CPU for float32)."""
+    """Softmax over the last axis (``fast_exp`` on a non-Apple CPU for float32 inputs of
+    at most ``FAST_EXP_MAX`` values)."""
     if _use_fast_exp(x):
         return _softmax_fast(x)
     return mx.softmax(x, axis=-1, precise=True)
@@ -201,7 +207,8 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
         # On the CPU the fast op is the same composition (MLX's exp, its softmax gradient
         # in the input dtype): the plain path shares the logits, keeps 16-bit gradients
         # exact and, off macOS, runs its softmax on fast_exp.
-        on_cpu and (return_logits or q.dtype != mx.float32 or _use_fast_exp(q))))
+        on_cpu and (return_logits or q.dtype != mx.float32 or _use_fast_exp(
+            q, q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]))))
     if use_fast and not isinstance(scale, (int, float)):
         q, scale = q * scale.astype(q.dtype), 1.0
     dtype = dtype or q.dtype
