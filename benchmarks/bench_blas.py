@@ -7,8 +7,8 @@ its own subprocess (``python -m benchmarks.bench_blas --worker mlx`` with ``MLXN
 - stock: MLX's bundled reference BLAS and 32 MiB CPU cache (``MLXNOTE_BLAS=0 MLXNOTE_CACHE=0``)
 - +cache / +BLAS: one of the two switched on
 - mlxnote: both on (what ``import mlxnote`` does on Linux)
-- N threads: mlxnote with one OpenBLAS thread per core instead of one less (idle-machine gain
-  vs the stall when other processes compete; see mlxnote/_platform.py)
+- 1 thread: mlxnote with a single OpenBLAS thread instead of one per core (what
+  ``MLXNOTE_BLAS_THREADS=1`` gives on a busy machine; see mlxnote/_platform.py)
 
 Matmul rows are GFLOP/s (higher is better), the others median ms. Also written to
 ``reports/bench_blas.json``.
