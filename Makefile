@@ -38,7 +38,6 @@ strip-notebooks: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info
