@@ -41,9 +41,16 @@ class Check:
     rel: float = 0.0  # max |ours - oracle| / max |oracle| (scale-aware relative error)
     tf_rel: float = 0.0  # same for TF in the case's dtype
     excess: float = 0.0  # max |ours - TF| / (atol + rtol |TF|); <= 1 passes by tolerance
+    # max |oracle|. Below the dtype's atol the quantity is ~0 (e.g. the gradient of a key
+    # bias, which softmax ignores) and a relative error means nothing: summaries skip it.
+    scale: float = 1.0
     worst_index: tuple | None = None
     rule: str = ""  # which criterion decided
     detail: str = ""
+
+    def meaningful(self, dtype: str) -> bool:
+        """Does the relative error mean something (the oracle is not ~0)?"""
+        return self.scale >= TOLERANCES[dtype][1]
 
     @property
     def kind(self) -> str:
@@ -81,7 +88,8 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray, oracle: np.ndarray | N
                   worst_index=tuple(int(i) for i in worst), rule="tolerance")
     if oracle is not None:
         oracle = np.asarray(oracle, dtype=np.float64)
-        scale = float(np.max(np.abs(np.where(fin, oracle, 0.0)))) or 1.0
+        check.scale = float(np.max(np.abs(np.where(fin, oracle, 0.0))))
+        scale = check.scale or 1.0
         err = float(np.max(np.where(fin, np.abs(ours - oracle), 0.0)))
         tf_err = float(np.max(np.where(fin, np.abs(ref - oracle), 0.0)))
         check.rel, check.tf_rel = err / scale, tf_err / scale

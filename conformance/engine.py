@@ -82,7 +82,7 @@ class CaseResult:
         return self.status in ("pass", "xfail")
 
     def worst(self, kind: str) -> float:
-        vals = [c.rel for c in self.checks if c.kind == kind]
+        vals = [c.rel for c in self.checks if c.kind == kind and c.meaningful(self.case.dtype)]
         return max(vals) if vals else 0.0
 
     def to_json(self) -> dict:
