@@ -100,8 +100,8 @@ def write_markdown(path: Path, results: list[CaseResult], coverage: dict, proble
              f"{len(results)} cases in {meta['seconds']:.1f} s.", "",
              "Verdict: within the dtype's tolerance of TensorFlow in the same dtype, or no "
              f"worse than {ORACLE_FACTOR:g}x TensorFlow's own error against a float64 oracle. "
-             "Relative errors below are max |ours - oracle| / max |oracle|, over the quantities whose "
-             "oracle is not ~0 (max |oracle| >= atol).", "",
+             "Relative errors below are max |ours - oracle| / max |oracle|, over the "
+             "quantities whose oracle is not ~0 (max |oracle| >= atol).", "",
              "| dtype | rtol | atol |", "|---|---|---|"]
     lines += [f"| {k} | {v[0]:g} | {v[1]:g} |" for k, v in TOLERANCES.items()]
     lines += ["", "## Summary", "",
