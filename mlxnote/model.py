@@ -889,6 +889,25 @@ class Model(mnn.Module):
     def summary(self, print_fn: Callable | None = None) -> None:
         """A table of the layers (path, type, weights, parameter count)."""
         from rich.console import Console
+
+        t = self._summary_table()
+        if print_fn is not None:
+            c = Console(file=io.StringIO(), width=120)
+            c.print(t)
+            print_fn(c.file.getvalue())
+        else:
+            Console().print(t)
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the summary table."""
+        from rich.console import Console
+
+        c = Console(file=io.StringIO(), record=True, width=120)
+        c.print(self._summary_table())
+        return c.export_html(inline_styles=True, code_format="<pre style='font-size:12px'>"
+                             "{code}</pre>")
+
+    def _summary_table(self):
         from rich.table import Table
 
         t = Table(title=f"{self.name}", title_justify="left")
@@ -909,12 +928,7 @@ class Model(mnn.Module):
         trainable = sum(int(np.prod(v.shape)) for _, v in
                         tree_flatten(self.trainable_parameters()))
         t.caption = f"total {self.count_params():,} params, {trainable:,} trainable"
-        if print_fn is not None:
-            c = Console(file=io.StringIO(), width=120)
-            c.print(t)
-            print_fn(c.file.getvalue())
-        else:
-            Console().print(t)
+        return t
 
     # -- configuration -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None) -> None:

@@ -278,3 +278,22 @@ def test_stochastic_depth_whole_samples():
 def test_random_layers_bad_arguments(cls, kw, exc, match):
     with pytest.raises(exc, match=match):
         cls(**kw)
+
+
+def test_html_repr_for_notebooks():
+    from mlxnote import Model
+
+    html = nn.dense(32, 16, activation="sigmoid")._repr_html_()
+    assert "<table>" in html and "weight" in html and "(16, 32)" in html and "544" in html
+    assert "not built yet" in nn.dense(3)._repr_html_()
+
+    class Net(Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.dense(4, 3)
+
+        def __call__(self, x):
+            return self.fc(x)
+
+    page = Net()._repr_html_()
+    assert "fc" in page and "dense" in page and "total 16 params" in page
