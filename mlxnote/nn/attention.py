@@ -17,7 +17,7 @@ import numpy as np
 
 from ..kernels import attention as K
 from . import activations, core
-from .layer import Layer
+from .layer import Desc, Layer
 
 
 def _array(layer: Layer, value: Any, arg: str) -> mx.array:
@@ -109,10 +109,10 @@ class attention(Layer):
         v = self.as_input(value, "value", ndim=3)
         k = v if key is None else self.as_input(key, "key", ndim=3)
         if k.shape[-1] != q.shape[-1]:
-            raise self.error("key", f"an array of shape {tuple(k.shape)}",
+            raise self.error("key", Desc(f"an array of shape {tuple(k.shape)}"),
                              f"the query's feature size {q.shape[-1]} on the last axis")
         if k.shape[:2] != v.shape[:2] or q.shape[0] != v.shape[0]:
-            raise self.error("value", f"an array of shape {tuple(v.shape)}",
+            raise self.error("value", Desc(f"an array of shape {tuple(v.shape)}"),
                              f"batch {q.shape[0]} and length {k.shape[1]} (as query/key)")
         b, tq, tv = q.shape[0], q.shape[1], k.shape[1]
         q_mask, v_mask = self._masks(mask, b, tq, tv)
@@ -246,7 +246,7 @@ class multihead_attention(Layer):
                                ("xa", xv, self.vdim)):
             if arr.shape[-1] != want:
                 what = {"x": "input_size", "xa": "kdim/vdim"}[arg]
-                raise self.error(arg, f"an array of shape {tuple(arr.shape)}",
+                raise self.error(arg, Desc(f"an array of shape {tuple(arr.shape)}"),
                                  f"{want} features on the last axis ({what})")
         if xk.shape[:2] != xv.shape[:2] or xk.shape[0] != x.shape[0]:
             raise self.error("xa", f"arrays of shapes {tuple(xk.shape)}, {tuple(xv.shape)}",
@@ -276,7 +276,7 @@ class multihead_attention(Layer):
             return None
         m = _array(self, mask, "mask")
         if m.dtype != mx.bool_ and not mx.issubdtype(m.dtype, mx.floating):
-            raise self.error("mask", f"an array of dtype {m.dtype}",
+            raise self.error("mask", Desc(f"an array of dtype {m.dtype}"),
                              "boolean (True = attend) or float (additive)", TypeError)
         full = (b, self.n_head, tq, tk)
         if m.ndim == 2:
@@ -288,7 +288,7 @@ class multihead_attention(Layer):
         else:
             ok = _broadcastable(m.shape, full)
         if not ok:
-            raise self.error("mask", f"an array of shape {tuple(mask.shape)}",
+            raise self.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"),
                              f"(Tq, Tk) = {(tq, tk)} (or larger, sliced), (B, Tq, Tk) = "
                              f"{(b, tq, tk)}, or a shape broadcastable to {full}")
         return m if m.dtype == mx.bool_ else m.astype(self.dtype)
@@ -374,7 +374,7 @@ class talking_heads_attention(Layer):
         v = self.as_input(value_tensor, "value_tensor", min_ndim=4)
         rank = q.ndim
         if self.qkv_rank is not None and rank != self.qkv_rank:
-            raise self.error("query_tensor", f"an array of shape {tuple(q.shape)}",
+            raise self.error("query_tensor", Desc(f"an array of shape {tuple(q.shape)}"),
                              f"rank {self.qkv_rank} (qkv_rank)")
         if k.ndim != rank or v.ndim != rank:
             raise self.error("key_tensor", f"arrays of shapes {tuple(k.shape)}, "
@@ -386,7 +386,7 @@ class talking_heads_attention(Layer):
             self.build(n)
         bad = [t for t in (q, k, v) if t.shape[-2] != self.num_heads]
         if bad:
-            raise self.error("query_tensor", f"an array of shape {tuple(bad[0].shape)}",
+            raise self.error("query_tensor", Desc(f"an array of shape {tuple(bad[0].shape)}"),
                              f"{self.num_heads} heads on axis -2 (num_heads)")
         if k.shape[-1] != q.shape[-1] or k.shape[:-1] != v.shape[:-1] or any(
                 q.shape[a] != k.shape[a] for a in batch):
@@ -417,7 +417,7 @@ class talking_heads_attention(Layer):
         m = _array(self, mask, "attention_mask")
         target = (*bshape, *tq, *tk)
         if not _broadcastable(m.shape, target):
-            raise self.error("attention_mask", f"an array of shape {tuple(m.shape)}",
+            raise self.error("attention_mask", Desc(f"an array of shape {tuple(m.shape)}"),
                              f"a shape broadcastable to {target} (batch..., Tq..., Tk...)")
         big = float(mx.finfo(mx.float16).min) if self.dtype == mx.float16 else -1e9
         adder = (1.0 - m.astype(self.dtype)) * mx.array(big, self.dtype)
@@ -537,16 +537,16 @@ class FAVOR_attention(Layer):
         q = self.as_input(queries, "queries", min_ndim=3)
         for arg, t in (("keys", k), ("queries", q)):
             if t.shape[1] != self.key_dim:
-                raise self.error(arg, f"an array of shape {tuple(t.shape)}",
+                raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
                                  f"key_dim={self.key_dim} channels on axis 1 (channels first)")
         if v.shape[0] != k.shape[0] or v.shape[2:] != k.shape[2:] or q.shape[0] != k.shape[0]:
-            raise self.error("values", f"an array of shape {tuple(v.shape)}",
+            raise self.error("values", Desc(f"an array of shape {tuple(v.shape)}"),
                              f"batch {k.shape[0]} and the keys' locations {tuple(k.shape[2:])}")
         b, dv = k.shape[0], v.shape[1]
         lq = q.shape[2:]
         nk, nq = math.prod(k.shape[2:]), math.prod(lq)
         if self.causal and nk != nq:
-            raise self.error("queries", f"an array of shape {tuple(q.shape)}",
+            raise self.error("queries", Desc(f"an array of shape {tuple(q.shape)}"),
                              f"as many locations as the keys ({nk}) when causal=True")
         if self.redraw:
             self.features = self.draw_features()
@@ -625,11 +625,11 @@ class Linformer_self_attention(Layer):
         ctx = x if context is None else self.as_input(context, "context", ndim=3)
         for arg, t in (("x", x), ("context", ctx)):
             if t.shape[-1] != self.dim:
-                raise self.error(arg, f"an array of shape {tuple(t.shape)}",
+                raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
                                  f"dim={self.dim} features on the last axis")
         if ctx.shape[1] != self.seq_len or ctx.shape[0] != x.shape[0]:
             arg = "x" if context is None else "context"
-            raise self.error(arg, f"an array of shape {tuple(ctx.shape)}",
+            raise self.error(arg, Desc(f"an array of shape {tuple(ctx.shape)}"),
                              f"batch {x.shape[0]} and seq_len={self.seq_len} positions")
         b, n = x.shape[:2]
         h, dh = self.heads, self.dh

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..kernels import conv as kconv
 from . import activations
-from .layer import Layer, as_tuple_padding
+from .layer import Desc, Layer, as_tuple_padding
 
 _LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 _FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -223,7 +223,7 @@ class _Conv(Layer):
                 if self.channels_first:
                     shape = [shape[0], shape[-1], *shape[1:-1]]
                 keff = [(k_ - 1) * d_ + 1 for k_, d_ in zip(self.kernel_size, dilations)]
-                raise self.error("data", f"an array of shape {tuple(shape)}",
+                raise self.error("data", Desc(f"an array of shape {tuple(shape)}"),
                                  f"spatial sizes of at least the dilated kernel {keff} "
                                  f"after padding {pads}")
 

@@ -255,8 +255,11 @@ class Layer(mnn.Module):
             out.append(np.array(v))
         return out
 
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
+    def checked_weights(self, weights: Sequence[Any],
+                        shape_of: Any = None) -> list[tuple[str, mx.array]]:
+        """``[(name, array)]`` for :meth:`set_weights`, after checking that the layer is built
+        and that ``weights`` has Note's count and shapes (``shape_of(name)``, by default the
+        current weight's Note-layout shape)."""
         if not self.built:
             raise self.error("weights", Desc("weights for an unbuilt layer"),
                              "set_weights after the layer is built (give input_size or call "
@@ -265,14 +268,22 @@ class Layer(mnn.Module):
         if len(weights) != len(names):
             raise self.error("weights", Desc(f"{len(weights)} arrays"),
                              f"{len(names)} arrays in the order {names}")
-        new = []
+        shape_of = shape_of or (lambda n: tuple(self.note_value(n).shape))
+        out = []
         for n, w in zip(names, weights):
-            owner, leaf, cur = resolve_path(self, n)
-            cur = owner.to_note(leaf, cur)
             w = mx.array(np.asarray(w, dtype=np.float32)) if not isinstance(w, mx.array) else w
-            if tuple(w.shape) != tuple(cur.shape):
+            want = tuple(shape_of(n))
+            if tuple(w.shape) != want:
                 raise self.error("weights", Desc(f"shape {tuple(w.shape)} for '{n}'"),
-                                 f"shape {tuple(cur.shape)} (Note's layout)")
+                                 f"shape {want} (Note's layout)")
+            out.append((n, w))
+        return out
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
+        new = []
+        for n, w in self.checked_weights(weights):
+            owner, leaf, _ = resolve_path(self, n)
             new.append((owner, leaf, owner.from_note(leaf, w.astype(owner.dtype))))
         for owner, leaf, v in new:
             setattr(owner, leaf, v)

@@ -23,7 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import initializers
-from .layer import Layer
+from .layer import Desc, Layer
 
 __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
            "layer_normalization"]
@@ -54,7 +54,7 @@ def _resolve_axes(layer: Layer, axis: int | tuple[int, ...], x: mx.array) -> tup
     axes = (axis,) if isinstance(axis, int) else axis
     nd = x.ndim
     if any(a < -nd or a >= nd for a in axes):
-        raise layer.error("data", f"an array of shape {tuple(x.shape)}",
+        raise layer.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
                           f"an array with axis {layer.axis} (rank >= "
                           f"{max(a + 1 if a >= 0 else -a for a in axes)})")
     out = tuple(sorted(a % nd for a in axes))
@@ -98,14 +98,14 @@ def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -
     if not isinstance(mask, mx.array):
         arr = np.asarray(mask)
         if arr.dtype.kind not in "biuf":
-            raise layer.error("mask", f"an array of dtype {arr.dtype}",
+            raise layer.error("mask", Desc(f"an array of dtype {arr.dtype}"),
                               "a bool or numeric array", TypeError)
         mask = mx.array(arr)
     want = ("the input's shape without the last axis " if expand else "") + \
         f"(broadcastable to {tuple(shape)})"
     if expand:
         if mask.ndim != len(shape) - 1:
-            raise layer.error("mask", f"an array of shape {tuple(mask.shape)}", want)
+            raise layer.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"), want)
         mask = mask[..., None]
     try:
         ok = mask.ndim <= len(shape) and np.broadcast_shapes(tuple(mask.shape),
@@ -113,7 +113,7 @@ def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -
     except ValueError:
         ok = False
     if not ok:
-        raise layer.error("mask", f"an array of shape {tuple(mask.shape)}", want)
+        raise layer.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"), want)
     return mask
 
 
@@ -222,6 +222,18 @@ def _all_sum_vjp(primals, cotangent, output):
 
 
 # -- batch_norm ------------------------------------------------------------------------------
+def _build_from(layer: Layer, x: mx.array, axes: tuple[int, ...]) -> None:
+    """Build from the sizes of ``x`` on the normalized ``axes`` (an int ``axis``: one size),
+    or check them against ``input_size``."""
+    sizes = tuple(x.shape[a] for a in axes)
+    size = sizes[0] if isinstance(layer.axis, int) else sizes
+    if not layer.built:
+        layer.build(size)
+    elif size != layer.input_size:
+        raise layer.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
+                          f"size {layer.input_size} on axis {layer.axis} (input_size)")
+
+
 class batch_norm(Layer):
     """Batch normalization, as Keras ``BatchNormalization``.
 
@@ -310,19 +322,10 @@ class batch_norm(Layer):
                       else None)
         return 1 if self._group is None else self._group.size()
 
-    def _build_from(self, x: mx.array, axes: tuple[int, ...]) -> None:
-        sizes = tuple(x.shape[a] for a in axes)
-        size = sizes[0] if isinstance(self.axis, int) else sizes
-        if not self.built:
-            self.build(size)
-        elif size != self.input_size:
-            raise self.error("data", f"an array of shape {tuple(x.shape)}",
-                             f"size {self.input_size} on axis {self.axis} (input_size)")
-
     def __call__(self, data, train_flag=None, mask=None, training=None):
         x = self.as_input(data, min_ndim=1)
         axes = _resolve_axes(self, self.axis, x)
-        self._build_from(x, axes)
+        _build_from(self, x, axes)
         if mask is not None:
             mask = _check_mask(self, mask, tuple(x.shape), expand=True)
         bshape = _bshape(x, axes)
@@ -426,7 +429,7 @@ class group_norm(Layer):
         if mask is not None and not isinstance(mask, mx.array):
             arr = np.asarray(mask)
             if arr.dtype.kind not in "biuf":
-                raise self.error("mask", f"an array of dtype {arr.dtype}",
+                raise self.error("mask", Desc(f"an array of dtype {arr.dtype}"),
                                  "a bool or numeric array broadcastable to the input",
                                  TypeError)
             mask = mx.array(arr)
@@ -550,13 +553,7 @@ class layer_norm(Layer):
     def __call__(self, data):
         x = self.as_input(data, min_ndim=1)
         axes = _resolve_axes(self, self.axis, x)
-        sizes = tuple(x.shape[a] for a in axes)
-        size = sizes[0] if isinstance(self.axis, int) else sizes
-        if not self.built:
-            self.build(size)
-        elif size != self.input_size:
-            raise self.error("data", f"an array of shape {tuple(x.shape)}",
-                             f"size {self.input_size} on axis {self.axis} (input_size)")
+        _build_from(self, x, axes)
         half = self.dtype != mx.float32
         g = self.gamma if self.use_gamma else None
         b = self.beta if self.use_beta else None

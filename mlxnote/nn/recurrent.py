@@ -170,22 +170,8 @@ class _Recurrent(Layer):
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
-        if not self.built:
-            raise self.error("weights", Desc("weights for an unbuilt layer"),
-                             "set_weights after the layer is built (give input_size or call "
-                             "it once)", RuntimeError)
-        names = self.weight_names
-        if len(weights) != len(names):
-            raise self.error("weights", Desc(f"{len(weights)} arrays"),
-                             f"{len(names)} arrays in the order {names}")
-        values = {}
-        for n, w in zip(names, weights):
-            w = w if isinstance(w, mx.array) else mx.array(np.asarray(w, dtype=np.float32))
-            shape = self._note[n][0]
-            if tuple(w.shape) != tuple(shape):
-                raise self.error("weights", Desc(f"shape {tuple(w.shape)} for '{n}'"),
-                                 f"shape {tuple(shape)} (Note's layout)")
-            values[n] = w.astype(self.dtype)
+        values = {n: w.astype(self.dtype)
+                  for n, w in self.checked_weights(weights, lambda n: self._note[n][0])}
         for stored, v in self._fuse(values).items():
             self[stored] = v
 

@@ -17,7 +17,7 @@ import mlx.core as mx
 from ..kernels import attention as K
 from . import activations, core
 from .attention import linear, multihead_attention
-from .layer import Layer
+from .layer import Desc, Layer
 from .norm import layer_norm
 
 
@@ -28,12 +28,12 @@ def _pt_attend(layer: Layer, mask: Any, arg: str, shape: tuple[int, ...],
         return None
     m = layer.as_input(mask, arg, cast=False)
     if m.dtype != mx.bool_ and not mx.issubdtype(m.dtype, mx.floating):
-        raise layer.error(arg, f"an array of dtype {m.dtype}",
+        raise layer.error(arg, Desc(f"an array of dtype {m.dtype}"),
                           "boolean (True = not allowed) or float (added to the logits)",
                           TypeError)
     if tuple(m.shape) not in shape:
         allowed = " or ".join(str(s) for s in shape)
-        raise layer.error(arg, f"an array of shape {tuple(m.shape)}", f"shape {allowed}")
+        raise layer.error(arg, Desc(f"an array of shape {tuple(m.shape)}"), f"shape {allowed}")
     m = to4(m)
     return mx.logical_not(m) if m.dtype == mx.bool_ else m.astype(dtype)
 
@@ -119,7 +119,7 @@ class _Block(Layer):
     def _check(self, x, arg):
         x = self.as_input(x, arg, ndim=3)
         if x.shape[-1] != self.d_model:
-            raise self.error(arg, f"an array of shape {tuple(x.shape)}",
+            raise self.error(arg, Desc(f"an array of shape {tuple(x.shape)}"),
                              f"(batch, length, d_model={self.d_model})")
         return x
 
@@ -193,7 +193,7 @@ class TransformerDecoderLayer(_Block):
         x = self._check(tgt, "tgt")
         mem = self._check(memory, "memory")
         if mem.shape[0] != x.shape[0]:
-            raise self.error("memory", f"an array of shape {tuple(mem.shape)}",
+            raise self.error("memory", Desc(f"an array of shape {tuple(mem.shape)}"),
                              f"the target's batch size {x.shape[0]}")
         t = self.mode(train_flag, training)
         b, tl, sl = x.shape[0], x.shape[1], mem.shape[1]
@@ -392,11 +392,11 @@ class Transformer(Layer):
         src = self.as_input(src, "src", ndim=3)
         tgt = self.as_input(tgt, "tgt", ndim=3)
         if src.shape[0] != tgt.shape[0]:
-            raise self.error("tgt", f"an array of shape {tuple(tgt.shape)}",
+            raise self.error("tgt", Desc(f"an array of shape {tuple(tgt.shape)}"),
                              f"the batch size of src ({src.shape[0]})")
         for arg, x in (("src", src), ("tgt", tgt)):
             if x.shape[-1] != self.d_model:
-                raise self.error(arg, f"an array of shape {tuple(x.shape)}",
+                raise self.error(arg, Desc(f"an array of shape {tuple(x.shape)}"),
                                  f"d_model={self.d_model} features on the last axis")
         t = self.mode(train_flag, training)
         ctx = mx.stream(self._device) if self._device is not None else _nullcontext()
