@@ -1,8 +1,16 @@
 """Tolerances and the verdict.
 
 A quantity passes when it is within the dtype's tolerance of TensorFlow in the same
-dtype, **or** when its error against the float64 oracle is no worse than
+dtype, **or** within that same tolerance of the float64 oracle (the exact answer for the
+same rounded inputs and weights), **or** when its error against the oracle is no worse than
 ``ORACLE_FACTOR`` times TensorFlow's own error against that oracle.
+
+Why the second rule: TensorFlow in the case's dtype is a proxy for the right answer, and
+the oracle *is* the right answer. Without it, two float32 implementations that both sit a
+few units in the last place from the exact value fail each other by luck of summation
+order: switching MLX's BLAS (OpenBLAS vs the reference BLAS) flipped 12 float32 Transformer
+and RNN gradient checks, both ways, each within 1e-6 of the oracle but 1.0-2.2x the
+tolerance away from TensorFlow's own rounded result.
 
 The tolerance table is the only place tolerances live. Changing an entry is a change
 that must be argued in its commit message.
@@ -15,10 +23,21 @@ that must be argued in its commit message.
 
 Reductions over many terms in a reduced dtype legitimately exceed that; the oracle
 criterion covers them, and only when TensorFlow itself is as far off.
+
+The rounding floor (float32 only). Both sides compute in float32, so neither can be expected
+closer to the exact answer than a few units in the last place (ulps) of the quantity's
+largest value, and at that level "no worse than 2x TensorFlow's error" compares two draws of
+rounding noise: over ~45 gradients of a Transformer case, one exceeds 2x by luck in many
+cases (measured over 10 seeds: median ratio 0.95, 2% of gradients above 2x), and which ones
+changed with MLX's BLAS. So in float32 the oracle rule reads
+``err <= 2 * max(TF's err, 8 ulps * max|oracle|)`` (8 ulps = 9.5e-7 relative). A real
+defect sits far above that: the self-test's planted 1e-4 relative error is 840 ulps, and
+mlx.nn.selu's 6-digit constants (which this suite caught) gave about 35 ulps.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +48,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "bfloat16": (1e-2, 1e-2),
 }
 ORACLE_FACTOR = 2.0
+# float32 only: errors within this many units in the last place of the quantity's largest
+# value count as rounding noise in the oracle rule (see below).
+FLOAT32_NOISE_ULPS = 8
 
 
 @dataclass
@@ -62,6 +84,17 @@ class Check:
         return d
 
 
+def _quiet(fn):
+    """Ignore NumPy's warning for inf - inf (matching non-finite values are handled)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def compare(name: str, ours: np.ndarray, ref: np.ndarray, oracle: np.ndarray | None,
             dtype: str) -> Check:
     """Compare ``ours`` with TF in the same dtype (``ref``) and the float64 ``oracle``."""
@@ -93,8 +126,18 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray, oracle: np.ndarray | N
         err = float(np.max(np.where(fin, np.abs(ours - oracle), 0.0)))
         tf_err = float(np.max(np.where(fin, np.abs(ref - oracle), 0.0)))
         check.rel, check.tf_rel = err / scale, tf_err / scale
-        if not check.passed and err <= ORACLE_FACTOR * tf_err:
-            check.passed, check.rule = True, f"oracle (<= {ORACLE_FACTOR:g}x TF error)"
+        if not check.passed:
+            to_oracle = np.where(fin, np.abs(ours - oracle), 0.0) / (
+                atol + rtol * np.abs(np.where(fin, oracle, 0.0)))
+            if float(to_oracle.max()) <= 1.0:
+                check.passed, check.rule = True, "tolerance of the float64 oracle"
+            else:
+                floor = (FLOAT32_NOISE_ULPS * float(np.finfo(np.float32).eps) * check.scale
+                         if dtype == "float32" else 0.0)
+                if err <= ORACLE_FACTOR * max(tf_err, floor):
+                    check.passed = True
+                    check.rule = (f"oracle (<= {ORACLE_FACTOR:g}x TF error)" if err <=
+                                  ORACLE_FACTOR * tf_err else "oracle (float32 rounding floor)")
     if not check.passed:
         check.detail = (f"ours={ours[worst]:.7g} tf={ref[worst]:.7g} at {check.worst_index}; "
                         f"|diff|/(atol+rtol|tf|)={excess:.3g} (rtol={rtol:g}, atol={atol:g})")

@@ -128,7 +128,8 @@ def write_markdown(path: Path, results: list[CaseResult], coverage: dict, proble
     xf = [r for r in results if r.status == "xfail"]
     if xf:
         lines += ["## Expected failures", ""]
-        lines += [f"- `{r.case.id}`: {r.xfail}" for r in xf]
+        lines += [f"- `{r.case.id}` ({', '.join(c.name for c in r.checks if not c.passed)}): "
+                  f"{r.xfail.reason}" for r in xf]
     if selftest:
         lines += ["", "## Harness self-test (planted errors must be caught)", "",
                   "| planted error | caught | by |", "|---|---|---|"]

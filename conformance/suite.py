@@ -77,7 +77,7 @@ def run(tier: str = "smoke", layers=None, case_ids=None, dtypes=None, progress: 
     for r in results:
         if r.status == "xpass":
             problems.append(f"{r.case.id} passed but is registered as an expected failure "
-                            f"({r.xfail}): remove the entry")
+                            f"({r.xfail.reason}): remove the entry")
     outcome = Outcome(results, problems, coverage.exercised(specs, chosen))
     if run_selftest and whole_suite:
         outcome.selftest = selftest.run()
