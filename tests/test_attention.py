@@ -399,7 +399,7 @@ def test_linformer_contract():
     assert lin.weight_names == ["to_q.weight", "to_k.weight", "proj_k", "to_out.weight",
                                 "to_out.bias"]
     lim = 1 / math.sqrt(3)
-    assert np.abs(lin.get_weights()[2]).max() <= lim
+    assert 0.5 * lim < np.abs(lin.get_weights()[2]).max() <= lim
     x = mx.random.normal((2, 6, 8))
     y = lin(x)
     ctx_out = lin(mx.random.normal((2, 4, 8)), context=x)

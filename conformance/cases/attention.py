@@ -68,10 +68,32 @@ def call_attention(layer, ins, kw):
     return layer(a["query"], a["value"], a.get("key"), mask=mask, **kw)
 
 
+def hidden_logits(qk, mask):
+    """Boolean mask -> where ``qk`` is hidden (False = hidden), per decision 24's shapes."""
+    if mask.ndim == 2:
+        mask = mask[: qk.shape[-2], : qk.shape[-1]]
+    elif mask.ndim == 3:
+        mask = mask[:, None]
+    return mx.broadcast_to(mx.logical_not(mask), qk.shape)
+
+
 def call_mha(layer, ins, kw):
+    """``(output, qk)``. With a boolean mask, the documented rule for hidden logits is that
+    the softmax ignores them: they must be at most -1e4 (exp underflows to 0 in every
+    dtype). Their exact value is the implementation's choice, so both sides compare ``qk``
+    with hidden entries set to 0 (see ``reference.multihead_attention``)."""
     a, kw = _routed(ins, kw, ("x",))
     xa = (a["xk"], a["xv"]) if "xk" in a else a.get("xa")
-    return layer(a["x"], xa, a.get("mask"), **kw)
+    mask = a.get("mask")
+    out, qk = layer(a["x"], xa, mask, **kw)
+    if mask is not None and mask.dtype == mx.bool_:
+        hidden = hidden_logits(qk, mask)
+        worst = mx.max(mx.where(hidden, qk.astype(mx.float32), -mx.inf)).item()
+        if worst > -1e4:
+            raise AssertionError(f"a hidden logit of qk is {worst}: the softmax would not "
+                                 "ignore it")
+        qk = mx.where(hidden, mx.zeros_like(qk), qk)
+    return out, qk
 
 
 def call_positional(layer, ins, kw):

@@ -167,11 +167,20 @@ def multihead_attention(case, weights, dtype):
                 m = m[:tq, :tk]
             elif len(m.shape) == 3:
                 m = m[:, None]
-            if m.dtype == tf.bool:  # the case dtype's lowest value (also in the oracle)
-                qk = tf.where(m, qk, tf.constant(CASE_DTYPES[case.dtype].min, dtype))
+            if m.dtype == tf.bool:
+                # Hidden logits must get no weight; a row with every key hidden is not
+                # defined by the ruling, so use the case dtype's lowest value (uniform
+                # weights there) rather than -inf (NaN). The returned qk has hidden entries
+                # set to 0 on both sides: their value is not documented (cases.attention).
+                hidden = tf.broadcast_to(tf.logical_not(m), tf.shape(qk))
+                w = tf.nn.softmax(tf.where(hidden, tf.constant(CASE_DTYPES[case.dtype].min,
+                                                               dtype), qk), axis=-1)
+                qk = tf.where(hidden, tf.zeros_like(qk), qk)
             else:
                 qk = qk + tf.cast(m, dtype)
-        w = tf.nn.softmax(qk, axis=-1)
+                w = tf.nn.softmax(qk, axis=-1)
+        else:
+            w = tf.nn.softmax(qk, axis=-1)
         w = drop(w, rate)
         o = tf.reshape(tf.transpose(tf.matmul(w, v), [0, 2, 1, 3]), [b, tq, d])
         return proj(o, wo, bo), qk

@@ -384,10 +384,10 @@ class talking_heads_attention(Layer):
         n = q.shape[-2]
         if not self.built:
             self.build(n)
-        bad = [t for t in (q, k, v) if t.shape[-2] != self.num_heads]
-        if bad:
-            raise self.error("query_tensor", Desc(f"an array of shape {tuple(bad[0].shape)}"),
-                             f"{self.num_heads} heads on axis -2 (num_heads)")
+        for arg, t in (("query_tensor", q), ("key_tensor", k), ("value_tensor", v)):
+            if t.shape[-2] != self.num_heads:
+                raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
+                                 f"{self.num_heads} heads on axis -2 (num_heads)")
         if k.shape[-1] != q.shape[-1] or k.shape[:-1] != v.shape[:-1] or any(
                 q.shape[a] != k.shape[a] for a in batch):
             raise self.error("key_tensor", f"key {tuple(k.shape)} / value {tuple(v.shape)}",

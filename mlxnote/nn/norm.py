@@ -101,6 +101,9 @@ def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -
             raise layer.error("mask", Desc(f"an array of dtype {arr.dtype}"),
                               "a bool or numeric array", TypeError)
         mask = mx.array(arr)
+    elif mask.dtype in (mx.complex64,):
+        raise layer.error("mask", Desc(f"an array of dtype {mask.dtype}"),
+                          "a bool or numeric array", TypeError)
     want = ("the input's shape without the last axis " if expand else "") + \
         f"(broadcastable to {tuple(shape)})"
     if expand:
@@ -330,6 +333,10 @@ class batch_norm(Layer):
             mask = _check_mask(self, mask, tuple(x.shape), expand=True)
         bshape = _bshape(x, axes)
         red = tuple(i for i in range(x.ndim) if i not in axes)
+        if not red:
+            raise self.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
+                             f"an axis to take the statistics over besides axis={self.axis} "
+                             "(e.g. a batch axis)")
         x32 = _f32(x)
         g = _f32(self.gamma).reshape(bshape) if self.scale else None
         b = _f32(self.beta).reshape(bshape) if self.center else None

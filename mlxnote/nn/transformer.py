@@ -13,6 +13,7 @@ import inspect
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
 from ..kernels import attention as K
 from . import activations, core
@@ -38,6 +39,29 @@ def _pt_attend(layer: Layer, mask: Any, arg: str, shape: tuple[int, ...],
     return mx.logical_not(m) if m.dtype == mx.bool_ else m.astype(dtype)
 
 
+def causal_flag(layer: Layer, arg: str, value) -> bool:
+    """``*_is_causal``: None (False), True or False."""
+    if value is None:
+        return False
+    if not isinstance(value, (bool, np.bool_)):
+        raise layer.error(arg, value, "None, True or False", TypeError)
+    return bool(value)
+
+
+def _outer_errors(layer: Layer, fn, *args, **kwargs):
+    """Run ``fn`` (a sublayer's construction or call) so that its argument errors name
+    ``layer``, the layer the user called, rather than the inner block."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        for inner in ("TransformerEncoderLayer: ", "TransformerDecoderLayer: ",
+                      "TransformerEncoder: ", "TransformerDecoder: "):
+            if msg.startswith(inner) and inner != f"{layer.name}: ":
+                raise type(e)(f"{layer.name}: " + msg[len(inner):]) from None
+        raise
+
+
 def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhead, tq, tk,
                    names=("mask", "key_padding_mask")) -> mx.array | None:
     """Merge PyTorch's attention mask, key-padding mask and causal flag into one mask
@@ -47,7 +71,7 @@ def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhea
     p = _pt_attend(layer, key_padding_mask, names[1], ((b, tk),),
                    lambda m: m[:, None, None, :], layer.dtype)
     m = K.merge_masks(a, p, layer.dtype)
-    if is_causal:
+    if causal_flag(layer, "is_causal", is_causal):
         m = K.merge_masks(m, K.causal_mask(tq, tk), layer.dtype)
     return m
 
@@ -257,7 +281,8 @@ class TransformerEncoder(_Stack):
         t = self.mode(train_flag, training)
         x = src
         for lyr in self.layers:
-            x = lyr(x, mask, src_key_padding_mask, bool(is_causal), train_flag=t)
+            x = lyr(x, mask, src_key_padding_mask, causal_flag(self, "is_causal", is_causal),
+                    train_flag=t)
         return self.norm(x) if self.norm is not None else x
 
 
@@ -283,7 +308,8 @@ class TransformerDecoder(_Stack):
         x = tgt
         for lyr in self.layers:
             x = lyr(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                    memory_key_padding_mask, bool(tgt_is_causal), bool(memory_is_causal),
+                    memory_key_padding_mask, causal_flag(self, "tgt_is_causal", tgt_is_causal),
+                    causal_flag(self, "memory_is_causal", memory_is_causal),
                     train_flag=t)
         return self.norm(x) if self.norm is not None else x
 
@@ -347,7 +373,7 @@ class Transformer(Layer):
         kw = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward,
                   dropout=dropout, activation=activation, layer_norm_eps=layer_norm_eps,
                   norm_first=norm_first, bias=bias, dtype=dtype)
-        enc_layer = TransformerEncoderLayer(**kw)  # validates the shared arguments
+        enc_layer = _outer_errors(self, TransformerEncoderLayer, **kw)  # checks them all
         self.config(d_model=d_model, nhead=nhead, num_encoder_layers=n_enc,
                     num_decoder_layers=n_dec, dim_feedforward=dim_feedforward,
                     dropout=enc_layer.dropout, activation=activation,
@@ -363,7 +389,7 @@ class Transformer(Layer):
         if custom_decoder is not None:
             self._register("decoder", custom_decoder)
         else:
-            dec_layer = TransformerDecoderLayer(**kw)
+            dec_layer = _outer_errors(self, TransformerDecoderLayer, **kw)
             self.add_sublayer("decoder", TransformerDecoder(dec_layer, n_dec,
                                                             dec_layer._norm()))
         self._set("input_size", d_model)
@@ -401,14 +427,18 @@ class Transformer(Layer):
         t = self.mode(train_flag, training)
         ctx = mx.stream(self._device) if self._device is not None else _nullcontext()
         with ctx:
-            memory = _call(self.encoder, src, mask=src_mask,
-                           src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal,
-                           train_flag=t)
-            return _call(self.decoder, tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                         tgt_key_padding_mask=tgt_key_padding_mask,
-                         memory_key_padding_mask=memory_key_padding_mask,
-                         tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal,
-                         train_flag=t)
+            flags = {a: causal_flag(self, a, v) for a, v in (
+                ("src_is_causal", src_is_causal), ("tgt_is_causal", tgt_is_causal),
+                ("memory_is_causal", memory_is_causal))}
+            memory = _outer_errors(self, _call, self.encoder, src, mask=src_mask,
+                                   src_key_padding_mask=src_key_padding_mask,
+                                   is_causal=flags["src_is_causal"], train_flag=t)
+            return _outer_errors(self, _call, self.decoder, tgt, memory, tgt_mask=tgt_mask,
+                                 memory_mask=memory_mask,
+                                 tgt_key_padding_mask=tgt_key_padding_mask,
+                                 memory_key_padding_mask=memory_key_padding_mask,
+                                 tgt_is_causal=flags["tgt_is_causal"],
+                                 memory_is_causal=flags["memory_is_causal"], train_flag=t)
 
 
 class _nullcontext:
