@@ -297,3 +297,18 @@ def test_html_repr_for_notebooks():
 
     page = Net()._repr_html_()
     assert "fc" in page and "dense" in page and "total 16 params" in page
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dense_half_precision_rounds_once(dtype):
+    """16-bit dense on the CPU computes in float32 and rounds once (MLX's 16-bit CPU matmul
+    is ~30x slower and rounds every partial sum)."""
+    mx.random.seed(4)
+    layer = nn.dense(16, 64, activation="tanh", dtype=dtype, bias_initializer="normal")
+    x = mx.random.normal((8, 64)).astype(layer.dtype)
+    y = layer(x)
+    assert y.dtype == layer.dtype
+    w, b = (mx.array(a) for a in layer.get_weights())
+    expect = mx.tanh(x.astype(mx.float32) @ w + b).astype(layer.dtype)
+    np.testing.assert_array_equal(np.array(y.astype(mx.float32)),
+                                  np.array(expect.astype(mx.float32)))

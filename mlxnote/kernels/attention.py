@@ -23,17 +23,9 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from . import HALF, compute_dtype  # noqa: F401  (K.compute_dtype for the layers)
+
 IMPLS = ("auto", "fast", "plain")
-
-
-HALF = (mx.float16, mx.bfloat16)
-
-
-def compute_dtype(dtype: mx.Dtype) -> mx.Dtype:
-    """The dtype the plain path computes in: float32 for 16-bit inputs on the CPU, where
-    MLX's 16-bit matmul is a slow loop (about 15x slower than float32 here) and rounds
-    every intermediate; the input dtype elsewhere."""
-    return mx.float32 if dtype in HALF and mx.default_device() == mx.cpu else dtype
 
 
 def neg_large(dtype: mx.Dtype) -> float:

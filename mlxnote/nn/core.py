@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 import numpy as np
 
+from ..kernels import compute_dtype
 from . import activations
 from .layer import Layer, as_tuple_padding, shape_desc
 
@@ -53,11 +54,16 @@ class dense(Layer):
     def __call__(self, data):
         x = self.as_input(data, min_ndim=1)
         self.ensure_built(x)
-        if self.use_bias:
-            y = mx.addmm(self.bias, x, self.weight) if x.ndim == 2 else x @ self.weight + self.bias
+        w, b = self.weight, self.bias if self.use_bias else None
+        cdt = compute_dtype(self.dtype)  # float32 for 16-bit layers on the CPU
+        if cdt != self.dtype:
+            x, w, b = x.astype(cdt), w.astype(cdt), None if b is None else b.astype(cdt)
+        if b is None:
+            y = x @ w
         else:
-            y = x @ self.weight
-        return self.act(y)
+            y = mx.addmm(b, x, w) if x.ndim == 2 else x @ w + b
+        y = self.act(y)
+        return y if cdt == self.dtype else y.astype(self.dtype)
 
 
 class identity(Layer):
