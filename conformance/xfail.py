@@ -24,13 +24,6 @@ class Expected:
 
 
 EXPECTED_FAILURES: dict[str, Expected] = {
-    "LSTM-02ca2858-bfloat16": Expected(
-        "relu activation in bfloat16: the candidate pre-activation at batch 2, step 3 is 2e-3 "
-        "from relu's kink (one bfloat16 rounding of the values around it), and lands on the "
-        "other side than in TensorFlow and the float64 oracle; that changes the gradients by "
-        "O(1) there. Outputs agree (rel 1.7e-3); the plain autodiff path gives the same "
-        "gradients as the fused one; seeds 1-6 of the same case pass.",
-        ("grad:data", "grad:weight_*", "grad:bias_*")),
     "Transformer-fd84e95f-float16": Expected(
         "one attention-bias gradient of the first encoder layer at 2.3x TF's error against "
         "the float64 oracle (1.5e-3 vs 6.5e-4 of the largest value; limit 2x; out.bias with "

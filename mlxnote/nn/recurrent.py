@@ -34,6 +34,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from ..kernels import compute_dtype
 from ..kernels.scan import scan
 from . import activations, initializers
 from .layer import Desc, Layer, shape_desc
@@ -223,12 +224,25 @@ class _Recurrent(Layer):
         return self._state(state, arg, batch), zeros if lstm else None
 
     def _run(self, x: mx.array, h0: mx.array, c0: mx.array | None):
-        """``x (B, T, in)`` -> ``(hs (B, T, H), c_T)`` through the shared scan core."""
+        """``x (B, T, in)`` -> ``(hs (B, T, H), c_T)`` through the shared scan core.
+
+        16-bit layers on the CPU run the scan in float32 and round once at the output
+        (bfloat16 LSTM b32 T64 128->256 forward: 270 -> 41 ms; MLX's 16-bit CPU matmul is a
+        slow loop); elsewhere the scan's own 16-bit path runs."""
         b, t, i = x.shape
         flat = x.reshape(b * t, i)
-        xp = mx.addmm(self.bias, flat, self.kernel) if self.use_bias else flat @ self.kernel
-        return scan(self.kind, xp.reshape(b, t, -1), self.recurrent_kernel, h0, c0,
-                    self.act, self.ract)
+        kernel, rkernel = self.kernel, self.recurrent_kernel
+        bias = self.bias if self.use_bias else None
+        cdt = compute_dtype(self.dtype)  # float32 for 16-bit layers on the CPU
+        if cdt != self.dtype:
+            flat, kernel, rkernel, h0 = (a.astype(cdt) for a in (flat, kernel, rkernel, h0))
+            bias = None if bias is None else bias.astype(cdt)
+            c0 = None if c0 is None else c0.astype(cdt)
+        xp = flat @ kernel if bias is None else mx.addmm(bias, flat, kernel)
+        hs, c = scan(self.kind, xp.reshape(b, t, -1), rkernel, h0, c0, self.act, self.ract)
+        if cdt != self.dtype:
+            hs, c = hs.astype(self.dtype), None if c is None else c.astype(self.dtype)
+        return hs, c
 
 
 class _Sequence(_Recurrent):
