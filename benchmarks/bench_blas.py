@@ -21,8 +21,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from .harness import median_ms
 
 CONFIGS = {  # name: environment
     "stock": {"MLXNOTE_BLAS": "0", "MLXNOTE_CACHE": "0"},
@@ -51,17 +52,6 @@ def sizes(quick: bool) -> dict:
                 repeat=3 if quick else 7, warmup=1 if quick else 2)
 
 
-def _median_ms(fn, repeat: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 # ------------------------------------------------------------------------------ workers
 
 
@@ -73,7 +63,7 @@ def worker_mlx(quick: bool) -> dict:
     from mlxnote import _platform
 
     z = sizes(quick)
-    ms = lambda f: _median_ms(f, z["repeat"], z["warmup"])  # noqa: E731
+    ms = lambda f: median_ms(f, z["repeat"], z["warmup"])  # noqa: E731
     out = {"blas": _platform.STATUS.blas, "threads": _platform.STATUS.threads,
            "cache_limit": mx.set_cache_limit(0)}
     mx.set_cache_limit(out["cache_limit"])
@@ -144,7 +134,7 @@ def worker_tf(quick: bool) -> dict:
     import tensorflow as tf
 
     z = sizes(quick)
-    ms = lambda f: _median_ms(f, z["repeat"], z["warmup"])  # noqa: E731
+    ms = lambda f: median_ms(f, z["repeat"], z["warmup"])  # noqa: E731
     out = {"threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}
     n = z["n"]
     for dt, name, mult in ((tf.float32, "sgemm", 1), (tf.float64, "dgemm", 1),

@@ -164,16 +164,22 @@ def effective_training(case: Case) -> bool:
 
 
 # -- the numeric comparison ------------------------------------------------------------
-def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
-    """mlxnote side: returns (layer, weights, inputs, outputs, input grads, param grads,
-    cotangents), all NumPy float64 except the layer."""
+def prepare(case: Case, spec: LayerSpec, build: Callable | None = None):
+    """Seeded set-up of a case's mlxnote side: ``(layer in the case's mode, inputs as
+    float64 NumPy rounded to the dtype, the same as mx arrays, resolved call kwargs)``."""
     rng = np.random.default_rng(case.seed)
     mx.random.seed(case.seed)
     layer = (build or build_layer)(case, spec)
     layer.train(case.mode == "train")
     inputs = [make_input(i, rng, case.dtype) for i in case.inputs]
     xs = [to_mx(a, i, case.dtype) for a, i in zip(inputs, case.inputs)]
-    call_kwargs = resolve(case.call_kwargs, MX_FNS)
+    return layer, inputs, xs, resolve(case.call_kwargs, MX_FNS)
+
+
+def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
+    """mlxnote side: returns (layer, weights, inputs, outputs, input grads, param grads,
+    cotangents), all NumPy float64 except the layer."""
+    layer, inputs, xs, call_kwargs = prepare(case, spec, build)
     call = spec.call or (lambda layer, ins, kw: layer(*ins, **kw))
     if not layer.built:  # lazy build, without touching any state
         was = layer.training

@@ -15,22 +15,12 @@ take them: ``initial_state=(h, c)`` or a single ``h``.
 
 from __future__ import annotations
 
-import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
 from ..case import Case, Fn, Input, LayerSpec, grid
 from ..compare import compare
-from ..engine import (
-    MX_FNS,
-    build_layer,
-    effective_training,
-    make_input,
-    np32,
-    numeric,
-    resolve,
-    to_mx,
-)
+from ..engine import effective_training, np32, numeric, prepare
 from ..reference import recurrent as ref
 
 B, T, IN, H = 3, 5, 4, 6
@@ -138,13 +128,7 @@ def check_recurrent(case: Case, build=None) -> list:
     checks = numeric(case, spec, build)
     if case.dtype != "float32":
         return checks  # reduced dtypes take the same code path traced or not
-    rng = np.random.default_rng(case.seed)
-    mx.random.seed(case.seed)
-    layer = (build or build_layer)(case, spec)
-    layer.train(case.mode == "train")
-    inputs = [make_input(i, rng, case.dtype) for i in case.inputs]
-    xs = [to_mx(a, i, case.dtype) for a, i in zip(inputs, case.inputs)]
-    kw = resolve(case.call_kwargs, MX_FNS)
+    layer, inputs, xs, kw = prepare(case, spec, build)
     spec.call(layer, xs, kw)  # builds lazily; later calls find the compiled loop cached
     outs = [np32(o) for _, o in tree_flatten(spec.call(layer, xs, kw))]
     weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
