@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from . import HALF, compute_dtype  # noqa: F401  (K.compute_dtype for the layers)
+from .._config import REDUCED, compute_dtype, cpu_formulation
+from .fastmath import fast_exp
 
 IMPLS = ("auto", "fast", "plain")
 
@@ -59,61 +60,16 @@ def merge_masks(mask: mx.array | None, other: mx.array | None,
 
 
 # -- softmax -------------------------------------------------------------------------------
-# On a non-Apple CPU, MLX's exp is a scalar polynomial (about 9 ns a value here, 1.6e-6
-# relative error), and the exponentials of the logits are most of an attention forward pass.
-# This exp is Cephes' expf (Cody-Waite reduction, degree-6 polynomial, 2^n built in the
-# exponent bits), written without floor or int casts so that MLX's CPU compiler fuses it
-# into one vectorizable float kernel plus a two-op int kernel and a multiply: exp(s - max)
-# over 4M values takes 9 ms here instead of 38, 20x more accurate (8e-8 relative). The
-# softmax gradient needs no exp (custom VJP from the output).
-_LOG2E = 1.4426950408889634
-_LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4
-_ROUND = 12582912.0  # 1.5 * 2^23: adding it rounds to an integer kept in the low bits
-_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-             1.6666665459e-1, 5.0000001201e-1)
-
-
-def _exp_float_part(x, shift):
-    """``exp(x - shift) = p * 2^n``: returns ``p`` and ``n + 1.5 * 2^23`` (float)."""
-    x = mx.maximum(x - shift, -88.0)  # there n = -127: 2^n is exactly 0
-    t = x * _LOG2E + _ROUND
-    n = t - _ROUND
-    r = x - n * _LN2_HI - n * _LN2_LO
-    p = _EXP_POLY[0]
-    for c in _EXP_POLY[1:]:
-        p = p * r + c
-    return p * (r * r) + r + 1.0, t
-
-
-def _exp_int_part(t_bits):
-    """The float32 bits of ``2^n`` from the bits of ``n + 1.5 * 2^23``."""
-    return mx.left_shift(t_bits - (0x4B400000 - 127), 23)
-
-
-_EXP_IMPL: dict = {}
-
-
-def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
-    """``exp(x - shift)`` for float32 with ``x - shift <= 88`` (softmax: ``shift`` is the
-    row max). Exactly 0 below about -87.7; NaN stays NaN."""
-    if not _EXP_IMPL:
-        try:
-            f, i = mx.compile(_exp_float_part), mx.compile(_exp_int_part)
-            mx.eval(f(mx.zeros((2,)), 0.0), i(mx.zeros((2,), mx.int32)))
-        except Exception:  # no C++ compiler for MLX's CPU JIT: the same math, unfused
-            f, i = _exp_float_part, _exp_int_part
-        _EXP_IMPL.update(f=f, i=i)
-    p, t = _EXP_IMPL["f"](x, shift)
-    return p * _EXP_IMPL["i"](t.view(mx.int32)).view(mx.float32)
-
-
+# The exponentials of the logits are most of an attention forward pass on a CPU: off macOS
+# the softmax runs on kernels.fastmath.fast_exp (exactly 0 for masked logits), and its
+# gradient needs no exp (a custom VJP from the output).
 # fast_exp holds three arrays the size of its input at once (MLX's softmax one): above this
 # many logits, the memory-lean softmax is used.
 FAST_EXP_MAX = 1 << 24
 
 
 def _use_fast_exp(x: mx.array, size: int | None = None) -> bool:
-    return (x.dtype == mx.float32 and mx.default_device() == mx.cpu
+    return (x.dtype == mx.float32 and cpu_formulation()
             and sys.platform != "darwin" and (size or x.size) <= FAST_EXP_MAX)
 
 
@@ -194,7 +150,7 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     if impl == "fast" and needs_plain:
         raise ValueError("attention: impl='fast' cannot apply dropout, head mixing or return "
                          "the weights")
-    on_cpu = mx.default_device() == mx.cpu
+    on_cpu = cpu_formulation()
     use_fast = impl == "fast" or (impl == "auto" and not needs_plain and not (
         # On the CPU the fast op is the same composition (MLX's exp, its softmax gradient
         # in the input dtype): the plain path shares the logits, keeps 16-bit gradients
@@ -276,7 +232,7 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
     """
     dtype = v.dtype
     v = v.astype(compute_dtype(dtype))
-    if logits.dtype in HALF:
+    if logits.dtype in REDUCED:
         # The softmax runs in float32 forward and backward (the gradient of the logits is
         # a difference of nearly equal sums, which 16-bit arithmetic loses).
         logits = logits.astype(mx.float32)
@@ -320,7 +276,7 @@ def linear_attention(phi_q: mx.array, phi_k: mx.array, v: mx.array, causal: bool
     16-bit inputs are accumulated in float32 (the results are float32): each output is a
     long chain of sums, and rounding every partial one loses several bits.
     """
-    if phi_q.dtype in (mx.float16, mx.bfloat16):
+    if phi_q.dtype in REDUCED:
         phi_q, phi_k, v = (t.astype(mx.float32) for t in (phi_q, phi_k, v))
     if not causal:
         kv = phi_k.swapaxes(-1, -2) @ v  # [B, r, dv]

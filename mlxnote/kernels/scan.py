@@ -28,8 +28,8 @@ and the backward recurrence runs in float32, rounded once at the end.
 Compilation (:func:`policy`, measured on a 2-core x86-64 CPU, batch 32, 64 steps,
 128 -> 256). On MLX's CPU backend the elementwise transcendental ops (exp, sigmoid, tanh:
 about 14 ns per element, one thread) cost more than the matmuls, so the forward pass is
-dominated by them. Compiling the forward loop with the multiply-add activations
-(:func:`fast_sigmoid`, :func:`fast_tanh`, fused by ``mx.compile``) cut the LSTM's untraced
+dominated by them. Compiling the forward loop with the multiply-add activations of
+``kernels.fastmath`` (fused by ``mx.compile``) cut the LSTM's untraced
 forward from 61 to 47 ms and the GRU's from 42 to 32 ms. But ``mx.compile`` retraces on
 every call when its inputs are tracers (inside ``mx.grad``), which cost more than it saved
 (forward+backward LSTM 145 vs 101 ms, GRU 95 vs 75 ms), and compiling the backward loop
@@ -47,89 +47,19 @@ from functools import lru_cache
 
 import mlx.core as mx
 
-from ..nn import activations as _acts
+from .._config import REDUCED, cpu_formulation
+from .fastmath import FAST, FROM_OUTPUT
 
 KINDS = {"rnn": 1, "gru": 3, "lstm": 4}  # gate blocks per kind
-
-
-def _relu_grad(y):
-    return y > 0
-
-
-# Elementwise activations whose derivative is a function of their output.
-_FROM_OUTPUT: dict[Callable, Callable | None] = {
-    mx.sigmoid: lambda y: y * (1 - y),
-    mx.tanh: lambda y: 1 - y * y,
-    _acts.linear: None,  # derivative 1
-    _acts.TABLE["relu"]: _relu_grad,
-}
-
-
-# Fast float32 exp/sigmoid/tanh from multiply-adds, which MLX's CPU backend vectorizes and
-# fuses under mx.compile, where its own exp/sigmoid/tanh run scalar libm-style code about
-# 3x slower here. Accuracy (float32, measured over [-90, 90] against float64): exp within
-# 1e-7 relative (MLX's own: 9e-7), sigmoid within 9e-8 absolute, tanh within 9e-8 absolute,
-# i.e. as accurate as mx.sigmoid and mx.tanh.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693145751953125  # ln 2 split so that k * _LN2_HI is exact
-_LN2_LO = 1.428606765330187045e-06
-_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-          1.6666665459e-1, 5.0000001201e-1)  # exp(r) - 1 - r on |r| <= ln2/2 (Cephes)
-# tanh on |x| <= 0.55 as x - x * D(x^2) / Q(x^2): Eigen's 13/6 rational tanh p/q rewritten
-# with D = Q - p/x, so that rounding only touches the small correction term.
-_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
-           1.19825839466702e-06)
-_TANH_D = (6.2662599e-10, 1.63117270356356e-03, 1.03677482115e-04, 1.14703542e-06,
-           8.60467152213735e-11, -2.00018790482477e-13, 2.76076847742355e-16)
-
-
-def _horner(x2: mx.array, coeffs) -> mx.array:
-    acc = x2 * coeffs[-1] + coeffs[-2]
-    for c in coeffs[-3::-1]:
-        acc = acc * x2 + c
-    return acc
-
-
-def fast_exp(u: mx.array) -> mx.array:
-    """``exp(u)`` for float32: ``2^k * exp(r)``, ``|r| <= ln2/2``, a degree-7 polynomial
-    and the exponent bits set directly; ``u`` is clipped to ``[-87, 88]``."""
-    u = mx.clip(u, -87.0, 88.0)
-    k = mx.floor(u * _LOG2E + 0.5)
-    r = (u - k * _LN2_HI) - k * _LN2_LO
-    p = r * _EXP_P[0] + _EXP_P[1]
-    for c in _EXP_P[2:]:
-        p = p * r + c
-    p = p * (r * r) + r + 1.0
-    return p * ((k.astype(mx.int32) + 127) << 23).view(mx.float32)
-
-
-def fast_sigmoid(x: mx.array) -> mx.array:
-    """``1 / (1 + exp(-x))`` with :func:`fast_exp`."""
-    return 1.0 / (1.0 + fast_exp(-x))
-
-
-def fast_tanh(x: mx.array) -> mx.array:
-    """``tanh``: a rational function for ``|x| < 0.55``, else ``(1 - e) / (1 + e)`` with
-    ``e = exp(-2|x|)`` from :func:`fast_exp` (no cancellation on either side)."""
-    ax = mx.abs(x)
-    e = fast_exp(-2.0 * ax)
-    big = (1.0 - e) / (1.0 + e)
-    s = mx.clip(x, -0.55, 0.55)
-    s2 = s * s
-    small = s - s * (_horner(s2, _TANH_D) / _horner(s2, _TANH_Q))
-    return mx.where(ax < 0.55, small, mx.where(x < 0, -big, big))
-
-
-_FAST = {mx.tanh: fast_tanh, mx.sigmoid: fast_sigmoid}
 
 
 class Act:
     """An activation applied to ``n`` equal gate blocks along the last axis."""
 
     def __init__(self, fn: Callable, fast: bool = False):
-        self.known = fn in _FROM_OUTPUT
-        self.dout = _FROM_OUTPUT.get(fn)
-        self.fn = _FAST.get(fn, fn) if fast else fn
+        self.known = fn in FROM_OUTPUT
+        self.dout = FROM_OUTPUT.get(fn)
+        self.fn = FAST.get(fn, fn) if fast else fn
 
     def __call__(self, z: mx.array, n: int = 1) -> mx.array:
         if self.known or n == 1:
@@ -278,7 +208,7 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: bool, fast:
         # float16/bfloat16: the backward recurrence runs in float32 (MLX's matmuls and sums
         # accumulate in float32 too); the gradients are rounded once at the end.
         dtype = wh.dtype
-        if dtype in (mx.float16, mx.bfloat16):
+        if dtype in REDUCED:
             f32 = mx.float32
             wh, h0, c0, dhseq, dc_last, hseq, cseq = (
                 a.astype(f32) for a in (wh, h0, c0, dhseq, dc_last, hseq, cseq))
@@ -369,7 +299,7 @@ def policy(dtype: mx.Dtype, trace: str) -> tuple[bool, bool]:
 
     Other dtypes and devices (Metal, CUDA: not measured here) run MLX's own ops uncompiled.
     """
-    if mx.default_device() != mx.cpu or dtype != mx.float32:
+    if not cpu_formulation() or dtype != mx.float32:
         return False, False
     if trace == "none":
         return True, True
@@ -392,7 +322,7 @@ def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | Non
         fused: the custom-VJP core (default) or the plain autodiff loop (the oracle).
         compiled: compile the fused forward loop with :func:`mx.compile`; ``None``
             chooses (:func:`policy`).
-        fast: use :func:`fast_tanh`/:func:`fast_sigmoid` for tanh/sigmoid gates;
+        fast: use ``fastmath.fast_tanh``/``fast_sigmoid`` for tanh/sigmoid gates;
             ``None`` chooses (:func:`policy`).
 
     Returns:

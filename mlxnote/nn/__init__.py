@@ -5,18 +5,31 @@ Each family lives in its own module and lists its layers in ``__all__``.
 
 import sys
 
-from . import activations, attention, conv, core, initializers, norm, recurrent, transformer  # noqa: E402, F401, I001
+from . import (  # noqa: F401  (the family modules)
+    activations,
+    attention,
+    conv,
+    core,
+    initializers,
+    linear_attention,
+    norm,
+    recurrent,
+    transformer,
+    weights,
+)
 from .attention import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .core import *  # noqa: F403
 from .layer import Layer
+from .linear_attention import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .recurrent import *  # noqa: F403
 from .transformer import *  # noqa: F403
 
 __all__ = ["Layer", "activations", "initializers"] + [
     # By module path: after the star imports, `attention` names the layer, not its module.
-    name for mod in ("core", "conv", "norm", "recurrent", "attention", "transformer")
+    name for mod in ("core", "conv", "norm", "recurrent", "attention", "linear_attention",
+                     "transformer")
     for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]
 from ..model import Model, Sequential  # noqa: E402, F401, I001

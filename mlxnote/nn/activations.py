@@ -14,9 +14,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as mnn
 
-
-def linear(x):
-    return x
+from .._validation import error
+from ..kernels.fastmath import identity as linear
 
 
 def _leaky_relu(alpha: float = 0.2):
@@ -88,7 +87,7 @@ def get(activation: Any, layer: str = "layer", arg: str = "activation") -> Calla
     if isinstance(activation, str):
         fn = TABLE.get(activation.lower())
         if fn is None:
-            raise ValueError(f"{layer}: argument '{arg}' got {activation!r}; allowed: {allowed}.")
+            raise error(layer, arg, activation, allowed)
         return fn
     if isinstance(activation, (list, tuple)) and len(activation) == 2:
         kind, p = activation
@@ -96,7 +95,7 @@ def get(activation: Any, layer: str = "layer", arg: str = "activation") -> Calla
             return _leaky_relu(float(p))
         if kind == "gelu" and isinstance(p, bool):
             return _gelu(p)
-        raise ValueError(f"{layer}: argument '{arg}' got {activation!r}; allowed: {allowed}.")
+        raise error(layer, arg, activation, allowed)
     if callable(activation):
         return activation
-    raise TypeError(f"{layer}: argument '{arg}' got {activation!r}; allowed: {allowed}.")
+    raise error(layer, arg, activation, allowed, TypeError)

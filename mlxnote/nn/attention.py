@@ -1,9 +1,8 @@
-"""Attention layers: attention, multihead_attention, talking_heads_attention,
-FAVOR_attention and Linformer_self_attention.
+"""Softmax attention layers: attention, multihead_attention and talking_heads_attention.
 
-Every softmax attention here goes through :func:`mlxnote.kernels.attention.attention`
-(``mx.fast.scaled_dot_product_attention`` where the math allows it); FAVOR goes through
-:func:`mlxnote.kernels.attention.linear_attention`.
+Every softmax attention goes through :func:`mlxnote.kernels.attention.attention`
+(``mx.fast.scaled_dot_product_attention`` where the math allows it); the linear-cost
+layers (FAVOR, Linformer) are in :mod:`mlxnote.nn.linear_attention`.
 """
 
 from __future__ import annotations
@@ -15,8 +14,10 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from .._config import compute_dtype
+from .._validation import is_int, is_sequence
 from ..kernels import attention as K
-from . import activations, core
+from . import core
 from .layer import Desc, Layer
 
 
@@ -29,37 +30,6 @@ def _broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     if len(shape) > len(target):
         return False
     return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
-
-
-def _pairwise_rows(g: mx.array) -> mx.array:
-    """Sum of the rows of ``g`` by halving: error O(log n) roundings, where MLX's
-    sequential reduction has O(n) (1.5x TensorFlow's error over 16 rows, measured)."""
-    while g.shape[0] > 1:
-        h = g.shape[0] // 2
-        s = g[:h] + g[h:2 * h]
-        g = mx.concatenate([s, g[2 * h:]]) if g.shape[0] % 2 else s
-    return g[0]
-
-
-@mx.custom_function
-def add_bias(y: mx.array, b: mx.array) -> mx.array:
-    """``y + b`` over the last axis; the gradient of ``b`` is a pairwise row sum."""
-    return y + b
-
-
-@add_bias.vjp
-def _add_bias_vjp(primals, cotangent, output):
-    return cotangent, _pairwise_rows(cotangent.reshape(-1, cotangent.shape[-1]))
-
-
-def linear(x: mx.array, d: core.dense, cdt: mx.Dtype) -> mx.array:
-    """``x @ W + b`` of a dense sublayer (no activation) computed in ``cdt``.
-
-    On the CPU, 16-bit layers compute in float32 (``kernels.attention.compute_dtype``) and
-    round once at their output: MLX's 16-bit CPU matmul is a slow loop, and every rounding
-    of an intermediate costs accuracy."""
-    y = x.astype(cdt) @ d.weight.astype(cdt)
-    return add_bias(y, d.bias.astype(cdt)) if d.use_bias else y
 
 
 def _dropout_fn(layer: Layer, drop: core.dropout | None, training: bool):
@@ -126,7 +96,7 @@ class attention(Layer):
             res = K.attention(q[:, None], k[:, None], v[:, None], 1.0, smask, causal=causal,
                               return_probs=want)
         elif self.score_mode == "dot":
-            cdt = K.compute_dtype(q.dtype)
+            cdt = compute_dtype(q.dtype)
             s = (q.astype(cdt) @ k.astype(cdt).swapaxes(-1, -2)).astype(q.dtype).astype(f32) \
                 * self.scale.astype(f32)
             res = K.attend(s[:, None], v[:, None], smask, causal=causal, return_probs=want)
@@ -223,7 +193,7 @@ class multihead_attention(Layer):
         self.add_sublayer("key", core.dense(input_size, kdim, **kw))
         self.add_sublayer("value", core.dense(input_size, vdim, **kw))
         self.add_sublayer("out", core.dense(input_size, input_size, **kw))
-        self.attn_drop = core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
+        self.attn_drop = core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
         self._set("output_size", input_size)
         self._set("built", True)
 
@@ -257,9 +227,9 @@ class multihead_attention(Layer):
         # Three projections, not one fused (in, 3 * in) matmul: as fast here, and the
         # gradient of x then sums three short products instead of one long one (half the
         # rounding error, measured against a float64 oracle).
-        cdt = K.compute_dtype(self.dtype)
-        q, k, v = (linear(t, d, cdt) for t, d in ((x, self.query), (xk, self.key),
-                                                   (xv, self.value)))
+        cdt = compute_dtype(self.dtype)
+        q, k, v = (d.project(t) for t, d in ((x, self.query), (xk, self.key),
+                                              (xv, self.value)))
         q = q.reshape(b, tq, h, dh).transpose(0, 2, 1, 3)
         k = k.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
         v = v.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
@@ -268,7 +238,7 @@ class multihead_attention(Layer):
         out, qk = K.attention(q, k, v, 1.0 / math.sqrt(dh), m, dropout=drop,
                               return_logits=True, dtype=self.dtype)
         out = out.astype(cdt).transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
-        return linear(out, self.out, cdt).astype(self.dtype), qk
+        return self.out.project(out).astype(self.dtype), qk
 
     def attention_mask(self, mask, b, tq, tk):
         """The documented mask forms, as an array broadcastable to ``(B, H, Tq, Tk)``."""
@@ -328,12 +298,10 @@ class talking_heads_attention(Layer):
         super().__init__(dtype=dtype)
         qkv_rank = self.check_int("qkv_rank", qkv_rank, low=4, allow_none=True)
         if attention_axes is not None:
-            if isinstance(attention_axes, (int, np.integer)) and not isinstance(
-                    attention_axes, bool):
+            if is_int(attention_axes):
                 attention_axes = (int(attention_axes),)
-            ok = isinstance(attention_axes, Sequence) and len(attention_axes) > 0 and all(
-                isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-                for a in attention_axes)
+            ok = is_sequence(attention_axes) and len(attention_axes) > 0 and all(
+                is_int(a) for a in attention_axes)
             if not ok:
                 raise self.error("attention_axes", attention_axes,
                                  "None, an int or a non-empty tuple of ints", TypeError)
@@ -344,7 +312,7 @@ class talking_heads_attention(Layer):
                     dropout_rate=self.check_float("dropout_rate", dropout_rate, 0.0, 1.0),
                     num_heads=self.check_int("num_heads", num_heads, allow_none=True))
         self._set("initializer", initializer)
-        self.attn_drop = core.dropout(self.dropout_rate, dtype=K.compute_dtype(self.dtype))
+        self.attn_drop = core.dropout(self.dropout_rate, dtype=compute_dtype(self.dtype))
         if num_heads is not None:
             self.build(self.num_heads)
 
@@ -424,230 +392,4 @@ class talking_heads_attention(Layer):
         return mx.broadcast_to(adder, target)
 
 
-# -- FAVOR_attention -----------------------------------------------------------------------
-def _accepts_key(fn) -> bool:
-    import inspect
-
-    try:
-        return "key" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return fn is mx.random.normal or fn is mx.random.uniform
-
-
-class FAVOR_attention(Layer):
-    """FAVOR (Performer) attention with positive random features, Note's math.
-
-    Args:
-        key_dim (int): channels of keys and queries.
-        orthonormal (bool): orthonormalize the ``m`` features by QR (needs
-            ``m <= key_dim``).
-        causal (bool): position ``i`` attends to ``j <= i`` (inclusive prefix sums;
-            needs as many query as key locations), by a chunked scan.
-        m (int): number of random features.
-        redraw (bool): draw new features on every call (default); ``False`` draws once,
-            at construction.
-        h (callable, optional): ``h(x)`` on ``(B, n, key_dim)`` scales the features
-            (a scalar or ``(B, n, 1)``); default ``sqrt(m)``.
-        f (list, optional): feature functions (names or callables), default ``['relu']``;
-            their outputs are concatenated.
-        randomizer (callable, optional): ``randomizer(shape, dtype=...)`` draws the
-            ``(key_dim, m)`` matrix; default ``mx.random.normal``.
-        eps (float): the normalizer ``d`` becomes ``d + 2 eps`` where ``|d| <= eps``.
-        kernel_eps (float): added to every feature.
-        dtype (str): computation.
-        seed (int, optional): draw features from the layer's own key (the default
-            randomizer, or any that takes ``key=``).
-        chunk_size (int): chunk length of the causal scan (memory ``O(L * chunk)``).
-
-    Feature map: ``phi(x) = concat_j f_j(x @ W^T) * h(x) / sqrt(m) + kernel_eps`` with
-    ``W = features (m, key_dim)``. Output: ``phi(q) (phi(k)^T v) / (phi(q) sum phi(k))``.
-
-    Call: ``(keys, values, queries)``, channels first: ``keys (B, key_dim, *Lk)``,
-    ``values (B, dv, *Lk)``, ``queries (B, key_dim, *Lq)`` -> ``(B, dv, *Lq)``.
-    ``layer.features`` ``(m, key_dim)`` holds the features of the last call; it is a
-    non-trainable weight, so ``get_weights()`` returns it and ``set_weights()`` fixes it
-    (with ``redraw=False``).
-    """
-
-    def __init__(self, key_dim, orthonormal=True, causal=False, m=128, redraw=True, h=None,
-                 f=None, randomizer=None, eps=0.0, kernel_eps=0.001, dtype="float32",
-                 seed=None, chunk_size=128):
-        super().__init__(dtype=dtype)
-        key_dim = self.check_int("key_dim", key_dim)
-        m = self.check_int("m", m)
-        orthonormal = self.check_bool("orthonormal", orthonormal)
-        if orthonormal and m > key_dim:
-            raise self.error("m", m, f"m <= key_dim={key_dim} when orthonormal=True")
-        if h is not None and not callable(h):
-            raise self.error("h", h, "None or a callable h(x)", TypeError)
-        if randomizer is not None and not callable(randomizer):
-            raise self.error("randomizer", randomizer, "None or a callable(shape, dtype)",
-                             TypeError)
-        fs = ["relu"] if f is None else f
-        if callable(fs) or isinstance(fs, str):
-            fs = [fs]
-        if not isinstance(fs, Sequence) or len(fs) == 0:
-            raise self.error("f", f, "a non-empty list of activation names or callables",
-                             TypeError)
-        funcs = [activations.get(g, self.name, "f") for g in fs]
-        eps = self.check_float("eps", eps, 0.0, math.inf)
-        kernel_eps = self.check_float("kernel_eps", kernel_eps, -math.inf, math.inf)
-        self.config(key_dim=key_dim, orthonormal=orthonormal,
-                    causal=self.check_bool("causal", causal), m=m,
-                    redraw=self.check_bool("redraw", redraw), h=h, f=f,
-                    randomizer=randomizer, eps=eps, kernel_eps=kernel_eps,
-                    seed=self.check_int("seed", seed, low=0, allow_none=True),
-                    chunk_size=self.check_int("chunk_size", chunk_size))
-        self._set("_funcs", funcs)
-        if self.seed is not None:
-            self._key = mx.random.key(self.seed)
-        # Not trainable, but a weight: get_weights()/set_weights() read and fix the features.
-        self.add_weight("features", (m, key_dim), self.draw_features(), "randomizer",
-                        trainable=False)
-        self._set("built", True)
-
-    def draw_features(self) -> mx.array:
-        """A fresh ``(m, key_dim)`` feature matrix (orthonormal rows when asked)."""
-        shape = (self.key_dim, self.m)
-        rnd = self.randomizer or mx.random.normal
-        kw = {}
-        if self.seed is not None and _accepts_key(rnd):
-            self._key, kw["key"] = mx.random.split(self._key)
-        g = mx.array(rnd(shape, dtype=mx.float32, **kw)).astype(mx.float32)
-        if tuple(g.shape) != shape:
-            raise self.error("randomizer", self.randomizer, f"a callable returning shape "
-                             f"{shape}; it returned {tuple(g.shape)}")
-        if self.orthonormal:
-            g, _ = mx.linalg.qr(g, stream=mx.cpu)
-        return g.T.astype(self.dtype)
-
-    def feature_map(self, x: mx.array, w: mx.array) -> mx.array:
-        """``phi(x)`` for ``x (B, n, key_dim)`` -> ``(B, n, m * len(f))``."""
-        xw = x @ w.T
-        parts = [fn(xw) for fn in self._funcs]
-        phi = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1)
-        hx = self.h(x) if self.h is not None else math.sqrt(self.m)
-        if not isinstance(hx, (int, float)):
-            hx = mx.array(hx).astype(self.dtype)
-        return phi * (hx * (1.0 / math.sqrt(self.m))) + self.kernel_eps
-
-    def __call__(self, keys, values, queries):
-        k = self.as_input(keys, "keys", min_ndim=3)
-        v = self.as_input(values, "values", min_ndim=3)
-        q = self.as_input(queries, "queries", min_ndim=3)
-        for arg, t in (("keys", k), ("queries", q)):
-            if t.shape[1] != self.key_dim:
-                raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
-                                 f"key_dim={self.key_dim} channels on axis 1 (channels first)")
-        if v.shape[0] != k.shape[0] or v.shape[2:] != k.shape[2:] or q.shape[0] != k.shape[0]:
-            raise self.error("values", Desc(f"an array of shape {tuple(v.shape)}"),
-                             f"batch {k.shape[0]} and the keys' locations {tuple(k.shape[2:])}")
-        b, dv = k.shape[0], v.shape[1]
-        lq = q.shape[2:]
-        nk, nq = math.prod(k.shape[2:]), math.prod(lq)
-        if self.causal and nk != nq:
-            raise self.error("queries", Desc(f"an array of shape {tuple(q.shape)}"),
-                             f"as many locations as the keys ({nk}) when causal=True")
-        if self.redraw:
-            self.features = self.draw_features()
-        w = self.features
-        kf = k.reshape(b, self.key_dim, nk).swapaxes(1, 2)
-        vf = v.reshape(b, dv, nk).swapaxes(1, 2)
-        qf = q.reshape(b, self.key_dim, nq).swapaxes(1, 2)
-        num, den = K.linear_attention(self.feature_map(qf, w), self.feature_map(kf, w), vf,
-                                      causal=self.causal, chunk=self.chunk_size)
-        if self.eps > 0:
-            den = den + mx.where(mx.abs(den) <= self.eps, 2.0 * self.eps, 0.0).astype(den.dtype)
-        # num and den are float32 for 16-bit inputs (the gradient of the division squares
-        # the normalizer, which would overflow float16).
-        out = (num / den).astype(self.dtype)
-        return out.swapaxes(1, 2).reshape(b, dv, *lq)
-
-
-# -- Linformer_self_attention --------------------------------------------------------------
-class Linformer_self_attention(Layer):
-    """Linformer attention: keys and values projected along the sequence to ``k`` rows,
-    so the cost is linear in the sequence length.
-
-    Args:
-        dim (int): model width.
-        seq_len (int): key/value length (of ``x``, or of ``context``).
-        k (int): projected length.
-        heads (int): query heads.
-        dim_head (int, optional): per-head width, default ``dim // heads``.
-        one_kv_head (bool): one key/value head shared by all query heads.
-        share_kv (bool): values reuse the key projection and ``proj_k``.
-        dropout (float): on the attention weights (training only).
-        dtype (str): weights and computation.
-
-    Call: ``(x, context=None, train_flag=None)``: ``x (B, n, dim)``; keys and values come
-    from ``context (B, seq_len, dim)`` or from ``x`` (then ``n == seq_len``). Returns
-    ``(B, n, dim)``.
-
-    Weights, in order: ``to_q`` (dense, no bias), ``to_k`` (no bias), ``proj_k
-    [seq_len, k]`` (U(+-1/sqrt(k))), ``to_v`` and ``proj_v`` (unless ``share_kv``),
-    ``to_out`` (with bias).
-    """
-
-    def __init__(self, dim, seq_len, k=256, heads=8, dim_head=None, one_kv_head=False,
-                 share_kv=False, dropout=0.0, dtype="float32"):
-        super().__init__(dtype=dtype)
-        dim = self.check_int("dim", dim)
-        heads = self.check_int("heads", heads)
-        dim_head = self.check_int("dim_head", dim_head, allow_none=True)
-        if dim_head is None and dim % heads:
-            raise self.error("heads", heads, f"a divisor of dim={dim} (or give dim_head)")
-        self.config(dim=dim, seq_len=self.check_int("seq_len", seq_len),
-                    k=self.check_int("k", k), heads=heads, dim_head=dim_head,
-                    one_kv_head=self.check_bool("one_kv_head", one_kv_head),
-                    share_kv=self.check_bool("share_kv", share_kv),
-                    dropout=self.check_float("dropout", dropout, 0.0, 1.0))
-        dh = dim_head or dim // heads
-        self._set("dh", dh)
-        kv_dim = dh if self.one_kv_head else heads * dh
-        lim = 1.0 / math.sqrt(self.k)
-        proj_init = ["uniform", -lim, lim]
-        kw = dict(use_bias=False, dtype=self.dtype)
-        self.add_sublayer("to_q", core.dense(heads * dh, dim, **kw))
-        self.add_sublayer("to_k", core.dense(kv_dim, dim, **kw))
-        self.add_weight("proj_k", (self.seq_len, self.k), proj_init, "k")
-        if not self.share_kv:
-            self.add_sublayer("to_v", core.dense(kv_dim, dim, **kw))
-            self.add_weight("proj_v", (self.seq_len, self.k), proj_init, "k")
-        self.add_sublayer("to_out", core.dense(dim, heads * dh, dtype=self.dtype))
-        self.attn_drop = core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
-        self._set("input_size", dim)
-        self._set("output_size", dim)
-        self._set("built", True)
-
-    def __call__(self, x, context=None, train_flag=None, training=None):
-        x = self.as_input(x, "x", ndim=3)
-        ctx = x if context is None else self.as_input(context, "context", ndim=3)
-        for arg, t in (("x", x), ("context", ctx)):
-            if t.shape[-1] != self.dim:
-                raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
-                                 f"dim={self.dim} features on the last axis")
-        if ctx.shape[1] != self.seq_len or ctx.shape[0] != x.shape[0]:
-            arg = "x" if context is None else "context"
-            raise self.error(arg, Desc(f"an array of shape {tuple(ctx.shape)}"),
-                             f"batch {x.shape[0]} and seq_len={self.seq_len} positions")
-        b, n = x.shape[:2]
-        h, dh = self.heads, self.dh
-        kvh = 1 if self.one_kv_head else h
-        cdt = K.compute_dtype(self.dtype)
-        q = linear(x, self.to_q, cdt).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
-        kp = mx.matmul(self.proj_k.T.astype(cdt), linear(ctx, self.to_k, cdt))  # (b, k, kv)
-        if self.share_kv:
-            vp = kp
-        else:
-            vp = mx.matmul(self.proj_v.T.astype(cdt), linear(ctx, self.to_v, cdt))
-        kp = kp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
-        vp = vp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
-        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
-        out = K.attention(q, kp, vp, 1.0 / math.sqrt(dh), dropout=drop).astype(cdt)
-        out = out.transpose(0, 2, 1, 3).reshape(b, n, h * dh)
-        return linear(out, self.to_out, cdt).astype(self.dtype)
-
-
-__all__ = ["attention", "multihead_attention", "talking_heads_attention", "FAVOR_attention",
-           "Linformer_self_attention"]
+__all__ = ["attention", "multihead_attention", "talking_heads_attention"]

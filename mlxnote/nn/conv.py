@@ -26,18 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import mlx.core as mx
-import numpy as np
 
 from ..kernels import conv as kconv
 from . import activations
-from .layer import Desc, Layer, as_tuple_padding
+from .layer import Desc, Layer, arguments
 
 _LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 _FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def same_padding(length: int, k: int, s: int, d: int) -> tuple[int, int]:
@@ -147,7 +142,7 @@ class _Conv(Layer):
             return p
         if self.kind == "transpose":
             raise self.error("padding", padding, "'SAME' or 'VALID' (any case)", TypeError)
-        return as_tuple_padding(self, "padding", padding, self.rank)
+        return self.check_pad_pairs("padding", padding, self.rank)
 
     # -- weights -------------------------------------------------------------------
     def build(self, input_size: int) -> None:
@@ -297,12 +292,7 @@ class conv1d(_Conv):
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  data_format="NWC", dilations=None, groups=1, use_bias=True, trainable=True,
                  dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, groups=groups,
-                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class conv2d(_Conv):
@@ -318,12 +308,7 @@ class conv2d(_Conv):
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  data_format="NHWC", dilations=None, groups=1, use_bias=True, trainable=True,
                  dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, groups=groups,
-                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class conv3d(_Conv):
@@ -339,12 +324,7 @@ class conv3d(_Conv):
                  padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NDHWC", dilations=None, groups=1, use_bias=True,
                  trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, groups=groups,
-                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class _Transpose(_Conv):
@@ -368,12 +348,7 @@ class conv1d_transpose(_Transpose):
                  output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding, output_padding=output_padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, use_bias=use_bias,
-                         trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class conv2d_transpose(_Transpose):
@@ -388,12 +363,7 @@ class conv2d_transpose(_Transpose):
                  output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NHWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding, output_padding=output_padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, use_bias=use_bias,
-                         trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class conv3d_transpose(_Transpose):
@@ -408,12 +378,7 @@ class conv3d_transpose(_Transpose):
                  padding="VALID", output_padding=None, weight_initializer="Xavier",
                  bias_initializer="zeros", activation=None, data_format="NDHWC",
                  dilations=None, use_bias=True, trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size, input_size=input_size,
-                         strides=strides, padding=padding, output_padding=output_padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, use_bias=use_bias,
-                         trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class depthwise_conv1d(_Conv):
@@ -435,12 +400,7 @@ class depthwise_conv1d(_Conv):
                  padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
-        super().__init__(kernel_size=kernel_size, depth_multiplier=depth_multiplier,
-                         input_size=input_size, strides=strides, padding=padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, use_bias=use_bias,
-                         trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class depthwise_conv2d(_Conv):
@@ -456,12 +416,7 @@ class depthwise_conv2d(_Conv):
                  padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
                  activation=None, data_format="NHWC", dilations=None, use_bias=True,
                  trainable=True, dtype="float32"):
-        super().__init__(kernel_size=kernel_size, depth_multiplier=depth_multiplier,
-                         input_size=input_size, strides=strides, padding=padding,
-                         weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         data_format=data_format, dilations=dilations, use_bias=use_bias,
-                         trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class separable_conv1d(_Conv):
@@ -484,12 +439,7 @@ class separable_conv1d(_Conv):
                  strides=[1], padding="VALID", data_format="NWC", dilations=None,  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  use_bias=True, trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size,
-                         depth_multiplier=depth_multiplier, input_size=input_size,
-                         strides=strides, padding=padding, data_format=data_format,
-                         dilations=dilations, weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 class separable_conv2d(_Conv):
@@ -507,12 +457,7 @@ class separable_conv2d(_Conv):
                  strides=[1, 1], padding="VALID", data_format="NHWC", dilations=None,  # noqa: B006 (documented default)
                  weight_initializer="Xavier", bias_initializer="zeros", activation=None,
                  use_bias=True, trainable=True, dtype="float32"):
-        super().__init__(filters=filters, kernel_size=kernel_size,
-                         depth_multiplier=depth_multiplier, input_size=input_size,
-                         strides=strides, padding=padding, data_format=data_format,
-                         dilations=dilations, weight_initializer=weight_initializer,
-                         bias_initializer=bias_initializer, activation=activation,
-                         use_bias=use_bias, trainable=trainable, dtype=dtype)
+        super().__init__(**arguments(locals()))
 
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mlx.core as mx
-import numpy as np
 
-from ..kernels import compute_dtype
+from .._config import compute_dtype
+from .._validation import is_int, is_sequence
+from ..kernels.linear import linear
 from . import activations
-from .layer import Layer, as_tuple_padding, shape_desc
+from .layer import Layer, shape_desc
 
 
 class dense(Layer):
@@ -51,19 +50,18 @@ class dense(Layer):
                             "bias_initializer")
         self._set("built", True)
 
+    def project(self, x: mx.array) -> mx.array:
+        """``x @ W + b`` without the activation, in :func:`compute_dtype` (float32 for
+        16-bit layers on the CPU) and not rounded: what composites (attention) build on,
+        rounding once at their own output."""
+        cdt = compute_dtype(self.dtype)
+        b = self.bias.astype(cdt) if self.use_bias else None
+        return linear(x.astype(cdt), self.weight.astype(cdt), b)
+
     def __call__(self, data):
         x = self.as_input(data, min_ndim=1)
         self.ensure_built(x)
-        w, b = self.weight, self.bias if self.use_bias else None
-        cdt = compute_dtype(self.dtype)  # float32 for 16-bit layers on the CPU
-        if cdt != self.dtype:
-            x, w, b = x.astype(cdt), w.astype(cdt), None if b is None else b.astype(cdt)
-        if b is None:
-            y = x @ w
-        else:
-            y = mx.addmm(b, x, w) if x.ndim == 2 else x @ w + b
-        y = self.act(y)
-        return y if cdt == self.dtype else y.astype(self.dtype)
+        return self.act(self.project(x)).astype(self.dtype)
 
 
 class identity(Layer):
@@ -97,8 +95,8 @@ class _RandomLayer(Layer):
         super().__init__(dtype=dtype)
         rate = self.check_float(self.rate_arg, rate, 0.0, 1.0)
         if noise_shape is not None:
-            ok = isinstance(noise_shape, Sequence) and not isinstance(noise_shape, str) and all(
-                d is None or (isinstance(d, (int, np.integer)) and d >= 1) for d in noise_shape)
+            ok = is_sequence(noise_shape) and all(d is None or (is_int(d) and d >= 1)
+                                                 for d in noise_shape)
             if not ok:
                 raise self.error("noise_shape", noise_shape,
                                  "None or a list of ints >= 1 (None entries take the input's "
@@ -189,7 +187,7 @@ class _ZeroPadding(Layer):
 
     def __init__(self, input_size=None, padding=None):
         super().__init__()
-        pad = None if padding is None else as_tuple_padding(self, "padding", padding, self.n)
+        pad = None if padding is None else self.check_pad_pairs("padding", padding, self.n)
         self.config(input_size=self.check_int("input_size", input_size, allow_none=True),
                     padding=padding)
         self._set("_pad", pad)
@@ -205,11 +203,11 @@ class _ZeroPadding(Layer):
             raise self.error("data", shape_desc(x),
                              f"{self.input_size} channels on the last axis (input_size)")
         if padding is not None:
-            pad = as_tuple_padding(self, "padding", padding, self.n)
+            pad = self.check_pad_pairs("padding", padding, self.n)
         elif self._pad is not None:
             pad = self._pad
         else:
-            pad = as_tuple_padding(self, "padding", self.default, self.n)
+            pad = self.check_pad_pairs("padding", self.default, self.n)
         if not any(p for pair in pad for p in pair):
             return x
         return mx.pad(x, [(0, 0), *pad, (0, 0)])

@@ -33,6 +33,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from .._validation import Desc, error, is_real
+
 TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
 
 
@@ -96,69 +98,72 @@ _LIST_FORMS = ("['normal', mean, std]", "['uniform', lo, hi]", "['truncated_norm
                "['VarianceScaling', scale, mode, distribution]", "['Orthogonal', gain]")
 
 
-def _from_list(init: Sequence, shape) -> mx.array:
+def _list_form(init: Sequence) -> Callable[[tuple], mx.array]:
+    """The drawing function of a list form, checked without drawing (KeyError if bad)."""
     kind, *args = init
     kind = str(kind).lower()
-    if kind == "normal" and len(args) == 2:
-        return args[0] + args[1] * mx.random.normal(shape)
-    if kind == "uniform" and len(args) == 2:
-        return mx.random.uniform(args[0], args[1], shape)
-    if kind == "truncated_normal" and len(args) == 1:
-        return args[0] * mx.random.truncated_normal(-2.0, 2.0, shape)
-    if kind == "variancescaling" and len(args) == 3 and args[1] in ("fan_in", "fan_out",
-                                                                      "fan_avg") \
-            and args[2] in ("truncated_normal", "uniform"):
-        return _scaled(shape, float(args[0]), args[1], args[2])
-    if kind == "orthogonal" and len(args) in (1, 2):
-        return _orthogonal(shape, float(args[0]))
+
+    def nums(n: int) -> bool:  # the first n arguments are real numbers
+        return len(args) >= n and all(is_real(a) for a in args[:n])
+
+    if kind == "normal" and len(args) == 2 and nums(2):
+        return lambda s: args[0] + args[1] * mx.random.normal(s)
+    if kind == "uniform" and len(args) == 2 and nums(2):
+        return lambda s: mx.random.uniform(args[0], args[1], s)
+    if kind == "truncated_normal" and len(args) == 1 and nums(1):
+        return lambda s: args[0] * mx.random.truncated_normal(-2.0, 2.0, s)
+    if kind == "variancescaling" and len(args) == 3 and nums(1) and \
+            args[1] in ("fan_in", "fan_out", "fan_avg") and \
+            args[2] in ("truncated_normal", "uniform"):
+        return lambda s: _scaled(s, float(args[0]), args[1], args[2])
+    if kind == "orthogonal" and len(args) in (1, 2) and nums(1):
+        return lambda s: _orthogonal(s, float(args[0]))
     raise KeyError(kind)
+
+
+def _drawer(init: Any, layer: str, arg: str) -> Callable[[tuple], mx.array] | None:
+    """How ``init`` draws a weight of a given shape: a function for names and list forms,
+    ``None`` for arrays and callables (used as they are). Raises the layer's error for
+    anything else."""
+    allowed = f"one of {list(NAMES)}, a list form {list(_LIST_FORMS)}, an array or a callable"
+    if isinstance(init, str):
+        key = init.lower()
+        fn = _NAMED.get(_ALIASES.get(key, key))
+        if fn is None:
+            raise error(layer, arg, init, allowed)
+        return fn
+    if isinstance(init, (list, tuple)) and init and isinstance(init[0], str):
+        try:
+            return _list_form(init)
+        except (KeyError, TypeError, ValueError) as e:
+            raise error(layer, arg, init, allowed) from e
+    if isinstance(init, (mx.array, np.ndarray)) or callable(init):
+        return None
+    raise error(layer, arg, init, allowed, TypeError)
 
 
 def validate(init: Any, layer: str = "layer", arg: str = "weight_initializer") -> Any:
     """Check ``init`` without drawing (constructors call this, so that a lazily built layer
     rejects a bad initializer at construction). Returns ``init``."""
-    allowed = f"one of {list(NAMES)}, a list form {list(_LIST_FORMS)}, an array or a callable"
-    if isinstance(init, str):
-        if _ALIASES.get(init.lower(), init.lower()) not in _NAMED:
-            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
-    elif isinstance(init, (list, tuple)) and init and isinstance(init[0], str):
-        try:
-            _from_list(init, (2, 2))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.") \
-                from e
-    elif not isinstance(init, (mx.array, np.ndarray)) and not callable(init):
-        raise TypeError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+    _drawer(init, layer, arg)
     return init
 
 
 def initialize(init: Any, shape: tuple[int, ...], dtype: mx.Dtype, layer: str = "layer",
                arg: str = "weight_initializer") -> mx.array:
     """Create an array of ``shape`` (Note's layout) and ``dtype`` from ``init``."""
-    allowed = f"one of {list(NAMES)}, a list form {list(_LIST_FORMS)}, an array or a callable"
-    if isinstance(init, str):
-        key = init.lower()
-        key = _ALIASES.get(key, key)
-        if key not in _NAMED:
-            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
-        value = _NAMED[key](shape)
-    elif isinstance(init, (list, tuple)) and init and isinstance(init[0], str):
-        try:
-            value = _from_list(init, shape)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.") \
-                from e
+    draw = _drawer(init, layer, arg)
+    shape = tuple(shape)
+    if draw is not None:
+        value = draw(shape)
     elif isinstance(init, (mx.array, np.ndarray)):
         value = mx.array(init) if not isinstance(init, mx.array) else init
-        if tuple(value.shape) != tuple(shape):
-            raise ValueError(f"{layer}: argument '{arg}' got an array of shape "
-                             f"{tuple(value.shape)}; allowed: an array of shape {tuple(shape)} "
-                             f"(Note's layout).")
-    elif callable(init):
-        value = mx.array(init(shape, dtype))
-        if tuple(value.shape) != tuple(shape):
-            raise ValueError(f"{layer}: argument '{arg}' returned shape {tuple(value.shape)}; "
-                             f"allowed: shape {tuple(shape)}.")
+        if tuple(value.shape) != shape:
+            raise error(layer, arg, Desc(f"an array of shape {tuple(value.shape)}"),
+                        f"an array of shape {shape} (Note's layout)")
     else:
-        raise TypeError(f"{layer}: argument '{arg}' got {init!r}; allowed: {allowed}.")
+        value = mx.array(init(shape, dtype))
+        if tuple(value.shape) != shape:
+            raise error(layer, arg, Desc(f"a callable returning shape {tuple(value.shape)}"),
+                        f"shape {shape}")
     return value.astype(dtype)

@@ -10,11 +10,13 @@ On top of MLX it adds what Note's layers promise:
 * a lazy build from the first input when ``input_size`` is ``None``;
 * train/eval mode from the module, overridden per call by ``train_flag=``/``training=``;
 * errors that name the layer, the argument, what was given and what is allowed.
+
+The weight bookkeeping lives in :mod:`mlxnote.nn.weights` (shared with models); the
+argument checks in :mod:`mlxnote._validation`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,25 +24,17 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 
-from . import initializers
-
-DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
-_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-
-
-def dtype_name(dtype: mx.Dtype) -> str:
-    return _DTYPE_NAMES.get(dtype, str(dtype))
+from .. import _validation as V
+from .._config import dtype_name
+from .._validation import Desc, shape_desc  # noqa: F401  (re-exported for the families)
+from . import initializers, weights
+from .weights import Slot, View, resolve_path  # noqa: F401  (re-exported)
 
 
-class Desc(str):
-    """A description shown as is in error messages (not quoted like a value)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def shape_desc(x: mx.array) -> Desc:
-    return Desc(f"an array of shape {tuple(x.shape)}")
+def arguments(local: dict[str, Any]) -> dict[str, Any]:
+    """A public constructor's arguments (its ``locals()``) as keywords for the shared core
+    it passes them to: documented signatures stay spelled out, the body is one line."""
+    return {k: v for k, v in local.items() if k not in ("self", "__class__")}
 
 
 class Layer(mnn.Module):
@@ -54,10 +48,12 @@ class Layer(mnn.Module):
 
     def __init__(self, *, dtype: Any = "float32", trainable: bool = True):
         super().__init__()
+        self._set("_owner", V.current_owner(type(self)))
         self._set("dtype", self.check_dtype(dtype))
         self._set("trainable", self.check_bool("trainable", trainable))
         self._set("built", False)
-        self._set("_weight_names", [])
+        self._set("_slots", [])
+        self._set("_views", {})
         self._set("_config", {})
 
     # -- configuration -------------------------------------------------------------
@@ -75,85 +71,48 @@ class Layer(mnn.Module):
     def name(self) -> str:
         return type(self).__name__
 
-    # -- errors --------------------------------------------------------------------
-    def error(self, arg: str, given: Any, allowed: str, exc: type = ValueError):
+    @property
+    def error_name(self) -> str:
+        """The name errors show: the layer's, or that of the composite that built it."""
+        return self._owner or self.name
+
+    # -- errors and checks (mlxnote._validation with this layer as the owner) --------
+    def error(self, arg: str, given: Any, allowed: str, exc: type = ValueError) -> Exception:
         """An exception naming this layer, the argument, the value and what is allowed."""
-        return exc(f"{self.name}: argument '{arg}' got {given!r}; allowed: {allowed}.")
+        return V.error(self.error_name, arg, given, allowed, exc)
 
     def check_bool(self, arg: str, value: Any) -> bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise self.error(arg, value, "True or False", TypeError)
-        return bool(value)
+        return V.check_bool(self.error_name, arg, value)
 
     def check_int(self, arg: str, value: Any, low: int = 1, allow_none: bool = False):
-        if value is None and allow_none:
-            return None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise self.error(arg, value, f"an int >= {low}" + (" or None" if allow_none else ""),
-                             TypeError)
-        if value < low:
-            raise self.error(arg, value, f"an int >= {low}")
-        return int(value)
+        return V.check_int(self.error_name, arg, value, low, allow_none)
 
-    def check_float(self, arg: str, value: Any, low: float, high: float, high_open=True):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-            raise self.error(arg, value, "a float", TypeError)
-        value = float(value)
-        ok = low <= value and (value < high if high_open else value <= high)
-        if not ok or math.isnan(value):
-            raise self.error(arg, value, f"a float in [{low}, {high}{')' if high_open else ']'}")
-        return value
+    def check_float(self, arg: str, value: Any, low: float, high: float,
+                    high_open: bool = True) -> float:
+        return V.check_float(self.error_name, arg, value, low, high, high_open)
 
     def check_ints(self, arg: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
-        """An int or a sequence of ``n`` ints, each >= ``low``, as an ``n``-tuple."""
-        allowed = f"an int >= {low} or a list of {n} such ints"
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-            value = [value] * n
-        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != n:
-            raise self.error(arg, value, allowed, TypeError)
-        out = []
-        for v in value:
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise self.error(arg, value, allowed, TypeError)
-            if v < low:
-                raise self.error(arg, value, allowed)
-            out.append(int(v))
-        return tuple(out)
+        return V.check_ints(self.error_name, arg, value, n, low)
+
+    def check_pad_pairs(self, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
+        return V.check_pad_pairs(self.error_name, arg, value, n)
 
     def check_initializer(self, arg: str, init: Any) -> Any:
-        return initializers.validate(init, self.name, arg)
+        return initializers.validate(init, self.error_name, arg)
 
     def check_dtype(self, dtype: Any) -> mx.Dtype:
-        if isinstance(dtype, mx.Dtype) and dtype in _DTYPE_NAMES:
-            return dtype
-        key = str(np.dtype(dtype)) if isinstance(dtype, (type, np.dtype)) else dtype
-        if isinstance(key, str) and key in DTYPES:
-            return DTYPES[key]
-        raise self.error("dtype", dtype, "'float32', 'float16' or 'bfloat16'", TypeError)
+        return V.check_dtype(self.error_name, dtype)
 
     # -- inputs --------------------------------------------------------------------
     def as_input(self, data: Any, arg: str = "data", ndim: int | Sequence[int] | None = None,
                  min_ndim: int | None = None, cast: bool = True) -> mx.array:
         """Convert ``data`` to an ``mx.array`` of this layer's dtype, checking its rank."""
-        if not isinstance(data, mx.array):
-            try:
-                arr = np.asarray(data)
-            except Exception as e:  # pragma: no cover - exotic inputs
-                raise self.error(arg, Desc(type(data).__name__), "an mx.array or array-like",
-                                 TypeError) from e
-            if arr.dtype.kind not in "biuf":
-                raise self.error(arg, Desc(f"an array of dtype {arr.dtype}"),
-                                 "real numbers (bool, int or float)", TypeError)
-            data = mx.array(arr)
-        elif data.dtype in (mx.complex64,):
-            raise self.error(arg, Desc(f"an array of dtype {data.dtype}"),
-                             "real numbers (bool, int or float)", TypeError)
+        data = V.as_array(self.error_name, data, arg)
         if ndim is not None:
             allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
             if data.ndim not in allowed:
-                want = " or ".join(str(a) for a in allowed)
                 raise self.error(arg, shape_desc(data),
-                                 f"rank {want}")
+                                 f"rank {' or '.join(str(a) for a in allowed)}")
         if min_ndim is not None and data.ndim < min_ndim:
             raise self.error(arg, shape_desc(data), f"rank >= {min_ndim}")
         if cast and data.dtype != self.dtype:
@@ -182,17 +141,29 @@ class Layer(mnn.Module):
             return self.training
         return bool(flag)
 
-    # -- weights -------------------------------------------------------------------
+    # -- declaring weights (Note's creation order) -----------------------------------
     def add_weight(self, name: str, note_shape: Sequence[int], init: Any, arg: str,
                    trainable: bool = True) -> mx.array:
         """Create a weight from Note's layout ``note_shape`` (fans follow Note's rules)."""
-        value = initializers.initialize(init, tuple(note_shape), self.dtype, self.name, arg)
+        value = initializers.initialize(init, tuple(note_shape), self.dtype, self.error_name,
+                                        arg)
         value = self.from_note(name, value)
         setattr(self, name, value)
-        self._weight_names.append(name)
+        self._slots.append(Slot("array", name))
         if not (trainable and self.trainable):
             self.freeze(keys=[name], recurse=False)
         return value
+
+    def add_sublayer(self, name: str, layer: Layer | list[Layer]) -> None:
+        """Register a sublayer (or a list of them); its weights join this layer's
+        weights at this point of the creation order, under dotted paths."""
+        setattr(self, name, layer)
+        self._slots.append(Slot("layer", name))
+
+    def add_view(self, view: View) -> None:
+        """Register a Note weight that is a block of stored (fused) arrays."""
+        self._slots.append(Slot("view", view.name, view))
+        self._views[view.name] = view
 
     def to_note(self, name: str, value: mx.array) -> mx.array:
         """Stored layout -> Note's TensorFlow layout (identity unless overridden)."""
@@ -202,44 +173,43 @@ class Layer(mnn.Module):
         """Note's TensorFlow layout -> stored layout (identity unless overridden)."""
         return value
 
-    def add_sublayer(self, name: str, layer: Layer | list[Layer]) -> None:
-        """Register a sublayer (or a list of them); its weights join this layer's
-        weights at this point of the creation order, under dotted paths."""
-        setattr(self, name, layer)
-        self._weight_names.append(name)
+    def __getattr__(self, key: str):
+        views = self.__dict__.get("_views")
+        if views and key in views and key not in self:
+            return views[key].get(self)
+        return super().__getattr__(key)
 
-    def _expand(self, which: str) -> list[str]:
-        out = []
-        for n in self._weight_names:
-            v = getattr(self, n)
-            if isinstance(v, Layer):
-                out += [f"{n}.{s}" for s in getattr(v, which)]
-            elif isinstance(v, list):
-                for i, sub in enumerate(v):
-                    out += [f"{n}.{i}.{s}" for s in getattr(sub, which)]
-            elif which == "weight_names" or n not in self._no_grad:
-                out.append(n)
-        return out
+    def update(self, parameters: dict, strict: bool = True) -> Layer:
+        """:meth:`mlx.nn.Module.update`, also accepting this layer's Note view names (a
+        recurrent layer's ``weight_f1``): they are fused into the stored arrays,
+        differentiably."""
+        if self._views:
+            own = {k: v for k, v in parameters.items() if k in self._views and k not in self}
+            if own:
+                by_name = {w.name: w for w in weights.collect(self) if w.owner is self}
+                weights.assign([(by_name[k], v) for k, v in own.items()], note=False)
+                parameters = {k: v for k, v in parameters.items() if k not in own}
+        return super().update(parameters, strict=strict)
 
+    # -- reading and writing weights (mlxnote.nn.weights) ----------------------------
     @property
     def weight_names(self) -> list[str]:
         """Paths of every weight (trainable or not) in Note's creation order."""
-        return self._expand("weight_names")
+        return [w.path for w in weights.collect(self)]
 
     @property
     def param_names(self) -> list[str]:
         """Paths of the trainable weights, in Note's creation order."""
-        return self._expand("param_names") if self.trainable else []
+        return [w.path for w in weights.collect(self) if w.trainable]
 
     @property
     def param(self) -> list[mx.array]:
         """The trainable arrays in Note's creation order (Note's checkpoint order)."""
-        return [resolve_path(self, n)[2] for n in self.param_names]
+        return [w.handle() for w in weights.collect(self) if w.trainable]
 
     def note_value(self, path: str, value: mx.array | None = None) -> mx.array:
         """The weight at ``path`` (or ``value`` in its stored layout) in Note's layout."""
-        owner, leaf, current = resolve_path(self, path)
-        return owner.to_note(leaf, current if value is None else value)
+        return weights.find(self, path).note(value)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight as a NumPy array in Note's layout and creation order.
@@ -247,49 +217,19 @@ class Layer(mnn.Module):
         bfloat16 weights come back as float32 (NumPy has no bfloat16); the values
         are exact.
         """
-        out = []
-        for n in self.weight_names:
-            v = self.note_value(n)
-            if v.dtype == mx.bfloat16:
-                v = v.astype(mx.float32)
-            out.append(np.array(v))
-        return out
+        return weights.get_weights(self)
 
-    def checked_weights(self, weights: Sequence[Any],
-                        shape_of: Any = None) -> list[tuple[str, mx.array]]:
-        """``[(name, array)]`` for :meth:`set_weights`, after checking that the layer is built
-        and that ``weights`` has Note's count and shapes (``shape_of(name)``, by default the
-        current weight's Note-layout shape)."""
+    def set_weights(self, weights_: Sequence[Any]) -> None:
+        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives);
+        the count and every shape are checked before anything changes."""
         if not self.built:
             raise self.error("weights", Desc("weights for an unbuilt layer"),
                              "set_weights after the layer is built (give input_size or call "
                              "it once)", RuntimeError)
-        names = self.weight_names
-        if len(weights) != len(names):
-            raise self.error("weights", Desc(f"{len(weights)} arrays"),
-                             f"{len(names)} arrays in the order {names}")
-        shape_of = shape_of or (lambda n: tuple(self.note_value(n).shape))
-        out = []
-        for n, w in zip(names, weights):
-            w = mx.array(np.asarray(w, dtype=np.float32)) if not isinstance(w, mx.array) else w
-            want = tuple(shape_of(n))
-            if tuple(w.shape) != want:
-                raise self.error("weights", Desc(f"shape {tuple(w.shape)} for '{n}'"),
-                                 f"shape {want} (Note's layout)")
-            out.append((n, w))
-        return out
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
-        new = []
-        for n, w in self.checked_weights(weights):
-            owner, leaf, _ = resolve_path(self, n)
-            new.append((owner, leaf, owner.from_note(leaf, w.astype(owner.dtype))))
-        for owner, leaf, v in new:
-            setattr(owner, leaf, v)
+        weights.load(self, weights_, self.error_name)
 
     def count_params(self) -> int:
-        return sum(int(np.prod(resolve_path(self, n)[2].shape)) for n in self.weight_names)
+        return weights.count(self)
 
     # -- display -------------------------------------------------------------------
     def _repr_html_(self) -> str:
@@ -302,14 +242,13 @@ class Layer(mnn.Module):
                 f"{'training' if self.training else 'eval'}</span>")
         if not self.built:
             return head + "<br><i>not built yet: weights are created on the first call</i>"
-        names = self.weight_names
-        if not names:
+        ws = weights.collect(self)
+        if not ws:
             return head + "<br><i>no weights</i>"
-        trainable = set(self.param_names)
         rows = "".join(
-            f"<tr><td>{escape(n)}</td><td>{tuple(self.note_value(n).shape)}</td>"
-            f"<td>{tuple(resolve_path(self, n)[2].shape)}</td>"
-            f"<td>{'yes' if n in trainable else 'no'}</td></tr>" for n in names)
+            f"<tr><td>{escape(w.path)}</td><td>{w.note_shape}</td>"
+            f"<td>{w.stored_shape if w.stored_shape is not None else 'a view'}</td>"
+            f"<td>{'yes' if w.trainable else 'no'}</td></tr>" for w in ws)
         return (f"{head}<table><tr><th>weight</th><th>Note layout</th><th>stored (MLX)</th>"
                 f"<th>trainable</th></tr>{rows}</table>parameters: {self.count_params():,}")
 
@@ -317,54 +256,12 @@ class Layer(mnn.Module):
         parts = [f"{k}={v!r}" for k, v in self._config.items()]
         if "dtype" not in self._config:
             parts.append(f"dtype={dtype_name(self.dtype)}")
-        own = [n for n in self._weight_names if isinstance(getattr(self, n), mx.array)]
+        own = [(k, v) for k, v in self.items() if isinstance(v, mx.array)
+               and not k.startswith("_")]
         if own:
-            shapes = ", ".join(f"{n}{tuple(getattr(self, n).shape)}" for n in own)
-            parts.append(f"weights=[{shapes}]")
-        if self._weight_names:
+            parts.append("weights=[" + ", ".join(f"{k}{tuple(v.shape)}" for k, v in own) + "]")
+        if self._slots:
             parts.append(f"params={self.count_params():,}")
         elif not self.built and "input_size" in self._config:
             parts.append("unbuilt")
         return ", ".join(parts)
-
-
-def resolve_path(layer: mnn.Module, path: str) -> tuple[Any, str, Any]:
-    """``'query.weight'`` -> (owner module, ``'weight'``, the array); list indices allowed."""
-    *head, leaf = path.split(".")
-    owner = layer
-    for p in head:
-        owner = owner[int(p)] if isinstance(owner, list) else getattr(owner, p)
-    return owner, leaf, getattr(owner, leaf)
-
-
-def as_tuple_padding(layer: Layer, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
-    """Normalize zero padding: an int, or ``n`` entries each an int or a (before, after) pair."""
-    allowed = (f"an int >= 0, or {n} entries each an int >= 0 or a (before, after) pair"
-               if n > 1 else "an int >= 0 or a (left, right) pair")
-
-    def _int(v):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise layer.error(arg, value, allowed, TypeError)
-        if v < 0:
-            raise layer.error(arg, value, allowed)
-        return int(v)
-
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        p = _int(value)
-        return ((p, p),) * n
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise layer.error(arg, value, allowed, TypeError)
-    if n == 1 and len(value) == 2 and all(not isinstance(v, Sequence) for v in value):
-        return ((_int(value[0]), _int(value[1])),)
-    if len(value) != n:
-        raise layer.error(arg, value, allowed)
-    out = []
-    for v in value:
-        if isinstance(v, Sequence) and not isinstance(v, str):
-            if len(v) != 2:
-                raise layer.error(arg, value, allowed)
-            out.append((_int(v[0]), _int(v[1])))
-        else:
-            p = _int(v)
-            out.append((p, p))
-    return tuple(out)

@@ -15,27 +15,24 @@ bfloat16, and the output is rounded once to the layer's dtype.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
+from .._config import to_float32 as _f32
+from .._validation import is_int as _is_int
+from ..kernels import norm as K
 from . import initializers
 from .layer import Desc, Layer
 
 __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
            "layer_normalization"]
 
-MASK_EPSILON = 1e-7  # Keras's backend epsilon in the masked moments' denominators
 
 
 # -- shared helpers -------------------------------------------------------------------------
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _check_axis(layer: Layer, axis: Any) -> int | tuple[int, ...]:
     """``axis``: an int or a non-empty list of distinct ints (validated, not yet resolved)."""
     if _is_int(axis):
@@ -83,10 +80,6 @@ def _weight_shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
     return (size,) if isinstance(size, int) else tuple(size)
 
 
-def _f32(a: mx.array) -> mx.array:
-    return a if a.dtype == mx.float32 else a.astype(mx.float32)
-
-
 def _bshape(x: mx.array, axes: tuple[int, ...]) -> list[int]:
     """Broadcast shape of a per-channel statistic: the input's size on ``axes``, else 1."""
     return [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
@@ -118,110 +111,6 @@ def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -
     if not ok:
         raise layer.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"), want)
     return mask
-
-
-# -- batch-norm kernels ----------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _bn_train_kernel(red: tuple[int, ...], eps: float):
-    """Training-mode batch norm over the axes ``red`` with a hand-written VJP.
-
-    ``f(x, g, b) -> (y, mean, var)`` with ``g``, ``b``, ``mean``, ``var`` of the
-    keepdims shape. The forward is two-pass (centred variance, as ``tf.nn.moments``); the
-    backward is the closed form ``dx = a (dy - mean(dy) - xhat mean(dy xhat))``: two
-    reductions and one fused-in-place pass for ``dx`` (autodiff of the same two-pass
-    composition took twice as long on the CPU here). ``mean``/``var`` are for the moving
-    statistics only and are used under ``stop_gradient``.
-    """
-
-    @mx.custom_function
-    def f(x, g, b):
-        m = mx.mean(x, red, keepdims=True)
-        v = mx.mean(mx.square(x - m), red, keepdims=True)
-        a = g * mx.rsqrt(v + eps)
-        return x * a + (b - m * a), m, v
-
-    @f.vjp
-    def f_vjp(primals, cotangents, outputs):
-        x, g, _ = primals
-        dy = cotangents[0]
-        _, m, v = outputs
-        n = x.size // m.size
-        r = mx.rsqrt(v + eps)
-        xc = x - m
-        db = mx.sum(dy, red, keepdims=True)
-        dg = mx.sum(dy * xc, red, keepdims=True) * r  # sum(dy * xhat)
-        a = g * r
-        # dx = a * (dy - db/n - xhat * dg/n), xhat = xc * r
-        dx = dy * a + xc * (-(a * r * dg) / n) + (-(a * db) / n)
-        return dx, dg, db
-
-    return f
-
-
-def _row_mean(a: mx.array, d: int) -> mx.array:
-    """Mean over the last axis (of size ``d``), keepdims. On the CPU, MLX reduces a long
-    contiguous row about 3x slower than a middle axis with a short contiguous inner axis, so
-    the row is split into ``(d / m, m)``, summed over the middle axis, then over ``m``
-    (measured for d = 128 ... 2048; d = 64 gains nothing)."""
-    m = next((m for m in (64, 32, 16) if d % m == 0 and d // m >= 8), None)
-    if m is None:
-        return mx.mean(a, -1, keepdims=True)
-    return a.reshape(*a.shape[:-1], d // m, m).sum(-2).sum(-1, keepdims=True) * (1.0 / d)
-
-
-@functools.lru_cache(maxsize=256)
-def _ln_cpu_kernel(d: int, eps: float, has_g: bool, has_b: bool):
-    """Layer norm over the last axis (size ``d``) for the CPU, with a hand-written VJP.
-
-    On the CPU ``mx.fast.layer_norm`` is a plain composition (its fused kernels are GPU
-    only); this one uses :func:`_row_mean` and keeps the row mean and ``rsqrt(var + eps)``
-    for the backward pass instead of recomputing them. ``f(x, g, b) -> (y, mean, rstd)``;
-    ``g``/``b`` are ignored (any array) when ``has_g``/``has_b`` is False.
-    """
-
-    @mx.custom_function
-    def f(x, g, b):
-        mu = _row_mean(x, d)
-        xc = x - mu
-        r = mx.rsqrt(_row_mean(mx.square(xc), d) + eps)
-        y = xc * r
-        if has_g:
-            y = y * g
-        if has_b:
-            y = y + b
-        return y, mu, r
-
-    @f.vjp
-    def f_vjp(primals, cotangents, outputs):
-        x, g, b = primals
-        dy = cotangents[0]
-        _, mu, r = outputs
-        red = tuple(range(x.ndim - 1))
-        xhat = (x - mu) * r
-        db = mx.sum(dy, red) if has_b else mx.zeros_like(b)
-        if has_g:
-            p = dy * xhat
-            dg = mx.sum(p, red)
-            gdy, s2 = dy * g, _row_mean(p * g, d)
-        else:
-            dg, gdy = mx.zeros_like(g), dy
-            s2 = _row_mean(dy * xhat, d)
-        dx = (gdy - _row_mean(gdy, d) - xhat * s2) * r
-        return dx, dg, db
-
-    return f
-
-
-@mx.custom_function
-def _all_sum(x):
-    """``all_sum`` over the global group whose VJP all-sums the cotangent, so that every
-    rank gets the gradient of the whole (concatenated) batch's loss."""
-    return mx.distributed.all_sum(x)
-
-
-@_all_sum.vjp
-def _all_sum_vjp(primals, cotangent, output):
-    return mx.distributed.all_sum(cotangent)
 
 
 # -- batch_norm ------------------------------------------------------------------------------
@@ -343,47 +232,18 @@ class batch_norm(Layer):
         if self.mode(train_flag, training) and self.trainable:
             sync = self.synchronized and self._group_size() > 1
             if mask is None and not sync:
-                y, mean, var = _bn_train_kernel(red, self.epsilon)(
+                y, mean, var = K.batch_norm_train(
                     x32, g if g is not None else mx.ones(bshape),
-                    b if b is not None else mx.zeros(bshape))
+                    b if b is not None else mx.zeros(bshape), red, self.epsilon)
             else:
-                mean, var = self._moments(x32, red, mask, sync)
-                y = self._normalize(x32, mean, var, g, b)
+                mean, var = K.moments(x32, red, mask, K.all_sum if sync else None)
+                y = K.normalize(x32, mean, var, self.epsilon, g, b)
             self._update(mx.stop_gradient(mean), mx.stop_gradient(var))
         else:
             mean = _f32(self.moving_mean).reshape(bshape)
             var = _f32(self.moving_variance).reshape(bshape)
-            y = self._normalize(x32, mean, var, g, b)
+            y = K.normalize(x32, mean, var, self.epsilon, g, b)
         return y if y.dtype == self.dtype else y.astype(self.dtype)
-
-    def _normalize(self, x, mean, var, g, b):
-        a = mx.rsqrt(var + self.epsilon)
-        if g is not None:
-            a = a * g
-        c = -mean * a
-        if b is not None:
-            c = c + b
-        return x * a + c
-
-    def _moments(self, x, red, mask, sync):
-        """Mean and biased variance (keepdims) over ``red``: weighted by ``mask`` and/or
-        summed over the distributed group."""
-        reduce = _all_sum if sync else (lambda t: t)
-        if mask is None:
-            s = mx.sum(x, red, keepdims=True)
-            n = mx.full(s.shape, x.size // s.size, mx.float32)
-            s, n = reduce(mx.stack([s, n]))
-            mean = s / n
-            var = reduce(mx.sum(mx.square(x - mean), red, keepdims=True)) / n
-            return mean, var
-        w = mx.broadcast_to(_f32(mask), x.shape)
-        wx = w * x
-        s, sw = reduce(mx.stack([mx.sum(wx, red, keepdims=True),
-                                 mx.sum(w, red, keepdims=True)]))
-        den = sw + MASK_EPSILON
-        mean = s / den
-        var = reduce(mx.sum(w * mx.square(wx - mean), red, keepdims=True)) / den
-        return mean, var
 
     def _update(self, mean: mx.array, var: mx.array) -> None:
         m, shape = self.momentum, self.moving_mean.shape
@@ -571,12 +431,7 @@ class layer_norm(Layer):
             flat = x.reshape(*x.shape[:nd - k], -1) if k > 1 else x
             g = None if g is None else (_f32(g) if half else g).reshape(-1)
             b = None if b is None else (_f32(b) if half else b).reshape(-1)
-            if mx.default_device() == mx.cpu:
-                one = mx.array(1.0)
-                y = _ln_cpu_kernel(flat.shape[-1], self.epsilon, g is not None, b is not None)(
-                    _f32(flat), one if g is None else g, one if b is None else b)[0]
-            else:  # one fused kernel, forward and backward
-                y = mx.fast.layer_norm(flat, g, b, self.epsilon)
+            y = K.layer_norm(flat, g, b, self.epsilon)
             y = y.reshape(x.shape) if k > 1 else y
         else:
             bshape = _bshape(x, axes)

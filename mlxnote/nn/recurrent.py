@@ -23,21 +23,22 @@ Storage is what the scan consumes: ``kernel [in, k*H]``, ``recurrent_kernel [H, 
 ``bias [k*H]`` with gate blocks in Note's order (GRU ``r, z, h``; LSTM ``i, f, o, c``), so
 that one matmul projects every timestep and one matmul per step does the recurrence.
 ``parameters()`` (and MLX optimizers, ``save_weights``) see the stored arrays; the Note
-names resolve to views of them (``layer.weight_f1``) and :meth:`update` accepts them too.
+names are views of them in the weight registry (:class:`mlxnote.nn.weights.View`): they
+read as attributes (``layer.weight_f1``) and :meth:`update` accepts them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 
-from ..kernels import compute_dtype
+from .._config import compute_dtype
+from .._validation import is_int
 from ..kernels.scan import scan
-from . import activations, initializers
-from .layer import Desc, Layer, shape_desc
+from . import activations, initializers, weights
+from .layer import Desc, Layer, arguments, shape_desc
+from .weights import Block, View
 
 _GATES = {"rnn": ("",), "gru": ("r", "z", "h"), "lstm": ("i", "f", "o", "c")}
 
@@ -48,156 +49,59 @@ class _Recurrent(Layer):
     kind = "rnn"
     is_cell = False
 
-    def _setup(self, output_size_arg: str, weight_initializer, bias_initializer, use_bias,
-               activation, recurrent_activation):
+    def _setup(self, weight_initializer, bias_initializer, activation, recurrent_activation):
         self._set("weight_initializer", self.check_initializer("weight_initializer",
                                                                weight_initializer))
         self._set("bias_initializer", self.check_initializer("bias_initializer",
                                                              bias_initializer))
-        self._set("act", activations.get(activation, self.name, "activation"))
-        self._set("ract", activations.get(recurrent_activation, self.name,
+        self._set("act", activations.get(activation, self.error_name, "activation"))
+        self._set("ract", activations.get(recurrent_activation, self.error_name,
                                           "recurrent_activation"))
-        self._set("_note", {})  # Note name -> (shape, [(stored, row0, row1, col0, col1)])
-        self._set("_note_order", [])
 
-    # -- Note layout <-> storage -----------------------------------------------------
-    def _plan(self) -> None:
-        """Describe each Note weight as blocks of the stored arrays, in creation order."""
+    # -- Note layout over fused storage ----------------------------------------------
+    def _views_plan(self) -> list[View]:
+        """Each Note weight as blocks of the stored arrays, in Note's creation order."""
         i, h, gates = self.input_size, self.output_size, _GATES[self.kind]
         k = len(gates)
-        entries: list[tuple[str, tuple[int, ...], list, str]] = []
+        w, b = "weight_initializer", "bias_initializer"
         if self.kind == "rnn":
-            entries += [("weight_i", (i, h), [("kernel", 0, i, 0, h)], "weight_initializer"),
-                        ("weight_s", (h, h), [("recurrent_kernel", 0, h, 0, h)],
-                         "weight_initializer")]
-            if self.use_bias:
-                entries.append(("bias", (h,), [("bias", 0, 1, 0, h)], "bias_initializer"))
+            views = [View("weight_i", (i, h), (Block("kernel", (0, h)),), w),
+                     View("weight_s", (h, h), (Block("recurrent_kernel", (0, h)),), w)]
+            biases = [View("bias", (h,), (Block("bias", (0, h)),), b)]
         elif self.is_cell:
-            entries.append(("weight", (i + h, k * h),
-                            [("kernel", 0, i, 0, k * h), ("recurrent_kernel", 0, h, 0, k * h)],
-                            "weight_initializer"))
-            if self.use_bias:
-                entries.append(("bias", (k * h,), [("bias", 0, 1, 0, k * h)],
-                                "bias_initializer"))
+            cols = (0, k * h)
+            views = [View("weight", (i + h, k * h),
+                          (Block("kernel", cols), Block("recurrent_kernel", cols)), w)]
+            biases = [View("bias", (k * h,), (Block("bias", cols),), b)]
         else:
+            views, biases = [], []
             for g, name in enumerate(gates):
                 cols = (g * h, (g + 1) * h)
-                entries += [(f"weight_{name}1", (i, h), [("kernel", 0, i, *cols)],
-                             "weight_initializer"),
-                            (f"weight_{name}2", (h, h), [("recurrent_kernel", 0, h, *cols)],
-                             "weight_initializer")]
-            if self.use_bias:
-                entries += [(f"bias_{name}", (h,), [("bias", 0, 1, g * h, (g + 1) * h)],
-                             "bias_initializer") for g, name in enumerate(gates)]
-        self._note.clear()
-        self._note_order.clear()
-        for name, shape, pieces, arg in entries:
-            self._note[name] = (shape, pieces, arg)
-            self._note_order.append(name)
-
-    def _stored_shape(self, stored: str) -> tuple[int, ...]:
-        k = len(_GATES[self.kind])
-        return {"kernel": (self.input_size, k * self.output_size),
-                "recurrent_kernel": (self.output_size, k * self.output_size),
-                "bias": (k * self.output_size,)}[stored]
-
-    def _note_get(self, name: str) -> mx.array:
-        shape, pieces, _ = self._note[name]
-        parts = []
-        for stored, _r0, _r1, c0, c1 in pieces:
-            a = self[stored]
-            parts.append(a[c0:c1] if a.ndim == 1 else a[:, c0:c1])
-        return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=0)
-
-    def _fuse(self, values: dict[str, mx.array]) -> dict[str, mx.array]:
-        """Stored arrays from Note-layout ``values`` (missing names: current values)."""
-        touched = {p[0] for n in values for p in self._note[n][1]}
-        blocks: dict[str, list[tuple[int, mx.array]]] = {s: [] for s in touched}
-        for name in self._note_order:
-            shape, pieces, _ = self._note[name]
-            if not any(p[0] in touched for p in pieces):
-                continue
-            v = values[name] if name in values else self._note_get(name)
-            row = 0
-            for stored, _r0, r1, c0, _c1 in pieces:
-                if v.ndim == 1:
-                    blocks[stored].append((c0, v))
-                else:
-                    blocks[stored].append((c0, v[row:row + r1]))
-                    row += r1
-        out = {}
-        for stored, bl in blocks.items():
-            bl.sort(key=lambda b: b[0])
-            arrs = [b[1] for b in bl]
-            out[stored] = arrs[0] if len(arrs) == 1 else mx.concatenate(arrs, axis=-1)
-        return out
-
-    def __getattr__(self, key: str):
-        note = self.__dict__.get("_note")
-        if note and key in note and key not in self:
-            return self._note_get(key)
-        return super().__getattr__(key)
-
-    def to_note(self, name: str, value: mx.array) -> mx.array:
-        return value  # Note names already resolve to Note-layout arrays
-
-    def from_note(self, name: str, value: mx.array) -> mx.array:
-        return value
-
-    @property
-    def weight_names(self) -> list[str]:
-        """Note's weight names in Note's creation order."""
-        return list(self._note_order)
-
-    @property
-    def param_names(self) -> list[str]:
-        """The trainable Note weights, in Note's creation order."""
-        if not self.trainable:
-            return []
-        frozen = getattr(self, "_no_grad", set())
-        return [n for n in self._note_order
-                if not any(p[0] in frozen for p in self._note[n][1])]
-
-    def update(self, parameters: dict, strict: bool = True):
-        """:meth:`mlx.nn.Module.update`, also accepting Note weight names (any subset):
-        they are fused into the stored arrays, differentiably."""
-        note = {k: v for k, v in parameters.items() if k in self._note and k not in self}
-        if note:
-            rest = {k: v for k, v in parameters.items() if k not in note}
-            for stored, v in self._fuse(note).items():
-                self[stored] = v
-            parameters = rest
-        return super().update(parameters, strict=strict)
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives)."""
-        values = {n: w.astype(self.dtype)
-                  for n, w in self.checked_weights(weights, lambda n: self._note[n][0])}
-        for stored, v in self._fuse(values).items():
-            self[stored] = v
+                views += [View(f"weight_{name}1", (i, h), (Block("kernel", cols),), w),
+                          View(f"weight_{name}2", (h, h), (Block("recurrent_kernel", cols),), w)]
+                biases.append(View(f"bias_{name}", (h,), (Block("bias", cols),), b))
+        return views + (biases if self.use_bias else [])
 
     def _create(self) -> None:
-        """Draw every Note weight in creation order (Note's shapes and fans), then fuse."""
-        self._plan()
-        for stored in ("kernel", "recurrent_kernel") + (("bias",) if self.use_bias else ()):
-            self[stored] = mx.zeros(self._stored_shape(stored), self.dtype)
+        """Draw every Note weight in creation order (Note's shapes and fans), then fuse
+        them into the stored ``kernel [in, k*H]``, ``recurrent_kernel [H, k*H]``, ``bias``."""
+        k, h = len(_GATES[self.kind]), self.output_size
+        stored = {"kernel": (self.input_size, k * h), "recurrent_kernel": (h, k * h)}
+        if self.use_bias:
+            stored["bias"] = (k * h,)
+        for name, shape in stored.items():
+            self[name] = mx.zeros(shape, self.dtype)
         values = {}
-        for name in self._note_order:
-            shape, _, arg = self._note[name]
-            values[name] = initializers.initialize(getattr(self, arg), shape, self.dtype,
-                                                   self.name, arg)
-        for stored, v in self._fuse(values).items():
-            self[stored] = v
-        self._set("_weight_names", ["kernel", "recurrent_kernel"]
-                  + (["bias"] if self.use_bias else []))
+        for view in self._views_plan():
+            self.add_view(view)
+            values[view.name] = initializers.initialize(
+                getattr(self, view.arg), view.shape, self.dtype, self.error_name, view.arg)
+        for name, v in weights.fuse(self, values).items():
+            self[name] = v
         if not self.trainable:
-            self.freeze(keys=self._weight_names, recurse=False)
+            self.freeze(keys=list(stored), recurse=False)
         self._set("built", True)
 
-    def count_params(self) -> int:
-        return sum(int(np.prod(self[s].shape)) for s in self._weight_names)
-
-    # -- compute ---------------------------------------------------------------------
     def _state(self, value: Any, arg: str, batch: int) -> mx.array:
         s = self.as_input(value, arg, ndim=2)
         if tuple(s.shape) != (batch, self.output_size):
@@ -246,8 +150,9 @@ class _Recurrent(Layer):
 
 
 class _Sequence(_Recurrent):
-    def __init__(self, output_size, input_size, weight_initializer, bias_initializer,
-                 return_sequence, use_bias, trainable, dtype, activation, recurrent_activation):
+    def __init__(self, *, output_size, input_size, weight_initializer, bias_initializer,
+                 return_sequence, use_bias, trainable, dtype, activation,
+                 recurrent_activation="sigmoid"):
         super().__init__(dtype=dtype, trainable=trainable)
         cfg = dict(output_size=self.check_int("output_size", output_size),
                    input_size=self.check_int("input_size", input_size, allow_none=True),
@@ -258,8 +163,7 @@ class _Sequence(_Recurrent):
         cfg.update(return_sequence=self.check_bool("return_sequence", return_sequence),
                    use_bias=self.check_bool("use_bias", use_bias))
         self.config(**cfg)
-        self._setup("output_size", weight_initializer, bias_initializer, use_bias, activation,
-                    recurrent_activation if self.kind != "rnn" else "sigmoid")
+        self._setup(weight_initializer, bias_initializer, activation, recurrent_activation)
         if self.input_size is not None:
             self.build(self.input_size)
 
@@ -281,11 +185,11 @@ class _Sequence(_Recurrent):
 class _Cell(_Recurrent):
     is_cell = True
 
-    def __init__(self, weight_shape, weight_initializer, bias_initializer, use_bias, trainable,
-                 dtype, activation, recurrent_activation):
+    def __init__(self, *, weight_shape, weight_initializer, bias_initializer, use_bias,
+                 trainable, dtype, activation, recurrent_activation="sigmoid"):
         super().__init__(dtype=dtype, trainable=trainable)
         shape = self.check_ints("weight_shape", weight_shape, 2)
-        if isinstance(weight_shape, (int, np.integer)):
+        if is_int(weight_shape):
             raise self.error("weight_shape", weight_shape, "a list [input_size, hidden_size]",
                              TypeError)
         cfg = dict(weight_shape=list(shape), weight_initializer=weight_initializer,
@@ -296,8 +200,7 @@ class _Cell(_Recurrent):
         self.config(**cfg)
         self._set("input_size", shape[0])
         self._set("output_size", shape[1])
-        self._setup("weight_shape", weight_initializer, bias_initializer, use_bias, activation,
-                    recurrent_activation if self.kind != "rnn" else "sigmoid")
+        self._setup(weight_initializer, bias_initializer, activation, recurrent_activation)
         self._create()
 
     def _step(self, data, state):
@@ -329,8 +232,7 @@ class RNN(_Sequence):
     def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
                  bias_initializer="zeros", activation="tanh", return_sequence=False,
                  use_bias=True, trainable=True, dtype="float32"):
-        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
-                         return_sequence, use_bias, trainable, dtype, activation, None)
+        super().__init__(**arguments(locals()))
 
 
 class GRU(_Sequence):
@@ -356,9 +258,7 @@ class GRU(_Sequence):
     def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
                  bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
                  dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
-        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
-                         return_sequence, use_bias, trainable, dtype, activation,
-                         recurrent_activation)
+        super().__init__(**arguments(locals()))
 
 
 class LSTM(_Sequence):
@@ -379,9 +279,7 @@ class LSTM(_Sequence):
     def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
                  bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
                  dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
-        super().__init__(output_size, input_size, weight_initializer, bias_initializer,
-                         return_sequence, use_bias, trainable, dtype, activation,
-                         recurrent_activation)
+        super().__init__(**arguments(locals()))
 
 
 class RNNCell(_Cell):
@@ -399,8 +297,7 @@ class RNNCell(_Cell):
 
     def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
                  activation="tanh", use_bias=True, trainable=True, dtype="float32"):
-        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
-                         trainable, dtype, activation, None)
+        super().__init__(**arguments(locals()))
 
     def __call__(self, data, state=None):
         return self._step(data, state)[0]
@@ -424,8 +321,7 @@ class GRUCell(_Cell):
     def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
                  use_bias=True, trainable=True, dtype="float32", activation="tanh",
                  recurrent_activation="sigmoid"):
-        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
-                         trainable, dtype, activation, recurrent_activation)
+        super().__init__(**arguments(locals()))
 
     def __call__(self, data, state=None):
         h = self._step(data, state)[0]
@@ -450,8 +346,7 @@ class LSTMCell(_Cell):
     def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
                  use_bias=True, trainable=True, dtype="float32", activation="tanh",
                  recurrent_activation="sigmoid"):
-        super().__init__(weight_shape, weight_initializer, bias_initializer, use_bias,
-                         trainable, dtype, activation, recurrent_activation)
+        super().__init__(**arguments(locals()))
 
     def __call__(self, data, state=None):
         h, c = self._step(data, state)

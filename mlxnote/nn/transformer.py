@@ -10,15 +10,17 @@ logits (``-inf`` hides).
 from __future__ import annotations
 
 import inspect
+from contextlib import nullcontext
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 
+from .._config import DTYPES, compute_dtype
+from .._validation import is_bool, owned_by
 from ..kernels import attention as K
 from . import activations, core
-from .attention import linear, multihead_attention
-from .layer import Desc, Layer
+from .attention import multihead_attention
+from .layer import Desc, Layer, arguments
 from .norm import layer_norm
 
 
@@ -43,23 +45,9 @@ def causal_flag(layer: Layer, arg: str, value) -> bool:
     """``*_is_causal``: None (False), True or False."""
     if value is None:
         return False
-    if not isinstance(value, (bool, np.bool_)):
+    if not is_bool(value):
         raise layer.error(arg, value, "None, True or False", TypeError)
     return bool(value)
-
-
-def _outer_errors(layer: Layer, fn, *args, **kwargs):
-    """Run ``fn`` (a sublayer's construction or call) so that its argument errors name
-    ``layer``, the layer the user called, rather than the inner block."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError) as e:
-        msg = str(e)
-        for inner in ("TransformerEncoderLayer: ", "TransformerDecoderLayer: ",
-                      "TransformerEncoder: ", "TransformerDecoder: "):
-            if msg.startswith(inner) and inner != f"{layer.name}: ":
-                raise type(e)(f"{layer.name}: " + msg[len(inner):]) from None
-        raise
 
 
 def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhead, tq, tk,
@@ -94,8 +82,11 @@ def _call(fn, *args, **kw):
 class _Block(Layer):
     """Shared by the encoder and decoder layers: feed-forward and residual wiring."""
 
-    def _common(self, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                norm_first, bias):
+    attentions: tuple[str, ...] = ("self_attn",)  # then the feed-forward block and norms
+
+    def __init__(self, *, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                 norm_first, bias, dtype):
+        super().__init__(dtype=dtype)
         self.config(d_model=self.check_int("d_model", d_model),
                     nhead=self.check_int("nhead", nhead),
                     dim_feedforward=self.check_int("dim_feedforward", dim_feedforward),
@@ -107,9 +98,19 @@ class _Block(Layer):
                     bias=self.check_bool("bias", bias))
         if d_model % nhead:
             raise self.error("nhead", nhead, f"a divisor of d_model={d_model}")
-        self._set("act", activations.get(activation, self.name))
+        self._set("act", activations.get(activation, self.error_name))
         self._set("input_size", d_model)
         self._set("output_size", d_model)
+        for name in self.attentions:
+            self.add_sublayer(name, self._attn(nhead))
+        self._ff_layers()
+        n = len(self.attentions) + 1
+        for i in range(1, n + 1):
+            self.add_sublayer(f"norm{i}", self._norm())
+        self.ff_dropout = self._drop()
+        for i in range(1, n + 1):
+            setattr(self, f"dropout{i}", self._drop())
+        self._set("built", True)
 
     def _attn(self, nhead):
         return multihead_attention(nhead, self.d_model, dropout=self.dropout,
@@ -127,7 +128,7 @@ class _Block(Layer):
 
     def _drop(self):
         # In the compute dtype (float32 for 16-bit layers on the CPU): no extra rounding.
-        return core.dropout(self.dropout, dtype=K.compute_dtype(self.dtype))
+        return core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
 
     def _dropped(self, drop, x, t):
         """``drop(x)`` in training mode with a rate > 0, else ``x``."""
@@ -136,9 +137,8 @@ class _Block(Layer):
     def _ff(self, x, t, out_drop):
         """``out_drop(linear2(ff_dropout(activation(linear1(x)))))``, computed in
         ``compute_dtype`` and rounded once to the layer's dtype."""
-        cdt = K.compute_dtype(self.dtype)
-        h = self._dropped(self.ff_dropout, self.act(linear(x, self.linear1, cdt)), t)
-        return self._dropped(out_drop, linear(h, self.linear2, cdt), t).astype(self.dtype)
+        h = self._dropped(self.ff_dropout, self.act(self.linear1.project(x)), t)
+        return self._dropped(out_drop, self.linear2.project(h), t).astype(self.dtype)
 
     def _check(self, x, arg):
         x = self.as_input(x, arg, ndim=3)
@@ -159,15 +159,7 @@ class TransformerEncoderLayer(_Block):
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
-        super().__init__(dtype=dtype)
-        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                     norm_first, bias)
-        self.add_sublayer("self_attn", self._attn(nhead))
-        self._ff_layers()
-        self.add_sublayer("norm1", self._norm())
-        self.add_sublayer("norm2", self._norm())
-        self.ff_dropout, self.dropout1, self.dropout2 = (self._drop() for _ in range(3))
-        self._set("built", True)
+        super().__init__(**arguments(locals()))
 
     def _sa(self, x, mask, t):
         out = self.self_attn(x, None, mask, train_flag=t)[0]
@@ -197,19 +189,11 @@ class TransformerDecoderLayer(_Block):
     ``linear2``, ``norm1``, ``norm2``, ``norm3``.
     """
 
+    attentions = ("self_attn", "multihead_attn")
+
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
-        super().__init__(dtype=dtype)
-        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                     norm_first, bias)
-        self.add_sublayer("self_attn", self._attn(nhead))
-        self.add_sublayer("multihead_attn", self._attn(nhead))
-        self._ff_layers()
-        for i in (1, 2, 3):
-            self.add_sublayer(f"norm{i}", self._norm())
-        self.ff_dropout, self.dropout1, self.dropout2, self.dropout3 = (
-            self._drop() for _ in range(4))
-        self._set("built", True)
+        super().__init__(**arguments(locals()))
 
     def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                  memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,
@@ -373,13 +357,19 @@ class Transformer(Layer):
         kw = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward,
                   dropout=dropout, activation=activation, layer_norm_eps=layer_norm_eps,
                   norm_first=norm_first, bias=bias, dtype=dtype)
-        enc_layer = _outer_errors(self, TransformerEncoderLayer, **kw)  # checks them all
-        self.config(d_model=d_model, nhead=nhead, num_encoder_layers=n_enc,
-                    num_decoder_layers=n_dec, dim_feedforward=dim_feedforward,
-                    dropout=enc_layer.dropout, activation=activation,
+        blocks = (TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder,
+                  TransformerDecoder)
+        with owned_by(self.name, blocks):  # the blocks' errors name the Transformer
+            self._build(kw, n_enc, n_dec, custom_encoder, custom_decoder, device)
+
+    def _build(self, kw, n_enc, n_dec, custom_encoder, custom_decoder, device):
+        enc_layer = TransformerEncoderLayer(**kw)  # checks every shared argument
+        self.config(d_model=kw["d_model"], nhead=kw["nhead"], num_encoder_layers=n_enc,
+                    num_decoder_layers=n_dec, dim_feedforward=kw["dim_feedforward"],
+                    dropout=enc_layer.dropout, activation=kw["activation"],
                     custom_encoder=custom_encoder, custom_decoder=custom_decoder,
-                    layer_norm_eps=layer_norm_eps, norm_first=norm_first, bias=bias,
-                    device=device)
+                    layer_norm_eps=kw["layer_norm_eps"], norm_first=kw["norm_first"],
+                    bias=kw["bias"], device=device)
         self._set("_device", _device(self, device))
         if custom_encoder is not None:
             self._register("encoder", custom_encoder)
@@ -389,11 +379,11 @@ class Transformer(Layer):
         if custom_decoder is not None:
             self._register("decoder", custom_decoder)
         else:
-            dec_layer = _outer_errors(self, TransformerDecoderLayer, **kw)
+            dec_layer = TransformerDecoderLayer(**kw)
             self.add_sublayer("decoder", TransformerDecoder(dec_layer, n_dec,
                                                             dec_layer._norm()))
-        self._set("input_size", d_model)
-        self._set("output_size", d_model)
+        self._set("input_size", kw["d_model"])
+        self._set("output_size", kw["d_model"])
         self._set("built", True)
 
     def _register(self, name, obj):
@@ -407,8 +397,7 @@ class Transformer(Layer):
     @staticmethod
     def generate_square_subsequent_mask(sz, dtype="float32"):
         """``(sz, sz)`` float mask: ``-inf`` above the diagonal, ``0`` elsewhere."""
-        dt = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}.get(
-            dtype, dtype)
+        dt = DTYPES.get(dtype, dtype)
         return mx.where(K.causal_mask(sz, sz), mx.array(0.0, dt), mx.array(-float("inf"), dt))
 
     def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
@@ -425,28 +414,19 @@ class Transformer(Layer):
                 raise self.error(arg, Desc(f"an array of shape {tuple(x.shape)}"),
                                  f"d_model={self.d_model} features on the last axis")
         t = self.mode(train_flag, training)
-        ctx = mx.stream(self._device) if self._device is not None else _nullcontext()
+        ctx = mx.stream(self._device) if self._device is not None else nullcontext()
         with ctx:
             flags = {a: causal_flag(self, a, v) for a, v in (
                 ("src_is_causal", src_is_causal), ("tgt_is_causal", tgt_is_causal),
                 ("memory_is_causal", memory_is_causal))}
-            memory = _outer_errors(self, _call, self.encoder, src, mask=src_mask,
-                                   src_key_padding_mask=src_key_padding_mask,
-                                   is_causal=flags["src_is_causal"], train_flag=t)
-            return _outer_errors(self, _call, self.decoder, tgt, memory, tgt_mask=tgt_mask,
-                                 memory_mask=memory_mask,
-                                 tgt_key_padding_mask=tgt_key_padding_mask,
-                                 memory_key_padding_mask=memory_key_padding_mask,
-                                 tgt_is_causal=flags["tgt_is_causal"],
-                                 memory_is_causal=flags["memory_is_causal"], train_flag=t)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+            memory = _call(self.encoder, src, mask=src_mask,
+                           src_key_padding_mask=src_key_padding_mask,
+                           is_causal=flags["src_is_causal"], train_flag=t)
+            return _call(self.decoder, tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                         tgt_key_padding_mask=tgt_key_padding_mask,
+                         memory_key_padding_mask=memory_key_padding_mask,
+                         tgt_is_causal=flags["tgt_is_causal"],
+                         memory_is_causal=flags["memory_is_causal"], train_flag=t)
 
 
 __all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",

@@ -1,0 +1,194 @@
+"""Argument checks and the one error format, shared by layers, models, optimizers and losses.
+
+Every message reads ``"<owner>: argument '<arg>' got <given>; allowed: <allowed>."``:
+the owner (the layer, model or loss the user called), the argument, what was given and
+what is allowed.
+
+A composite that builds inner layers on the user's behalf (the Transformer builds its
+encoder and decoder blocks) wraps their construction in :func:`owned_by`, so that errors
+of those inner layers name the composite the user called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from ._config import parse_dtype
+
+
+class Desc(str):
+    """A description shown as is in error messages (not quoted like a value)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def shape_desc(x: Any) -> Desc:
+    return Desc(f"an array of shape {tuple(x.shape)}")
+
+
+def error(owner: str, arg: str, given: Any, allowed: str,
+          exc: type[Exception] = ValueError) -> Exception:
+    """The exception (not raised) naming ``owner``, ``arg``, ``given`` and ``allowed``."""
+    return exc(f"{owner}: argument '{arg}' got {given!r}; allowed: {allowed}.")
+
+
+# -- who owns the layers being built ---------------------------------------------------
+_OWNER: contextvars.ContextVar[tuple[str, tuple[type, ...]] | None] = \
+    contextvars.ContextVar("mlxnote_owner", default=None)
+
+
+@contextlib.contextmanager
+def owned_by(owner: str, types: tuple[type, ...]) -> Iterator[None]:
+    """Layers of ``types`` constructed inside this block name ``owner`` in their errors."""
+    token = _OWNER.set((owner, tuple(types)))
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+def current_owner(cls: type) -> str | None:
+    """The owner a layer of class ``cls`` built now reports in its errors, if any."""
+    owner = _OWNER.get()
+    return owner[0] if owner is not None and issubclass(cls, owner[1]) else None
+
+
+# -- predicates ------------------------------------------------------------------------
+def is_int(v: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def is_real(v: Any) -> bool:
+    """An int or float (Python or NumPy), not a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not is_bool(v)
+
+
+def is_sequence(v: Any) -> bool:
+    """A list/tuple-like sequence that is not a string."""
+    return isinstance(v, Sequence) and not isinstance(v, (str, bytes))
+
+
+# -- checks ----------------------------------------------------------------------------
+def check_bool(owner: str, arg: str, value: Any) -> bool:
+    if not is_bool(value):
+        raise error(owner, arg, value, "True or False", TypeError)
+    return bool(value)
+
+
+def check_int(owner: str, arg: str, value: Any, low: int = 1,
+              allow_none: bool = False) -> int | None:
+    """An int ``>= low`` (or ``None`` when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if not is_int(value):
+        raise error(owner, arg, value, f"an int >= {low}" + (" or None" if allow_none else ""),
+                    TypeError)
+    if value < low:
+        raise error(owner, arg, value, f"an int >= {low}")
+    return int(value)
+
+
+def check_float(owner: str, arg: str, value: Any, low: float, high: float,
+                high_open: bool = True) -> float:
+    """A real number in ``[low, high)`` (``[low, high]`` unless ``high_open``)."""
+    if not is_real(value):
+        raise error(owner, arg, value, "a float", TypeError)
+    value = float(value)
+    ok = low <= value and (value < high if high_open else value <= high)
+    if not ok or math.isnan(value):
+        raise error(owner, arg, value, f"a float in [{low}, {high}{')' if high_open else ']'}")
+    return value
+
+
+def check_ints(owner: str, arg: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
+    """An int or a sequence of ``n`` ints, each ``>= low``, as an ``n``-tuple."""
+    allowed = f"an int >= {low} or a list of {n} such ints"
+    if is_int(value):
+        value = [value] * n
+    if not is_sequence(value) or len(value) != n:
+        raise error(owner, arg, value, allowed, TypeError)
+    for v in value:
+        if not is_int(v):
+            raise error(owner, arg, value, allowed, TypeError)
+        if v < low:
+            raise error(owner, arg, value, allowed)
+    return tuple(int(v) for v in value)
+
+
+def check_choice(owner: str, arg: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices`` (compared by equality; unhashable is fine)."""
+    if isinstance(value, (str, int, float, bool, type(None))) and value in choices:
+        return value
+    allowed = " or ".join(repr(c) for c in choices)
+    raise error(owner, arg, value, allowed, TypeError if not isinstance(value, str)
+                and all(isinstance(c, str) for c in choices) else ValueError)
+
+
+def check_dtype(owner: str, dtype: Any) -> mx.Dtype:
+    out = parse_dtype(dtype)
+    if out is None:
+        raise error(owner, "dtype", dtype, "'float32', 'float16' or 'bfloat16'", TypeError)
+    return out
+
+
+def as_array(owner: str, data: Any, arg: str = "data") -> mx.array:
+    """``data`` as an ``mx.array`` of real numbers (bool, int or float), without a cast."""
+    if not isinstance(data, mx.array):
+        try:
+            arr = np.asarray(data)
+        except Exception as e:  # pragma: no cover - exotic inputs
+            raise error(owner, arg, Desc(type(data).__name__), "an mx.array or array-like",
+                        TypeError) from e
+        if arr.dtype.kind not in "biuf":
+            raise error(owner, arg, Desc(f"an array of dtype {arr.dtype}"),
+                        "real numbers (bool, int or float)", TypeError)
+        return mx.array(arr)
+    if mx.issubdtype(data.dtype, mx.complexfloating):
+        raise error(owner, arg, Desc(f"an array of dtype {data.dtype}"),
+                    "real numbers (bool, int or float)", TypeError)
+    return data
+
+
+def check_pad_pairs(owner: str, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
+    """Zero padding as ``n`` ``(before, after)`` pairs, from an int, or ``n`` entries each
+    an int or a ``(before, after)`` pair (for ``n == 1`` also a bare ``(left, right)``)."""
+    allowed = (f"an int >= 0, or {n} entries each an int >= 0 or a (before, after) pair"
+               if n > 1 else "an int >= 0 or a (left, right) pair")
+
+    def one(v: Any) -> int:
+        if not is_int(v):
+            raise error(owner, arg, value, allowed, TypeError)
+        if v < 0:
+            raise error(owner, arg, value, allowed)
+        return int(v)
+
+    if is_int(value):
+        return ((one(value),) * 2,) * n
+    if not is_sequence(value):
+        raise error(owner, arg, value, allowed, TypeError)
+    if n == 1 and len(value) == 2 and not any(is_sequence(v) for v in value):
+        return ((one(value[0]), one(value[1])),)
+    if len(value) != n:
+        raise error(owner, arg, value, allowed)
+    out = []
+    for v in value:
+        if is_sequence(v):
+            if len(v) != 2:
+                raise error(owner, arg, value, allowed)
+            out.append((one(v[0]), one(v[1])))
+        else:
+            out.append((one(v),) * 2)
+    return tuple(out)

@@ -1,0 +1,186 @@
+"""One N-d convolution entry point, :func:`conv`, behind every mlxnote conv layer.
+
+It computes exactly what ``mx.conv_general`` computes (channels-last input
+``(N, *spatial, C_in)``, weight ``(C_out, *kernel, C_in // groups)``, strides, explicit
+``(lo, hi)`` padding, kernel and input dilation, groups, flip), plus ``groups`` on 3-D
+inputs, and picks the fastest formulation for the device it runs on:
+
+* ``'mlx'``: ``mx.conv_general`` (groups on 3-D split per group), the oracle every other
+  formulation is tested against.
+* ``'mlx-fast'`` (Metal and CUDA): ``'mlx'`` arranged to meet MLX's GPU depthwise kernels'
+  conditions: a depthwise conv with ``depth_multiplier > 1`` runs on the input's channels
+  repeated (``c*dm + m`` order) with one filter per channel, and a padded 1-D depthwise
+  conv pads the input first (the 1-D kernel takes no padding).
+* ``'mlx+gemmw'`` / ``'mlx+gemm'``: ``mx.conv_general``'s forward (on the CPU an explicit
+  im2col + GEMM when undilated and ungrouped) with, respectively, the weight gradient or
+  both gradients of ``'gemm'``.
+* ``'gemm'``: im2col (one strided copy) and one GEMM, so the work goes through BLAS;
+  grouped convs run one GEMM per group; the weight gradient sums the batch in chunks.
+* ``'col2im'``: input-dilated (transposed) convolutions as one GEMM of the input with the
+  kernel, then col2im: the taps are summed per stride phase on the input grid and the
+  phases interleaved, so no zero of the dilated input is ever multiplied.
+* ``'shift'``: depthwise convs (``groups == C_in``) as shifted multiply-adds, one per tap,
+  with a gradient written the same way.
+
+:func:`choose` holds the CPU rules, each from a measurement (``benchmarks/bench_conv.py``):
+ungrouped undilated convs keep MLX's own forward (an explicit im2col + GEMM) and take
+our chunked weight gradient (and, at stride > 1, our input gradient: MLX's runs on naive
+loops there); dilated, grouped and 1x1 convs go to ``'gemm'``; depthwise to ``'shift'``;
+input-dilated (transposed) to ``'col2im'``. Batches whose column buffer would pass
+:data:`COLS_BUDGET` run in chunks chained by ``mx.depends`` (MLX's own CPU conv has no such
+bound and runs out of memory on the documented conv3d_transpose example).
+
+On the CPU the GEMM-based forms run in float32 for float16/bfloat16 inputs (MLX's CPU
+matmul has no reduced-precision BLAS; float32 accumulation is also the accurate choice)
+and cast the result back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import mlx.core as mx
+
+from ..._config import REDUCED as _REDUCED
+from ..._config import cpu_formulation as on_cpu
+from ._common import as_pairs, as_tuple, out_size
+from ._gemm import conv_col2im, conv_gemm
+from ._mlx import conv_mlx, conv_mlx_fast, mlx_forward_gemm_backward
+from ._shift import conv_shift
+
+__all__ = ["METHODS", "COLS_BUDGET", "choose", "conv", "out_size"]
+
+METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw")
+
+
+def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
+    """The formulation :func:`conv` uses for these arguments on the default device.
+
+    ``MLXNOTE_CONV_METHOD=mlx`` or ``mlx-fast`` forces that (general) formulation, e.g. to
+    run the GPU formulation's conformance on a CPU."""
+    forced = os.environ.get("MLXNOTE_CONV_METHOD")
+    if forced in ("mlx", "mlx-fast"):
+        return forced
+    if not on_cpu():
+        return "mlx-fast"
+    cin = x_shape[-1]
+    if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
+        return "shift"
+    if any(s != 1 for s in input_dilation):
+        return "col2im" if groups == 1 and all(s == 1 for s in strides) else "mlx"
+    if all(k == 1 for k in w_shape[1:-1]) and all(s == 1 for s in strides):
+        return "gemm"  # 1x1: a plain GEMM on the input itself, no column buffer at all
+    if groups == 1 and all(d == 1 for d in dilations):
+        # MLX's CPU kernel is an explicit im2col + GEMM here, in every dtype; so is its
+        # input gradient at stride 1. Its weight gradient sums over the whole batch in one
+        # sequential BLAS reduction (2-3x TF's float32 error with the reference BLAS): ours
+        # sums chunks. At stride > 1 its input gradient runs input-dilated convolutions on
+        # its naive loops (10x slower): keep only its forward.
+        return "mlx+gemmw" if all(s == 1 for s in strides) else "mlx+gemm"
+    return "gemm"
+
+
+def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: int = 1,
+         input_dilation=1, flip: bool = False, bias: mx.array | None = None,
+         method: str = "auto", keep_float32: bool = False) -> mx.array:
+    """Convolution of channels-last ``x`` with ``w``, as ``mx.conv_general`` defines it.
+
+    Args:
+        x: ``(N, *spatial, C_in)``.
+        w: ``(C_out, *kernel, C_in // groups)``.
+        strides, dilations, input_dilation: an int or one int per spatial dimension.
+        padding: an int, one int or ``(lo, hi)`` pair per dimension, or ``(lo_list,
+            hi_list)`` as ``mx.conv_general`` takes it; all >= 0.
+        groups: channel groups (any rank).
+        flip: convolution (kernel flipped) instead of cross-correlation.
+        bias: optional ``(C_out,)`` added to the result (fused into the GEMM when it can).
+        method: ``'auto'`` (fastest for the device) or one of :data:`METHODS`.
+        keep_float32: for float16/bfloat16 inputs, return the float32 result of the CPU
+            formulations as it is (the caller rounds once, after its own epilogue).
+
+    Returns: ``(N, *out, C_out)``, in ``x.dtype`` (or float32, see ``keep_float32``).
+    """
+    n = x.ndim - 2
+    if n < 1 or w.ndim != x.ndim:
+        raise ValueError(f"conv: input {x.shape} and weight {w.shape} ranks do not match")
+    strides = as_tuple(strides, n, "strides")
+    dilations = as_tuple(dilations, n, "dilations")
+    input_dilation = as_tuple(input_dilation, n, "input_dilation")
+    pads = as_pairs(padding, n)
+    if any(p < 0 for pair in pads for p in pair):
+        raise ValueError(f"conv: padding {pads} must be >= 0")
+    cin, cout = x.shape[-1], w.shape[0]
+    if cin % groups or cout % groups or w.shape[-1] * groups != cin:
+        raise ValueError(f"conv: {cin} input channels, weight {w.shape} and groups={groups} "
+                         "do not match")
+    if method == "auto":
+        method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
+    if method not in METHODS[1:]:
+        raise ValueError(f"conv: method {method!r} not in {METHODS}")
+    if method in ("mlx", "mlx-fast", "mlx+gemm", "mlx+gemmw"):
+        if method == "mlx":
+            y = conv_mlx(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        elif method == "mlx-fast":
+            y = conv_mlx_fast(x, w, strides, pads, dilations, groups, input_dilation, flip)
+        elif any(s != 1 for s in input_dilation):
+            raise ValueError(f"conv: method {method!r} needs input_dilation 1")
+        else:
+            y = mlx_forward_gemm_backward(x, w, strides, pads, dilations, groups, flip,
+                                           method == "mlx+gemmw")
+        if keep_float32 and y.dtype in _REDUCED and on_cpu():
+            y = y.astype(mx.float32)  # MLX's CPU GEMM computed it in float32 anyway
+            bias = None if bias is None else bias.astype(mx.float32)
+        return y if bias is None else y + bias
+    nb = x.shape[0]
+    per_sample = cols_per_sample(method, x.shape, w.shape, strides, pads, dilations,
+                                  input_dilation)
+    if nb > 1 and per_sample * nb > COLS_BUDGET:
+        # Bound the column buffer: the batch in chunks, each made to wait for the previous
+        # one (mx.depends), since MLX would otherwise evaluate independent chunks together.
+        step = max(1, COLS_BUDGET // max(per_sample, 1))
+        outs = []
+        for i in range(0, nb, step):
+            xi = x[i:i + step]
+            if outs:
+                xi = mx.depends(xi, outs[-1])
+            outs.append(conv(xi, w, strides, pads, dilations, groups, input_dilation, flip,
+                             bias, method, keep_float32))
+        return mx.concatenate(outs, axis=0)
+    dtype = x.dtype
+    if dtype in _REDUCED:  # CPU formulations accumulate in float32
+        x, w = x.astype(mx.float32), w.astype(mx.float32)
+        bias = None if bias is None else bias.astype(mx.float32)
+    if method == "gemm":
+        if any(s != 1 for s in input_dilation):
+            raise ValueError("conv: method 'gemm' needs input_dilation 1")
+        y = conv_gemm(x, w, strides, pads, dilations, groups, flip, bias)
+    elif method == "col2im":
+        if groups != 1 or any(s != 1 for s in strides):
+            raise ValueError("conv: method 'col2im' needs groups 1 and strides 1")
+        y = conv_col2im(x, w, pads, dilations, input_dilation, flip, bias)
+    else:
+        if groups != cin or w.shape[-1] != 1 or any(s != 1 for s in input_dilation):
+            raise ValueError("conv: method 'shift' needs a depthwise conv (groups == C_in)")
+        y = conv_shift(x, w, strides, pads, dilations, flip, bias)
+    return y.astype(dtype) if y.dtype != dtype and not keep_float32 else y
+
+
+# Largest im2col/col2im buffer built at once, in float32 elements (256 MiB); larger
+# batches run in chunks. (mx.conv_general's CPU kernel builds its own im2col buffer with no
+# such bound: 1.1 GB per sample for the documented conv3d_transpose example.)
+COLS_BUDGET = 1 << 26
+
+
+def cols_per_sample(method, x_shape, w_shape, strides, pads, dilations, input_dilation):
+    """Elements of the column buffer one sample needs (0 for formulations without one)."""
+    taps = math.prod(w_shape[1:-1])
+    if method == "gemm":
+        out = [out_size(L, k, s, d, lo, hi) for L, k, s, d, (lo, hi) in
+               zip(x_shape[1:-1], w_shape[1:-1], strides, dilations, pads)]
+        return math.prod(max(o, 0) for o in out) * taps * x_shape[-1]
+    if method == "col2im":
+        return math.prod(x_shape[1:-1]) * taps * w_shape[0]
+    return 0
+
+
