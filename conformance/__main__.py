@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     if a.list:
-        _, _, chosen = suite.select(a.tier, a.layer, a.case, a.dtype)
+        _, chosen = suite.select(a.tier, a.layer, a.case, a.dtype)
         for c in chosen:
             console.print(f"{c.id}  {c.describe()}", highlight=False)
         return 0

@@ -8,18 +8,20 @@ For a numeric case the engine
    values to the reference, once in the case's dtype and once in float64 (the oracle);
 3. runs ``case.steps`` forward calls on every side; on the last one, it takes the
    vector-Jacobian product with one random cotangent (rounded to the dtype):
-   ``mx.value_and_grad`` for mlxnote, ``tf.GradientTape`` for TensorFlow;
+   ``mx.value_and_grad`` for mlxnote, ``tf.GradientTape`` for TensorFlow (mode 'vjp');
 4. compares outputs, gradients with respect to every differentiable input and every
-   trainable weight (mapped to Note's layout), and the layer state if it has any.
+   trainable weight (mapped to Note's layout), and the layer state if it has any;
+5. for each further execution mode the spec declares (``LayerSpec.modes``: 'untraced', a
+   plain forward call; 'compiled', the forward call under ``mx.compile``), runs a fresh
+   set-up of the case that way and compares its outputs with the same references.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -27,33 +29,9 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxnote.nn.layer import resolve_path
 
-from .case import Case, Fn, Input, LayerSpec
+from .arrays import make_input, np32, round_to, to_mx
+from .case import TRAIN_FLAGS, Case, Expected, LayerSpec, Trial, resolve
 from .compare import Check, compare
-
-MX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
-
-# Callables that cases name with Fn(...): how mlxnote sees them.
-MX_FNS: dict[str, Callable] = {
-    "square": mx.square,
-    "sin": mx.sin,
-}
-
-
-class Reference:
-    """A TensorFlow reference for one case.
-
-    ``fn(*inputs, training=bool, **call_kwargs)`` computes the layer on TF tensors;
-    ``variables`` are the tf.Variables it differentiates against; ``grads_to_note`` maps
-    the gradients of ``variables`` to Note's layout in ``layer.param`` order (identity by
-    default); ``state()`` returns the layer state as ``{name: np.ndarray}``.
-    """
-
-    def __init__(self, fn: Callable, variables: Sequence = (),
-                 grads_to_note: Callable | None = None, state: Callable | None = None):
-        self.fn = fn
-        self.variables = list(variables)
-        self.grads_to_note = grads_to_note or (lambda grads: list(grads))
-        self.state = state
 
 
 @dataclass
@@ -62,7 +40,7 @@ class CaseResult:
     checks: list[Check] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
-    xfail: Any = None  # the registry's Expected entry, when it expects this case to fail
+    xfail: Expected | None = None  # the entry that expects this case to fail
 
     @property
     def passed(self) -> bool:
@@ -102,95 +80,61 @@ class CaseResult:
         }
 
 
-# -- helpers shared by numeric and random checks ----------------------------------------
-def resolve(value: Any, table: dict[str, Callable]) -> Any:
-    """Replace :class:`Fn` markers (also inside lists and dicts) by ``table`` entries."""
-    if isinstance(value, Fn):
-        return table[value.name]
-    if isinstance(value, dict):
-        return {k: resolve(v, table) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, table) for v in value]
-    if isinstance(value, tuple):
-        return tuple(resolve(v, table) for v in value)
-    return value
-
-
-def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
-    """Values of ``a`` rounded to ``dtype`` (and back to float64), as both sides see them."""
-    return np.array(mx.array(a.astype(np.float32)).astype(MX_DTYPES[dtype]).astype(mx.float32),
-                    dtype=np.float64)
-
-
-def make_input(spec: Input, rng: np.random.Generator, dtype: str) -> np.ndarray:
-    if spec.kind == "normal":
-        return round_to(rng.standard_normal(spec.shape), dtype)
-    if spec.kind == "uniform":
-        return round_to(rng.uniform(-1, 1, spec.shape), dtype)
-    if spec.kind == "positive":
-        return round_to(rng.uniform(0.5, 1.5, spec.shape), dtype)
-    if spec.kind == "mask":
-        return rng.uniform(size=spec.shape) < 0.7
-    if spec.kind == "int":
-        return rng.integers(0, 4, spec.shape)
-    raise ValueError(f"unknown input kind {spec.kind!r}")
-
-
-def to_mx(a: np.ndarray, spec: Input, dtype: str) -> mx.array:
-    if spec.differentiable:
-        return mx.array(a.astype(np.float32)).astype(MX_DTYPES[dtype])
-    return mx.array(a)
-
-
-def np32(a: mx.array) -> np.ndarray:
-    return np.array(a.astype(mx.float32) if a.dtype in (mx.bfloat16, mx.float16) else a,
-                    dtype=np.float64)
-
-
-def build_layer(case: Case, spec: LayerSpec):
+# -- the mlxnote side ------------------------------------------------------------------
+def build_layer(case: Case, spec: LayerSpec, cls: type | None = None):
+    """The case's layer (``cls`` replaces the mlxnote class: the self-test's mutants)."""
     from mlxnote import nn
 
-    kwargs = resolve(case.kwargs, MX_FNS)
+    kwargs = resolve(case.kwargs, "mlx")
     if spec.has_dtype:
         kwargs.setdefault("dtype", case.dtype)
-    return getattr(nn, case.layer)(**kwargs)
+    return (cls or getattr(nn, case.layer))(**kwargs)
 
 
-def effective_training(case: Case) -> bool:
-    for k in ("train_flag", "training"):
-        if case.call_kwargs.get(k) is not None:
-            return bool(case.call_kwargs[k])
-    return case.mode == "train"
-
-
-# -- the numeric comparison ------------------------------------------------------------
-def prepare(case: Case, spec: LayerSpec, build: Callable | None = None):
-    """Seeded set-up of a case's mlxnote side: ``(layer in the case's mode, inputs as
-    float64 NumPy rounded to the dtype, the same as mx arrays, resolved call kwargs)``."""
+def prepare(case: Case, spec: LayerSpec, cls: type | None = None) -> Trial:
+    """One seeded set-up of a case's mlxnote side (see :class:`Trial`)."""
     rng = np.random.default_rng(case.seed)
     mx.random.seed(case.seed)
-    layer = (build or build_layer)(case, spec)
-    layer.train(case.mode == "train")
+
+    def build():
+        layer = build_layer(case, spec, cls)
+        layer.train(case.mode == "train")
+        return layer
+
+    layer = build()
     inputs = [make_input(i, rng, case.dtype) for i in case.inputs]
     xs = [to_mx(a, i, case.dtype) for a, i in zip(inputs, case.inputs)]
-    return layer, inputs, xs, resolve(case.call_kwargs, MX_FNS)
+    return Trial(case, layer, inputs, xs, resolve(case.call_kwargs, "mlx"), rng, build,
+                 numeric=lambda: numeric(case, spec, cls))
 
 
-def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
-    """mlxnote side: returns (layer, weights, inputs, outputs, input grads, param grads,
-    cotangents), all NumPy float64 except the layer."""
-    layer, inputs, xs, call_kwargs = prepare(case, spec, build)
-    call = spec.call or (lambda layer, ins, kw: layer(*ins, **kw))
-    if not layer.built:  # lazy build, without touching any state
+def _call(spec: LayerSpec) -> Callable:
+    return spec.call or (lambda layer, ins, kw: layer(*ins, **kw))
+
+
+def _ready(trial: Trial, spec: LayerSpec, warm_up: bool = False) -> list[np.ndarray]:
+    """Build lazily (with ``warm_up``, make that call anyway) in eval mode and without train
+    flags, so that no state changes; run the ``steps - 1`` calls before the compared one;
+    return the weights (Note's layout) the references get."""
+    layer, call = trial.layer, _call(spec)
+    if warm_up or not layer.built:
         was = layer.training
         layer.eval()
-        call(layer, xs, {k: v for k, v in call_kwargs.items() if k not in ("train_flag",
-                                                                            "training")})
+        call(layer, trial.xs, {k: v for k, v in trial.call_kwargs.items()
+                               if k not in TRAIN_FLAGS})
         layer.train(was)
     weights = layer.get_weights()
-    for _ in range(case.steps - 1):
-        mx.eval(call(layer, xs, call_kwargs))
+    for _ in range(trial.case.steps - 1):
+        mx.eval(call(layer, trial.xs, trial.call_kwargs))
+    return weights
 
+
+def run_mlx(trial: Trial, spec: LayerSpec):
+    """Mode 'vjp': returns (weights, outputs, input grads, param grads, cotangents), all
+    NumPy float64."""
+    case, layer, xs, call_kwargs = trial.case, trial.layer, trial.xs, trial.call_kwargs
+    call = _call(spec)
+    weights = _ready(trial, spec)
     diff = [k for k, i in enumerate(case.inputs) if i.differentiable]
     pnames = layer.param_names
     params = [resolve_path(layer, n)[2] for n in pnames]
@@ -227,31 +171,47 @@ def run_mlx(case: Case, spec: LayerSpec, build: Callable | None = None):
     out_np = [np32(o) for o in outs]
     gin = [np32(g) for g in grads[:len(diff)]]
     gparam = [np32(layer.note_value(n, g)) for n, g in zip(pnames, grads[len(diff):])]
-    return layer, weights, inputs, out_np, gin, gparam, cts
+    return weights, out_np, gin, gparam, cts
 
 
+def run_forward(trial: Trial, spec: LayerSpec, mode: str) -> list[np.ndarray]:
+    """Modes 'untraced' and 'compiled': the outputs of one forward call. A warm-up call
+    precedes it: ``mlxnote.kernels.scan.tracing`` reports the first untraced call after a
+    traced one (the 'vjp' mode's) as traced."""
+    layer, kw, call = trial.layer, trial.call_kwargs, _call(spec)
+    _ready(trial, spec, warm_up=True)
+
+    def forward(*xs):
+        return [o for _, o in tree_flatten(call(layer, list(xs), kw))]
+
+    if mode == "compiled":  # as a compiled training step does it
+        state = [layer.state, mx.random.state]
+        forward = mx.compile(forward, inputs=state, outputs=state)
+    outs = forward(*trial.xs)
+    mx.eval(outs)
+    return [np32(o) for o in outs]
+
+
+# -- the reference side ----------------------------------------------------------------
 def run_tf(case: Case, spec: LayerSpec, weights, inputs, cts, tf_dtype):
     """TensorFlow side in ``tf_dtype``: (outputs, input grads, param grads, state)."""
     import tensorflow as tf
 
-    ref: Reference = spec.reference(case, [np.asarray(w, np.float64) for w in weights],
-                                    tf_dtype)
+    ref = spec.reference(case, [np.asarray(w, np.float64) for w in weights], tf_dtype)
     xs = []
     for a, i in zip(inputs, case.inputs):
         if i.differentiable:
             xs.append(tf.constant(a, dtype=tf_dtype))
         else:
             xs.append(tf.constant(a))
-    call_kwargs = {k: v for k, v in case.call_kwargs.items() if k not in ("train_flag",
-                                                                           "training")}
-    training = effective_training(case)
+    call_kwargs = case.reference_call_kwargs()
     for _ in range(case.steps - 1):
-        ref.fn(*xs, training=training, **call_kwargs)
+        ref.fn(*xs, training=case.training, **call_kwargs)
     diff = [xs[k] for k, i in enumerate(case.inputs) if i.differentiable]
     with tf.GradientTape() as tape:
         for x in diff:
             tape.watch(x)
-        out = ref.fn(*xs, training=training, **call_kwargs)
+        out = ref.fn(*xs, training=case.training, **call_kwargs)
     outs = tf.nest.flatten(out)
     float_outs = [o for o in outs if o.dtype.is_floating]
     grads = []
@@ -268,24 +228,26 @@ def run_tf(case: Case, spec: LayerSpec, weights, inputs, cts, tf_dtype):
     return f64, g[:len(diff)], gparam, state
 
 
-def numeric(case: Case, spec: LayerSpec, build: Callable | None = None) -> list[Check]:
+# -- the comparison --------------------------------------------------------------------
+def numeric(case: Case, spec: LayerSpec, cls: type | None = None) -> list[Check]:
+    """Every execution mode of the spec against the reference and the oracle."""
     import tensorflow as tf
 
     tf_dt = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}[case.dtype]
-    layer, weights, inputs, outs, gin, gparam, cts = run_mlx(case, spec, build)
-    r_outs, r_gin, r_gparam, r_state = run_tf(case, spec, weights, inputs, cts, tf_dt)
-    o_outs, o_gin, o_gparam, o_state = run_tf(case, spec, weights, inputs, cts, tf.float64)
-    checks = []
+    trial = prepare(case, spec, cls)
+    weights, outs, gin, gparam, cts = run_mlx(trial, spec)
+    r_outs, r_gin, r_gparam, r_state = run_tf(case, spec, weights, trial.inputs, cts, tf_dt)
+    o_outs, o_gin, o_gparam, o_state = run_tf(case, spec, weights, trial.inputs, cts,
+                                              tf.float64)
     if len(outs) != len(r_outs):
         return [Check("output", False, detail=f"{len(outs)} outputs, reference has "
                       f"{len(r_outs)}")]
-    for j, (a, b, c) in enumerate(zip(outs, r_outs, o_outs)):
-        checks.append(compare("output" if len(outs) == 1 else f"output[{j}]", a, b, c,
-                              case.dtype))
+    checks = [compare("output" if len(outs) == 1 else f"output[{j}]", a, b, c, case.dtype)
+              for j, (a, b, c) in enumerate(zip(outs, r_outs, o_outs))]
     names = [i.name for i in case.inputs if i.differentiable]
     for n, a, b, c in zip(names, gin, r_gin, o_gin):
         checks.append(compare(f"grad:{n}", a, b, c, case.dtype))
-    pnames = layer.param_names
+    pnames = trial.layer.param_names
     if len(gparam) != len(r_gparam):
         checks.append(Check("grad:params", False, detail=f"{len(gparam)} trainable weights, "
                             f"reference has {len(r_gparam)}"))
@@ -293,18 +255,26 @@ def numeric(case: Case, spec: LayerSpec, build: Callable | None = None) -> list[
         for n, a, b, c in zip(pnames, gparam, r_gparam, o_gparam):
             checks.append(compare(f"grad:{n}", a, b, c, case.dtype))
     if spec.state is not None:
-        ours = spec.state(layer)
-        for n, a in ours.items():
+        for n, a in spec.state(trial.layer).items():
             checks.append(compare(f"state:{n}", a, r_state[n], o_state.get(n), case.dtype))
+    for mode in spec.modes[1:] if case.dtype in spec.mode_dtypes else ():
+        m_outs = run_forward(prepare(case, spec, cls), spec, mode)
+        if len(m_outs) != len(r_outs):
+            checks.append(Check(f"output {mode}", False, detail=f"{len(m_outs)} outputs, "
+                                f"reference has {len(r_outs)}"))
+            continue
+        checks += [compare(f"output[{j}] {mode}", a, b, c, case.dtype)
+                   for j, (a, b, c) in enumerate(zip(m_outs, r_outs, o_outs))]
     return checks
 
 
-def run_case(case: Case, spec: LayerSpec, build: Callable | None = None) -> CaseResult:
+def run_case(case: Case, spec: LayerSpec, cls: type | None = None) -> CaseResult:
+    """One case's checks (``cls`` replaces the layer's class: the self-test's mutants)."""
     t0 = time.perf_counter()
     res = CaseResult(case)
     try:
-        res.checks = (spec.check(case, build) if spec.check is not None
-                      else numeric(case, spec, build))
+        res.checks = (spec.check(prepare(case, spec, cls)) if spec.check is not None
+                      else numeric(case, spec, cls))
     except Exception:  # the report shows it; the run fails
         res.error = traceback.format_exc(limit=6)
     res.seconds = time.perf_counter() - t0

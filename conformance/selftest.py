@@ -76,19 +76,13 @@ def _mutants():
 
 def run() -> list[tuple[str, bool, str]]:
     """``[(planted error, caught?, which checks caught it)]``."""
-    from . import cases
-    from .engine import MX_FNS, resolve, run_case
+    from . import families
+    from .engine import run_case
 
-    specs, _ = cases.load()
+    specs = families.load().specs
     out = []
     for name, cls, case in _mutants():
-        def build(c, spec, cls=cls):
-            kw = resolve(c.kwargs, MX_FNS)
-            if spec.has_dtype:
-                kw.setdefault("dtype", c.dtype)
-            return cls(**kw)
-
-        res = run_case(case, specs[case.layer], build=build)
+        res = run_case(case, specs[case.layer], cls=cls)
         failed = [c.name for c in res.checks if not c.passed]
         caught = not res.passed and res.error is None
         by = ", ".join(failed) if failed else (res.error or "").strip().splitlines()[-1:]

@@ -1,18 +1,19 @@
-"""Select cases, run them with a progress bar, apply the expected-failure registry and the
-coverage check, and write the reports. ``run()`` is the Python entry point (notebooks use
-it); ``python -m conformance`` wraps it."""
+"""Select cases, run them with a progress bar, apply the families' expected failures and
+the coverage check, and write the reports. ``run()`` is the Python entry point (notebooks
+use it); ``python -m conformance`` wraps it."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import cases as case_modules
-from . import coverage, report, selftest, xfail
+from . import coverage, families, report, selftest
+from .case import Case, Expected
 from .engine import CaseResult, run_case
 
 
@@ -30,9 +31,13 @@ class Outcome:
             caught for _, caught, _ in self.selftest)
 
 
-def select(tier: str = "smoke", layers=None, case_ids=None, dtypes=None):
-    specs, all_cases = case_modules.load()
-    chosen = all_cases
+def select(tier: str = "smoke", layers: Sequence[str] | None = None,
+           case_ids: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+           ) -> tuple[families.Families, list[Case]]:
+    """``(every family's specs, cases and expected failures, the chosen cases)``; case ids
+    override the other filters."""
+    fam = families.load()
+    chosen = all_cases = fam.cases
     if case_ids:
         wanted = set(case_ids)
         chosen = [c for c in all_cases if c.id in wanted]
@@ -46,15 +51,39 @@ def select(tier: str = "smoke", layers=None, case_ids=None, dtypes=None):
             chosen = [c for c in chosen if c.layer in set(layers)]
         if dtypes:
             chosen = [c for c in chosen if c.dtype in set(dtypes)]
-    return specs, all_cases, chosen
+    return fam, chosen
 
 
-def run(tier: str = "smoke", layers=None, case_ids=None, dtypes=None, progress: bool = True,
-        out: str | Path | None = "reports", console: Console | None = None,
-        run_selftest: bool = True, registry: dict[str, str] | None = None) -> Outcome:
+def expected_for(case: Case, entries: Sequence[Expected]) -> Expected | None:
+    """The expected-failure entry matching ``case`` (an error if several do)."""
+    hits = [e for e in entries if e.matches(case)]
+    if len(hits) > 1:
+        raise ValueError(f"{case.id} matches several expected failures: "
+                         f"{[e.describe() for e in hits]}")
+    return hits[0] if hits else None
+
+
+def registry_problems(entries: Sequence[Expected], all_cases: Sequence[Case]) -> list[str]:
+    """Entries that match no case of the whole suite, or that name no checks."""
+    out = [f"expected-failure entry {e.describe()} matches no case" for e in entries
+           if not any(e.matches(c) for c in all_cases)]
+    out += [f"expected-failure entry {e.describe()} must name the checks that may fail"
+            for e in entries if not e.checks or "*" in e.checks]
+    return out
+
+
+def run(tier: str = "smoke", layers: Sequence[str] | None = None,
+        case_ids: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+        progress: bool = True, out: str | Path | None = "reports",
+        console: Console | None = None, run_selftest: bool = True,
+        expected: Sequence[Expected] | None = None) -> Outcome:
+    """Run the selected cases; the whole suite (no filters) also gets the coverage check,
+    the expected-failure registry check and the self-test. ``expected`` replaces the
+    families' expected failures."""
     console = console or Console()
     t0 = time.perf_counter()
-    specs, all_cases, chosen = select(tier, layers, case_ids, dtypes)
+    (specs, all_cases, fam_expected), chosen = select(tier, layers, case_ids, dtypes)
+    entries = fam_expected if expected is None else list(expected)
     results: list[CaseResult] = []
     with Progress(TextColumn("[bold]conformance[/] {task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -63,17 +92,14 @@ def run(tier: str = "smoke", layers=None, case_ids=None, dtypes=None, progress: 
         for c in chosen:
             bar.update(task, description=c.id)
             r = run_case(c, specs[c.layer])
-            r.xfail = xfail.reason_for(c.id, registry)
+            r.xfail = expected_for(c, entries)
             results.append(r)
             bar.advance(task)
     problems = []
     whole_suite = not case_ids and not layers and not dtypes
     if whole_suite:
-        for layer, gaps in coverage.missing(specs, all_cases).items():
-            problems.append(f"coverage: {layer} never exercises documented argument(s) "
-                            f"{gaps}")
-        for entry in xfail.unmatched([c.id for c in all_cases], registry):
-            problems.append(f"expected-failure entry {entry!r} matches no case")
+        problems += coverage.problems(specs, all_cases)
+        problems += registry_problems(entries, all_cases)
     for r in results:
         if r.status == "xpass":
             problems.append(f"{r.case.id} passed but is registered as an expected failure "

@@ -1,17 +1,22 @@
-"""The harness itself: it catches planted errors, its verdict rules, the expected-failure
-registry and the coverage check."""
+"""The harness itself: it catches planted errors, its verdict rules, the execution modes,
+the expected failures and the coverage check."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
-from conformance import cases, coverage, selftest, suite, xfail
-from conformance.case import Case, Input, LayerSpec
+from conformance import coverage, families, selftest, suite
+from conformance.case import Case, Expected, Fn, Input, LayerSpec, resolve
 from conformance.compare import compare
-from conformance.engine import run_case
+from conformance.engine import CaseResult, run_case
+
+FAMILIES = families.load()
 
 
 def test_planted_errors_are_caught():
@@ -43,51 +48,6 @@ def _dense_case(dtype="float32", **kw):
     return Case("dense", dict(output_size=3, input_size=4, **kw), (Input((2, 4)),), dtype)
 
 
-def test_xfail_registry_semantics():
-    specs, all_cases = cases.load()
-    case = all_cases[0]
-    registry = {case.id: xfail.Expected("pretend it fails", ("output",))}
-    out = suite.run(case_ids=[case.id], progress=False, out=None, registry=registry)
-    assert out.results[0].status == "xpass" and not out.ok
-    assert any("remove the entry" in p for p in out.problems)
-    entry = xfail.Expected("why", ("grad:*",))
-    assert xfail.unmatched([c.id for c in all_cases], {"nonexistent-*": entry}) == [
-        "nonexistent-*"]
-    assert xfail.reason_for("dense-abc-float16", {"dense-*-float16": entry}) is entry
-
-
-def test_expected_failure_keeps_run_green():
-    specs, _ = cases.load()
-    spec = LayerSpec("dense", specs["dense"].documented, reference=_wrong_reference)
-    res = run_case(_dense_case(), spec)
-    assert res.status == "fail"
-    failing = [c.name for c in res.checks if not c.passed]
-    res.xfail = xfail.Expected("known", tuple(failing))
-    assert res.status == "xfail" and res.ok
-    # Only the named checks may fail: anything else fails the run.
-    res.xfail = xfail.Expected("known", ("output",))
-    assert "output" in failing and len(failing) > 1
-    assert res.status == "fail" and not res.ok
-
-
-def test_expected_failure_never_hides_a_crash():
-    specs, _ = cases.load()
-
-    def broken(case, weights, dtype):
-        raise RuntimeError("reference blew up")
-
-    res = run_case(_dense_case(), LayerSpec("dense", specs["dense"].documented,
-                                            reference=broken))
-    res.xfail = xfail.Expected("known", ("*",))
-    assert res.status == "error" and not res.ok
-
-
-def test_registry_entries_name_their_checks():
-    for pattern, entry in xfail.EXPECTED_FAILURES.items():
-        assert isinstance(entry, xfail.Expected) and entry.reason and entry.checks, pattern
-        assert "*" not in entry.checks, f"{pattern}: name the checks that may fail"
-
-
 def _wrong_reference(case, weights, dtype):
     from conformance.reference import core
 
@@ -97,42 +57,165 @@ def _wrong_reference(case, weights, dtype):
     return ref
 
 
+def _dense_spec(**kw):
+    dense = FAMILIES.specs["dense"]
+    return LayerSpec("dense", dense.args, dense.call_args,
+                     **{"reference": dense.reference, **kw})
+
+
+# -- the data contract -----------------------------------------------------------------
+def test_function_table_resolves_each_side():
+    import tensorflow as tf
+
+    assert Fn("square").mlx is mx.square and Fn("square").tf is tf.square
+    assert resolve({"f": ["relu", Fn("sin")], "h": (Fn("sin"),)}, "mlx") == {
+        "f": ["relu", mx.sin], "h": (mx.sin,)}
+    with pytest.raises(KeyError, match="nope"):
+        Fn("nope")
+
+
+def test_contract_does_not_import_tensorflow():
+    code = ("import sys, conformance.case, conformance.arrays; "
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_layer_spec_validates_modes():
+    with pytest.raises(ValueError, match="modes"):
+        LayerSpec("dense", [], modes=("untraced",))
+    with pytest.raises(ValueError, match="custom check"):
+        LayerSpec("dense", [], check=lambda trial: [], modes=("vjp", "compiled"))
+
+
+# -- execution modes -------------------------------------------------------------------
+def test_recurrent_cases_run_every_mode_in_float32():
+    lstm = [c for c in FAMILIES.cases if c.layer == "LSTM" and len(c.inputs) == 3][:2]
+    for case in lstm:
+        names = [c.name for c in run_case(case, FAMILIES.specs["LSTM"]).checks]
+        extra = [n for n in names if n.endswith(("untraced", "compiled"))]
+        if case.dtype == "float32":
+            assert extra == ["output[0] untraced", "output[0] compiled"], names
+        else:
+            assert extra == [], names
+
+
+def test_compiled_mode_catches_a_compiled_only_error():
+    from mlxnote import nn
+
+    class CompiledOnlyError(nn.dense):
+        """Right when evaluated, 1e-3 off inside mx.compile (which refuses to evaluate)."""
+
+        def __call__(self, data):
+            y = super().__call__(data)
+            try:
+                mx.eval(y)
+            except ValueError:
+                return y * (1 + 1e-3)
+            return y
+
+    spec = _dense_spec(modes=("vjp", "untraced", "compiled"))
+    res = run_case(_dense_case(), spec, cls=CompiledOnlyError)
+    assert res.error is None, res.error
+    assert [c.name for c in res.checks if not c.passed] == ["output[0] compiled"]
+    assert run_case(_dense_case(), spec).passed
+
+
+# -- expected failures -----------------------------------------------------------------
+def test_expected_failures_match_readable_data():
+    e = Expected("dense", "why", ("grad:*",), dtype="float16", kwargs={"activation": "relu"})
+    assert e.matches(_dense_case("float16", activation="relu"))
+    assert not e.matches(_dense_case("float32", activation="relu"))
+    assert not e.matches(_dense_case("float16"))  # absent is not a match, not even for None
+    assert not Expected("dense", "why", ("o",), kwargs={"activation": None}).matches(
+        _dense_case())
+    twice = [e, Expected("dense", "again", ("output",))]
+    with pytest.raises(ValueError, match="several"):
+        suite.expected_for(_dense_case("float16", activation="relu"), twice)
+    assert suite.expected_for(_dense_case(), twice) is twice[1]
+
+
+def test_registry_rules():
+    case = FAMILIES.cases[0]
+    entry = Expected(case.layer, "pretend it fails", ("output",), dtype=case.dtype,
+                     kwargs=case.kwargs, call_kwargs=case.call_kwargs, mode=case.mode)
+    out = suite.run(case_ids=[case.id], progress=False, out=None, expected=[entry])
+    assert out.results[0].status == "xpass" and not out.ok
+    assert any("remove the entry" in p for p in out.problems)
+    nowhere = Expected("dense", "why", ("output",), kwargs={"output_size": 12345})
+    vague = Expected("dense", "why", ("*",))
+    problems = suite.registry_problems([nowhere, vague], FAMILIES.cases)
+    assert len(problems) == 2 and "matches no case" in problems[0]
+    assert "name the checks" in problems[1]
+
+
+def test_expected_failure_keeps_run_green():
+    res = run_case(_dense_case(), _dense_spec(reference=_wrong_reference))
+    assert res.status == "fail"
+    failing = [c.name for c in res.checks if not c.passed]
+    res.xfail = Expected("dense", "known", tuple(failing))
+    assert res.status == "xfail" and res.ok
+    # Only the named checks may fail: anything else fails the run.
+    res.xfail = Expected("dense", "known", ("output",))
+    assert "output" in failing and len(failing) > 1
+    assert res.status == "fail" and not res.ok
+
+
+def test_expected_failure_never_hides_a_crash():
+    def broken(case, weights, dtype):
+        raise RuntimeError("reference blew up")
+
+    res = run_case(_dense_case(), _dense_spec(reference=broken))
+    res.xfail = Expected("dense", "known", ("*",))
+    assert res.status == "error" and not res.ok
+
+
+# -- coverage --------------------------------------------------------------------------
 def test_coverage_reports_unexercised_arguments():
-    spec = LayerSpec("dense", ["output_size", "input_size", "activation", "dtype", "data"])
+    spec = LayerSpec("dense", ["output_size", "input_size", "activation", "dtype"],
+                     ["data"])
     cs = [_dense_case()]
     assert coverage.missing({"dense": spec}, cs) == {"dense": ["activation"]}
+    spec.call_args = ["data", "mask"]
+    assert coverage.missing({"dense": spec}, cs) == {"dense": ["activation", "call:mask"]}
     ex = coverage.exercised({"dense": spec}, cs + [Case("dense", dict(output_size=2),
                                                         (Input((2, 4)),))])
     assert "None (lazy build)" in ex["dense"]["input_size"] and "4" in ex["dense"]["input_size"]
 
 
-def test_whole_suite_has_full_coverage_and_valid_registry():
-    specs, all_cases = cases.load()
-    assert coverage.missing(specs, all_cases) == {}
-    assert xfail.unmatched([c.id for c in all_cases]) == []
-    for name in specs:
-        dts = {c.dtype for c in all_cases if c.layer == name}
-        assert dts == {"float32", "float16", "bfloat16"}, f"{name} not in all dtypes: {dts}"
+def test_coverage_compares_documentation_with_signatures():
+    dense = FAMILIES.specs["dense"]
+    left_off = LayerSpec("dense", [a for a in dense.args if a != "name"] + ["bogus"])
+    assert coverage.signature_differences({"dense": left_off}) == {"dense": [
+        "documented constructor argument 'bogus' is not in the signature",
+        "constructor argument 'name' is not documented"]}
+    # training= is a declared alias of train_flag: accepted only next to it.
+    drop = FAMILIES.specs["dropout"]
+    assert coverage.signature_differences({"dropout": drop}) == {}
+    no_flag = LayerSpec("dropout", drop.args, ["data"])
+    assert coverage.signature_differences({"dropout": no_flag}) == {"dropout": [
+        "call argument 'train_flag' is not documented",
+        "call argument 'training' is not documented"]}
+    wrong_alias = LayerSpec("group_normalization", ["groups"], alias_of="layer_norm")
+    assert "a different class" in coverage.signature_differences(
+        {"group_normalization": wrong_alias})["group_normalization"][0]
 
 
+# -- reports ---------------------------------------------------------------------------
 def test_case_ids_are_stable_and_rerunnable(tmp_path):
     c = _dense_case(activation="relu")
     assert c.id == _dense_case(activation="relu").id != _dense_case().id
-    _, all_cases = cases.load()
-    one = [x for x in all_cases if x.layer == "dense"][0]
+    one = [x for x in FAMILIES.cases if x.layer == "dense"][0]
     out = suite.run(case_ids=[one.id], progress=False, out=tmp_path)
     assert out.ok and len(out.results) == 1
     data = json.loads((tmp_path / "conformance.json").read_text())
     assert data["cases"][0]["id"] == one.id
+    assert (tmp_path / "conformance.md").exists()
 
 
 def test_failure_report_has_rerun_command(tmp_path):
     from conformance import report
-    from conformance.engine import CaseResult
 
-    specs, _ = cases.load()
-    spec = LayerSpec("dense", specs["dense"].documented, reference=_wrong_reference)
-    res = run_case(_dense_case(), spec)
+    res = run_case(_dense_case(), _dense_spec(reference=_wrong_reference))
     assert isinstance(res, CaseResult) and res.status == "fail"
     report.write_markdown(tmp_path / "r.md", [res], {}, [], report.meta_info("test", 0.0))
     text = (tmp_path / "r.md").read_text()
@@ -142,7 +225,6 @@ def test_failure_report_has_rerun_command(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_gradients_are_compared_for_every_weight(dtype):
-    specs, _ = cases.load()
-    res = run_case(_dense_case(dtype, activation="tanh"), specs["dense"])
+    res = run_case(_dense_case(dtype, activation="tanh"), FAMILIES.specs["dense"])
     names = [c.name for c in res.checks]
     assert names == ["output", "grad:data", "grad:weight", "grad:bias"] and res.passed

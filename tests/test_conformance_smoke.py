@@ -1,18 +1,35 @@
-"""The smoke tier of the conformance suite, inside `make test`: every family's smoke cases
-against TensorFlow, the coverage check and the planted-error self-test."""
+"""The smoke tier of the conformance suite, inside `make test`: one test per smoke case
+against TensorFlow (`pytest -k conv2d` selects the conv2d ones), and the suite-level checks
+over every case (coverage against the documentation and the signatures, the registry of
+expected failures). The planted-error self-test runs in test_conformance_engine.py."""
 
 from __future__ import annotations
 
-from conformance import suite
+import pytest
+
+from conformance import coverage, suite
+from conformance.case import DTYPES
+from conformance.engine import run_case
+
+FAMILIES, SMOKE = suite.select("smoke")
 
 
-def test_smoke_tier_passes(tmp_path):
-    outcome = suite.run("smoke", progress=False, out=tmp_path)
-    failures = [f"{r.case.id} {r.status}: {r.case.describe()} "
-                f"{[c.name + ': ' + c.detail for c in r.checks if not c.passed]} {r.error or ''}"
-                for r in outcome.results if not r.ok]
-    assert not failures, "\n".join(failures)
-    assert not outcome.problems, outcome.problems
-    assert outcome.selftest and all(caught for _, caught, _ in outcome.selftest)
-    assert (tmp_path / "conformance.json").exists() and (tmp_path / "conformance.md").exists()
-    print(f"smoke tier: {len(outcome.results)} cases in {outcome.seconds:.1f} s")
+@pytest.mark.parametrize("case", SMOKE, ids=lambda c: c.id)
+def test_smoke_case(case):
+    res = run_case(case, FAMILIES.specs[case.layer])
+    res.xfail = suite.expected_for(case, FAMILIES.expected)
+    failing = [f"{c.name}: {c.detail}" for c in res.checks if not c.passed]
+    assert res.ok, (f"{res.status}: {case.describe()} {failing} {res.error or ''}\n"
+                    f"rerun: python -m conformance --case {case.id}")
+
+
+def test_suite_level_checks():
+    specs, cases, expected = FAMILIES
+    assert coverage.problems(specs, cases) == []
+    assert suite.registry_problems(expected, cases) == []
+    for c in cases:
+        suite.expected_for(c, expected)  # raises if a case matches two entries
+    for name in specs:
+        dts = {c.dtype for c in cases if c.layer == name}
+        assert dts == set(DTYPES), f"{name} not in all dtypes: {dts}"
+    assert {c.tier for c in cases} == {"smoke", "full"} and len(SMOKE) < len(cases) / 5

@@ -41,16 +41,12 @@ TF_ACTIVATIONS = {
     "crelu": tf.nn.crelu,
 }
 
-# Callables that cases name with Fn(...): how the reference sees them.
-TF_FNS = {"square": tf.square, "sin": tf.sin}
-
-
 def tf_activation(act):
     """TF function for a case's ``activation`` value (a name, a list form or an Fn)."""
     from ..case import Fn
 
     if isinstance(act, Fn):
-        return TF_FNS[act.name]
+        return act.tf
     if isinstance(act, (list, tuple)):
         kind, p = act
         if kind == "leaky_relu":

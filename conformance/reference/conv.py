@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..engine import Reference
+from ..case import Reference
 from .activations import tf_activation
 
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..engine import Reference
+from ..case import Reference
 
 MASK_EPSILON = 1e-7
 

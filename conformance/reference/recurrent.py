@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..engine import Reference
+from ..case import Reference
 from .activations import tf_activation
 
 KIND = {"RNN": "rnn", "RNNCell": "rnn", "GRU": "gru", "GRUCell": "gru", "LSTM": "lstm",

@@ -9,9 +9,9 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from ..case import Case, Fn, Input, LayerSpec, grid
-from ..compare import compare, exact
-from ..engine import build_layer, make_input, np32, round_to, to_mx
+from ..arrays import np32, round_to
+from ..case import Case, Fn, Input, LayerSpec, Trial, grid
+from ..compare import Check, compare, exact
 from ..reference import core as ref
 
 # -- numeric layers --------------------------------------------------------------------
@@ -74,25 +74,18 @@ def _noise_shape(case: Case, shape) -> tuple[int, ...]:
     return tuple(s if d is None else d for d, s in zip(ns, shape))
 
 
-def check_random(case: Case, build=None) -> list:
+def check_random(trial: Trial) -> list[Check]:
     """Dropout-like layers: inference is the identity; in training, kept entries are scaled
     by exactly Keras's factor, the mask has the documented structure, the drop count is
     binomial, the input gradient is the documented ``cotangent * mask / keep`` and a seed
     makes the mask reproducible."""
-    from ..engine import effective_training
-
-    rng = np.random.default_rng(case.seed)
-    mx.random.seed(case.seed)
-    spec = SPEC_BY_NAME[case.layer]
-    layer = (build or build_layer)(case, spec)
-    layer.train(case.mode == "train")
+    case, layer, rng = trial.case, trial.layer, trial.rng
     shape = case.inputs[0].shape
-    x_np = make_input(case.inputs[0], rng, case.dtype)  # 'positive': no zeros, so y != 0 <=> kept
-    x = to_mx(x_np, case.inputs[0], case.dtype)
-    kw = dict(case.call_kwargs)
+    x_np, x = trial.inputs[0], trial.xs[0]  # 'positive': no zeros, so y != 0 <=> kept
+    kw = trial.call_kwargs
     rate = _rate(case)
     keep = 1.0 - rate
-    training = effective_training(case)
+    training = case.training
     ns = case.kwargs.get("noise_shape")
     if case.layer == "stochastic_depth" and ns is None:
         ns = (shape[0],) + (1,) * (len(shape) - 1)
@@ -143,8 +136,7 @@ def check_random(case: Case, build=None) -> list:
     checks.append(compare("grad:data", g_ours, g_tf, g_oracle, case.dtype))
     # 5. seed: same seed, same mask; a second call draws a new mask.
     if case.kwargs.get("seed") is not None:
-        twin = (build or build_layer)(case, spec)
-        twin.train(case.mode == "train")
+        twin = trial.build()
         checks.append(exact("same seed, same mask", np.array_equal(np32(twin(x, **kw)), y)))
     y2 = np32(layer(x, **kw))
     if n >= 64:
@@ -171,14 +163,13 @@ CASES += grid("stochastic_depth", [dict(drop_path_rate=0.5)], [Input((64, 32), "
 
 SPECS = [
     LayerSpec("dense", ["output_size", "input_size", "weight_initializer", "bias_initializer",
-                        "activation", "use_bias", "trainable", "dtype", "name", "data"],
+                        "activation", "use_bias", "trainable", "dtype", "name"],
               reference=ref.dense),
-    LayerSpec("identity", ["input_size", "data"], reference=ref.identity, has_dtype=False),
-    *[LayerSpec(f"zeropadding{n}d", ["input_size", "padding", "data"],
+    LayerSpec("identity", ["input_size"], reference=ref.identity, has_dtype=False),
+    *[LayerSpec(f"zeropadding{n}d", ["input_size", "padding"], ["data", "padding"],
                 reference=ref.zeropadding(n), has_dtype=False) for n in (1, 2, 3)],
-    LayerSpec("dropout", ["rate", "noise_shape", "seed", "dtype", "data", "train_flag"],
+    LayerSpec("dropout", ["rate", "noise_shape", "seed", "dtype"], ["data", "train_flag"],
               check=check_random),
-    LayerSpec("stochastic_depth", ["drop_path_rate", "noise_shape", "seed", "dtype", "data",
-                                   "train_flag"], check=check_random),
+    LayerSpec("stochastic_depth", ["drop_path_rate", "noise_shape", "seed", "dtype"],
+              ["data", "train_flag"], check=check_random),
 ]
-SPEC_BY_NAME = {s.name: s for s in SPECS}

@@ -110,15 +110,16 @@ for n in (1, 2):
 
 _COMMON = ["kernel_size", "input_size", "strides", "padding", "weight_initializer",
            "bias_initializer", "activation", "data_format", "dilations", "use_bias",
-           "trainable", "dtype", "data"]
+           "trainable", "dtype"]
+_CALL = ["data", "dilations"]
 SPECS = []
 for n in (1, 2, 3):
-    SPECS.append(LayerSpec(f"conv{n}d", ["filters", *_COMMON, "groups"], reference=ref.conv(n),
-                           family="conv"))
+    SPECS.append(LayerSpec(f"conv{n}d", ["filters", *_COMMON, "groups"], _CALL,
+                           reference=ref.conv(n)))
     SPECS.append(LayerSpec(f"conv{n}d_transpose", ["filters", *_COMMON, "output_padding"],
-                           reference=ref.conv_transpose(n), family="conv"))
+                           _CALL, reference=ref.conv_transpose(n)))
 for n in (1, 2):
-    SPECS.append(LayerSpec(f"depthwise_conv{n}d", ["depth_multiplier", *_COMMON],
-                           reference=ref.depthwise(n), family="conv"))
+    SPECS.append(LayerSpec(f"depthwise_conv{n}d", ["depth_multiplier", *_COMMON], _CALL,
+                           reference=ref.depthwise(n)))
     SPECS.append(LayerSpec(f"separable_conv{n}d", ["filters", "depth_multiplier", *_COMMON],
-                           reference=ref.depthwise(n, separable=True), family="conv"))
+                           _CALL, reference=ref.depthwise(n, separable=True)))

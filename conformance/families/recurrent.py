@@ -2,10 +2,12 @@
 ``GRU(reset_after=False)``, ``LSTM`` and ``SimpleRNNCell``, ``GRUCell``, ``LSTMCell``.
 
 The engine compares outputs and gradients from inside ``mx.value_and_grad``. The scan core
-chooses its code path by how it is traced (``mlxnote.kernels.scan.policy``): untraced
-float32 calls on the CPU run a compiled forward loop with fast exp-based activations. So
-each float32 case also compares the untraced outputs (the inference path) against the same
-TensorFlow reference and float64 oracle.
+chooses its code path by how it is traced (``mlxnote.kernels.scan.policy``): in float32 on
+the CPU, untraced calls run a compiled forward loop with fast exp-based activations, and
+calls inside an outer ``mx.compile`` (a compiled training step) the fast activations fused
+by that compile. So the specs declare the engine's 'untraced' and 'compiled' modes too:
+each float32 case also compares those outputs against the same TensorFlow reference and
+float64 oracle (reduced dtypes take the same code path however they are traced).
 
 Initial states are differentiable positional inputs (``initial_state``, and
 ``initial_state_c`` for an LSTM's cell state; ``state``/``state_c`` for the cells), so the
@@ -15,12 +17,7 @@ take them: ``initial_state=(h, c)`` or a single ``h``.
 
 from __future__ import annotations
 
-import numpy as np
-from mlx.utils import tree_flatten
-
 from ..case import Case, Fn, Input, LayerSpec, grid
-from ..compare import compare
-from ..engine import effective_training, np32, numeric, prepare
 from ..reference import recurrent as ref
 
 B, T, IN, H = 3, 5, 4, 6
@@ -120,46 +117,21 @@ for name in ("RNNCell", "GRUCell", "LSTMCell"):
     if name == "LSTMCell":  # a single h: c starts at zero
         CASES += grid(name, [dict(weight_shape=[IN, H])], [X1, S])
 
-def check_recurrent(case: Case, build=None) -> list:
-    """The engine's numeric comparison, plus (float32) the untraced forward against TF."""
-    import tensorflow as tf
-
-    spec = SPEC_BY_NAME[case.layer]
-    checks = numeric(case, spec, build)
-    if case.dtype != "float32":
-        return checks  # reduced dtypes take the same code path traced or not
-    layer, inputs, xs, kw = prepare(case, spec, build)
-    spec.call(layer, xs, kw)  # builds lazily; later calls find the compiled loop cached
-    outs = [np32(o) for _, o in tree_flatten(spec.call(layer, xs, kw))]
-    weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
-    refs = []
-    for dt in (tf.float32, tf.float64):
-        fn = spec.reference(case, weights, dt).fn
-        tf_in = [tf.constant(a, dtype=dt) for a in inputs]
-        refs.append([np.asarray(tf.cast(o, tf.float64)) for o in tf.nest.flatten(
-            fn(*tf_in, training=effective_training(case)))])
-    for j, (a, b, c) in enumerate(zip(outs, *refs)):
-        checks.append(compare(f"output[{j}] untraced", a, b, c, case.dtype))
-    return checks
-
-
 SEQ_DOC = ["output_size", "input_size", "weight_initializer", "bias_initializer",
-           "return_sequence", "use_bias", "trainable", "dtype", "activation", "data",
-           "initial_state"]
+           "return_sequence", "use_bias", "trainable", "dtype", "activation"]
 CELL_DOC = ["weight_shape", "weight_initializer", "bias_initializer", "use_bias", "trainable",
-            "dtype", "activation", "data", "state"]
+            "dtype", "activation"]
+# Every execution mode; the untraced and compiled paths differ from the traced one in float32.
+EVERY_MODE = dict(modes=("vjp", "untraced", "compiled"), mode_dtypes=("float32",))
 SPECS = [
-    LayerSpec("RNN", SEQ_DOC, reference=ref.recurrent, call=call_sequence),
-    LayerSpec("GRU", SEQ_DOC + ["recurrent_activation"], reference=ref.recurrent,
-              call=call_sequence),
-    LayerSpec("LSTM", SEQ_DOC + ["recurrent_activation"], reference=ref.recurrent,
-              call=call_sequence),
-    LayerSpec("RNNCell", CELL_DOC, reference=ref.recurrent, call=call_cell),
-    LayerSpec("GRUCell", CELL_DOC + ["recurrent_activation"], reference=ref.recurrent,
-              call=call_cell),
-    LayerSpec("LSTMCell", CELL_DOC + ["recurrent_activation"], reference=ref.recurrent,
-              call=call_cell),
+    LayerSpec("RNN", SEQ_DOC, ["data", "initial_state"], reference=ref.recurrent,
+              call=call_sequence, **EVERY_MODE),
+    *[LayerSpec(name, SEQ_DOC + ["recurrent_activation"], ["data", "initial_state"],
+                reference=ref.recurrent, call=call_sequence, **EVERY_MODE)
+      for name in ("GRU", "LSTM")],
+    LayerSpec("RNNCell", CELL_DOC, ["data", "state"], reference=ref.recurrent, call=call_cell,
+              **EVERY_MODE),
+    *[LayerSpec(name, CELL_DOC + ["recurrent_activation"], ["data", "state"],
+                reference=ref.recurrent, call=call_cell, **EVERY_MODE)
+      for name in ("GRUCell", "LSTMCell")],
 ]
-for _s in SPECS:
-    _s.check = check_recurrent
-SPEC_BY_NAME = {s.name: s for s in SPECS}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import np32
 from ..case import Case, Input, LayerSpec, grid
-from ..engine import np32
 from ..reference import norm as ref
 
 
@@ -108,16 +108,17 @@ SPECS = [
     LayerSpec("batch_norm", ["input_size", "axis", "momentum", "epsilon", "center", "scale",
                              "beta_initializer", "gamma_initializer", "moving_mean_initializer",
                              "moving_variance_initializer", "synchronized", "trainable",
-                             "dtype", "data", "train_flag", "mask"],
+                             "dtype"], ["data", "train_flag", "mask"],
               reference=ref.batch_norm, state=_bn_state, call=_call_with_mask),
     LayerSpec("group_norm", ["groups", "input_size", "axis", "epsilon", "center", "scale",
-                             "beta_initializer", "gamma_initializer", "mask", "dtype", "data"],
-              reference=ref.group_norm, call=_call_with_mask),
+                             "beta_initializer", "gamma_initializer", "mask", "dtype"],
+              ["data", "mask"], reference=ref.group_norm, call=_call_with_mask),
     LayerSpec("layer_norm", ["input_size", "axis", "momentum", "epsilon", "center", "scale",
-                             "rms_scaling", "beta_initializer", "gamma_initializer", "dtype",
-                             "data"], reference=ref.layer_norm),
+                             "rms_scaling", "beta_initializer", "gamma_initializer", "dtype"],
+              reference=ref.layer_norm),
     # The aliases the documentation's examples use, with the examples' arguments.
-    LayerSpec("group_normalization", ["input_size", "groups", "axis", "data"],
+    LayerSpec("group_normalization", ["input_size", "groups", "axis"], alias_of="group_norm",
               reference=ref.group_norm),
-    LayerSpec("layer_normalization", ["input_size", "axis", "data"], reference=ref.layer_norm),
+    LayerSpec("layer_normalization", ["input_size", "axis"], alias_of="layer_norm",
+              reference=ref.layer_norm),
 ]

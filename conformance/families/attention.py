@@ -1,11 +1,11 @@
 """Attention family: attention, multihead_attention, talking_heads_attention,
-FAVOR_attention, Linformer_self_attention and Transformer.
+FAVOR_attention and Linformer_self_attention (the Transformer has its own family module).
 
 Inputs are routed to call arguments by the call keyword ``inputs`` (a tuple of argument
 names, one per case input), which both sides read; ``mask_form`` says how a mask input is
 given (see :func:`mx_mask`). Dropout in training mode is checked numerically: the mlxnote
 side records its Bernoulli masks and the reference applies them where the documentation
-puts dropout (``reference.attention.record_masks``).
+puts dropout (``reference.dropout.record_masks``).
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from ..case import Case, Fn, Input, LayerSpec, grid
-from ..compare import compare, exact
-from ..engine import MX_FNS, build_layer, make_input, np32, to_mx
+from ..arrays import np32
+from ..case import Case, Fn, Input, LayerSpec, Trial, grid
+from ..compare import Check, compare, exact
 from ..reference import attention as ref
-
-# Callables the FAVOR cases name (mlxnote side; the reference has its own table).
-MX_FNS.setdefault(
-    "favor_h", lambda x: mx.exp(-0.5 * mx.sum(x * x, axis=-1, keepdims=True) / 8.0) * 8.0)
-MX_FNS.setdefault("uniform_randomizer",
-                  lambda shape, dtype=mx.float32: mx.random.uniform(-1.0, 1.0, shape, dtype))
+from ..reference.dropout import record_masks
 
 
 def mx_mask(m: mx.array, form: str | None) -> mx.array:
@@ -48,7 +43,7 @@ def _routed(ins, kw, default):
 def _with_masks(call):
     """Record the dropout masks of the call (for training-mode references)."""
     def hook(layer, ins, kw):
-        with ref.record_masks():
+        with record_masks():
             return call(layer, ins, kw)
     return hook
 
@@ -239,20 +234,15 @@ CASES += grid("FAVOR_attention", FAVOR_REDRAW, lambda kw: _fav(lk=(7,), lq=(7,))
               dtypes=("float32", "bfloat16"))
 
 
-def check_favor(case: Case, build=None) -> list:
-    """redraw=False: the numeric engine (features are a weight). redraw=True: each call
+def check_favor(trial: Trial) -> list[Check]:
+    """redraw=False: the engine's comparison (features are a weight). redraw=True: each call
     draws new features, and each call's output is the reference with those features."""
-    from ..engine import numeric
-
+    case = trial.case
     if case.kwargs.get("redraw", True) is False:
-        return numeric(case, SPEC_BY_NAME["FAVOR_attention"], build)
+        return trial.numeric()
     import tensorflow as tf
 
-    rng = np.random.default_rng(case.seed)
-    mx.random.seed(case.seed)
-    layer = (build or build_layer)(case, SPEC_BY_NAME["FAVOR_attention"])
-    xs_np = [make_input(i, rng, case.dtype) for i in case.inputs]
-    xs = [to_mx(a, i, case.dtype) for a, i in zip(xs_np, case.inputs)]
+    layer, xs_np, xs = trial.layer, trial.inputs, trial.xs
     tf_dt = {"float32": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.float16}
     checks, feats = [], []
     for call in range(2):
@@ -270,8 +260,7 @@ def check_favor(case: Case, build=None) -> list:
         checks.append(exact("orthonormal rows", np.allclose(gram, np.eye(len(gram)),
                                                             atol=tol)))
     if case.kwargs.get("seed") is not None:
-        a, b = ((build or build_layer)(case, SPEC_BY_NAME["FAVOR_attention"])
-                for _ in range(2))
+        a, b = (trial.build() for _ in range(2))
         checks.append(exact("same seed, same features",
                             np.array_equal(np32(a.features), np32(b.features))))
     return checks
@@ -292,120 +281,24 @@ CASES += grid("Linformer_self_attention", [dict(dim=8, seq_len=6, k=3, heads=2, 
               [Input((2, 6, 8), name="x")], call_kwargs=[{}, {"train_flag": False}],
               modes=("train", "eval"))
 
-# -- Transformer ---------------------------------------------------------------------------
-MX_FNS.setdefault("identity_encoder", lambda src, **kw: src)
-MX_FNS.setdefault("memory_mean_decoder",
-                  lambda tgt, memory, **kw: tgt + mx.mean(memory, axis=1, keepdims=True))
-
-
-def mx_pt_bool(m: mx.array) -> mx.array:
-    """As ``reference.attention.pt_bool``: PyTorch convention (True = hidden), key 0
-    always visible."""
-    m = mx.logical_not(m)
-    return mx.concatenate([mx.zeros_like(m[..., :1]), m[..., 1:]], axis=-1)
-
-
-def call_transformer(layer, ins, kw):
-    kw = dict(kw)
-    names = kw.pop("inputs", ("src", "tgt"))
-    a = {k: mx_pt_bool(v) if v.dtype == mx.bool_ else v for k, v in zip(names, ins)}
-    for k in ("src_mask", "tgt_mask", "memory_mask"):
-        if kw.get(k) == "subsequent":
-            n = (a["tgt"] if k != "src_mask" else a["src"]).shape[1]
-            kw[k] = layer.generate_square_subsequent_mask(n)
-    with ref.record_masks():
-        return layer(**a, **kw)
-
-
-# relu (the default) has a kink at 0: a pre-activation within rounding of 0 takes another
-# branch in 16-bit arithmetic than in the float64 oracle, and its gradient is then not
-# comparable (seen here: 8% errors in float16 from one flipped unit, 0.08% with a smooth
-# activation). So relu runs in float32 and the 16-bit cases use silu, whose MLX gradient is
-# as accurate as TensorFlow's (MLX's gelu, through its erf, has twice TF's error).
-# Widths of 32: in 8-wide layers a row's LayerNorm variance is often tiny, and its 1/sigma
-# amplifies single roundings so that which of two correct implementations lands closer to
-# the float64 oracle becomes a coin toss (measured over 10 seeds: a gradient more than 2x
-# TensorFlow's error in 8 of 10 float32 cases at width 8, median ratio 0.96; 4 of 10 at
-# width 32, and 0 of 10 in float16).
-T = dict(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64,
-         dropout=0.0, activation="silu")
-TRANSFORMER = [
-    T,
-    dict(T, norm_first=True),
-    dict(T, bias=False, activation="tanh", layer_norm_eps=1e-3),
-    dict(T, num_encoder_layers=2, num_decoder_layers=2, nhead=8, device="cpu"),
-    dict(T, norm_first=True, bias=False, num_encoder_layers=0),
-    dict(T, custom_encoder=Fn("identity_encoder")),
-    dict(T, custom_decoder=Fn("memory_mean_decoder"), activation=Fn("sin")),
-]
-RELU = {k: v for k, v in T.items() if k != "activation"}  # the default activation
-_S, _T = (2, 8, 32), (2, 6, 32)
-_src_tgt = [Input(_S, name="src"), Input(_T, name="tgt")]
-CASES += grid("Transformer", TRANSFORMER, _src_tgt, call_kwargs=[{"inputs": ("src", "tgt")}],
-              smoke=1)
-CASES += grid("Transformer", [RELU, dict(RELU, norm_first=True, activation="relu"),
-                              dict(RELU, num_encoder_layers=2, num_decoder_layers=2),
-                              dict(T, activation="gelu")],
-              _src_tgt, call_kwargs=[{"inputs": ("src", "tgt")}], dtypes=("float32",))
-_MASK_SETS = [  # (inputs after src, tgt) + call keywords
-    ([Input((8, 8), "mask", name="src_mask"), Input((6, 6), "normal", name="tgt_mask"),
-      Input((6, 8), "mask", name="memory_mask")], {}),
-    ([Input((8, 8, 8), "mask", name="src_mask"), Input((2, 6), "mask",
-                                                      name="tgt_key_padding_mask")],
-     {"tgt_mask": "subsequent"}),
-    ([Input((2, 8), "mask", name="src_key_padding_mask"),
-      Input((2, 8), "normal", name="memory_key_padding_mask")], {"tgt_is_causal": True}),
-    ([Input((8, 6, 6), "normal", name="tgt_mask"),
-      Input((2, 8), "normal", name="src_key_padding_mask"),
-      Input((2, 8), "mask", name="memory_key_padding_mask")],
-     {"src_is_causal": True, "memory_is_causal": True}),
-]
-for extra, ck in _MASK_SETS:
-    names = ("src", "tgt") + tuple(i.name for i in extra)
-    CASES += grid("Transformer", [T, dict(T, norm_first=True)], _src_tgt + extra,
-                  call_kwargs=[{"inputs": names, **ck}])
-    CASES += grid("Transformer", [RELU], _src_tgt + extra,
-                  call_kwargs=[{"inputs": names, **ck}], dtypes=("float32",))
-# dropout everywhere PyTorch puts it (attention weights, after each block, inside the
-# feed-forward block): training mode with recorded masks, and inference.
-_drop = [Input((8, 8), "mask", name="src_mask"), Input((2, 6), "mask",
-                                                     name="tgt_key_padding_mask")]
-_dnames = ("src", "tgt", "src_mask", "tgt_key_padding_mask")
-CASES += grid("Transformer", [dict(T, dropout=0.25), dict(T, dropout=0.25, norm_first=True)],
-              _src_tgt + _drop,
-              call_kwargs=[{"inputs": _dnames}, {"inputs": _dnames, "train_flag": False}],
-              modes=("train", "eval"))
-CASES += grid("Transformer", [dict(RELU, dropout=0.25)], _src_tgt + _drop,
-              call_kwargs=[{"inputs": _dnames}], dtypes=("float32",))
-
 SPECS = [
-    LayerSpec("attention", ["use_scale", "score_mode", "dtype", "query", "value", "key",
-                            "mask", "use_causal_mask", "return_attention_scores"],
+    LayerSpec("attention", ["use_scale", "score_mode", "dtype"],
+              ["query", "value", "key", "mask", "use_causal_mask", "return_attention_scores"],
               reference=ref.attention, call=call_attention),
     LayerSpec("multihead_attention", ["n_head", "input_size", "kdim", "vdim", "dropout",
                                       "weight_initializer", "bias_initializer", "use_bias",
-                                      "dtype", "x", "xa", "mask", "train_flag"],
+                                      "dtype"], ["x", "xa", "mask", "train_flag"],
               reference=ref.multihead_attention, call=_with_masks(call_mha)),
     LayerSpec("talking_heads_attention", ["qkv_rank", "attention_axes", "dropout_rate",
-                                          "initializer", "dtype", "num_heads", "query_tensor",
-                                          "key_tensor", "value_tensor", "attention_mask",
-                                          "train_flag"],
+                                          "initializer", "dtype", "num_heads"],
+              ["query_tensor", "key_tensor", "value_tensor", "attention_mask", "train_flag"],
               reference=ref.talking_heads_attention, call=_with_masks(call_positional)),
     LayerSpec("FAVOR_attention", ["key_dim", "orthonormal", "causal", "m", "redraw", "h", "f",
                                   "randomizer", "eps", "kernel_eps", "dtype", "seed",
-                                  "chunk_size", "keys", "values", "queries"],
+                                  "chunk_size"], ["keys", "values", "queries"],
               reference=ref.FAVOR_attention, check=check_favor),
-    LayerSpec("Transformer", ["d_model", "nhead", "num_encoder_layers", "num_decoder_layers",
-                              "dim_feedforward", "dropout", "activation", "custom_encoder",
-                              "custom_decoder", "layer_norm_eps", "norm_first", "bias",
-                              "device", "dtype", "src", "tgt", "src_mask", "tgt_mask",
-                              "memory_mask", "train_flag", "src_key_padding_mask",
-                              "tgt_key_padding_mask", "memory_key_padding_mask",
-                              "src_is_causal", "tgt_is_causal", "memory_is_causal"],
-              reference=ref.transformer, call=call_transformer),
     LayerSpec("Linformer_self_attention", ["dim", "seq_len", "k", "heads", "dim_head",
-                                           "one_kv_head", "share_kv", "dropout", "dtype", "x",
-                                           "context", "train_flag"],
+                                           "one_kv_head", "share_kv", "dropout", "dtype"],
+              ["x", "context", "train_flag"],
               reference=ref.Linformer_self_attention, call=_with_masks(call_positional)),
 ]
-SPEC_BY_NAME = {s.name: s for s in SPECS}
