@@ -24,7 +24,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 
-from .harness import Bench, median_ms
+from .harness import Bench, median_ms, tf_timers
 
 B, T, D, H, FF = 8, 256, 256, 8, 1024
 
@@ -39,25 +39,6 @@ def _mx_grad_fn(module, f):
 
     g = mx.value_and_grad(loss, argnums=(0, 1))
     return lambda x: mx.eval(g(params, x))
-
-
-def _tf_fns(call, variables, x_np):
-    import tensorflow as tf
-
-    x = tf.constant(x_np)
-
-    @tf.function
-    def fwd(x):
-        return call(x)
-
-    @tf.function
-    def bwd(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(call(x))
-        return tape.gradient(y, [x] + list(variables))
-
-    return (lambda: fwd(x).numpy()), (lambda: [g.numpy() for g in bwd(x)])
 
 
 def _mha_bench(quick: bool) -> Bench:
@@ -92,7 +73,7 @@ def _mha_bench(quick: bool) -> Bench:
                    ws["wk"].reshape(D, H, -1), ws["bk"].reshape(H, -1),
                    ws["wv"].reshape(D, H, -1), ws["bv"].reshape(H, -1),
                    ws["wo"].reshape(H, -1, D), ws["bo"]])
-    tf_fwd, tf_bwd = _tf_fns(lambda x: k(x, x), k.trainable_variables, x_np)
+    tf_fwd, tf_bwd = tf_timers(lambda x: k(x, x), k.trainable_variables, x_np)
     ours_bwd = _mx_grad_fn(ours, lambda x: ours(x)[0])
     ref_bwd = _mx_grad_fn(ref, lambda x: ref(x, x, x))
     return Bench("attention", f"multihead self-attention B{b} T{t} d{D} h{H}",
@@ -141,7 +122,7 @@ def _encoder_bench(quick: bool) -> Bench:
     call(x_np[:1])
     variables = [v for bl in blocks for layer_ in bl.values()
                  for v in layer_.trainable_variables] + list(final.trainable_variables)
-    tf_fwd, tf_bwd = _tf_fns(call, variables, x_np)
+    tf_fwd, tf_bwd = tf_timers(call, variables, x_np)
     ours_bwd = _mx_grad_fn(ours, ours)
     ref_bwd = _mx_grad_fn(ref, lambda x: ref(x, None))
     return Bench("attention", f"Transformer encoder 2 layers B{b} T{t} d{D} ff{FF}",

@@ -7,12 +7,11 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .harness import Bench
+from .harness import Bench, tf_timers
 
 
 def _case(name, layer, shape, raw_fwd, keras_layer, note=""):
     """One Bench: ``raw_fwd(x, *weights)`` is the plain-MLX composition."""
-    import tensorflow as tf
 
     x_np = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     x = mx.array(x_np)
@@ -29,28 +28,17 @@ def _case(name, layer, shape, raw_fwd, keras_layer, note=""):
     g_raw = mx.value_and_grad(lambda x, *w: raw_fwd(x, *w).sum(),
                               argnums=tuple(range(len(weights) + 1)))
 
-    xt = tf.constant(x_np)
     keras_layer.build(shape)
     keras_layer.set_weights(layer.get_weights())
-
-    @tf.function
-    def tf_fwd(x):
-        return keras_layer(x)
-
-    @tf.function
-    def tf_bwd(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(keras_layer(x))
-        return tape.gradient(y, [x, *keras_layer.trainable_variables])
+    tf_fwd, tf_bwd = tf_timers(keras_layer, keras_layer.trainable_variables, x_np)
 
     return Bench("conv", name,
                  fwd={"mlxnote": lambda: mx.eval(layer(x)),
                       "mlx": lambda: mx.eval(raw_fwd(x, *weights)),
-                      "tf": lambda: tf_fwd(xt).numpy()},
+                      "tf": tf_fwd},
                  bwd={"mlxnote": lambda: mx.eval(g_ours(params, x)),
                       "mlx": lambda: mx.eval(g_raw(x, *weights)),
-                      "tf": lambda: [g.numpy() for g in tf_bwd(xt)]},
+                      "tf": tf_bwd},
                  note=note)
 
 

@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 
-from .harness import Bench
+from .harness import Bench, tf_timers
 
 
 def benches(quick: bool) -> list[Bench]:
@@ -34,22 +34,12 @@ def benches(quick: bool) -> list[Bench]:
     rparams = {"w": w, "b": bias}
 
     k = tf.keras.layers.Dense(o, activation="relu")
-    xt = tf.constant(x_np)
     k.build((None, i))
-
-    @tf.function
-    def tf_fwd(x):
-        return k(x)
-
-    @tf.function
-    def tf_bwd(x):
-        with tf.GradientTape() as tape:
-            y = tf.reduce_sum(k(x))
-        return tape.gradient(y, k.trainable_variables)
+    tf_fwd, tf_bwd = tf_timers(k, k.trainable_variables, x_np, wrt_input=False)
 
     return [Bench("core", f"dense {b}x{i}->{o} relu",
                   fwd={"mlxnote": lambda: mx.eval(layer(x)), "mlx": lambda: mx.eval(raw(x)),
-                       "tf": lambda: tf_fwd(xt).numpy()},
+                       "tf": tf_fwd},
                   bwd={"mlxnote": lambda: mx.eval(g_ours(params, x)),
                        "mlx": lambda: mx.eval(g_raw(rparams, x)),
-                       "tf": lambda: [g.numpy() for g in tf_bwd(xt)]})]
+                       "tf": tf_bwd})]

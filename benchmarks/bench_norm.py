@@ -18,7 +18,7 @@ from functools import partial
 import mlx.core as mx
 import numpy as np
 
-from .harness import Bench, median_ms, run
+from .harness import Bench, median_ms, run, tf_timers
 
 EPS = 1e-3
 
@@ -66,27 +66,6 @@ def _raw_fns(f, x, g, b, ct):
     return fwd, bwd
 
 
-def _tf_fns(layer, x_np, ct_np):
-    import tensorflow as tf
-
-    x, ct = tf.constant(x_np), tf.constant(ct_np)
-    training = hasattr(layer, "moving_mean")
-
-    @tf.function
-    def fwd(x):
-        return layer(x, training=True) if training else layer(x)
-
-    @tf.function
-    def bwd(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True) if training else layer(x)
-        return tape.gradient(y, [x] + layer.trainable_variables, output_gradients=ct)
-
-    return ({"tf": lambda: fwd(x).numpy()},
-            {"tf": lambda: [t.numpy() for t in bwd(x)]})
-
-
 def _benches(quick: bool) -> list[Bench]:
     import keras
 
@@ -112,7 +91,9 @@ def _benches(quick: bool) -> list[Bench]:
         rf, rb = _raw_fns(f, x, g, b, ct)
         kl = k_layer(epsilon=EPS)
         kl.build(shape)
-        tf_f, tf_b = _tf_fns(kl, x_np, ct_np)
+        call = (lambda x, kl=kl: kl(x, training=True)) if name == "batch_norm" else kl
+        tf_f, tf_b = (dict(tf=t) for t in tf_timers(call, kl.trainable_variables, x_np,
+                                                      cotangent=ct_np))
         label = f"{name} {'x'.join(map(str, shape))}" + (" train" if raw == "bn" else "")
         out.append(Bench("norm", label, fwd={**fwd, **rf, **tf_f}, bwd={**bwd, **rb, **tf_b},
                          repeat=3 if quick else 9))

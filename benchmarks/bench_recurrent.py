@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 
-from .harness import Bench
+from .harness import Bench, tf_timers
 
 
 def _raw_lstm(wx, wh, b, x):
@@ -50,7 +50,6 @@ def _raw_gru(wx, wh, b, x):
 
 def _bench(kind: str, b: int, t: int, i: int, h: int, repeat: int) -> Bench:
     import keras
-    import tensorflow as tf
 
     from mlxnote import nn
 
@@ -83,18 +82,8 @@ def _bench(kind: str, b: int, t: int, i: int, h: int, repeat: int) -> Bench:
         k = keras.layers.LSTM(h, unit_forget_bias=False)
     else:
         k = keras.layers.GRU(h, reset_after=False)
-    xt = tf.constant(x_np)
     k.build((None, t, i))
-
-    @tf.function
-    def tf_fwd(x):
-        return k(x)
-
-    @tf.function
-    def tf_bwd(x):
-        with tf.GradientTape() as tape:
-            y = tf.reduce_sum(k(x))
-        return tape.gradient(y, k.trainable_variables)
+    tf_fwd, tf_bwd = tf_timers(k, k.trainable_variables, x_np, wrt_input=False)
 
     name = f"{kind} b{b} T{t} {i}->{h}"
     return Bench(
@@ -103,12 +92,12 @@ def _bench(kind: str, b: int, t: int, i: int, h: int, repeat: int) -> Bench:
              "mlx": lambda: mx.eval(raw(*rparams, x)),
              "mlx.compile": lambda: mx.eval(raw_fwd_c(rparams, x)),
              "mlx.nn": ref_fwd,
-             "tf": lambda: tf_fwd(xt).numpy()},
+             "tf": tf_fwd},
         bwd={"mlxnote": lambda: mx.eval(ours_vg(layer, x)),
              "mlx": lambda: mx.eval(raw_vg(rparams, x)),
              "mlx.compile": lambda: mx.eval(raw_vg_c(rparams, x)),
              "mlx.nn": lambda: mx.eval(ref_vg(ref, x)),
-             "tf": lambda: [g.numpy() for g in tf_bwd(xt)]},
+             "tf": tf_bwd},
         note="loss: sum of the last h; fwd+bwd: gradients of every weight",
         repeat=repeat)
 

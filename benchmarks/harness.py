@@ -60,6 +60,33 @@ def median_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -> flo
     return 1e3 * statistics.median(times)
 
 
+def tf_timers(call: Callable, variables, x_np, wrt_input: bool = True, cotangent=None):
+    """``(fwd, bwd)`` closures timing a TensorFlow computation ``call(x)`` (a Keras layer)
+    under ``tf.function`` on the constant input ``x_np``: the forward, and the gradients of
+    ``sum(call(x))`` (or of ``call(x)`` against ``cotangent``) with respect to ``x`` (unless
+    ``wrt_input`` is False) and ``variables``. Both return concrete NumPy values."""
+    import tensorflow as tf
+
+    x = tf.constant(x_np)
+    ct = None if cotangent is None else tf.constant(cotangent)
+
+    @tf.function
+    def fwd(x):
+        return call(x)
+
+    @tf.function
+    def bwd(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+            if ct is None:
+                y = tf.reduce_sum(y)
+        return tape.gradient(y, ([x] if wrt_input else []) + list(variables),
+                             output_gradients=ct)
+
+    return (lambda: fwd(x).numpy()), (lambda: [g.numpy() for g in bwd(x)])
+
+
 def run(benches: list[Bench], progress: Callable[[str], None] | None = None) -> list[Row]:
     rows = []
     for b in benches:

@@ -19,11 +19,9 @@ Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota), un
 ``MLXNOTE_BLAS_THREADS`` says otherwise, or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are set
 (OpenBLAS reads those itself). This does not oversubscribe: MLX's CPU stream thread makes the
 BLAS call and is OpenBLAS's first thread, no other MLX op runs on that stream during the call,
-and Python's thread waits in ``mx.eval``; so at most one busy thread per core. Measured on an
-idle 2-core machine, 2 threads against 1: dense 512x1024->1024 forward+backward 11.2 vs 18.9 ms,
-a 2-layer Transformer encoder 210 vs 296 ms. On a machine other processes keep busy, a
-multi-threaded gemm can stall at its barriers (2-25x slower measured here while other jobs
-ran): set ``MLXNOTE_BLAS_THREADS=1`` there.
+and Python's thread waits in ``mx.eval``; so at most one busy thread per core. On a machine
+other processes keep busy, a multi-threaded gemm can stall at its barriers: set
+``MLXNOTE_BLAS_THREADS=1`` there (measurements: ``docs/performance.md``).
 
 Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
 the OS and are page-faulted in again on every step. On the CPU device only, we raise the limit

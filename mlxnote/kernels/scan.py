@@ -25,19 +25,11 @@ activation (a name or a callable) is applied per gate block and differentiated w
 In float16/bfloat16 the forward rounds like TensorFlow's separate ops (product, then sum)
 and the backward recurrence runs in float32, rounded once at the end.
 
-Compilation (:func:`policy`, measured on a 2-core x86-64 CPU, batch 32, 64 steps,
-128 -> 256). On MLX's CPU backend the elementwise transcendental ops (exp, sigmoid, tanh:
-about 14 ns per element, one thread) cost more than the matmuls, so the forward pass is
-dominated by them. Compiling the forward loop with the multiply-add activations of
-``kernels.fastmath`` (fused by ``mx.compile``) cut the LSTM's untraced
-forward from 61 to 47 ms and the GRU's from 42 to 32 ms. But ``mx.compile`` retraces on
-every call when its inputs are tracers (inside ``mx.grad``), which cost more than it saved
-(forward+backward LSTM 145 vs 101 ms, GRU 95 vs 75 ms), and compiling the backward loop
-never helped for the same reason. So the policy asks :func:`tracing` how it is called:
-untraced, the compiled fast forward; inside ``mx.grad``, MLX's own ops uncompiled; inside
-an outer ``mx.compile`` (a compiled training step), the fast activations, which that
-compile fuses (LSTM 83 vs 96 ms, GRU 61 vs 70 ms). Timings taken interleaved on a machine
-shared with other jobs: the ratios are stable, the absolute values are not.
+Compilation (:func:`policy`): untraced float32 calls on the CPU run a compiled forward loop
+with the fast activations of :mod:`mlxnote.kernels.fastmath`; inside ``mx.grad``, MLX's
+own ops uncompiled (a compiled function retraces on every call there); inside an outer
+``mx.compile`` (a compiled training step), the fast activations, which that compile fuses.
+The measurements behind it are in ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -287,8 +279,7 @@ def policy(dtype: mx.Dtype, trace: str) -> tuple[bool, bool]:
     """``(compile the forward loop, fast activations)`` for the default device, a dtype
     and the kind of tracing (:func:`tracing`).
 
-    Measured on a 2-core x86-64 CPU (benchmarks/bench_recurrent.py and the notes in the
-    module docstring): on the CPU in float32,
+    In the CPU formulation in float32 (``docs/performance.md`` has the measurements),
 
     * untraced (inference): the compiled forward loop with the fast activations;
     * inside ``mx.compile`` (a compiled training step): the fast activations, which the
