@@ -112,12 +112,12 @@ def _call(spec: LayerSpec) -> Callable:
     return spec.call or (lambda layer, ins, kw: layer(*ins, **kw))
 
 
-def _ready(trial: Trial, spec: LayerSpec, warm_up: bool = False) -> list[np.ndarray]:
-    """Build lazily (with ``warm_up``, make that call anyway) in eval mode and without train
-    flags, so that no state changes; run the ``steps - 1`` calls before the compared one;
-    return the weights (Note's layout) the references get."""
+def _ready(trial: Trial, spec: LayerSpec) -> list[np.ndarray]:
+    """Build lazily in eval mode and without train flags, so that no state changes; run the
+    ``steps - 1`` calls before the compared one; return the weights (Note's layout) the
+    references get."""
     layer, call = trial.layer, _call(spec)
-    if warm_up or not layer.built:
+    if not layer.built:
         was = layer.training
         layer.eval()
         call(layer, trial.xs, {k: v for k, v in trial.call_kwargs.items()
@@ -175,11 +175,10 @@ def run_mlx(trial: Trial, spec: LayerSpec):
 
 
 def run_forward(trial: Trial, spec: LayerSpec, mode: str) -> list[np.ndarray]:
-    """Modes 'untraced' and 'compiled': the outputs of one forward call. A warm-up call
-    precedes it: ``mlxnote.kernels.scan.tracing`` reports the first untraced call after a
-    traced one (the 'vjp' mode's) as traced."""
+    """Modes 'untraced' and 'compiled': the outputs of one forward call, right after the
+    'vjp' mode's traced one (the layers must tell the two apart by themselves)."""
     layer, kw, call = trial.layer, trial.call_kwargs, _call(spec)
-    _ready(trial, spec, warm_up=True)
+    _ready(trial, spec)
 
     def forward(*xs):
         return [o for _, o in tree_flatten(call(layer, list(xs), kw))]

@@ -259,9 +259,10 @@ def tracing(*arrays: mx.array) -> str:
     """How ``arrays`` are being traced right now: ``'none'``, ``'grad'`` (inside
     ``mx.grad``/``vjp``/``value_and_grad``) or ``'compile'`` (inside ``mx.compile``).
 
-    Measured rather than assumed: a compiled probe retraces (runs its Python body) exactly
-    when its input is a tracer, and MLX refuses to evaluate inside a compile trace. Costs
-    about a microsecond.
+    Measured rather than assumed: a compiled probe retraces (runs its Python body) when its
+    input is a tracer, and MLX refuses to evaluate inside a compile trace. It also retraces
+    once for a plain array after tracer calls, so a retrace that evaluates is confirmed by a
+    second call (a tracer retraces every time). Costs a few microseconds.
     """
     probe_in = sum(a[(0,) * a.ndim] for a in arrays)
     before = _probe_runs
@@ -272,7 +273,9 @@ def tracing(*arrays: mx.array) -> str:
         mx.eval(out)
     except ValueError:
         return "compile"
-    return "grad"
+    before = _probe_runs
+    _probe(probe_in)
+    return "none" if _probe_runs == before else "grad"
 
 
 def policy(dtype: mx.Dtype, trace: str) -> tuple[bool, bool]:
