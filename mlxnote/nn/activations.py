@@ -8,25 +8,23 @@ callable. Softmax-like activations act on the last axis. ``logsigmoid`` is the u
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import mlx.core as mx
 import mlx.nn as mnn
 
 from .._validation import error
 from ..kernels.fastmath import identity as linear
+from .typing import Activation, ActivationFn
 
 
-def _leaky_relu(alpha: float = 0.2):
+def _leaky_relu(alpha: float = 0.2) -> ActivationFn:
     return lambda x: mx.maximum(x, alpha * x) if alpha <= 1 else mx.where(x > 0, x, alpha * x)
 
 
-def _gelu(approximate: bool = False):
+def _gelu(approximate: bool = False) -> ActivationFn:
     return mnn.gelu_approx if approximate else mnn.gelu
 
 
-def _glu(x):
+def _glu(x: mx.array) -> mx.array:
     a, b = mx.split(x, 2, axis=-1)
     return a * mx.sigmoid(b)
 
@@ -35,21 +33,21 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _selu(x):
+def _selu(x: mx.array) -> mx.array:
     # mlx.nn.selu rounds the constants to 6 digits (a 1e-4 gradient error, caught by the
     # conformance suite); these are the exact ones.
     return _SELU_SCALE * mx.where(x > 0, x, _SELU_ALPHA * (mx.exp(x) - 1))
 
 
-def _crelu(x):
+def _crelu(x: mx.array) -> mx.array:
     return mx.concatenate([mx.maximum(x, 0), mx.maximum(-x, 0)], axis=-1)
 
 
-def _celu(x, alpha: float = 1.0):
+def _celu(x: mx.array, alpha: float = 1.0) -> mx.array:
     return mx.maximum(x, 0) + mx.minimum(0, alpha * (mx.exp(x / alpha) - 1))
 
 
-TABLE: dict[str, Callable[[mx.array], mx.array]] = {
+TABLE: dict[str, ActivationFn] = {
     "linear": linear,
     "sigmoid": mx.sigmoid,
     "tanh": mx.tanh,
@@ -78,7 +76,7 @@ TABLE: dict[str, Callable[[mx.array], mx.array]] = {
 NAMES = tuple(sorted(TABLE))
 
 
-def get(activation: Any, layer: str = "layer", arg: str = "activation") -> Callable:
+def get(activation: Activation, layer: str = "layer", arg: str = "activation") -> ActivationFn:
     """Resolve ``activation`` to a function ``mx.array -> mx.array``."""
     allowed = (f"None, a callable, ['leaky_relu', alpha], ['gelu', approximate] "
                f"or one of {list(NAMES)}")

@@ -8,8 +8,8 @@ layers (FAVOR, Linformer) are in :mod:`mlxnote.nn.linear_attention`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import mlx.core as mx
 import numpy as np
@@ -19,6 +19,7 @@ from .._validation import is_int, is_sequence
 from ..kernels import attention as K
 from . import core
 from .layer import Desc, Layer
+from .typing import ArrayLike, ArrayOrSeq, DTypeLike, Initializer, IntOrSeq, MaskLike
 
 
 def _array(layer: Layer, value: Any, arg: str) -> mx.array:
@@ -32,7 +33,8 @@ def _broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
 
 
-def _dropout_fn(layer: Layer, drop: core.dropout | None, training: bool):
+def _dropout_fn(layer: Layer, drop: core.dropout | None,
+                training: bool) -> Callable[[mx.array], mx.array] | None:
     """The attention-weight dropout of this call, or None (identity)."""
     if drop is None or not training or drop.rate == 0.0:
         return None
@@ -61,7 +63,8 @@ class attention(Layer):
     ``return_attention_scores``. Weights: ``scale`` then ``concat_score_weight``, both ``()``.
     """
 
-    def __init__(self, use_scale=False, score_mode="dot", dtype="float32"):
+    def __init__(self, use_scale: bool = False, score_mode: Literal["dot", "concat"] = "dot",
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         use_scale = self.check_bool("use_scale", use_scale)
         if score_mode not in ("dot", "concat"):
@@ -73,8 +76,10 @@ class attention(Layer):
             self.add_weight("concat_score_weight", (), "ones", "score_mode")
         self._set("built", True)
 
-    def __call__(self, query, value, key=None, mask=None, return_attention_scores=False,
-                 use_causal_mask=False):
+    def __call__(self, query: ArrayLike, value: ArrayLike, key: ArrayLike | None = None,
+                 mask: Sequence[MaskLike | None] | None = None,
+                 return_attention_scores: bool = False, use_causal_mask: bool = False
+                 ) -> mx.array | tuple[mx.array, mx.array]:
         q = self.as_input(query, "query", ndim=3)
         v = self.as_input(value, "value", ndim=3)
         k = v if key is None else self.as_input(key, "key", ndim=3)
@@ -111,13 +116,14 @@ class attention(Layer):
             out = mx.where(q_mask[..., None], out, mx.array(0, out.dtype))
         return (out, probs) if want else out
 
-    def _masks(self, mask, b, tq, tv):
+    def _masks(self, mask: Sequence[MaskLike | None] | None, b: int, tq: int,
+               tv: int) -> tuple[mx.array | None, ...]:
         if mask is None:
             return None, None
         if not isinstance(mask, (list, tuple)) or len(mask) != 2:
             raise self.error("mask", mask, "[query_mask, value_mask] (each None or boolean)",
                              TypeError)
-        out = []
+        out: list[mx.array | None] = []
         for name, m, t in (("query_mask", mask[0], tq), ("value_mask", mask[1], tv)):
             if m is None:
                 out.append(None)
@@ -160,9 +166,11 @@ class multihead_attention(Layer):
     Weights: ``query``, ``key``, ``value``, ``out`` (dense: ``weight [in, out]``, ``bias``).
     """
 
-    def __init__(self, n_head, input_size=None, kdim=None, vdim=None, dropout=0.0,
-                 weight_initializer="Xavier", bias_initializer="zeros", use_bias=True,
-                 dtype="float32"):
+    def __init__(self, n_head: int, input_size: int | None = None, kdim: int | None = None,
+                 vdim: int | None = None, dropout: float = 0.0,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", use_bias: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         self.config(n_head=self.check_int("n_head", n_head),
                     input_size=self.check_int("input_size", input_size, allow_none=True),
@@ -176,11 +184,11 @@ class multihead_attention(Layer):
             self._check_width(self.input_size, "input_size", input_size)
             self.build(self.input_size)
 
-    def _check_width(self, width, arg, given):
+    def _check_width(self, width: int, arg: str, given: Any) -> None:
         if width % self.n_head:
             raise self.error(arg, given, f"a multiple of n_head={self.n_head}")
 
-    def build(self, input_size, kdim=None, vdim=None):
+    def build(self, input_size: int, kdim: int | None = None, vdim: int | None = None) -> None:
         kdim = self.kdim or kdim or input_size
         vdim = self.vdim or vdim or input_size
         self._set("input_size", input_size)
@@ -197,7 +205,9 @@ class multihead_attention(Layer):
         self._set("output_size", input_size)
         self._set("built", True)
 
-    def __call__(self, x, xa=None, mask=None, train_flag=None, training=None):
+    def __call__(self, x: ArrayLike, xa: ArrayOrSeq | None = None,
+                 mask: MaskLike | None = None, train_flag: bool | None = None,
+                 training: bool | None = None) -> tuple[mx.array, mx.array]:
         x = self.as_input(x, "x", ndim=3)
         if xa is None:
             xk = xv = x
@@ -240,7 +250,8 @@ class multihead_attention(Layer):
         out = out.astype(cdt).transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
         return self.out.project(out).astype(self.dtype), qk
 
-    def attention_mask(self, mask, b, tq, tk):
+    def attention_mask(self, mask: MaskLike | None, b: int, tq: int,
+                       tk: int) -> mx.array | None:
         """The documented mask forms, as an array broadcastable to ``(B, H, Tq, Tk)``."""
         if mask is None:
             return None
@@ -293,8 +304,9 @@ class talking_heads_attention(Layer):
     Weights: ``pre_softmax_weight``, ``post_softmax_weight``, ``[N, N]``.
     """
 
-    def __init__(self, qkv_rank=None, attention_axes=None, dropout_rate=0.0,
-                 initializer="Xavier", dtype="float32", num_heads=None):
+    def __init__(self, qkv_rank: int | None = None, attention_axes: IntOrSeq | None = None,
+                 dropout_rate: float = 0.0, initializer: Initializer = "Xavier",
+                 dtype: DTypeLike = "float32", num_heads: int | None = None) -> None:
         super().__init__(dtype=dtype)
         qkv_rank = self.check_int("qkv_rank", qkv_rank, low=4, allow_none=True)
         if attention_axes is not None:
@@ -316,7 +328,7 @@ class talking_heads_attention(Layer):
         if num_heads is not None:
             self.build(self.num_heads)
 
-    def _axes(self, axes, rank):
+    def _axes(self, axes: tuple[int, ...] | None, rank: int) -> tuple[int, ...]:
         """Normalized attention axes for inputs of ``rank``; each in ``[0, rank - 3]``."""
         if axes is None:
             return tuple(range(1, rank - 2))
@@ -327,7 +339,7 @@ class talking_heads_attention(Layer):
                              "(the last two axes are heads and channels)")
         return tuple(sorted(out))
 
-    def build(self, num_heads):
+    def build(self, num_heads: int) -> None:
         self._set("num_heads", num_heads)
         self.add_weight("pre_softmax_weight", (num_heads, num_heads), self.initializer,
                         "initializer")
@@ -335,8 +347,10 @@ class talking_heads_attention(Layer):
                         "initializer")
         self._set("built", True)
 
-    def __call__(self, query_tensor, key_tensor, value_tensor, attention_mask=None,
-                 train_flag=None, training=None):
+    def __call__(self, query_tensor: ArrayLike, key_tensor: ArrayLike,
+                 value_tensor: ArrayLike, attention_mask: MaskLike | None = None,
+                 train_flag: bool | None = None,
+                 training: bool | None = None) -> tuple[mx.array, mx.array]:
         q = self.as_input(query_tensor, "query_tensor", min_ndim=4)
         k = self.as_input(key_tensor, "key_tensor", min_ndim=4)
         v = self.as_input(value_tensor, "value_tensor", min_ndim=4)
@@ -380,7 +394,8 @@ class talking_heads_attention(Layer):
         out = out.transpose(np.argsort(perm).tolist())
         return out, probs.reshape(*bshape, n, *tq, *tk)
 
-    def _adder(self, mask, bshape, tq, tk):
+    def _adder(self, mask: MaskLike, bshape: tuple[int, ...], tq: tuple[int, ...],
+               tk: tuple[int, ...]) -> mx.array:
         """``(1 - mask) * big_negative`` in the scores layout without heads."""
         m = _array(self, mask, "attention_mask")
         target = (*bshape, *tq, *tk)

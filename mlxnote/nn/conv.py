@@ -24,12 +24,25 @@ TensorFlow layout only by :meth:`get_weights`/:meth:`set_weights`: kernels
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import mlx.core as mx
 
 from ..kernels import conv as kconv
 from . import activations
 from .layer import Desc, Layer, arguments
+from .typing import (
+    Activation,
+    ArrayLike,
+    ConvPadding,
+    DataFormat1D,
+    DataFormat1DNote,
+    DataFormat2D,
+    DataFormat3D,
+    DTypeLike,
+    Initializer,
+    IntOrSeq,
+)
 
 _LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 _FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -60,11 +73,14 @@ class _Conv(Layer):
     kernel_names: tuple[str, ...] = ("weight",)
     note_formats: tuple[str, ...] = ()  # extra data_format names accepted (Note's 2-D names)
 
-    def __init__(self, *, filters=None, kernel_size, input_size=None, strides=1,
-                 padding="VALID", output_padding=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", activation=None, data_format=None, dilations=None,
-                 groups=1, depth_multiplier=None, use_bias=True, trainable=True,
-                 dtype="float32"):
+    def __init__(self, *, filters: int | None = None, kernel_size: IntOrSeq,
+                 input_size: int | None = None, strides: IntOrSeq = 1,
+                 padding: ConvPadding = "VALID", output_padding: IntOrSeq | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: str | None = None, dilations: IntOrSeq | None = None,
+                 groups: int = 1, depth_multiplier: int | None = None, use_bias: bool = True,
+                 trainable: bool = True, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype, trainable=trainable)
         n = self.rank
         self._set("channels_first", self._check_format(data_format))
@@ -104,7 +120,7 @@ class _Conv(Layer):
             self.build(self.input_size)
 
     # -- argument checks -----------------------------------------------------------
-    def _check_format(self, fmt) -> bool:
+    def _check_format(self, fmt: str | None) -> bool:
         n = self.rank
         last = {_LAST[n], "channels_last", *[f for f in self.note_formats if "C" == f[-1]]}
         first = {_FIRST[n], "channels_first", *[f for f in self.note_formats if f[1] == "C"]}
@@ -115,7 +131,7 @@ class _Conv(Layer):
         allowed = " or ".join(repr(f) for f in [_LAST[n], _FIRST[n], *self.note_formats])
         raise self.error("data_format", fmt, allowed)
 
-    def _spatial(self, arg: str, value) -> tuple[int, ...]:
+    def _spatial(self, arg: str, value: IntOrSeq) -> tuple[int, ...]:
         """An int or ``rank`` ints; also TF's full form ``[1, s.., 1]`` and, for 1-D,
         Note's 2-D form ``[1, s]``."""
         n = self.rank
@@ -222,7 +238,7 @@ class _Conv(Layer):
                                  f"spatial sizes of at least the dilated kernel {keff} "
                                  f"after padding {pads}")
 
-    def __call__(self, data, dilations=None):
+    def __call__(self, data: ArrayLike, dilations: IntOrSeq | None = None) -> mx.array:
         """Apply the layer to ``data`` (rank ``rank + 2`` in ``data_format``).
 
         ``dilations`` overrides the constructor's for this call.
@@ -237,7 +253,8 @@ class _Conv(Layer):
         if cf:
             x = mx.moveaxis(x, 1, -1)
         b = self.bias if self.use_bias else None
-        f32 = dict(keep_float32=True)  # reduced dtypes on the CPU: one rounding, at the end
+        # reduced dtypes on the CPU: one rounding, at the end
+        f32: dict[str, Any] = dict(keep_float32=True)
         if self.kind == "transpose":
             self._no_strided_dilation(d)
             y = self._transpose(x, d, b, f32)
@@ -288,10 +305,13 @@ class conv1d(_Conv):
 
     rank = 1
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",  # noqa: B006 (documented default)
-                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
-                 data_format="NWC", dilations=None, groups=1, use_bias=True, trainable=True,
-                 dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1], padding: ConvPadding = "VALID",  # noqa: B006 (documented default)
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat1D = "NWC", dilations: IntOrSeq | None = None,
+                 groups: int = 1, use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -304,10 +324,13 @@ class conv2d(_Conv):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",  # noqa: B006 (documented default)
-                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
-                 data_format="NHWC", dilations=None, groups=1, use_bias=True, trainable=True,
-                 dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1, 1], padding: ConvPadding = "VALID",  # noqa: B006 (documented default)
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat2D = "NHWC", dilations: IntOrSeq | None = None,
+                 groups: int = 1, use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -320,10 +343,13 @@ class conv3d(_Conv):
 
     rank = 3
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],  # noqa: B006 (documented default)
-                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
-                 activation=None, data_format="NDHWC", dilations=None, groups=1, use_bias=True,
-                 trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1, 1, 1], padding: ConvPadding = "VALID",  # noqa: B006 (documented default)
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat3D = "NDHWC", dilations: IntOrSeq | None = None,
+                 groups: int = 1, use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -344,10 +370,14 @@ class conv1d_transpose(_Transpose):
 
     rank = 1
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1], padding="VALID",  # noqa: B006 (documented default)
-                 output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
-                 activation=None, data_format="NWC", dilations=None, use_bias=True,
-                 trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1], padding: str = "VALID",  # noqa: B006 (documented default)
+                 output_padding: IntOrSeq | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat1D = "NWC", dilations: IntOrSeq | None = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -359,10 +389,14 @@ class conv2d_transpose(_Transpose):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1], padding="VALID",  # noqa: B006 (documented default)
-                 output_padding=None, weight_initializer="Xavier", bias_initializer="zeros",
-                 activation=None, data_format="NHWC", dilations=None, use_bias=True,
-                 trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1, 1], padding: str = "VALID",  # noqa: B006 (documented default)
+                 output_padding: IntOrSeq | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat2D = "NHWC", dilations: IntOrSeq | None = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -374,10 +408,14 @@ class conv3d_transpose(_Transpose):
 
     rank = 3
 
-    def __init__(self, filters, kernel_size, input_size=None, strides=[1, 1, 1],  # noqa: B006 (documented default)
-                 padding="VALID", output_padding=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", activation=None, data_format="NDHWC",
-                 dilations=None, use_bias=True, trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, input_size: int | None = None,
+                 strides: IntOrSeq = [1, 1, 1], padding: str = "VALID",  # noqa: B006 (documented default)
+                 output_padding: IntOrSeq | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat3D = "NDHWC", dilations: IntOrSeq | None = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -396,10 +434,14 @@ class depthwise_conv1d(_Conv):
     kernel_names = ("depthwise_kernel",)
     note_formats = ("NHWC", "NCHW")
 
-    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=1,
-                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
-                 activation=None, data_format="NWC", dilations=None, use_bias=True,
-                 trainable=True, dtype="float32"):
+    def __init__(self, kernel_size: IntOrSeq, depth_multiplier: int = 1,
+                 input_size: int | None = None, strides: IntOrSeq = 1,
+                 padding: ConvPadding = "VALID",
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat1DNote = "NWC", dilations: IntOrSeq | None = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -412,10 +454,14 @@ class depthwise_conv2d(_Conv):
     rank = 2
     kind = "depthwise"
 
-    def __init__(self, kernel_size, depth_multiplier=1, input_size=None, strides=[1, 1],  # noqa: B006 (documented default)
-                 padding="VALID", weight_initializer="Xavier", bias_initializer="zeros",
-                 activation=None, data_format="NHWC", dilations=None, use_bias=True,
-                 trainable=True, dtype="float32"):
+    def __init__(self, kernel_size: IntOrSeq, depth_multiplier: int = 1,
+                 input_size: int | None = None, strides: IntOrSeq = [1, 1],  # noqa: B006 (documented default)
+                 padding: ConvPadding = "VALID",
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 data_format: DataFormat2D = "NHWC", dilations: IntOrSeq | None = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -435,10 +481,13 @@ class separable_conv1d(_Conv):
     kernel_names = ("depthwise_kernel",)
     note_formats = ("NHWC", "NCHW")
 
-    def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
-                 strides=[1], padding="VALID", data_format="NWC", dilations=None,  # noqa: B006 (documented default)
-                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
-                 use_bias=True, trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, depth_multiplier: int = 1,
+                 input_size: int | None = None, strides: IntOrSeq = [1],  # noqa: B006 (documented default)
+                 padding: ConvPadding = "VALID", data_format: DataFormat1DNote = "NWC",
+                 dilations: IntOrSeq | None = None, weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -453,10 +502,13 @@ class separable_conv2d(_Conv):
     kind = "separable"
     kernel_names = ("depthwise_kernel",)
 
-    def __init__(self, filters, kernel_size, depth_multiplier=1, input_size=None,
-                 strides=[1, 1], padding="VALID", data_format="NHWC", dilations=None,  # noqa: B006 (documented default)
-                 weight_initializer="Xavier", bias_initializer="zeros", activation=None,
-                 use_bias=True, trainable=True, dtype="float32"):
+    def __init__(self, filters: int, kernel_size: IntOrSeq, depth_multiplier: int = 1,
+                 input_size: int | None = None, strides: IntOrSeq = [1, 1],  # noqa: B006 (documented default)
+                 padding: ConvPadding = "VALID", data_format: DataFormat2D = "NHWC",
+                 dilations: IntOrSeq | None = None, weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mlx.core as mx
 
 from .._config import compute_dtype
@@ -9,6 +11,7 @@ from .._validation import is_int, is_sequence
 from ..kernels.linear import linear
 from . import activations
 from .layer import Layer, shape_desc
+from .typing import Activation, ArrayLike, DTypeLike, Initializer, PadSpec
 
 
 class dense(Layer):
@@ -25,9 +28,11 @@ class dense(Layer):
     ``bias [out]``.
     """
 
-    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", activation=None, use_bias=True, trainable=True,
-                 dtype="float32", name=None):
+    def __init__(self, output_size: int, input_size: int | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = None,
+                 use_bias: bool = True, trainable: bool = True, dtype: DTypeLike = "float32",
+                 name: str | None = None) -> None:
         super().__init__(dtype=dtype, trainable=trainable)
         self.config(output_size=self.check_int("output_size", output_size),
                     input_size=self.check_int("input_size", input_size, allow_none=True),
@@ -58,7 +63,7 @@ class dense(Layer):
         b = self.bias.astype(cdt) if self.use_bias else None
         return linear(x.astype(cdt), self.weight.astype(cdt), b)
 
-    def __call__(self, data):
+    def __call__(self, data: ArrayLike) -> mx.array:
         x = self.as_input(data, min_ndim=1)
         self.ensure_built(x)
         return self.act(self.project(x)).astype(self.dtype)
@@ -72,13 +77,13 @@ class identity(Layer):
             the last axis, and ``output_size`` equals it.
     """
 
-    def __init__(self, input_size=None):
+    def __init__(self, input_size: int | None = None) -> None:
         super().__init__()
         self.config(input_size=self.check_int("input_size", input_size, allow_none=True))
         self._set("output_size", self.input_size)
         self._set("built", True)
 
-    def __call__(self, data):
+    def __call__(self, data: ArrayLike) -> mx.array:
         x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
         if self.input_size is not None and (x.ndim == 0 or x.shape[-1] != self.input_size):
             raise self.error("data", shape_desc(x),
@@ -91,7 +96,8 @@ class _RandomLayer(Layer):
 
     rate_arg = "rate"
 
-    def __init__(self, rate, noise_shape, seed, dtype):
+    def __init__(self, rate: float, noise_shape: Sequence[int | None] | None,
+                 seed: int | None, dtype: DTypeLike) -> None:
         super().__init__(dtype=dtype)
         rate = self.check_float(self.rate_arg, rate, 0.0, 1.0)
         if noise_shape is not None:
@@ -122,10 +128,11 @@ class _RandomLayer(Layer):
                                  f"a shape broadcastable to the input {tuple(x.shape)}")
         return ns
 
-    def default_noise_shape(self, x):
+    def default_noise_shape(self, x: mx.array) -> tuple[int, ...]:
         return tuple(x.shape)
 
-    def __call__(self, data, train_flag=None, training=None):
+    def __call__(self, data: ArrayLike, train_flag: bool | None = None,
+                 training: bool | None = None) -> mx.array:
         x = self.as_input(data)
         rate = getattr(self, self.rate_arg)
         if not self.mode(train_flag, training) or rate == 0.0:
@@ -155,7 +162,8 @@ class dropout(_RandomLayer):
     Call: ``(data, train_flag=None)``; shapes unchanged.
     """
 
-    def __init__(self, rate, noise_shape=None, seed=None, dtype="float32"):
+    def __init__(self, rate: float, noise_shape: Sequence[int | None] | None = None,
+                 seed: int | None = None, dtype: DTypeLike = "float32") -> None:
         super().__init__(rate, noise_shape, seed, dtype)
 
 
@@ -172,10 +180,11 @@ class stochastic_depth(_RandomLayer):
 
     rate_arg = "drop_path_rate"
 
-    def __init__(self, drop_path_rate, noise_shape=None, seed=None, dtype="float32"):
+    def __init__(self, drop_path_rate: float, noise_shape: Sequence[int | None] | None = None,
+                 seed: int | None = None, dtype: DTypeLike = "float32") -> None:
         super().__init__(drop_path_rate, noise_shape, seed, dtype)
 
-    def default_noise_shape(self, x):
+    def default_noise_shape(self, x: mx.array) -> tuple[int, ...]:
         return (x.shape[0],) + (1,) * (x.ndim - 1)
 
 
@@ -183,9 +192,9 @@ class _ZeroPadding(Layer):
     """One implementation for zeropadding1d/2d/3d on channels-last inputs."""
 
     n = 1
-    default = 1
+    default: PadSpec = 1
 
-    def __init__(self, input_size=None, padding=None):
+    def __init__(self, input_size: int | None = None, padding: PadSpec | None = None) -> None:
         super().__init__()
         pad = None if padding is None else self.check_pad_pairs("padding", padding, self.n)
         self.config(input_size=self.check_int("input_size", input_size, allow_none=True),
@@ -194,7 +203,7 @@ class _ZeroPadding(Layer):
         self._set("output_size", self.input_size)
         self._set("built", True)
 
-    def __call__(self, data, padding=None):
+    def __call__(self, data: ArrayLike, padding: PadSpec | None = None) -> mx.array:
         x = data if isinstance(data, mx.array) else self.as_input(data, cast=False)
         if x.ndim != self.n + 2:
             raise self.error("data", shape_desc(x),
@@ -249,7 +258,7 @@ class zeropadding3d(_ZeroPadding):
     n = 3
     default = (1, 1, 1)
 
-    def __init__(self, input_size=None, padding=(1, 1, 1)):
+    def __init__(self, input_size: int | None = None, padding: PadSpec = (1, 1, 1)) -> None:
         super().__init__(input_size=input_size, padding=padding)
 
 

@@ -34,6 +34,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._validation import Desc, error, is_real
+from .typing import Initializer
 
 TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
 
@@ -51,7 +52,7 @@ def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
     return int(shape[-2] * rf), int(shape[-1] * rf)
 
 
-def _scaled(shape, scale: float, mode: str, distribution: str) -> mx.array:
+def _scaled(shape: tuple[int, ...], scale: float, mode: str, distribution: str) -> mx.array:
     fan_in, fan_out = compute_fans(shape)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
     var = scale / max(1.0, fan)
@@ -62,7 +63,7 @@ def _scaled(shape, scale: float, mode: str, distribution: str) -> mx.array:
     return std * mx.random.truncated_normal(-2.0, 2.0, shape)
 
 
-def _orthogonal(shape, gain: float = 1.0) -> mx.array:
+def _orthogonal(shape: tuple[int, ...], gain: float = 1.0) -> mx.array:
     if len(shape) < 2:
         raise ValueError("Orthogonal needs a weight of rank >= 2")
     rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
@@ -142,15 +143,16 @@ def _drawer(init: Any, layer: str, arg: str) -> Callable[[tuple], mx.array] | No
     raise error(layer, arg, init, allowed, TypeError)
 
 
-def validate(init: Any, layer: str = "layer", arg: str = "weight_initializer") -> Any:
+def validate(init: Initializer, layer: str = "layer",
+             arg: str = "weight_initializer") -> Initializer:
     """Check ``init`` without drawing (constructors call this, so that a lazily built layer
     rejects a bad initializer at construction). Returns ``init``."""
     _drawer(init, layer, arg)
     return init
 
 
-def initialize(init: Any, shape: tuple[int, ...], dtype: mx.Dtype, layer: str = "layer",
-               arg: str = "weight_initializer") -> mx.array:
+def initialize(init: Initializer, shape: Sequence[int], dtype: mx.Dtype,
+               layer: str = "layer", arg: str = "weight_initializer") -> mx.array:
     """Create an array of ``shape`` (Note's layout) and ``dtype`` from ``init``."""
     draw = _drawer(init, layer, arg)
     shape = tuple(shape)

@@ -18,7 +18,7 @@ argument checks in :mod:`mlxnote._validation`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import mlx.core as mx
 import mlx.nn as mnn
@@ -28,6 +28,7 @@ from .. import _validation as V
 from .._config import dtype_name
 from .._validation import Desc, shape_desc  # noqa: F401  (re-exported for the families)
 from . import initializers, weights
+from .typing import ArrayLike, DTypeLike, Initializer
 from .weights import Slot, View, resolve_path  # noqa: F401  (re-exported)
 
 
@@ -46,7 +47,7 @@ class Layer(mnn.Module):
     Note's.
     """
 
-    def __init__(self, *, dtype: Any = "float32", trainable: bool = True):
+    def __init__(self, *, dtype: DTypeLike = "float32", trainable: bool = True) -> None:
         super().__init__()
         self._set("_owner", V.current_owner(type(self)))
         self._set("dtype", self.check_dtype(dtype))
@@ -77,14 +78,22 @@ class Layer(mnn.Module):
         return self._owner or self.name
 
     # -- errors and checks (mlxnote._validation with this layer as the owner) --------
-    def error(self, arg: str, given: Any, allowed: str, exc: type = ValueError) -> Exception:
+    def error(self, arg: str, given: Any, allowed: str,
+              exc: type[Exception] = ValueError) -> Exception:
         """An exception naming this layer, the argument, the value and what is allowed."""
         return V.error(self.error_name, arg, given, allowed, exc)
 
     def check_bool(self, arg: str, value: Any) -> bool:
         return V.check_bool(self.error_name, arg, value)
 
-    def check_int(self, arg: str, value: Any, low: int = 1, allow_none: bool = False):
+    @overload
+    def check_int(self, arg: str, value: Any, low: int = ...,
+                  allow_none: Literal[False] = ...) -> int: ...
+    @overload
+    def check_int(self, arg: str, value: Any, low: int = ..., *,
+                  allow_none: bool) -> int | None: ...
+    def check_int(self, arg: str, value: Any, low: int = 1,
+                  allow_none: bool = False) -> int | None:
         return V.check_int(self.error_name, arg, value, low, allow_none)
 
     def check_float(self, arg: str, value: Any, low: float, high: float,
@@ -97,14 +106,14 @@ class Layer(mnn.Module):
     def check_pad_pairs(self, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
         return V.check_pad_pairs(self.error_name, arg, value, n)
 
-    def check_initializer(self, arg: str, init: Any) -> Any:
+    def check_initializer(self, arg: str, init: Initializer) -> Initializer:
         return initializers.validate(init, self.error_name, arg)
 
     def check_dtype(self, dtype: Any) -> mx.Dtype:
         return V.check_dtype(self.error_name, dtype)
 
     # -- inputs --------------------------------------------------------------------
-    def as_input(self, data: Any, arg: str = "data", ndim: int | Sequence[int] | None = None,
+    def as_input(self, data: ArrayLike, arg: str = "data", ndim: int | Sequence[int] | None = None,
                  min_ndim: int | None = None, cast: bool = True) -> mx.array:
         """Convert ``data`` to an ``mx.array`` of this layer's dtype, checking its rank."""
         data = V.as_array(self.error_name, data, arg)
@@ -134,7 +143,7 @@ class Layer(mnn.Module):
         self._set("input_size", input_size)
         self._set("built", True)
 
-    def mode(self, train_flag: Any = None, training: Any = None) -> bool:
+    def mode(self, train_flag: bool | None = None, training: bool | None = None) -> bool:
         """Training mode for this call: ``train_flag``, else ``training``, else the module's."""
         flag = train_flag if train_flag is not None else training
         if flag is None:
@@ -142,7 +151,7 @@ class Layer(mnn.Module):
         return bool(flag)
 
     # -- declaring weights (Note's creation order) -----------------------------------
-    def add_weight(self, name: str, note_shape: Sequence[int], init: Any, arg: str,
+    def add_weight(self, name: str, note_shape: Sequence[int], init: Initializer, arg: str,
                    trainable: bool = True) -> mx.array:
         """Create a weight from Note's layout ``note_shape`` (fans follow Note's rules)."""
         value = initializers.initialize(init, tuple(note_shape), self.dtype, self.error_name,
@@ -154,7 +163,7 @@ class Layer(mnn.Module):
             self.freeze(keys=[name], recurse=False)
         return value
 
-    def add_sublayer(self, name: str, layer: Layer | list[Layer]) -> None:
+    def add_sublayer(self, name: str, layer: mnn.Module | list[mnn.Module]) -> None:
         """Register a sublayer (or a list of them); its weights join this layer's
         weights at this point of the creation order, under dotted paths."""
         setattr(self, name, layer)
@@ -173,13 +182,13 @@ class Layer(mnn.Module):
         """Note's TensorFlow layout -> stored layout (identity unless overridden)."""
         return value
 
-    def __getattr__(self, key: str):
+    def __getattr__(self, key: str) -> Any:
         views = self.__dict__.get("_views")
         if views and key in views and key not in self:
             return views[key].get(self)
         return super().__getattr__(key)
 
-    def update(self, parameters: dict, strict: bool = True) -> Layer:
+    def update(self, parameters: dict[str, Any], strict: bool = True) -> Layer:
         """:meth:`mlx.nn.Module.update`, also accepting this layer's Note view names (a
         recurrent layer's ``weight_f1``): they are fused into the stored arrays,
         differentiably."""
@@ -219,7 +228,7 @@ class Layer(mnn.Module):
         """
         return weights.get_weights(self)
 
-    def set_weights(self, weights_: Sequence[Any]) -> None:
+    def set_weights(self, weights_: Sequence[ArrayLike]) -> None:
         """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives);
         the count and every shape are checked before anything changes."""
         if not self.built:

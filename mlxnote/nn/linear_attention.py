@@ -6,7 +6,8 @@ values projected along the sequence, then :func:`mlxnote.kernels.attention.atten
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -15,10 +16,11 @@ from ..kernels import attention as K
 from . import activations, core
 from .attention import _dropout_fn
 from .layer import Desc, Layer
+from .typing import Activation, ActivationFn, ArrayLike, DTypeLike
 
 
 # -- FAVOR_attention -----------------------------------------------------------------------
-def _accepts_key(fn) -> bool:
+def _accepts_key(fn: Callable[..., Any]) -> bool:
     import inspect
 
     try:
@@ -62,9 +64,13 @@ class FAVOR_attention(Layer):
     (with ``redraw=False``).
     """
 
-    def __init__(self, key_dim, orthonormal=True, causal=False, m=128, redraw=True, h=None,
-                 f=None, randomizer=None, eps=0.0, kernel_eps=0.001, dtype="float32",
-                 seed=None, chunk_size=128):
+    def __init__(self, key_dim: int, orthonormal: bool = True, causal: bool = False,
+                 m: int = 128, redraw: bool = True,
+                 h: Callable[[mx.array], ArrayLike] | None = None,
+                 f: str | ActivationFn | Sequence[Activation] | None = None,
+                 randomizer: Callable[..., ArrayLike] | None = None, eps: float = 0.0,
+                 kernel_eps: float = 0.001, dtype: DTypeLike = "float32",
+                 seed: int | None = None, chunk_size: int = 128) -> None:
         super().__init__(dtype=dtype)
         key_dim = self.check_int("key_dim", key_dim)
         m = self.check_int("m", m)
@@ -103,7 +109,7 @@ class FAVOR_attention(Layer):
         """A fresh ``(m, key_dim)`` feature matrix (orthonormal rows when asked)."""
         shape = (self.key_dim, self.m)
         rnd = self.randomizer or mx.random.normal
-        kw = {}
+        kw: dict[str, Any] = {}
         if self.seed is not None and _accepts_key(rnd):
             self._key, kw["key"] = mx.random.split(self._key)
         g = mx.array(rnd(shape, dtype=mx.float32, **kw)).astype(mx.float32)
@@ -124,7 +130,7 @@ class FAVOR_attention(Layer):
             hx = mx.array(hx).astype(self.dtype)
         return phi * (hx * (1.0 / math.sqrt(self.m))) + self.kernel_eps
 
-    def __call__(self, keys, values, queries):
+    def __call__(self, keys: ArrayLike, values: ArrayLike, queries: ArrayLike) -> mx.array:
         k = self.as_input(keys, "keys", min_ndim=3)
         v = self.as_input(values, "values", min_ndim=3)
         q = self.as_input(queries, "queries", min_ndim=3)
@@ -182,8 +188,9 @@ class Linformer_self_attention(Layer):
     ``to_out`` (with bias).
     """
 
-    def __init__(self, dim, seq_len, k=256, heads=8, dim_head=None, one_kv_head=False,
-                 share_kv=False, dropout=0.0, dtype="float32"):
+    def __init__(self, dim: int, seq_len: int, k: int = 256, heads: int = 8,
+                 dim_head: int | None = None, one_kv_head: bool = False, share_kv: bool = False,
+                 dropout: float = 0.0, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         dim = self.check_int("dim", dim)
         heads = self.check_int("heads", heads)
@@ -199,7 +206,7 @@ class Linformer_self_attention(Layer):
         self._set("dh", dh)
         kv_dim = dh if self.one_kv_head else heads * dh
         lim = 1.0 / math.sqrt(self.k)
-        proj_init = ["uniform", -lim, lim]
+        proj_init: list[str | float] = ["uniform", -lim, lim]
         kw = dict(use_bias=False, dtype=self.dtype)
         self.add_sublayer("to_q", core.dense(heads * dh, dim, **kw))
         self.add_sublayer("to_k", core.dense(kv_dim, dim, **kw))
@@ -213,7 +220,8 @@ class Linformer_self_attention(Layer):
         self._set("output_size", dim)
         self._set("built", True)
 
-    def __call__(self, x, context=None, train_flag=None, training=None):
+    def __call__(self, x: ArrayLike, context: ArrayLike | None = None,
+                 train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         x = self.as_input(x, "x", ndim=3)
         ctx = x if context is None else self.as_input(context, "context", ndim=3)
         for arg, t in (("x", x), ("context", ctx)):

@@ -26,6 +26,7 @@ from .._validation import is_int as _is_int
 from ..kernels import norm as K
 from . import initializers
 from .layer import Desc, Layer
+from .typing import ArrayLike, DTypeLike, Initializer, IntOrSeq, MaskLike
 
 __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
            "layer_normalization"]
@@ -60,7 +61,8 @@ def _resolve_axes(layer: Layer, axis: int | tuple[int, ...], x: mx.array) -> tup
     return out
 
 
-def _check_input_size(layer: Layer, input_size: Any, axis: int | tuple[int, ...]):
+def _check_input_size(layer: Layer, input_size: Any,
+                      axis: int | tuple[int, ...]) -> int | tuple[int, ...] | None:
     """``input_size``: None, an int (one normalized axis) or a list with one int per axis."""
     n = 1 if isinstance(axis, int) else len(axis)
     if input_size is None:
@@ -114,7 +116,7 @@ def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -
 
 
 # -- batch_norm ------------------------------------------------------------------------------
-def _build_from(layer: Layer, x: mx.array, axes: tuple[int, ...]) -> None:
+def _build_from(layer: batch_norm | layer_norm, x: mx.array, axes: tuple[int, ...]) -> None:
     """Build from the sizes of ``x`` on the normalized ``axes`` (an int ``axis``: one size),
     or check them against ``input_size``."""
     sizes = tuple(x.shape[a] for a in axes)
@@ -165,10 +167,13 @@ class batch_norm(Layer):
 
     _STATE = ("moving_mean", "moving_variance")
 
-    def __init__(self, input_size=None, axis=-1, momentum=0.99, epsilon=0.001, center=True,
-                 scale=True, beta_initializer="zeros", gamma_initializer="ones",
-                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 synchronized=False, trainable=True, dtype="float32"):
+    def __init__(self, input_size: IntOrSeq | None = None, axis: IntOrSeq = -1,
+                 momentum: float = 0.99, epsilon: float = 0.001, center: bool = True,
+                 scale: bool = True, beta_initializer: Initializer = "zeros",
+                 gamma_initializer: Initializer = "ones",
+                 moving_mean_initializer: Initializer = "zeros",
+                 moving_variance_initializer: Initializer = "ones", synchronized: bool = False,
+                 trainable: bool = True, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype, trainable=trainable)
         axis = _check_axis(self, axis)
         inits = dict(beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
@@ -188,7 +193,7 @@ class batch_norm(Layer):
         if self.input_size is not None:
             self.build(self.input_size)
 
-    def build(self, input_size) -> None:
+    def build(self, input_size: int | tuple[int, ...]) -> None:
         self._set("input_size", input_size)
         shape = _weight_shape(input_size)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer,
@@ -201,7 +206,7 @@ class batch_norm(Layer):
             self.add_weight("gamma", shape, self.gamma_initializer, "gamma_initializer")
         self._set("built", True)
 
-    def unfreeze(self, *args, **kwargs):
+    def unfreeze(self, *args: Any, **kwargs: Any) -> batch_norm:
         """As :meth:`mlx.nn.Module.unfreeze`; the moving statistics stay frozen."""
         super().unfreeze(*args, **kwargs)
         if self.built:
@@ -214,7 +219,8 @@ class batch_norm(Layer):
                       else None)
         return 1 if self._group is None else self._group.size()
 
-    def __call__(self, data, train_flag=None, mask=None, training=None):
+    def __call__(self, data: ArrayLike, train_flag: bool | None = None,
+                 mask: MaskLike | None = None, training: bool | None = None) -> mx.array:
         x = self.as_input(data, min_ndim=1)
         axes = _resolve_axes(self, self.axis, x)
         _build_from(self, x, axes)
@@ -280,9 +286,10 @@ class group_norm(Layer):
     creation order: ``gamma [C]``, ``beta [C]`` (Note's order).
     """
 
-    def __init__(self, groups=32, input_size=None, axis=-1, epsilon=1e-3, center=True,
-                 scale=True, beta_initializer="zeros", gamma_initializer="ones", mask=None,
-                 dtype="float32"):
+    def __init__(self, groups: int = 32, input_size: int | None = None, axis: int = -1,
+                 epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
+                 mask: MaskLike | None = None, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         if not _is_int(groups) or (groups < 1 and groups != -1):
             raise self.error("groups", groups, "an int >= 1, or -1 (one group per channel)",
@@ -326,7 +333,7 @@ class group_norm(Layer):
             self.add_weight("beta", (input_size,), self.beta_initializer, "beta_initializer")
         self._set("built", True)
 
-    def __call__(self, data, mask=None):
+    def __call__(self, data: ArrayLike, mask: MaskLike | None = None) -> mx.array:
         x = self.as_input(data, min_ndim=2)
         (axis,) = _resolve_axes(self, self.axis, x)
         if axis == 0:
@@ -388,9 +395,11 @@ class layer_norm(Layer):
     the input's sizes on ``axis``.
     """
 
-    def __init__(self, input_size=None, axis=-1, momentum=0.99, epsilon=0.001, center=True,
-                 scale=True, rms_scaling=False, beta_initializer="zeros",
-                 gamma_initializer="ones", dtype="float32"):
+    def __init__(self, input_size: IntOrSeq | None = None, axis: IntOrSeq = -1,
+                 momentum: float = 0.99, epsilon: float = 0.001, center: bool = True,
+                 scale: bool = True, rms_scaling: bool = False,
+                 beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         axis = _check_axis(self, axis)
         initializers.validate(beta_initializer, self.name, "beta_initializer")
@@ -408,7 +417,7 @@ class layer_norm(Layer):
         if self.input_size is not None:
             self.build(self.input_size)
 
-    def build(self, input_size) -> None:
+    def build(self, input_size: int | tuple[int, ...]) -> None:
         self._set("input_size", input_size)
         shape = _weight_shape(input_size)
         if self.use_beta:
@@ -417,7 +426,7 @@ class layer_norm(Layer):
             self.add_weight("gamma", shape, self.gamma_initializer, "gamma_initializer")
         self._set("built", True)
 
-    def __call__(self, data):
+    def __call__(self, data: ArrayLike) -> mx.array:
         x = self.as_input(data, min_ndim=1)
         axes = _resolve_axes(self, self.axis, x)
         _build_from(self, x, axes)

@@ -29,6 +29,7 @@ read as attributes (``layer.weight_f1``) and :meth:`update` accepts them too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -38,6 +39,7 @@ from .._validation import is_int
 from ..kernels.scan import scan
 from . import activations, initializers, weights
 from .layer import Desc, Layer, arguments, shape_desc
+from .typing import Activation, ArrayLike, DTypeLike, Initializer, StateLike
 from .weights import Block, View
 
 _GATES = {"rnn": ("",), "gru": ("r", "z", "h"), "lstm": ("i", "f", "o", "c")}
@@ -49,7 +51,8 @@ class _Recurrent(Layer):
     kind = "rnn"
     is_cell = False
 
-    def _setup(self, weight_initializer, bias_initializer, activation, recurrent_activation):
+    def _setup(self, weight_initializer: Initializer, bias_initializer: Initializer,
+               activation: Activation, recurrent_activation: Activation) -> None:
         self._set("weight_initializer", self.check_initializer("weight_initializer",
                                                                weight_initializer))
         self._set("bias_initializer", self.check_initializer("bias_initializer",
@@ -109,7 +112,8 @@ class _Recurrent(Layer):
                              "(batch, hidden)")
         return s
 
-    def _states(self, state: Any, arg: str, batch: int) -> tuple[mx.array, mx.array | None]:
+    def _states(self, state: StateLike | None, arg: str,
+                batch: int) -> tuple[mx.array, mx.array | None]:
         """``(h, c)`` from ``None`` (zeros), an array, or a sequence (``(h, c)`` for LSTM)."""
         zeros = mx.zeros((batch, self.output_size), self.dtype)
         lstm = self.kind == "lstm"
@@ -127,7 +131,8 @@ class _Recurrent(Layer):
                              TypeError)
         return self._state(state, arg, batch), zeros if lstm else None
 
-    def _run(self, x: mx.array, h0: mx.array, c0: mx.array | None):
+    def _run(self, x: mx.array, h0: mx.array,
+             c0: mx.array | None) -> tuple[mx.array, mx.array | None]:
         """``x (B, T, in)`` -> ``(hs (B, T, H), c_T)`` through the shared scan core.
 
         16-bit layers on the CPU run the scan in float32 and round once at the output
@@ -150,11 +155,12 @@ class _Recurrent(Layer):
 
 
 class _Sequence(_Recurrent):
-    def __init__(self, *, output_size, input_size, weight_initializer, bias_initializer,
-                 return_sequence, use_bias, trainable, dtype, activation,
-                 recurrent_activation="sigmoid"):
+    def __init__(self, *, output_size: int, input_size: int | None,
+                 weight_initializer: Initializer, bias_initializer: Initializer,
+                 return_sequence: bool, use_bias: bool, trainable: bool, dtype: DTypeLike,
+                 activation: Activation, recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(dtype=dtype, trainable=trainable)
-        cfg = dict(output_size=self.check_int("output_size", output_size),
+        cfg: dict[str, Any] = dict(output_size=self.check_int("output_size", output_size),
                    input_size=self.check_int("input_size", input_size, allow_none=True),
                    weight_initializer=weight_initializer, bias_initializer=bias_initializer,
                    activation=activation)
@@ -171,7 +177,7 @@ class _Sequence(_Recurrent):
         self._set("input_size", input_size)
         self._create()
 
-    def __call__(self, data, initial_state=None):
+    def __call__(self, data: ArrayLike, initial_state: StateLike | None = None) -> mx.array:
         x = self.as_input(data, ndim=3)
         if x.shape[1] == 0:
             raise self.error("data", shape_desc(x), "at least one timestep (batch, time, "
@@ -185,14 +191,16 @@ class _Sequence(_Recurrent):
 class _Cell(_Recurrent):
     is_cell = True
 
-    def __init__(self, *, weight_shape, weight_initializer, bias_initializer, use_bias,
-                 trainable, dtype, activation, recurrent_activation="sigmoid"):
+    def __init__(self, *, weight_shape: Sequence[int], weight_initializer: Initializer,
+                 bias_initializer: Initializer, use_bias: bool, trainable: bool,
+                 dtype: DTypeLike, activation: Activation,
+                 recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(dtype=dtype, trainable=trainable)
         shape = self.check_ints("weight_shape", weight_shape, 2)
         if is_int(weight_shape):
             raise self.error("weight_shape", weight_shape, "a list [input_size, hidden_size]",
                              TypeError)
-        cfg = dict(weight_shape=list(shape), weight_initializer=weight_initializer,
+        cfg: dict[str, Any] = dict(weight_shape=list(shape), weight_initializer=weight_initializer,
                    bias_initializer=bias_initializer, activation=activation)
         if self.kind != "rnn":
             cfg["recurrent_activation"] = recurrent_activation
@@ -203,7 +211,8 @@ class _Cell(_Recurrent):
         self._setup(weight_initializer, bias_initializer, activation, recurrent_activation)
         self._create()
 
-    def _step(self, data, state):
+    def _step(self, data: ArrayLike,
+              state: StateLike | None) -> tuple[mx.array, mx.array | None]:
         x = self.as_input(data, ndim=2)
         self.ensure_built(x)
         h0, c0 = self._states(state, "state", x.shape[0])
@@ -229,9 +238,11 @@ class RNN(_Sequence):
 
     kind = "rnn"
 
-    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", activation="tanh", return_sequence=False,
-                 use_bias=True, trainable=True, dtype="float32"):
+    def __init__(self, output_size: int, input_size: int | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = "tanh",
+                 return_sequence: bool = False, use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -255,9 +266,12 @@ class GRU(_Sequence):
 
     kind = "gru"
 
-    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
-                 dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
+    def __init__(self, output_size: int, input_size: int | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", return_sequence: bool = False,
+                 use_bias: bool = True, trainable: bool = True, dtype: DTypeLike = "float32",
+                 activation: Activation = "tanh",
+                 recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -276,9 +290,12 @@ class LSTM(_Sequence):
 
     kind = "lstm"
 
-    def __init__(self, output_size, input_size=None, weight_initializer="Xavier",
-                 bias_initializer="zeros", return_sequence=False, use_bias=True, trainable=True,
-                 dtype="float32", activation="tanh", recurrent_activation="sigmoid"):
+    def __init__(self, output_size: int, input_size: int | None = None,
+                 weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", return_sequence: bool = False,
+                 use_bias: bool = True, trainable: bool = True, dtype: DTypeLike = "float32",
+                 activation: Activation = "tanh",
+                 recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(**arguments(locals()))
 
 
@@ -295,11 +312,13 @@ class RNNCell(_Cell):
 
     kind = "rnn"
 
-    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
-                 activation="tanh", use_bias=True, trainable=True, dtype="float32"):
+    def __init__(self, weight_shape: Sequence[int], weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", activation: Activation = "tanh",
+                 use_bias: bool = True, trainable: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
-    def __call__(self, data, state=None):
+    def __call__(self, data: ArrayLike, state: StateLike | None = None) -> mx.array:
         return self._step(data, state)[0]
 
 
@@ -318,12 +337,15 @@ class GRUCell(_Cell):
 
     kind = "gru"
 
-    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
-                 use_bias=True, trainable=True, dtype="float32", activation="tanh",
-                 recurrent_activation="sigmoid"):
+    def __init__(self, weight_shape: Sequence[int], weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", use_bias: bool = True,
+                 trainable: bool = True, dtype: DTypeLike = "float32",
+                 activation: Activation = "tanh",
+                 recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(**arguments(locals()))
 
-    def __call__(self, data, state=None):
+    def __call__(self, data: ArrayLike,
+                 state: StateLike | None = None) -> tuple[mx.array, mx.array]:
         h = self._step(data, state)[0]
         return h, h
 
@@ -343,14 +365,17 @@ class LSTMCell(_Cell):
 
     kind = "lstm"
 
-    def __init__(self, weight_shape, weight_initializer="Xavier", bias_initializer="zeros",
-                 use_bias=True, trainable=True, dtype="float32", activation="tanh",
-                 recurrent_activation="sigmoid"):
+    def __init__(self, weight_shape: Sequence[int], weight_initializer: Initializer = "Xavier",
+                 bias_initializer: Initializer = "zeros", use_bias: bool = True,
+                 trainable: bool = True, dtype: DTypeLike = "float32",
+                 activation: Activation = "tanh",
+                 recurrent_activation: Activation = "sigmoid") -> None:
         super().__init__(**arguments(locals()))
 
-    def __call__(self, data, state=None):
+    def __call__(self, data: ArrayLike, state: StateLike | None = None
+                 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
         h, c = self._step(data, state)
-        return h, (h, c)
+        return h, (h, c)  # type: ignore[return-value]  # c is an array for an LSTM
 
 
 __all__ = ["RNN", "RNNCell", "GRU", "GRUCell", "LSTM", "LSTMCell"]

@@ -10,10 +10,12 @@ logits (``-inf`` hides).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as mnn
 
 from .._config import DTYPES, compute_dtype
 from .._validation import is_bool, owned_by
@@ -22,10 +24,12 @@ from . import activations, core
 from .attention import multihead_attention
 from .layer import Desc, Layer, arguments
 from .norm import layer_norm
+from .typing import Activation, ArrayLike, DeviceLike, DTypeLike, DTypeName, MaskLike
 
 
-def _pt_attend(layer: Layer, mask: Any, arg: str, shape: tuple[int, ...],
-               to4, dtype: mx.Dtype) -> mx.array | None:
+def _pt_attend(layer: Layer, mask: MaskLike | None, arg: str,
+               shape: tuple[tuple[int, ...], ...], to4: Callable[[mx.array], mx.array],
+               dtype: mx.Dtype) -> mx.array | None:
     """A PyTorch-style mask as an mlxnote attention mask (True = attend, or additive)."""
     if mask is None:
         return None
@@ -41,7 +45,7 @@ def _pt_attend(layer: Layer, mask: Any, arg: str, shape: tuple[int, ...],
     return mx.logical_not(m) if m.dtype == mx.bool_ else m.astype(dtype)
 
 
-def causal_flag(layer: Layer, arg: str, value) -> bool:
+def causal_flag(layer: Layer, arg: str, value: bool | None) -> bool:
     """``*_is_causal``: None (False), True or False."""
     if value is None:
         return False
@@ -50,8 +54,10 @@ def causal_flag(layer: Layer, arg: str, value) -> bool:
     return bool(value)
 
 
-def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhead, tq, tk,
-                   names=("mask", "key_padding_mask")) -> mx.array | None:
+def attention_mask(layer: Layer, attn_mask: MaskLike | None,
+                   key_padding_mask: MaskLike | None, is_causal: bool | None, b: int,
+                   nhead: int, tq: int, tk: int,
+                   names: tuple[str, str] = ("mask", "key_padding_mask")) -> mx.array | None:
     """Merge PyTorch's attention mask, key-padding mask and causal flag into one mask
     broadcastable to ``(B, nhead, L, S)``."""
     a = _pt_attend(layer, attn_mask, names[0], ((tq, tk), (b * nhead, tq, tk)),
@@ -64,7 +70,7 @@ def attention_mask(layer: Layer, attn_mask, key_padding_mask, is_causal, b, nhea
     return m
 
 
-def _call(fn, *args, **kw):
+def _call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """Call a (custom) encoder/decoder with the keywords it takes: the masks that are
     given, and ``train_flag`` when it accepts it."""
     kw = {k: v for k, v in kw.items()
@@ -84,8 +90,9 @@ class _Block(Layer):
 
     attentions: tuple[str, ...] = ("self_attn",)  # then the feed-forward block and norms
 
-    def __init__(self, *, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                 norm_first, bias, dtype):
+    def __init__(self, *, d_model: int, nhead: int, dim_feedforward: int, dropout: float,
+                 activation: Activation, layer_norm_eps: float, norm_first: bool, bias: bool,
+                 dtype: DTypeLike) -> None:
         super().__init__(dtype=dtype)
         self.config(d_model=self.check_int("d_model", d_model),
                     nhead=self.check_int("nhead", nhead),
@@ -112,35 +119,35 @@ class _Block(Layer):
             setattr(self, f"dropout{i}", self._drop())
         self._set("built", True)
 
-    def _attn(self, nhead):
+    def _attn(self, nhead: int) -> multihead_attention:
         return multihead_attention(nhead, self.d_model, dropout=self.dropout,
                                    use_bias=self.bias, dtype=self.dtype)
 
-    def _norm(self):
+    def _norm(self) -> layer_norm:
         return layer_norm(self.d_model, epsilon=self.layer_norm_eps, center=self.bias,
                           dtype=self.dtype)
 
-    def _ff_layers(self):
+    def _ff_layers(self) -> None:
         self.add_sublayer("linear1", core.dense(self.dim_feedforward, self.d_model,
                                                 use_bias=self.bias, dtype=self.dtype))
         self.add_sublayer("linear2", core.dense(self.d_model, self.dim_feedforward,
                                                 use_bias=self.bias, dtype=self.dtype))
 
-    def _drop(self):
+    def _drop(self) -> core.dropout:
         # In the compute dtype (float32 for 16-bit layers on the CPU): no extra rounding.
         return core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
 
-    def _dropped(self, drop, x, t):
+    def _dropped(self, drop: core.dropout, x: mx.array, t: bool) -> mx.array:
         """``drop(x)`` in training mode with a rate > 0, else ``x``."""
         return drop(x, t) if t and self.dropout > 0 else x
 
-    def _ff(self, x, t, out_drop):
+    def _ff(self, x: mx.array, t: bool, out_drop: core.dropout) -> mx.array:
         """``out_drop(linear2(ff_dropout(activation(linear1(x)))))``, computed in
         ``compute_dtype`` and rounded once to the layer's dtype."""
         h = self._dropped(self.ff_dropout, self.act(self.linear1.project(x)), t)
         return self._dropped(out_drop, self.linear2.project(h), t).astype(self.dtype)
 
-    def _check(self, x, arg):
+    def _check(self, x: ArrayLike, arg: str) -> mx.array:
         x = self.as_input(x, arg, ndim=3)
         if x.shape[-1] != self.d_model:
             raise self.error(arg, Desc(f"an array of shape {tuple(x.shape)}"),
@@ -157,16 +164,19 @@ class TransformerEncoderLayer(_Block):
     ``linear2``, ``norm1``, ``norm2``.
     """
 
-    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Activation = "relu",
+                 layer_norm_eps: float = 1e-5, norm_first: bool = False, bias: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
-    def _sa(self, x, mask, t):
+    def _sa(self, x: mx.array, mask: mx.array | None, t: bool) -> mx.array:
         out = self.self_attn(x, None, mask, train_flag=t)[0]
         return self._dropped(self.dropout1, out, t).astype(self.dtype)
 
-    def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False,
-                 train_flag=None, training=None):
+    def __call__(self, src: ArrayLike, src_mask: MaskLike | None = None,
+                 src_key_padding_mask: MaskLike | None = None, is_causal: bool | None = False,
+                 train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         x = self._check(src, "src")
         t = self.mode(train_flag, training)
         b, s = x.shape[:2]
@@ -191,13 +201,18 @@ class TransformerDecoderLayer(_Block):
 
     attentions = ("self_attn", "multihead_attn")
 
-    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 layer_norm_eps=1e-5, norm_first=False, bias=True, dtype="float32"):
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Activation = "relu",
+                 layer_norm_eps: float = 1e-5, norm_first: bool = False, bias: bool = True,
+                 dtype: DTypeLike = "float32") -> None:
         super().__init__(**arguments(locals()))
 
-    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,
-                 train_flag=None, training=None):
+    def __call__(self, tgt: ArrayLike, memory: ArrayLike, tgt_mask: MaskLike | None = None,
+                 memory_mask: MaskLike | None = None,
+                 tgt_key_padding_mask: MaskLike | None = None,
+                 memory_key_padding_mask: MaskLike | None = None,
+                 tgt_is_causal: bool | None = False, memory_is_causal: bool | None = False,
+                 train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         x = self._check(tgt, "tgt")
         mem = self._check(memory, "memory")
         if mem.shape[0] != x.shape[0]:
@@ -210,11 +225,11 @@ class TransformerDecoderLayer(_Block):
         mm = attention_mask(self, memory_mask, memory_key_padding_mask, memory_is_causal, b,
                             self.nhead, tl, sl, ("memory_mask", "memory_key_padding_mask"))
 
-        def sa(y):
+        def sa(y: mx.array) -> mx.array:
             out = self.self_attn(y, None, sm, train_flag=t)[0]
             return self._dropped(self.dropout1, out, t).astype(self.dtype)
 
-        def ca(y):
+        def ca(y: mx.array) -> mx.array:
             out = self.multihead_attn(y, mem, mm, train_flag=t)[0]
             return self._dropped(self.dropout2, out, t).astype(self.dtype)
 
@@ -230,7 +245,7 @@ class TransformerDecoderLayer(_Block):
 class _Stack(Layer):
     """``num_layers`` fresh layers configured like ``layer``, then an optional norm."""
 
-    def _stack(self, layer, num_layers, norm):
+    def _stack(self, layer: _Block, num_layers: int, norm: mnn.Module | None) -> None:
         if not isinstance(layer, self.layer_type):
             raise self.error(self.layer_arg, type(layer).__name__,
                              f"a {self.layer_type.__name__}", TypeError)
@@ -256,12 +271,14 @@ class TransformerEncoder(_Stack):
 
     layer_type, layer_arg = TransformerEncoderLayer, "encoder_layer"
 
-    def __init__(self, encoder_layer, num_layers, norm=None):
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int,
+                 norm: mnn.Module | None = None) -> None:
         super().__init__(dtype=getattr(encoder_layer, "dtype", "float32"))
         self._stack(encoder_layer, num_layers, norm)
 
-    def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None,
-                 train_flag=None, training=None):
+    def __call__(self, src: ArrayLike, mask: MaskLike | None = None,
+                 src_key_padding_mask: MaskLike | None = None, is_causal: bool | None = None,
+                 train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
         x = src
         for lyr in self.layers:
@@ -281,13 +298,17 @@ class TransformerDecoder(_Stack):
 
     layer_type, layer_arg = TransformerDecoderLayer, "decoder_layer"
 
-    def __init__(self, decoder_layer, num_layers, norm=None):
+    def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int,
+                 norm: mnn.Module | None = None) -> None:
         super().__init__(dtype=getattr(decoder_layer, "dtype", "float32"))
         self._stack(decoder_layer, num_layers, norm)
 
-    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
-                 train_flag=None, training=None):
+    def __call__(self, tgt: ArrayLike, memory: ArrayLike, tgt_mask: MaskLike | None = None,
+                 memory_mask: MaskLike | None = None,
+                 tgt_key_padding_mask: MaskLike | None = None,
+                 memory_key_padding_mask: MaskLike | None = None,
+                 tgt_is_causal: bool | None = None, memory_is_causal: bool | None = False,
+                 train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
         x = tgt
         for lyr in self.layers:
@@ -298,7 +319,7 @@ class TransformerDecoder(_Stack):
         return self.norm(x) if self.norm is not None else x
 
 
-def _device(layer: Layer, device: Any) -> mx.Device | None:
+def _device(layer: Layer, device: DeviceLike | None) -> mx.Device | None:
     if device is None:
         return None
     if isinstance(device, mx.Device):
@@ -343,10 +364,13 @@ class Transformer(Layer):
     float (added). ``*_is_causal=True`` hides future positions (with or without a mask).
     """
 
-    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
-                 dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
-                 custom_decoder=None, layer_norm_eps=1e-5, norm_first=False, bias=True,
-                 device=None, dtype="float32"):
+    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
+                 num_decoder_layers: int = 6, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: Activation = "relu",
+                 custom_encoder: Callable[..., mx.array] | None = None,
+                 custom_decoder: Callable[..., mx.array] | None = None,
+                 layer_norm_eps: float = 1e-5, norm_first: bool = False, bias: bool = True,
+                 device: DeviceLike | None = None, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         n_enc = self.check_int("num_encoder_layers", num_encoder_layers, low=0)
         n_dec = self.check_int("num_decoder_layers", num_decoder_layers, low=0)
@@ -362,7 +386,10 @@ class Transformer(Layer):
         with owned_by(self.name, blocks):  # the blocks' errors name the Transformer
             self._build(kw, n_enc, n_dec, custom_encoder, custom_decoder, device)
 
-    def _build(self, kw, n_enc, n_dec, custom_encoder, custom_decoder, device):
+    def _build(self, kw: dict[str, Any], n_enc: int, n_dec: int,
+               custom_encoder: Callable[..., mx.array] | None,
+               custom_decoder: Callable[..., mx.array] | None,
+               device: DeviceLike | None) -> None:
         enc_layer = TransformerEncoderLayer(**kw)  # checks every shared argument
         self.config(d_model=kw["d_model"], nhead=kw["nhead"], num_encoder_layers=n_enc,
                     num_decoder_layers=n_dec, dim_feedforward=kw["dim_feedforward"],
@@ -386,7 +413,7 @@ class Transformer(Layer):
         self._set("output_size", kw["d_model"])
         self._set("built", True)
 
-    def _register(self, name, obj):
+    def _register(self, name: str, obj: Callable[..., mx.array]) -> None:
         if isinstance(obj, Layer):
             self.add_sublayer(name, obj)
         elif isinstance(obj, mx.array):
@@ -395,15 +422,21 @@ class Transformer(Layer):
             setattr(self, name, obj)  # an mlx.nn.Module joins the parameter tree
 
     @staticmethod
-    def generate_square_subsequent_mask(sz, dtype="float32"):
+    def generate_square_subsequent_mask(sz: int,
+                                        dtype: DTypeName | mx.Dtype = "float32") -> mx.array:
         """``(sz, sz)`` float mask: ``-inf`` above the diagonal, ``0`` elsewhere."""
         dt = DTYPES.get(dtype, dtype)
         return mx.where(K.causal_mask(sz, sz), mx.array(0.0, dt), mx.array(-float("inf"), dt))
 
-    def __call__(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
-                 train_flag=None, *, src_key_padding_mask=None, tgt_key_padding_mask=None,
-                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
-                 memory_is_causal=False, training=None):
+    def __call__(self, src: ArrayLike, tgt: ArrayLike, src_mask: MaskLike | None = None,
+                 tgt_mask: MaskLike | None = None, memory_mask: MaskLike | None = None,
+                 train_flag: bool | None = None, *,
+                 src_key_padding_mask: MaskLike | None = None,
+                 tgt_key_padding_mask: MaskLike | None = None,
+                 memory_key_padding_mask: MaskLike | None = None,
+                 src_is_causal: bool | None = None, tgt_is_causal: bool | None = None,
+                 memory_is_causal: bool | None = False,
+                 training: bool | None = None) -> mx.array:
         src = self.as_input(src, "src", ndim=3)
         tgt = self.as_input(tgt, "tgt", ndim=3)
         if src.shape[0] != tgt.shape[0]:

@@ -20,6 +20,7 @@ import mlx.nn as mnn
 import numpy as np
 
 from .._validation import Desc, error
+from .typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def count(root: Any) -> int:
 
 
 # -- writing -------------------------------------------------------------------------
-def load(root: Any, weights: Sequence[Any], owner: str) -> None:
+def load(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
     """Set every weight of ``root`` from ``weights`` (Note's layout and order), after
     checking the count and every shape: on any mismatch nothing changes and the error
     names ``owner``, the weight and both shapes."""
