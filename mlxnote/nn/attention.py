@@ -269,7 +269,7 @@ class multihead_attention(Layer):
         else:
             ok = _broadcastable(m.shape, full)
         if not ok:
-            raise self.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"),
+            raise self.error("mask", Desc(f"an array of shape {tuple(m.shape)}"),
                              f"(Tq, Tk) = {(tq, tk)} (or larger, sliced), (B, Tq, Tk) = "
                              f"{(b, tq, tk)}, or a shape broadcastable to {full}")
         return m if m.dtype == mx.bool_ else m.astype(self.dtype)

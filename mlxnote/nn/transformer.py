@@ -280,7 +280,7 @@ class TransformerEncoder(_Stack):
                  src_key_padding_mask: MaskLike | None = None, is_causal: bool | None = None,
                  train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
-        x = src
+        x = self.as_input(src, "src", ndim=3)
         for lyr in self.layers:
             x = lyr(x, mask, src_key_padding_mask, causal_flag(self, "is_causal", is_causal),
                     train_flag=t)
@@ -310,7 +310,7 @@ class TransformerDecoder(_Stack):
                  tgt_is_causal: bool | None = None, memory_is_causal: bool | None = False,
                  train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
-        x = tgt
+        x = self.as_input(tgt, "tgt", ndim=3)
         for lyr in self.layers:
             x = lyr(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                     memory_key_padding_mask, causal_flag(self, "tgt_is_causal", tgt_is_causal),
