@@ -130,7 +130,7 @@ def benches(quick: bool) -> list[Bench]:
     ex, (x, y), _, model, w0 = _setup()
     xb, yb = mx.array(x[:BATCH]), mx.array(y[:BATCH])
     model._init_optimizer()
-    step = model._cached("train", None)
+    step = model._steps.get("train")  # the compiled step fit runs (mlxnote.training.steps)
     wb, scale = mx.ones((BATCH,)), mx.array(1.0 / BATCH)
     ours_state = [model.state, model.optimizer.state, mx.random.state]
     model.train()

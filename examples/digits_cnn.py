@@ -16,7 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxnote import Model, nn
-from mlxnote.model import ModelCheckpoint, SparseCategoricalCrossentropy
+from mlxnote.training import ModelCheckpoint, SparseCategoricalCrossentropy
 
 TARGET = 0.97
 

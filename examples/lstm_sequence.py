@@ -21,7 +21,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxnote import Model, nn
-from mlxnote.model import Adam, SparseCategoricalCrossentropy
+from mlxnote.training import Adam, SparseCategoricalCrossentropy
 
 TARGET = 0.95
 K = 8

@@ -5,4 +5,4 @@ from . import nn
 
 __version__ = "0.1.0"
 __all__ = ["nn", "__version__"]
-from .model import Model, Sequential  # noqa: E402, F401, I001
+from .training import Model, Sequential  # noqa: E402, F401, I001

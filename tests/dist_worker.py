@@ -19,7 +19,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxnote import Sequential, nn
-from mlxnote.model import Callback, ModelCheckpoint, SparseCategoricalCrossentropy
+from mlxnote.training import Callback, ModelCheckpoint, SparseCategoricalCrossentropy
 
 
 def data():

@@ -16,7 +16,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlxnote import Model, Sequential, nn
-from mlxnote.model import CheckpointError, ModelCheckpoint, SparseCategoricalCrossentropy
+from mlxnote.training import CheckpointError, ModelCheckpoint, SparseCategoricalCrossentropy
 
 LOGITS = SparseCategoricalCrossentropy(from_logits=True)
 HERE = Path(__file__).parent

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mlxnote import Model, Sequential, nn
-from mlxnote import model as M
-from mlxnote.model import (
+from mlxnote import training as T
+from mlxnote.training import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
     EarlyStopping,
@@ -121,6 +121,18 @@ def test_sequential_forms_and_errors():
     assert M2 is Model and S2 is Sequential
 
 
+def test_old_import_paths_reexport_the_training_package():
+    import mlxnote.distributed as old_dist
+    import mlxnote.model as old
+
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(T, name), name
+    assert {"Model", "Sequential", "Adam", "ModelCheckpoint", "Callback", "CheckpointError",
+            "SparseCategoricalCrossentropy", "get_optimizer", "get_loss"} <= set(old.__all__)
+    assert old_dist.shard_bounds is T.distributed.shard_bounds
+    assert Model is T.Model and Sequential is T.Sequential
+
+
 # -- optimizers, losses, metrics against Keras ----------------------------------------
 @pytest.fixture(scope="module")
 def keras():
@@ -131,19 +143,19 @@ def keras():
 
 
 def test_optimizer_names_have_keras_defaults():
-    a = M.get_optimizer("Adam")
-    assert isinstance(a, M.Adam) and a.betas == [0.9, 0.999] and a.eps == 1e-7
+    a = T.get_optimizer("Adam")
+    assert isinstance(a, T.Adam) and a.betas == [0.9, 0.999] and a.eps == 1e-7
     assert a.learning_rate.item() == pytest.approx(1e-3)
-    s = M.get_optimizer("sgd")
+    s = T.get_optimizer("sgd")
     assert isinstance(s, optim.SGD) and s.learning_rate.item() == pytest.approx(0.01)
-    assert M.get_optimizer("adamw").weight_decay == 0.004
-    assert M.get_optimizer("rmsprop").rho == 0.9
+    assert T.get_optimizer("adamw").weight_decay == 0.004
+    assert T.get_optimizer("rmsprop").rho == 0.9
     mine = optim.SGD(0.5)
-    assert M.get_optimizer(mine) is mine
+    assert T.get_optimizer(mine) is mine
     with pytest.raises(ValueError, match="argument 'optimizer' got 'adamm'"):
-        M.get_optimizer("adamm")
+        T.get_optimizer("adamm")
     with pytest.raises(TypeError, match="optimizer"):
-        M.get_optimizer(3)
+        T.get_optimizer(3)
 
 
 @pytest.mark.parametrize("name,kw", [
@@ -164,10 +176,10 @@ def test_optimizers_match_keras(keras, name, kw):
     for g in grads:
         kopt.apply_gradients([(keras.ops.convert_to_tensor(g), v)])
     if kw:
-        cls = {"rmsprop": M.RMSprop, "sgd": lambda **k: optim.SGD(0.01, **k)}[name]
+        cls = {"rmsprop": T.RMSprop, "sgd": lambda **k: optim.SGD(0.01, **k)}[name]
         ours = cls(**kw)
     else:
-        ours = M.get_optimizer(name)
+        ours = T.get_optimizer(name)
     params = {"w": mx.array(w0)}
     ours.init(params)
     for g in grads:
@@ -203,22 +215,22 @@ def test_losses_match_keras(keras):
         got = float(ours(mx.array(yt), mx.array(yp)).mean())
         want = float(theirs(yt, yp))
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6), type(ours).__name__
-    assert isinstance(M.get_loss("mse"), MeanSquaredError)
+    assert isinstance(T.get_loss("mse"), MeanSquaredError)
     with pytest.raises(ValueError, match="argument 'loss' got 'msee'"):
-        M.get_loss("msee")
+        T.get_loss("msee")
 
 
 def test_accuracy_resolution():
     pred = mx.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    _, sparse = M._get_metric("accuracy", M.get_loss("sparse_categorical_crossentropy"))
+    _, sparse = T.get_metric("accuracy", T.get_loss("sparse_categorical_crossentropy"))
     assert sparse(mx.array([1, 0, 0]), pred).tolist() == [1, 1, 0]
-    _, cat = M._get_metric("acc", M.get_loss("categorical_crossentropy"))
+    _, cat = T.get_metric("acc", T.get_loss("categorical_crossentropy"))
     assert cat(mx.array([[0, 1], [0, 1], [0, 1.0]]), pred).tolist() == [1, 0, 1]
-    _, binary = M._get_metric("accuracy", BinaryCrossentropy(from_logits=True))
+    _, binary = T.get_metric("accuracy", BinaryCrossentropy(from_logits=True))
     assert binary(mx.array([1, 0, 1.0]), mx.array([[0.5], [-0.1], [-2.0]])).tolist() == [
         1, 1, 0]
     with pytest.raises(ValueError, match="metrics"):
-        M._get_metric("f1score", None)
+        T.get_metric("f1score", None)
 
 
 # -- fit / evaluate / predict --------------------------------------------------------
@@ -227,7 +239,7 @@ def test_fit_learns_history_and_validation():
     x, y = blobs()
     m = Net()
     h = m.fit(x[:90], y[:90], epochs=6, batch_size=16, validation_data=(x[90:], y[90:]),
-              optimizer=M.Adam(0.01), loss=LOGITS, metrics=["accuracy"], verbose=0)
+              optimizer=T.Adam(0.01), loss=LOGITS, metrics=["accuracy"], verbose=0)
     assert isinstance(h, History) and m.history is h
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 6 for v in h.history.values()) and h.epoch == list(range(6))
@@ -263,7 +275,7 @@ def _step_losses(model, x, y, epochs=1, batch_size=8):
     """Per-step losses recovered from the running averages in the batch logs."""
     avgs = []
 
-    class Rec(M.Callback):
+    class Rec(T.Callback):
         def on_train_batch_end(self, batch, logs=None):
             avgs.append(logs["loss"])
 
@@ -366,14 +378,14 @@ def test_plain_mlx_model_and_bfloat16():
             return self.l2(mnn.relu(self.l1(x)))
 
     p = Plain()
-    h = p.fit(x, y, epochs=8, batch_size=16, loss=mnn.losses.cross_entropy, optimizer=M.Adam(0.01),
+    h = p.fit(x, y, epochs=8, batch_size=16, loss=mnn.losses.cross_entropy, optimizer=T.Adam(0.01),
               metrics=["accuracy"], verbose=0)
     assert h.history["accuracy"][-1] > 0.9
     assert [w.shape for w in p.get_weights()] == [(16, 4), (16,), (3, 16), (3,)]
     s = Sequential(nn.dense(16, dtype="bfloat16", activation="relu"),
                    nn.dense(3, dtype="bfloat16"))
     h = s.fit(x, y, epochs=8, batch_size=16, loss=LOGITS, metrics=["accuracy"], verbose=0,
-              optimizer=M.Adam(0.01))
+              optimizer=T.Adam(0.01))
     assert h.history["accuracy"][-1] > 0.9 and s.layers[0].weight.dtype == mx.bfloat16
     assert s.predict(x).dtype == np.float32
 
@@ -476,7 +488,7 @@ def test_jupyter_display_updates_in_place(monkeypatch):
     fake.HTML = HTML
     fake.display = lambda obj, display_id=False: Handle()
     monkeypatch.setitem(sys.modules, "IPython.display", fake)
-    monkeypatch.setattr(M, "_in_jupyter", lambda: True)
+    monkeypatch.setattr(T.display, "in_jupyter", lambda: True)
     x, y = blobs(n=20)
     m = Sequential(nn.dense(3))
     out = io.StringIO()
@@ -488,9 +500,84 @@ def test_jupyter_display_updates_in_place(monkeypatch):
     assert "Epoch 2/2" in calls[-1] and "3/3" in calls[-1] and "accuracy" in calls[-1]
 
 
+def test_progress_bar_is_a_callback_and_hooks_run_in_order(capsys):
+    """fit/evaluate/predict drive the display through callbacks: History, then the
+    ProgbarLogger, then the user's; every hook gets the run's params and logs."""
+    x, y = blobs(n=20)
+    seen = []
+
+    class Rec(T.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(("epoch_end", epoch, self.params["steps"], self.params["epochs"],
+                         sorted(logs)))
+
+        def on_test_begin(self, logs=None):
+            seen.append(("test_begin", self.params["steps"]))
+
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(("test_batch", batch, sorted(logs)))
+
+        def on_test_end(self, logs=None):
+            seen.append(("test_end", sorted(logs)))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append(("predict_batch", batch, logs["outputs"].shape))
+
+        def close(self):
+            seen.append("close")
+
+    m = Sequential(nn.dense(3))
+    m.compile("adam", LOGITS, ["accuracy"])
+    m.fit(x, y, epochs=2, batch_size=8, verbose=2, callbacks=[Rec()])
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["Epoch 1/2", "Epoch 2/2"]
+    assert seen == [("epoch_end", 0, 3, 2, ["accuracy", "loss"]),
+                    ("epoch_end", 1, 3, 2, ["accuracy", "loss"]), "close"]
+    seen.clear()
+    m.evaluate(x, y, batch_size=16, verbose=2, callbacks=[Rec()])
+    assert capsys.readouterr().out.startswith("Evaluate: 2 steps")
+    assert seen == [("test_begin", 2), ("test_batch", 0, ["accuracy", "loss"]),
+                    ("test_batch", 1, ["accuracy", "loss"]), ("test_end", ["accuracy", "loss"]),
+                    "close"]
+    seen.clear()
+    m.predict(x, batch_size=16, verbose=2, callbacks=[Rec()])
+    assert capsys.readouterr().out.startswith("Predict: 2 steps")
+    assert seen == [("predict_batch", 0, (16, 3)), ("predict_batch", 1, (4, 3)), "close"]
+    progbar = T.ProgbarLogger(2)
+    h = m.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[progbar])
+    assert capsys.readouterr().out.startswith("Epoch 1/1: 3 steps")  # a user's own bar
+    assert list(h.history) == ["loss", "accuracy"]
+
+
+def test_a_raising_callback_still_closes_the_live_bar(capsys, monkeypatch):
+    """The display is stopped (callbacks' close) when training raises mid-epoch."""
+    x, y = blobs(n=20)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    stopped = []
+    real_stop = T.display.Display.close
+
+    def close(self):
+        stopped.append(self.progress is not None)
+        real_stop(self)
+
+    monkeypatch.setattr(T.display.Display, "close", close)
+
+    class Boom(T.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    m = Sequential(nn.dense(3))
+    with pytest.raises(RuntimeError, match="boom"):
+        m.fit(x, y, epochs=2, batch_size=8, loss=LOGITS, callbacks=[Boom()])
+    assert stopped == [True]  # a live bar was running and was stopped
+    assert m.training
+
+
 # -- data parallel helpers -----------------------------------------------------------
 def test_shards_pad_and_weights_reproduce_the_full_batch():
-    from mlxnote import distributed as dist
+    from mlxnote.training import data
+    from mlxnote.training import distributed as dist
 
     assert [dist.shard_bounds(5, r, 2) for r in range(2)] == [(0, 3, 0), (3, 5, 1)]
     assert [dist.shard_bounds(1, r, 3) for r in range(3)] == [(0, 1, 0), (1, 1, 1),
@@ -500,7 +587,7 @@ def test_shards_pad_and_weights_reproduce_the_full_batch():
     m.compile("sgd", LOGITS)
     total = 0.0
     for r in range(3):
-        xl, yl, w, n = Model._local((mx.array(x),), mx.array(y), r, 3)
+        xl, yl, w, n = data.shard((mx.array(x),), mx.array(y), r, 3)
         assert xl[0].shape[0] == 2 and n == 5
         total += float((LOGITS(yl, m(xl[0])) * w).sum()) * 3 / n / 3
     assert total == pytest.approx(float(LOGITS(mx.array(y), m(mx.array(x))).mean()),

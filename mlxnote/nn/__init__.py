@@ -32,4 +32,4 @@ __all__ = ["Layer", "activations", "initializers"] + [
                      "transformer")
     for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]
-from ..model import Model, Sequential  # noqa: E402, F401, I001
+from ..training import Model, Sequential  # noqa: E402, F401, I001

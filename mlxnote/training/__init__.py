@@ -1,0 +1,59 @@
+"""Training: :class:`Model` and :class:`Sequential` with a Keras-style loop on MLX.
+
+``from mlxnote.training import Model, Sequential, Adam, ModelCheckpoint, ...``
+
+Modules:
+
+* :mod:`.model`, :mod:`.sequential`: Model and Sequential (thin fit/evaluate/predict);
+* :mod:`.steps`: the compiled train/eval/predict steps, their cache, one epoch's run;
+* :mod:`.data`: data adapters, the epoch iterator, per-rank sharding;
+* :mod:`.optimizers`, :mod:`.losses`, :mod:`.metrics`: Keras semantics and names;
+* :mod:`.callbacks`: History, EarlyStopping, ModelCheckpoint, ProgbarLogger;
+  :mod:`.display`: the progress display and the summary table;
+* :mod:`.checkpoint`: atomic safetensors save, strict all-or-nothing load;
+* :mod:`.distributed`: data-parallel helpers on ``mx.distributed``.
+
+Optimizers, losses and metrics by name follow Keras: ``'adam'`` is Keras's Adam
+(learning rate 1e-3, betas 0.9/0.999, epsilon 1e-7, Keras's update rule), ``'sgd'`` has
+learning rate 0.01, ``'sparse_categorical_crossentropy'`` expects probabilities unless
+``SparseCategoricalCrossentropy(from_logits=True)`` is given.
+"""
+
+from . import (  # noqa: F401  (the modules)
+    callbacks,
+    checkpoint,
+    data,
+    display,
+    distributed,
+    losses,
+    metrics,
+    optimizers,
+    steps,
+)
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, ProgbarLogger
+from .checkpoint import CheckpointError
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
+    Loss,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+    get_loss,
+)
+from .metrics import get_metric
+from .model import Model
+from .optimizers import Adagrad, Adam, Adamax, AdamW, RMSprop, get_optimizer
+from .sequential import Sequential
+
+__all__ = [
+    "Model", "Sequential",
+    "Callback", "History", "ModelCheckpoint", "EarlyStopping", "ProgbarLogger",
+    "Adam", "AdamW", "Adamax", "RMSprop", "Adagrad", "get_optimizer",
+    "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
+    "MeanSquaredError", "MeanAbsoluteError", "Huber", "get_loss", "get_metric",
+    "CheckpointError",
+    "callbacks", "checkpoint", "data", "display", "distributed", "losses", "metrics",
+    "optimizers", "steps",
+]

@@ -1,0 +1,390 @@
+"""Note-style models with a Keras-style training loop on MLX.
+
+:class:`Model` is an :class:`mlx.nn.Module`: layers assigned in ``__init__`` (mlxnote
+layers, plain ``mlx.nn`` modules, or lists of them) register themselves in assignment
+order, and ``__call__`` defines the forward pass. On top of that it gives
+
+* ``param`` / ``get_weights`` / ``set_weights`` in Note's layout and creation order
+  (the registry in :mod:`mlxnote.nn.weights`, shared with the layers);
+* ``compile`` / ``fit`` / ``evaluate`` / ``predict`` on compiled steps
+  (:mod:`~mlxnote.training.steps`), data adapters (:mod:`~mlxnote.training.data`) and
+  callbacks (:mod:`~mlxnote.training.callbacks`, the progress bar among them);
+* ``save`` / ``load``: atomic, strictly checked safetensors checkpoints
+  (:mod:`~mlxnote.training.checkpoint`); ``fit(..., resume=path)`` continues;
+* data-parallel training when the process runs in an ``mx.distributed`` group of
+  more than one rank (``mlx.launch``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as mnn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from .._validation import check_bool, check_float, check_int, error
+from ..nn import weights
+from ..nn.layer import Layer
+from . import checkpoint, data, display, steps
+from . import distributed as dist
+from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .losses import get_loss
+from .metrics import get_metric
+from .optimizers import get_optimizer
+
+__all__ = ["Model"]
+
+
+class Model(mnn.Module):
+    """Base class for models: assign layers in ``__init__``, define ``__call__``.
+
+    Example::
+
+        class MLP(Model):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.dense(64, activation='relu')
+                self.drop = nn.dropout(0.2)
+                self.fc2 = nn.dense(10)
+
+            def __call__(self, x):
+                return self.fc2(self.drop(self.fc1(x)))
+
+        model = MLP()
+        model.compile('adam', SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=['accuracy'])
+        history = model.fit(x, y, epochs=5, batch_size=32, validation_data=(xv, yv))
+
+    Layers may be mlxnote layers, plain ``mlx.nn`` modules, other Models, or lists and
+    dicts of them. ``train()`` / ``eval()`` reach every layer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, value in (("optimizer", None), ("loss", None), ("metric_specs", []),
+                            ("_metric_raw", []), ("history", None), ("stop_training", False),
+                            ("epoch", 0), ("_seed", None), ("_pending_opt", None),
+                            ("_group", None)):
+            self._set(name, value)
+        self._set("_steps", steps.StepCache(self))
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # -- weights (the registry in mlxnote.nn.weights, shared with the layers) ------------
+    def unbuilt(self) -> list[str]:
+        return [p for p, e in weights.modules(self) if isinstance(e, Layer) and not e.built]
+
+    def _check_built(self, what: str) -> None:
+        missing = self.unbuilt()
+        if missing:
+            raise RuntimeError(f"{self.name}: {what} needs built layers; unbuilt: {missing}. "
+                               "Give input_size or run the model once on a batch.")
+
+    @property
+    def weight_names(self) -> list[str]:
+        """Every weight's path, in registration order then each layer's Note order."""
+        return [w.path for w in weights.collect(self)]
+
+    @property
+    def param_names(self) -> list[str]:
+        return [w.path for w in weights.collect(self) if w.trainable]
+
+    @property
+    def param(self) -> list[mx.array]:
+        """The trainable arrays: each layer's ``param`` in registration order."""
+        return [w.handle() for w in weights.collect(self) if w.trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every weight as NumPy, concatenating the layers' ``get_weights`` lists (Note's
+        layout) in registration order; plain MLX modules' arrays as stored."""
+        self._check_built("get_weights")
+        return weights.get_weights(self)
+
+    def set_weights(self, weights_: Sequence[Any]) -> None:
+        """Load a list as :meth:`get_weights` gives it (checked before anything changes)."""
+        self._check_built("set_weights")
+        weights.load(self, weights_, self.name)
+
+    def count_params(self) -> int:
+        return sum(int(np.prod(v.shape)) for _, v in tree_flatten(self.parameters()))
+
+    def summary(self, print_fn: Callable | None = None) -> None:
+        """A table of the layers (path, type, weights, parameter count), printed or
+        passed as text to ``print_fn``."""
+        display.print_table(display.summary_table(self), print_fn)
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the summary table."""
+        return display.table_html(display.summary_table(self))
+
+    # -- configuration -------------------------------------------------------------
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None) -> None:
+        """Set the optimizer (name or object), the loss and the metrics (Keras-style).
+
+        Args:
+            optimizer: a Keras name (``'adam'``, ``'sgd'``, ``'rmsprop'``, ``'adamw'``,
+                ``'adagrad'``, ``'adamax'``, ``'adadelta'``, ``'lion'``; Keras defaults)
+                or an ``mlx.optimizers.Optimizer``.
+            loss: a Keras name (``'sparse_categorical_crossentropy'``, ``'mse'``, ...),
+                a loss object (``SparseCategoricalCrossentropy(from_logits=True)``), an
+                ``mlx.nn.losses`` function, or ``fn(y_true, y_pred)``.
+            metrics: a list of names (``'accuracy'``, ``'mae'``, ...) or callables.
+        """
+        self._set("optimizer", get_optimizer(optimizer, self.name))
+        self._set("loss", None if loss is None else get_loss(loss, self.name))
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]
+        self._set("metric_specs", [get_metric(m, self.loss, self.name) for m in metrics])
+        self._set("_metric_raw", list(metrics))
+        self._steps.clear()
+
+    def _configure(self, optimizer: Any, loss: Any, metrics: Any, where: str) -> None:
+        """``compile`` with fit's overrides (when any are given); a loss is required."""
+        if optimizer is not None or loss is not None or metrics is not None \
+                or self.optimizer is None:
+            self.compile(optimizer if optimizer is not None else (self.optimizer or "adam"),
+                         loss if loss is not None else self.loss,
+                         metrics if metrics is not None else self._metric_raw)
+        if self.loss is None:
+            raise error(where, "loss", None, "a loss name, object or callable (compile(loss="
+                        "...) or fit(loss=...))")
+
+    def _build(self, first: tuple[mx.array, ...]) -> None:
+        """Build lazy layers with one forward pass (in eval mode) before compiling."""
+        if not self.unbuilt():
+            return
+        mode = self.training
+        self.eval()
+        try:
+            mx.eval(self(*first))
+        finally:
+            self.train(mode)
+        self._check_built("compiling")
+
+    def _init_optimizer(self) -> None:
+        """Create the optimizer state for the trainable weights (kept if it covers them
+        all) and apply a pending state from :meth:`load`."""
+        opt = self.optimizer
+        params = self.trainable_parameters()
+        keys = {k for k, _ in tree_flatten(params)}
+        have = {k.rsplit(".", 1)[0] for k, _ in tree_flatten(opt.state)
+                if k not in ("step", "learning_rate")}
+        if not opt._initialized or not keys <= have:
+            opt.init(params)
+        if self._pending_opt is not None:
+            pending, path = self._pending_opt
+            self._set("_pending_opt", None)
+            checkpoint.restore_optimizer(opt, pending, f"{self.name}.load", path)
+        mx.eval(opt.state)
+
+    # -- training ------------------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, epochs: int = 1, batch_size: int = 32,
+            validation_data: Any = None, shuffle: bool = True,
+            callbacks: Sequence[Callback] | None = None, verbose: int | str = "auto",
+            validation_split: float = 0.0, initial_epoch: int = 0,
+            resume: str | os.PathLike | None = None, optimizer: Any = None, loss: Any = None,
+            metrics: Any = None, group: Any = None) -> History:
+        """Train for ``epochs`` epochs; returns a :class:`History` of per-epoch numbers.
+
+        Args:
+            x, y: arrays (NumPy or MLX; ``x`` may be a tuple of arrays for several
+                inputs), or ``x`` an iterable of ``(x, y)`` batches (a list, a re-iterable,
+                or a callable returning an iterator; a one-shot generator allows one epoch)
+                with ``y=None``.
+            epochs (int): train until this epoch count (Keras's ``epochs``).
+            batch_size (int): rows per step for array inputs (32).
+            validation_data: ``(x_val, y_val)`` arrays or an iterable of batches;
+                evaluated after every epoch (``val_`` logs).
+            shuffle (bool): reshuffle array inputs every epoch. Randomness is
+                reproducible and resumable: a base seed is drawn from MLX's generator
+                when ``fit`` starts (``mx.random.seed`` fixes it; checkpoints save it);
+                every epoch reseeds MLX from (base seed, epoch, rank) and shuffles from
+                (base seed, epoch).
+            callbacks (list): :class:`Callback` objects (:class:`ModelCheckpoint`,
+                :class:`EarlyStopping`, ...), run after the History and the progress bar.
+            verbose: ``'auto'``/1 a progress bar (terminal or Jupyter; a line per epoch
+                when the output is not a terminal), 2 a line per epoch, 0 silent.
+            validation_split (float): hold out this last fraction of array inputs.
+            initial_epoch (int): the epoch to start at.
+            resume (str): a checkpoint written by :meth:`save` (or ModelCheckpoint):
+                restores the weights, the optimizer state, the epoch and the base seed
+                and continues: the result of an uninterrupted run (except for dropout
+                layers given their own ``seed``, whose keys are not saved).
+            optimizer, loss, metrics: as in :meth:`compile` (override it).
+            group: an ``mx.distributed`` group; by default ``mx.distributed.init()``.
+                With more than one rank, each rank trains on its shard of every batch,
+                gradients are averaged, and only rank 0 prints and writes checkpoints.
+        """
+        where = f"{self.name}.fit"
+        self._configure(optimizer, loss, metrics, where)
+        epochs = check_int(where, "epochs", epochs, 0)
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        initial_epoch = check_int(where, "initial_epoch", initial_epoch, 0)
+        shuffle = check_bool(where, "shuffle", shuffle)
+        validation_split = check_float(where, "validation_split", validation_split, 0, 1)
+        group = dist.resolve(group)
+        rank, size = dist.rank_and_size(group)
+        progbar = ProgbarLogger(0 if rank else verbose, where)
+        train, val = data.fit_adapters(x, y, batch_size, validation_data, validation_split,
+                                       epochs - initial_epoch, where)
+        self._build(train.first())
+        self._init_optimizer()
+        if resume is not None:
+            initial_epoch = self.load(resume)["epoch"]
+        self._start(group, resumed=resume is not None)
+
+        history = History()
+        cbs = CallbackList([history, progbar, *(callbacks or [])], self,
+                           {"epochs": epochs, "steps": train.num_batches, "verbose": verbose})
+        its = [None if d is None else data.EpochIterator(d, where, rank, size, arg)
+               for d, arg in ((train, "x"), (val, "y"))]
+        self._set("history", history)
+        self._fit_epochs(*its, cbs, group, range(initial_epoch, epochs), shuffle, where)
+        return history
+
+    def _start(self, group: Any, resumed: bool) -> None:
+        """Rank 0's weights on every rank; a new base seed unless resuming."""
+        if group is not None:
+            self.update(dist.broadcast(self.parameters(), group))
+        if self._seed is None or not resumed:
+            seed = int(mx.random.randint(0, 2**31 - 1, ()).item())
+            self._set("_seed", dist.agree(seed, group))
+
+    def _fit_epochs(self, it: data.EpochIterator, val: data.EpochIterator | None,
+                    cbs: CallbackList, group: Any, epochs: range, shuffle: bool,
+                    where: str) -> None:
+        """The epoch loop: train, validate, callbacks; the mode is restored and the
+        callbacks closed also when something raised."""
+        self._set("stop_training", False)
+        self._set("_group", group)
+        mode = self.training
+        try:
+            step = self._steps.get("train", group)
+            vstep = None if val is None else self._steps.get("eval", group)
+            cbs.on_train_begin()
+            for epoch in epochs:
+                cbs.on_epoch_begin(epoch)
+                steps.seed_epoch(self._seed, epoch, it.rank)
+                logs = steps.run_train(self, step, it, cbs,
+                                       [self._seed, epoch] if shuffle else None, where)
+                if val is not None:
+                    self.eval()
+                    logs.update(steps.run_eval(self, vstep, val, where).logs("val_"))
+                self.train(mode)
+                self._set("epoch", epoch + 1)
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+            cbs.on_train_end()
+        finally:
+            cbs.close()
+            self.train(mode)
+            self._set("_group", None)
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32,
+                 verbose: int | str = "auto", return_dict: bool = False, group: Any = None,
+                 callbacks: Sequence[Callback] | None = None) -> Any:
+        """Loss and metrics in eval mode: a float (no metrics), ``[loss, *metrics]``,
+        or a dict with ``return_dict``. Distributed: each rank evaluates its shard and
+        the sums are combined, so every rank gets the full-data numbers."""
+        where = f"{self.name}.evaluate"
+        if self.loss is None:
+            raise error(where, "loss", None, "a compiled loss (compile(loss=...) or fit)")
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        group = dist.resolve(group)
+        rank, size = dist.rank_and_size(group)
+        progbar = ProgbarLogger(0 if rank else verbose, where)
+        it = data.EpochIterator(data.adapter(x, y, batch_size, where), where, rank, size, "y")
+        self._build(it.data.first())
+        cbs = CallbackList([progbar, *(callbacks or [])], self,
+                           {"steps": it.num_batches, "verbose": verbose})
+        mode = self.training
+        self.eval()
+        try:
+            cbs.on_test_begin()
+            logs = steps.run_eval(self, self._steps.get("eval", group), it, where, cbs).logs()
+            cbs.on_test_end(logs)
+        finally:
+            cbs.close()
+            self.train(mode)
+        if return_dict:
+            return logs
+        vals = list(logs.values())
+        return vals[0] if len(vals) == 1 else vals
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: int | str = 0,
+                callbacks: Sequence[Callback] | None = None) -> Any:
+        """Outputs in eval mode, batch by batch (compiled), concatenated on axis 0.
+
+        Returns NumPy when ``x`` is NumPy (bfloat16 as float32), MLX otherwise.
+        """
+        where = f"{self.name}.predict"
+        batch_size = check_int(where, "batch_size", batch_size, 1)
+        progbar = ProgbarLogger(verbose, where)
+        it = data.EpochIterator(data.adapter(x, None, batch_size, where), where, labels=None)
+        self._build(it.data.first())
+        fwd = self._steps.get("predict")
+        cbs = CallbackList([progbar, *(callbacks or [])], self,
+                           {"steps": it.num_batches, "verbose": verbose})
+        mode = self.training
+        self.eval()
+        try:
+            cbs.on_predict_begin()
+            outs = steps.run_predict(fwd, it, cbs)
+            cbs.on_predict_end()
+        finally:
+            cbs.close()
+            self.train(mode)
+        return data.collate(outs, x, where)
+
+    # -- checkpoints ---------------------------------------------------------------
+    def _checkpoint_arrays(self) -> tuple[dict[str, mx.array], dict[str, str]]:
+        meta = {"epoch": str(self.epoch), "model": self.name,
+                "optimizer": type(self.optimizer).__name__ if self.optimizer else ""}
+        if self._seed is not None:
+            meta["seed"] = str(self._seed)
+        return checkpoint.contents(self, self.optimizer, meta)
+
+    def save(self, path: str | os.PathLike, all_ranks: bool = False) -> None:
+        """Write a safetensors checkpoint: every weight (``model.<path>``, as stored),
+        the optimizer state (``optimizer.<path>``); metadata: the epoch and fit's seed.
+
+        The write is atomic: a temporary file in the same directory, flushed to disk,
+        then ``os.replace``: a process killed mid-save leaves the previous file intact.
+        In a distributed run only rank 0 writes (unless ``all_ranks``).
+        """
+        group = self._group if self._group is not None else dist.resolve(None)
+        if group is not None and group.rank() != 0 and not all_ranks:
+            return
+        checkpoint.write(path, *self._checkpoint_arrays())
+
+    def load(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Load a checkpoint written by :meth:`save`, strictly.
+
+        Every weight must be present with the same shape and dtype, and nothing extra:
+        otherwise a :class:`CheckpointError` names every missing, unexpected and
+        mismatched key and nothing is changed. The optimizer state is restored when the
+        checkpoint has one (applied when the optimizer is created, if it is not yet).
+        Returns ``{'epoch': int, ...metadata}``; ``self.epoch`` is set.
+        """
+        where, path = f"{self.name}.load", os.fspath(path)
+        checkpoint.require(path, where)
+        self._check_built("load")
+        meta, pending = checkpoint.restore(path, where, self, self.optimizer)
+        if pending is not None:
+            self._set("_pending_opt", (pending, path))
+        self._set("epoch", int(meta.get("epoch", 0)))
+        if "seed" in meta:
+            self._set("_seed", int(meta["seed"]))
+        return {**meta, "epoch": self.epoch}
