@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlxnote-installed
 export MLX_ENABLE_TF32 := 0
 
-.PHONY: install test conformance smoke bench lint notebooks strip-notebooks clean
+.PHONY: install test test-fast conformance smoke bench lint notebooks strip-notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The inner loop: everything but the slow subprocess, distributed and notebook tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 conformance: $(STAMP)
 	$(BIN)/python -m conformance --tier full

@@ -232,6 +232,7 @@ def _check_loadable(path: Path, last_saved: int, in_progress: int | None):
     assert int(m.optimizer.state["step"]) == 1
 
 
+@pytest.mark.slow  # subprocesses killed mid-save
 def test_killed_mid_save_leaves_the_previous_checkpoint(tmp_path):
     sys.path.insert(0, str(HERE))
     rng = random.Random()
@@ -249,6 +250,7 @@ def test_killed_mid_save_leaves_the_previous_checkpoint(tmp_path):
     assert landed >= 1, "no kill landed inside a save"
 
 
+@pytest.mark.slow  # subprocesses killed mid-save
 def test_control_a_direct_write_killed_mid_save_is_corrupt(tmp_path):
     """The same kill against a plain in-place write corrupts the file: the kill test
     above can fail."""

@@ -15,8 +15,9 @@ import pytest
 HERE = Path(__file__).parent
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
 
-pytestmark = pytest.mark.skipif(not LAUNCH.exists() and not shutil.which("mlx.launch"),
-                                reason="mlx.launch not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not LAUNCH.exists() and not shutil.which("mlx.launch"),
+                                 reason="mlx.launch not installed")]
 
 
 def _free_port() -> int:

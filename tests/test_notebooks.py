@@ -24,6 +24,7 @@ def test_notebook_is_stripped(path):
                        f"(`make strip-notebooks`)")
 
 
+@pytest.mark.slow  # a Jupyter kernel per notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path):
     nbformat = pytest.importorskip("nbformat")

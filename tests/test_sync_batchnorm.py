@@ -81,11 +81,13 @@ def whole():
     return worker.run(x, w, ct, weights, synchronized=False)
 
 
+@pytest.mark.slow  # mlx.launch, 2 ranks
 def test_every_rank_reports(ranks):
     assert [int(r["rank"]) for r in ranks] == [0, 1]
     assert all(int(r["size"]) == 2 for r in ranks)
 
 
+@pytest.mark.slow  # mlx.launch, 2 ranks
 @pytest.mark.parametrize("step", ["plain", "masked"])
 def test_each_rank_has_the_concatenated_batch_statistics(ranks, whole, step):
     for r in ranks:
@@ -98,6 +100,7 @@ def test_each_rank_has_the_concatenated_batch_statistics(ranks, whole, step):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # mlx.launch, 2 ranks
 @pytest.mark.parametrize("step", ["plain", "masked"])
 def test_gradients_are_the_concatenated_batch_gradients(ranks, whole, step):
     for r in ranks:
