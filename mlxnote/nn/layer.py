@@ -22,7 +22,6 @@ from typing import Any, Literal, overload
 
 import mlx.core as mx
 import mlx.nn as mnn
-import numpy as np
 
 from .. import _validation as V
 from .._config import dtype_name
@@ -38,7 +37,7 @@ def arguments(local: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in local.items() if k not in ("self", "__class__")}
 
 
-class Layer(mnn.Module):
+class Layer(weights.NoteWeights, mnn.Module):
     """Base class of the mlxnote layers.
 
     Subclasses call ``super().__init__(dtype=..., trainable=...)``, create weights with
@@ -200,42 +199,12 @@ class Layer(mnn.Module):
                 parameters = {k: v for k, v in parameters.items() if k not in own}
         return super().update(parameters, strict=strict)
 
-    # -- reading and writing weights (mlxnote.nn.weights) ----------------------------
-    @property
-    def weight_names(self) -> list[str]:
-        """Paths of every weight (trainable or not) in Note's creation order."""
-        return [w.path for w in weights.collect(self)]
-
-    @property
-    def param_names(self) -> list[str]:
-        """Paths of the trainable weights, in Note's creation order."""
-        return [w.path for w in weights.collect(self) if w.trainable]
-
-    @property
-    def param(self) -> list[mx.array]:
-        """The trainable arrays in Note's creation order (Note's checkpoint order)."""
-        return [w.handle() for w in weights.collect(self) if w.trainable]
-
-    def note_value(self, path: str, value: mx.array | None = None) -> mx.array:
-        """The weight at ``path`` (or ``value`` in its stored layout) in Note's layout."""
-        return weights.find(self, path).note(value)
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Every weight as a NumPy array in Note's layout and creation order.
-
-        bfloat16 weights come back as float32 (NumPy has no bfloat16); the values
-        are exact.
-        """
-        return weights.get_weights(self)
-
-    def set_weights(self, weights_: Sequence[ArrayLike]) -> None:
-        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives);
-        the count and every shape are checked before anything changes."""
-        if not self.built:
+    # -- reading and writing weights: weights.NoteWeights over the registry ----------
+    def _weights_ready(self, what: str) -> None:
+        if what == "set_weights" and not self.built:
             raise self.error("weights", Desc("weights for an unbuilt layer"),
                              "set_weights after the layer is built (give input_size or call "
                              "it once)", RuntimeError)
-        weights.load(self, weights_, self.error_name)
 
     def count_params(self) -> int:
         return weights.count(self)

@@ -157,6 +157,50 @@ def modules(root: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], root
 
 
+# -- the Note-order view of a layer or model -------------------------------------------
+class NoteWeights:
+    """``weight_names``, ``param_names``, ``param``, ``get_weights``/``set_weights`` and
+    ``note_value`` over the registry: what Note's layers and models promise. Subclasses
+    (``Layer``, ``Model``) give ``error_name`` and ``_weights_ready(what)``, which raises
+    when the weights cannot be read or written yet."""
+
+    error_name: str
+
+    def _weights_ready(self, what: str) -> None:  # pragma: no cover - overridden
+        pass
+
+    @property
+    def weight_names(self) -> list[str]:
+        """Paths of every weight (trainable or not) in Note's creation order."""
+        return [w.path for w in collect(self)]
+
+    @property
+    def param_names(self) -> list[str]:
+        """Paths of the trainable weights, in Note's creation order."""
+        return [w.path for w in collect(self) if w.trainable]
+
+    @property
+    def param(self) -> list[mx.array]:
+        """The trainable arrays in Note's creation order (Note's checkpoint order)."""
+        return [w.handle() for w in collect(self) if w.trainable]
+
+    def note_value(self, path: str, value: mx.array | None = None) -> mx.array:
+        """The weight at ``path`` (or ``value`` in its stored layout) in Note's layout."""
+        return find(self, path).note(value)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every weight as a NumPy array in Note's layout and creation order (bfloat16
+        weights come back as float32: NumPy has no bfloat16; the values are exact)."""
+        self._weights_ready("get_weights")
+        return get_weights(self)
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives);
+        the count and every shape are checked before anything changes."""
+        self._weights_ready("set_weights")
+        load(self, weights, self.error_name)
+
+
 # -- reading -------------------------------------------------------------------------
 def to_numpy(a: mx.array) -> np.ndarray:
     """NumPy copy (bfloat16 as float32: NumPy has no bfloat16; the values are exact)."""

@@ -39,7 +39,7 @@ from .optimizers import get_optimizer
 __all__ = ["Model"]
 
 
-class Model(mnn.Module):
+class Model(weights.NoteWeights, mnn.Module):
     """Base class for models: assign layers in ``__init__``, define ``__call__``.
 
     Example::
@@ -83,36 +83,18 @@ class Model(mnn.Module):
     def unbuilt(self) -> list[str]:
         return [p for p, e in weights.modules(self) if isinstance(e, Layer) and not e.built]
 
+    @property
+    def error_name(self) -> str:
+        return self.name
+
+    def _weights_ready(self, what: str) -> None:
+        self._check_built(what)
+
     def _check_built(self, what: str) -> None:
         missing = self.unbuilt()
         if missing:
             raise RuntimeError(f"{self.name}: {what} needs built layers; unbuilt: {missing}. "
                                "Give input_size or run the model once on a batch.")
-
-    @property
-    def weight_names(self) -> list[str]:
-        """Every weight's path, in registration order then each layer's Note order."""
-        return [w.path for w in weights.collect(self)]
-
-    @property
-    def param_names(self) -> list[str]:
-        return [w.path for w in weights.collect(self) if w.trainable]
-
-    @property
-    def param(self) -> list[mx.array]:
-        """The trainable arrays: each layer's ``param`` in registration order."""
-        return [w.handle() for w in weights.collect(self) if w.trainable]
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Every weight as NumPy, concatenating the layers' ``get_weights`` lists (Note's
-        layout) in registration order; plain MLX modules' arrays as stored."""
-        self._check_built("get_weights")
-        return weights.get_weights(self)
-
-    def set_weights(self, weights_: Sequence[Any]) -> None:
-        """Load a list as :meth:`get_weights` gives it (checked before anything changes)."""
-        self._check_built("set_weights")
-        weights.load(self, weights_, self.name)
 
     def count_params(self) -> int:
         return sum(int(np.prod(v.shape)) for _, v in tree_flatten(self.parameters()))
