@@ -261,6 +261,14 @@ class _Stack(Layer):
             self._set("norm", None)
         self._set("built", True)
 
+    def _run(self, x: ArrayLike, arg: str,
+             step: Callable[[Layer, mx.array], mx.array]) -> mx.array:
+        """``step`` through every layer, then the norm (if any)."""
+        x = self.as_input(x, arg, ndim=3)
+        for lyr in self.layers:
+            x = step(lyr, x)
+        return self.norm(x) if self.norm is not None else x
+
 
 class TransformerEncoder(_Stack):
     """PyTorch ``TransformerEncoder``: ``encoder_layer`` and ``num_layers - 1`` fresh layers
@@ -280,11 +288,9 @@ class TransformerEncoder(_Stack):
                  src_key_padding_mask: MaskLike | None = None, is_causal: bool | None = None,
                  train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
-        x = self.as_input(src, "src", ndim=3)
-        for lyr in self.layers:
-            x = lyr(x, mask, src_key_padding_mask, causal_flag(self, "is_causal", is_causal),
-                    train_flag=t)
-        return self.norm(x) if self.norm is not None else x
+        causal = causal_flag(self, "is_causal", is_causal)
+        return self._run(src, "src", lambda lyr, x: lyr(x, mask, src_key_padding_mask, causal,
+                                                        train_flag=t))
 
 
 class TransformerDecoder(_Stack):
@@ -310,13 +316,11 @@ class TransformerDecoder(_Stack):
                  tgt_is_causal: bool | None = None, memory_is_causal: bool | None = False,
                  train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         t = self.mode(train_flag, training)
-        x = self.as_input(tgt, "tgt", ndim=3)
-        for lyr in self.layers:
-            x = lyr(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                    memory_key_padding_mask, causal_flag(self, "tgt_is_causal", tgt_is_causal),
-                    causal_flag(self, "memory_is_causal", memory_is_causal),
-                    train_flag=t)
-        return self.norm(x) if self.norm is not None else x
+        flags = (causal_flag(self, "tgt_is_causal", tgt_is_causal),
+                 causal_flag(self, "memory_is_causal", memory_is_causal))
+        return self._run(tgt, "tgt", lambda lyr, x: lyr(
+            x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+            *flags, train_flag=t))
 
 
 def _device(layer: Layer, device: DeviceLike | None) -> mx.Device | None:

@@ -198,29 +198,23 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._begin(f"Epoch {epoch + 1}/{self.params['epochs']}")
 
+    def _end(self, logs=None) -> None:
+        self.display.end(self.seen, logs or {})
+
     def on_train_batch_end(self, batch, logs=None):
         self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.display.end(self.seen, logs or {})
+        self._end(logs)
 
     def on_test_begin(self, logs=None):
         self._begin("Evaluate")
 
-    def on_test_batch_end(self, batch, logs=None):
-        self._step(batch, logs)
-
-    def on_test_end(self, logs=None):
-        self.display.end(self.seen, logs or {})
-
     def on_predict_begin(self, logs=None):
         self._begin("Predict")
 
-    def on_predict_batch_end(self, batch, logs=None):
-        self._step(batch, logs)
-
-    def on_predict_end(self, logs=None):
-        self.display.end(self.seen, {})
+    on_test_batch_end = on_predict_batch_end = on_train_batch_end
+    on_test_end = on_predict_end = _end
 
     def close(self) -> None:
         self.display.close()

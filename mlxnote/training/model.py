@@ -17,8 +17,9 @@ order, and ``__call__`` defines the forward pass. On top of that it gives
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -289,17 +290,10 @@ class Model(weights.NoteWeights, mnn.Module):
         progbar = ProgbarLogger(0 if rank else verbose, where)
         it = data.EpochIterator(data.adapter(x, y, batch_size, where), where, rank, size, "y")
         self._build(it.data.first())
-        cbs = CallbackList([progbar, *(callbacks or [])], self,
-                           {"steps": it.num_batches, "verbose": verbose})
-        mode = self.training
-        self.eval()
-        try:
+        with self._inference([progbar, *(callbacks or [])], it, verbose) as cbs:
             cbs.on_test_begin()
             logs = steps.run_eval(self, self._steps.get("eval", group), it, where, cbs).logs()
             cbs.on_test_end(logs)
-        finally:
-            cbs.close()
-            self.train(mode)
         if return_dict:
             return logs
         vals = list(logs.values())
@@ -317,18 +311,25 @@ class Model(weights.NoteWeights, mnn.Module):
         it = data.EpochIterator(data.adapter(x, None, batch_size, where), where, labels=None)
         self._build(it.data.first())
         fwd = self._steps.get("predict")
-        cbs = CallbackList([progbar, *(callbacks or [])], self,
-                           {"steps": it.num_batches, "verbose": verbose})
-        mode = self.training
-        self.eval()
-        try:
+        with self._inference([progbar, *(callbacks or [])], it, verbose) as cbs:
             cbs.on_predict_begin()
             outs = steps.run_predict(fwd, it, cbs)
             cbs.on_predict_end()
+        return data.collate(outs, x, where)
+
+    @contextlib.contextmanager
+    def _inference(self, callbacks: list[Callback], it: data.EpochIterator,
+                   verbose: Any) -> Iterator[CallbackList]:
+        """Eval mode and the callbacks of an evaluate/predict run; the mode is restored and
+        the callbacks closed also when something raised."""
+        cbs = CallbackList(callbacks, self, {"steps": it.num_batches, "verbose": verbose})
+        mode = self.training
+        self.eval()
+        try:
+            yield cbs
         finally:
             cbs.close()
             self.train(mode)
-        return data.collate(outs, x, where)
 
     # -- checkpoints ---------------------------------------------------------------
     def _checkpoint_arrays(self) -> tuple[dict[str, mx.array], dict[str, str]]:

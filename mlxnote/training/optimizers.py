@@ -58,12 +58,9 @@ class AdamW(Adam):
         return super().apply_single(gradient, parameter, state)
 
 
-class Adamax(optim.Adam):
-    """Keras's Adamax: ``u = max(b2 u, |g|)``, ``w -= lr m / ((1 - b1^t)(u + eps))``."""
-
-    def __init__(self, learning_rate: float | Callable = 1e-3, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate, betas=[beta_1, beta_2], eps=epsilon)
+class Adamax(Adam):
+    """Keras's Adamax: ``u = max(b2 u, |g|)``, ``w -= lr m / ((1 - b1^t)(u + eps))``
+    (Adam's arguments and defaults)."""
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
         lr = self.learning_rate.astype(gradient.dtype)
