@@ -1,6 +1,6 @@
-"""Attention family: the documented examples, the layer contract, the attention kernel's
-fast path against its plain oracle, the linear-attention scan, and one cross-check of
-multihead_attention against keras.layers.MultiHeadAttention."""
+"""Attention family: the documented examples, the layer contract (tests/layer_contract.py),
+the attention kernel's fast path against its plain oracle, the linear-attention scan, and
+one cross-check of multihead_attention against keras.layers.MultiHeadAttention."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 import pytest
+from layer_contract import Contract, check_layer, contract_params
 
 from mlxnote import nn
 from mlxnote.kernels import attention as K
@@ -74,6 +75,120 @@ def test_example_transformer():
     y = small(mx.random.normal((2, 5, 16)), mx.random.normal((2, 7, 16)))
     mx.eval(y)
     assert y.shape == (2, 7, 16) and np.isfinite(_np(y)).all()
+
+
+# -- the layer contract (tests/layer_contract.py) ------------------------------------------
+def _dense(*names, i=8, o=8, bias=True):
+    """Note's weights of dense sublayers ``names``."""
+    out = {}
+    for n in names:
+        out[f"{n}.weight"] = (i, o)
+        if bias:
+            out[f"{n}.bias"] = (o,)
+    return out
+
+
+# Library defect: multihead_attention and talking_heads_attention store their initializers
+# unchecked: built lazily they accept an unknown one at construction (it fails on the first
+# call), and built eagerly the error names the inner dense layer, not the layer called.
+_LAZY_INIT = ("defect: built lazily, it accepts an unknown initializer at construction and "
+              "raises on its first call (mlxnote/nn/attention.py does not validate it)")
+_DENSE_NAME = ("defect: the error names 'dense' (its sublayer), not multihead_attention "
+               "(mlxnote/nn/attention.py passes the initializer through unchecked)")
+CONTRACTS = [
+    Contract(nn.attention, dict(use_scale=True), [(2, 3, 4), (2, 5, 4)], weights={"scale": ()},
+             bad_args=[(dict(score_mode="add"), ValueError, "score_mode"),
+                       (dict(use_scale=1), TypeError, "use_scale")],
+             bad_inputs=[([(1, 2, 3), (1, 4, 3), (1, 4, 2)], ValueError, "key"),
+                         ([(2, 3), (2, 5, 4)], ValueError, "query"),
+                         ([(2, 3, 4), (3, 5, 4)], ValueError, "value"),
+                         ([(2, 3, 4), (2, 5, 4)], TypeError, "mask", dict(mask=mx.ones((2, 5))))]),
+    Contract(nn.attention, dict(use_scale=True, score_mode="concat"), [(2, 3, 4), (2, 5, 4)],
+             id="attention-concat", weights={"scale": (), "concat_score_weight": ()},
+             call_kwargs=dict(return_attention_scores=True, use_causal_mask=True)),
+    Contract(nn.multihead_attention, dict(n_head=2, input_size=8, dropout=0.5), (2, 5, 8),
+             lazy=dict(input_size=None), random=dict(dropout=0.0),
+             weights=_dense("query", "key", "value", "out"),
+             bad_args=[(dict(n_head=4, input_size=6), ValueError, "input_size"),
+                       (dict(dropout=1.0), ValueError, "dropout"),
+                       (dict(n_head=2.0), TypeError, "n_head"),
+                       (dict(kdim=0), ValueError, "kdim"),
+                       (dict(weight_initializer="nope"), ValueError, "weight_initializer"),
+                       (dict(bias_initializer="nope"), ValueError, "bias_initializer")],
+             bad_inputs=[((5, 8), ValueError, "x"), ((2, 5, 6), ValueError, "x"),
+                         ((2, 5, 8), ValueError, "mask", dict(mask=mx.zeros((2, 3)))),
+                         ((2, 5, 8), TypeError, "mask",
+                          dict(mask=mx.zeros((5, 5), mx.int32)))],
+             xfail={"bad_args-weight_initializer": _LAZY_INIT,
+                    "bad_args-bias_initializer": _LAZY_INIT,
+                    "bad_args-weight_initializer-2": _DENSE_NAME,
+                    "bad_args-bias_initializer-2": _DENSE_NAME}),
+    Contract(nn.talking_heads_attention, dict(num_heads=3, dropout_rate=0.5),
+             [(2, 5, 3, 4)] * 3, lazy=dict(num_heads=None), random=dict(dropout_rate=0.0),
+             weights={"pre_softmax_weight": (3, 3), "post_softmax_weight": (3, 3)},
+             bad_args=[(dict(qkv_rank="4"), TypeError, "qkv_rank"),
+                       (dict(qkv_rank=4, attention_axes=(2,)), ValueError, "attention_axes"),
+                       (dict(dropout_rate=-0.1), ValueError, "dropout_rate"),
+                       (dict(num_heads=0), ValueError, "num_heads")],
+             bad_inputs=[([(2, 5, 4)] * 3, ValueError, "query_tensor"),
+                         ([(2, 5, 3, 4), (2, 6, 2, 4), (2, 6, 2, 4)], ValueError, "key_tensor"),
+                         ([(2, 5, 3, 4)] * 3, ValueError, "attention_mask",
+                          dict(attention_mask=mx.ones((2, 4, 4))))],
+             xfail={"bad_args-initializer": _LAZY_INIT}),
+    Contract(nn.FAVOR_attention, dict(key_dim=6, m=4, redraw=False, seed=0),
+             [(2, 6, 5), (2, 3, 5), (2, 6, 4)], weights={"features": (4, 6)},
+             frozen=("features",),
+             bad_args=[(dict(m=9), ValueError, "m"), (dict(f=["nope"]), ValueError, "f"),
+                       (dict(h=3), TypeError, "h"), (dict(chunk_size=0), ValueError, "chunk_size"),
+                       (dict(causal="yes"), TypeError, "causal"),
+                       (dict(randomizer="normal"), TypeError, "randomizer")],
+             bad_inputs=[([(2, 5, 5), (2, 3, 5), (2, 5, 4)], ValueError, "keys"),
+                         ([(2, 6, 5), (2, 3, 4), (2, 6, 4)], ValueError, "values"),
+                         ([(2, 6), (2, 3, 5), (2, 6, 4)], ValueError, "keys")]),
+    Contract(nn.FAVOR_attention, dict(key_dim=6, m=4, causal=True, redraw=False, seed=1,
+                                      chunk_size=2), [(2, 6, 5), (2, 3, 5), (2, 6, 5)],
+             id="FAVOR_attention-causal", weights={"features": (4, 6)}, frozen=("features",),
+             bad_inputs=[([(2, 6, 5), (2, 3, 5), (2, 6, 4)], ValueError, "queries")]),
+    Contract(nn.Linformer_self_attention, dict(dim=8, seq_len=6, k=3, heads=2, dropout=0.5),
+             (2, 6, 8), random=dict(dropout=0.0),
+             weights={**_dense("to_q", "to_k", bias=False), "proj_k": (6, 3),
+                      **_dense("to_v", bias=False), "proj_v": (6, 3), **_dense("to_out")},
+             bad_args=[(dict(dim=10, heads=4), ValueError, "heads"),
+                       (dict(seq_len=0), ValueError, "seq_len"), (dict(k=0), ValueError, "k"),
+                       (dict(dropout=1.0), ValueError, "dropout"),
+                       (dict(share_kv="yes"), TypeError, "share_kv")],
+             bad_inputs=[((2, 5, 8), ValueError, "x"), ((2, 6, 7), ValueError, "x"),
+                         ((6, 8), ValueError, "x"),
+                         ((2, 4, 8), ValueError, "context", dict(context=mx.zeros((2, 5, 8))))]),
+    Contract(nn.Linformer_self_attention, dict(dim=8, seq_len=6, k=3, heads=2, share_kv=True,
+                                               one_kv_head=True), (2, 6, 8),
+             id="Linformer_self_attention-shared",
+             weights={**_dense("to_q", bias=False), **_dense("to_k", o=4, bias=False),
+                      "proj_k": (6, 3), **_dense("to_out")}),
+    Contract(nn.Transformer, dict(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                  dim_feedforward=16, dropout=0.3), [(2, 5, 8), (2, 4, 8)],
+             random=dict(dropout=0.0), weights=46,
+             bad_args=[(dict(d_model=10, nhead=3), ValueError, "nhead"),
+                       (dict(dropout=2.0), ValueError, "dropout"),
+                       (dict(norm_first="yes"), TypeError, "norm_first"),
+                       (dict(device=3), TypeError, "device"),
+                       (dict(num_encoder_layers=-1), ValueError, "num_encoder_layers"),
+                       (dict(custom_encoder=3), TypeError, "custom_encoder")],
+             bad_inputs=[([(2, 5, 6), (2, 4, 8)], ValueError, "src"),
+                         ([(2, 5, 8), (3, 4, 8)], ValueError, "tgt"),
+                         ([(5, 8), (2, 4, 8)], ValueError, "src"),
+                         ([(2, 5, 8), (2, 4, 8)], TypeError, "tgt_is_causal",
+                          dict(tgt_is_causal="x")),
+                         ([(2, 5, 8), (2, 4, 8)], ValueError, "src_mask",
+                          dict(src_mask=mx.zeros((3, 3)))),
+                         ([(2, 5, 8), (2, 4, 8)], ValueError, "memory_mask",
+                          dict(memory_mask=mx.zeros((3, 3))))]),
+]
+
+
+@pytest.mark.parametrize("contract, check", contract_params(CONTRACTS))
+def test_layer_contract(contract, check):
+    check_layer(contract, check)
 
 
 # -- kernel: fast path vs plain oracle -----------------------------------------------------
@@ -198,40 +313,14 @@ def test_attention_masks_and_scores():
     assert float(np.triu(_np(wc)[0], 1).max()) == 0.0
 
 
-def test_attention_weights_and_errors():
+def test_attention_weights_follow_the_arguments():
+    assert nn.attention().weight_names == []
     a = nn.attention(use_scale=True, score_mode="concat")
-    assert a.param_names == ["scale", "concat_score_weight"]
     a.set_weights([np.array(2.0), np.array(0.5)])
     assert [float(w) for w in a.get_weights()] == [2.0, 0.5]
-    assert nn.attention().param_names == []
-    with pytest.raises(ValueError, match="attention: argument 'score_mode' got 'add'"):
-        nn.attention(score_mode="add")
-    with pytest.raises(TypeError, match="use_scale"):
-        nn.attention(use_scale=1)
-    with pytest.raises(ValueError, match="'key'"):
-        nn.attention()(mx.zeros((1, 2, 3)), mx.zeros((1, 4, 3)), mx.zeros((1, 4, 2)))
-    with pytest.raises(TypeError, match="mask"):
-        nn.attention()(mx.zeros((1, 2, 3)), mx.zeros((1, 4, 3)), mask=mx.ones((1, 4)))
 
 
 # -- multihead_attention -------------------------------------------------------------------
-def test_mha_lazy_build_weights_roundtrip():
-    layer = nn.multihead_attention(2)
-    assert not layer.built
-    x = mx.random.normal((2, 5, 8))
-    out, qk = layer(x)
-    assert layer.built and layer.input_size == 8
-    assert layer.weight_names == ["query.weight", "query.bias", "key.weight", "key.bias",
-                                  "value.weight", "value.bias", "out.weight", "out.bias"]
-    twin = nn.multihead_attention(2, 8)
-    twin.set_weights(layer.get_weights())
-    o2, qk2 = twin(x)
-    _close(out, o2)
-    _close(qk, qk2)
-    with pytest.raises(ValueError, match="8 features"):
-        layer(mx.zeros((2, 5, 6)))
-
-
 def test_mha_qk_is_scaled_masked_logits():
     layer = nn.multihead_attention(2, 8)
     x = mx.random.normal((1, 3, 8))
@@ -261,29 +350,6 @@ def test_mha_cross_attention_kdim_vdim_and_mask_forms():
     assert (lazy.kdim, lazy.vdim) == (5, 5)
 
 
-def test_mha_errors():
-    with pytest.raises(ValueError, match="multihead_attention: argument 'input_size' got 6"):
-        nn.multihead_attention(4, 6)
-    with pytest.raises(ValueError, match="dropout"):
-        nn.multihead_attention(2, 8, dropout=1.0)
-    with pytest.raises(TypeError, match="n_head"):
-        nn.multihead_attention(2.0, 8)
-    with pytest.raises(ValueError, match="'x'"):
-        nn.multihead_attention(2, 8)(mx.zeros((5, 8)))
-
-
-def test_mha_dropout_train_eval():
-    layer = nn.multihead_attention(2, 8, dropout=0.5)
-    x = mx.random.normal((2, 6, 8))
-    layer.eval()
-    a, b = layer(x)[0], layer(x)[0]
-    _close(a, b)
-    layer.train()
-    c, d = layer(x)[0], layer(x)[0]
-    assert not np.allclose(_np(c), _np(d))
-    _close(layer(x, train_flag=False)[0], a)
-
-
 def test_mha_matches_keras_multihead_attention():
     """The ruling's MHA is Keras MultiHeadAttention with mapped weights (bool mask)."""
     keras = pytest.importorskip("keras")
@@ -306,27 +372,21 @@ def test_mha_matches_keras_multihead_attention():
 
 
 # -- talking_heads_attention ---------------------------------------------------------------
-def test_talking_heads_contract():
-    layer = nn.talking_heads_attention()
+def test_talking_heads_identity_mixing_and_masks():
+    layer = nn.talking_heads_attention(num_heads=3)
     q = mx.random.normal((2, 5, 3, 4))
-    out, s = layer(q, q, q)
-    assert layer.num_heads == 3 and layer.param_names == ["pre_softmax_weight",
-                                                           "post_softmax_weight"]
-    twin = nn.talking_heads_attention(num_heads=3)
-    twin.set_weights(layer.get_weights())
-    _close(twin(q, q, q)[0], out)
     # identity mixing is plain softmax attention per head
     eye = np.eye(3, dtype=np.float32)
-    twin.set_weights([eye, eye])
+    layer.set_weights([eye, eye])
     ref = K.attention(q.transpose(0, 2, 1, 3), q.transpose(0, 2, 1, 3),
                       q.transpose(0, 2, 1, 3), 0.5).transpose(0, 2, 1, 3)
-    _close(twin(q, q, q)[0], ref)
+    _close(layer(q, q, q)[0], ref)
     # 0/1 float masks work like boolean ones
     m = mx.random.uniform(shape=(2, 5, 5)) < 0.6
-    _close(twin(q, q, q, m)[1], twin(q, q, q, m.astype(mx.float32))[1])
+    _close(layer(q, q, q, m)[1], layer(q, q, q, m.astype(mx.float32))[1])
 
 
-def test_talking_heads_multi_axis_and_errors():
+def test_talking_heads_multi_axis():
     layer = nn.talking_heads_attention(qkv_rank=5, attention_axes=(1, 2))
     q = mx.random.normal((2, 3, 4, 2, 6))
     out, s = layer(q, q, q)
@@ -335,18 +395,13 @@ def test_talking_heads_multi_axis_and_errors():
     col = layer.get_weights()[1].sum(0)
     _close(_np(s).reshape(2, 2, 12, 12).sum(-1), np.broadcast_to(col[None, :, None], (2, 2, 12)),
            1e-5)
-    with pytest.raises(ValueError, match="qkv_rank"):
+    with pytest.raises(ValueError, match=r"^talking_heads_attention: argument 'query_tensor'"
+                                         r".*rank 5 \(qkv_rank\)"):
         layer(mx.zeros((2, 3, 2, 6)), mx.zeros((2, 3, 2, 6)), mx.zeros((2, 3, 2, 6)))
-    with pytest.raises(ValueError, match="attention_axes"):
-        nn.talking_heads_attention(qkv_rank=4, attention_axes=(2,))
-    with pytest.raises(TypeError, match="qkv_rank"):
-        nn.talking_heads_attention(qkv_rank="4")
-    with pytest.raises(ValueError, match="dropout_rate"):
-        nn.talking_heads_attention(dropout_rate=-0.1)
 
 
 # -- FAVOR_attention -----------------------------------------------------------------------
-def test_favor_features_redraw_seed_and_set_weights():
+def test_favor_features_redraw_and_seed():
     keys, vals, qs = mx.random.normal((2, 8, 6)), mx.random.normal((2, 3, 6)), \
         mx.random.normal((2, 8, 6))
     f = nn.FAVOR_attention(8, m=4)
@@ -359,10 +414,7 @@ def test_favor_features_redraw_seed_and_set_weights():
     y1, y2 = fixed(keys, vals, qs), fixed(keys, vals, qs)
     _close(y1, y2)
     _close(nn.FAVOR_attention(8, m=4, redraw=False, seed=3).features, fixed.features)
-    other = nn.FAVOR_attention(8, m=4, redraw=False)
-    other.set_weights(fixed.get_weights())
-    _close(other(keys, vals, qs), y1)
-    assert fixed.param_names == [] and fixed.weight_names == ["features"]
+    assert nn.FAVOR_attention(8, m=9, orthonormal=False).features.shape == (9, 8)
 
 
 def test_favor_causal_matches_loop():
@@ -380,40 +432,13 @@ def test_favor_causal_matches_loop():
         np.testing.assert_allclose(out[0, :, i], num / (pq[i] @ pk[:i + 1].sum(0)), rtol=1e-5)
 
 
-def test_favor_errors():
-    with pytest.raises(ValueError, match="FAVOR_attention: argument 'm' got 9"):
-        nn.FAVOR_attention(8, m=9)
-    nn.FAVOR_attention(8, m=9, orthonormal=False)
-    with pytest.raises(ValueError, match="'f'"):
-        nn.FAVOR_attention(8, m=4, f=["nope"])
-    with pytest.raises(ValueError, match="causal"):
-        nn.FAVOR_attention(8, m=4, causal=True)(mx.zeros((1, 8, 5)), mx.zeros((1, 2, 5)),
-                                                mx.zeros((1, 8, 4)))
-    with pytest.raises(ValueError, match="key_dim=8"):
-        nn.FAVOR_attention(8, m=4)(mx.zeros((1, 6, 5)), mx.zeros((1, 2, 5)), mx.zeros((1, 6, 5)))
-
-
 # -- Linformer_self_attention --------------------------------------------------------------
-def test_linformer_contract():
+def test_linformer_projection_init_and_context():
     lin = nn.Linformer_self_attention(8, 6, k=3, heads=2, share_kv=True, one_kv_head=True)
-    assert lin.weight_names == ["to_q.weight", "to_k.weight", "proj_k", "to_out.weight",
-                                "to_out.bias"]
     lim = 1 / math.sqrt(3)
     assert 0.5 * lim < np.abs(lin.get_weights()[2]).max() <= lim
     x = mx.random.normal((2, 6, 8))
-    y = lin(x)
-    ctx_out = lin(mx.random.normal((2, 4, 8)), context=x)
-    assert y.shape == (2, 6, 8) and ctx_out.shape == (2, 4, 8)
-    twin = nn.Linformer_self_attention(8, 6, k=3, heads=2, share_kv=True, one_kv_head=True)
-    twin.set_weights(lin.get_weights())
-    _close(twin(x), y)
-    with pytest.raises(ValueError, match="seq_len=6"):
-        lin(mx.zeros((2, 5, 8)))
-    with pytest.raises(ValueError, match="heads"):
-        nn.Linformer_self_attention(10, 6, heads=4)
-    drop = nn.Linformer_self_attention(8, 6, k=3, heads=2, dropout=0.5)
-    assert not np.allclose(_np(drop(x)), _np(drop(x)))
-    _close(drop(x, train_flag=False), drop(x, train_flag=False))
+    assert lin(mx.random.normal((2, 4, 8)), context=x).shape == (2, 4, 8)
 
 
 # -- Transformer ---------------------------------------------------------------------------
@@ -464,39 +489,13 @@ def test_transformer_structure_and_custom():
     _close(twin(src, tgt), t(src, tgt))
 
 
-def test_transformer_train_eval_grad_device_and_errors():
-    t = _small(dropout=0.3)
+def test_transformer_device():
     src, tgt = mx.random.normal((2, 5, 16)), mx.random.normal((2, 4, 16))
-    t.train()
-    assert not np.allclose(_np(t(src, tgt)), _np(t(src, tgt)))
-    _close(t(src, tgt, train_flag=False), t(src, tgt, train_flag=False))
-    t.eval()
-    loss, grads = mnn.value_and_grad(t, lambda s, g: t(s, g).sum())(src, tgt)
-    assert np.isfinite(float(loss)) and len(grads["encoder"]["layers"]) == 1
-    step = mx.compile(lambda s, g: t(s, g))
-    _close(step(src, tgt), t(src, tgt), 1e-5)
-    _small(device="cpu")(src, tgt)
-    _small(device=mx.cpu)(src, tgt)
-    with pytest.raises(TypeError, match="device"):
-        _small(device=3)
+    want = _small()
+    for device in ("cpu", mx.cpu):
+        t = _small(device=device)
+        t.set_weights(want.get_weights())
+        _close(t(src, tgt), want(src, tgt))
     if not mx.is_available(mx.gpu):
         with pytest.raises(ValueError, match="Transformer: argument 'device' got 'gpu'"):
             _small(device="gpu")
-    with pytest.raises(ValueError, match="nhead"):
-        _small(nhead=3)
-    with pytest.raises(ValueError, match="d_model=16"):
-        t(mx.zeros((2, 5, 8)), tgt)
-    with pytest.raises(ValueError, match="batch"):
-        t(src, mx.zeros((3, 4, 16)))
-    with pytest.raises(ValueError, match="activation"):
-        _small(activation="nope")
-
-
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_16bit_layers_keep_their_dtype(dtype):
-    x = mx.random.normal((2, 5, 16))
-    out, qk = nn.multihead_attention(2, 16, dtype=dtype)(x)
-    assert out.dtype == qk.dtype == getattr(mx, dtype)
-    assert _small(dtype=dtype)(x, x[:, :3]).dtype == getattr(mx, dtype)
-    lin = nn.Linformer_self_attention(16, 5, k=2, heads=2, dtype=dtype)
-    assert lin(x).dtype == getattr(mx, dtype)

@@ -8,6 +8,11 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+import test_attention
+import test_conv
+import test_core_layers
+import test_norm
+import test_recurrent
 from layer_contract import CHECKS, Contract, check_keys, check_layer, contract_params
 
 from mlxnote import nn
@@ -227,3 +232,16 @@ def test_params_ids_and_strict_xfails():
     c.xfail = {"no_such_check": "stale"}
     with pytest.raises(AssertionError, match="no_such_check"):
         contract_params([c])
+
+
+def test_every_documented_layer_has_a_contract():
+    """All 32 documented layers (nn.__all__ less the base class, the tables and the
+    Transformer's inner blocks) have a contract in their family's test file."""
+    internal = {"Layer", "activations", "initializers", "TransformerEncoder",
+                "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer"}
+    documented = {getattr(nn, n) for n in nn.__all__ if n not in internal}
+    covered = {c.layer for mod in (test_core_layers, test_conv, test_norm, test_recurrent,
+                                   test_attention) for c in mod.CONTRACTS}
+    assert len(documented) == 32
+    assert covered == documented, sorted(getattr(c, "__name__", c) for c in
+                                         documented ^ covered)

@@ -1,6 +1,7 @@
-"""The layer contract on the normalization layers: batch_norm, group_norm, layer_norm (and
-the aliases). Every documented example runs with its documented shape; the moving
-statistics are state that mx.compile carries."""
+"""The normalization layers: batch_norm, group_norm, layer_norm (and the aliases). Every
+documented example runs with its documented shape; the layer contract runs through
+tests/layer_contract.py; NumPy pins the math; the moving statistics are state that
+mx.compile carries."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import mlx.nn as mnn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from layer_contract import Contract, check_layer, contract_params
 from mlx.utils import tree_flatten
 
 from mlxnote import nn
@@ -40,13 +42,59 @@ def test_documented_examples():
     assert nn.group_normalization is nn.group_norm and nn.layer_normalization is nn.layer_norm
 
 
+# -- the layer contract (tests/layer_contract.py) ------------------------------------------
+LAZY = dict(input_size=None)
+CONTRACTS = [
+    Contract(nn.batch_norm, dict(input_size=4), (3, 5, 4), lazy=LAZY, stateful=True,
+             weights={"moving_mean": (4,), "moving_variance": (4,), "beta": (4,), "gamma": (4,)},
+             frozen=("moving_mean", "moving_variance"),
+             bad_args=[(dict(axis="x"), TypeError, "axis"), (dict(axis=[1, 1]), ValueError, "axis"),
+                       (dict(momentum=1.5), ValueError, "momentum"),
+                       (dict(epsilon=-1.0), ValueError, "epsilon"),
+                       (dict(center="yes"), TypeError, "center"),
+                       (dict(input_size=None, moving_variance_initializer="nope"), ValueError,
+                        "moving_variance_initializer"),
+                       (dict(input_size=4, axis=[1, 2]), ValueError, "input_size"),
+                       (dict(synchronized=1), TypeError, "synchronized")],
+             bad_inputs=[((3, 5, 5), ValueError, "data"), ((4,), ValueError, "data"),
+                         ((3, 5, 4), ValueError, "mask", dict(mask=mx.ones((3, 4)))),
+                         ((3, 5, 4), TypeError, "mask",
+                          dict(mask=mx.zeros((3, 5), dtype=mx.complex64)))]),
+    Contract(nn.group_norm, dict(groups=2, input_size=4), (2, 3, 4), lazy=LAZY,
+             weights={"gamma": (4,), "beta": (4,)},
+             bad_args=[(dict(groups=0), ValueError, "groups"),
+                       (dict(groups=3), ValueError, "groups"),
+                       (dict(axis=0), ValueError, "axis"), (dict(axis=[1]), TypeError, "axis"),
+                       (dict(input_size=None, gamma_initializer="nope"), ValueError,
+                        "gamma_initializer"),
+                       (dict(epsilon=-1.0), ValueError, "epsilon")],
+             bad_inputs=[((2, 3, 6), ValueError, "data"), ((4,), ValueError, "data"),
+                         ((2, 3, 4), ValueError, "mask", dict(mask=mx.ones((3, 3)))),
+                         ((2, 3, 4), TypeError, "mask",
+                          dict(mask=mx.zeros((2, 3, 4), dtype=mx.complex64)))]),
+    Contract(nn.layer_norm, dict(input_size=4), (2, 3, 4), lazy=LAZY,
+             weights={"beta": (4,), "gamma": (4,)},
+             bad_args=[(dict(axis=[]), TypeError, "axis"),
+                       (dict(rms_scaling=None), TypeError, "rms_scaling"),
+                       (dict(momentum=1.5), ValueError, "momentum"),
+                       (dict(input_size=None, beta_initializer="nope"), ValueError,
+                        "beta_initializer")],
+             bad_inputs=[((2, 3, 5), ValueError, "data"), ((), ValueError, "data")]),
+    Contract(nn.layer_norm, dict(input_size=[3, 4], axis=[1, 2]), (2, 3, 4), lazy=LAZY,
+             id="layer_norm-axes", weights={"beta": (3, 4), "gamma": (3, 4)},
+             bad_args=[(dict(input_size=[3]), TypeError, "input_size")],
+             bad_inputs=[((2, 3, 5), ValueError, "data"), ((2, 3), ValueError, "data")]),
+]
+
+
+@pytest.mark.parametrize("contract, check", contract_params(CONTRACTS))
+def test_layer_contract(contract, check):
+    check_layer(contract, check)
+
+
 # -- batch_norm ---------------------------------------------------------------------------
-def test_batch_norm_weights_order_and_state():
+def test_batch_norm_moving_stats_stay_frozen():
     bn = nn.batch_norm(4)
-    assert bn.weight_names == ["moving_mean", "moving_variance", "beta", "gamma"]
-    assert bn.param_names == ["beta", "gamma"] and len(bn.param) == 2
-    trainable = dict(tree_flatten(bn.trainable_parameters()))
-    assert sorted(trainable) == ["beta", "gamma"]
     assert {"moving_mean", "moving_variance"} <= set(dict(tree_flatten(bn.parameters())))
     bn.unfreeze()  # moving statistics stay frozen
     assert sorted(dict(tree_flatten(bn.trainable_parameters()))) == ["beta", "gamma"]
@@ -81,25 +129,18 @@ def test_batch_norm_inference_uses_moving_stats_and_leaves_them():
     np.testing.assert_array_equal(_np(bn.moving_mean), mm)
 
 
-def test_batch_norm_mode_flags():
+def test_batch_norm_positional_train_flag():
     bn = nn.batch_norm(3)
     x = _x((6, 3), offset=1.0)
+    bn(x, False)  # Note's call (data, train_flag)
+    np.testing.assert_array_equal(_np(bn.moving_mean), 0.0)
     bn.eval()
-    bn(x, train_flag=True)
-    moved = _np(bn.moving_mean)
-    assert not np.allclose(moved, 0.0)
-    bn.train()
-    bn(x, False)  # positional train_flag
-    bn(x, training=False)
-    np.testing.assert_array_equal(_np(bn.moving_mean), moved)
-    bn(x, training=True)
-    assert not np.allclose(_np(bn.moving_mean), moved)
+    bn(x, True)
+    assert not np.allclose(_np(bn.moving_mean), 0.0)
 
 
 def test_batch_norm_trainable_false():
     bn = nn.batch_norm(3, trainable=False, moving_variance_initializer="ones")
-    assert bn.param == [] and bn.param_names == []
-    assert dict(tree_flatten(bn.trainable_parameters())) == {}
     x = _x((6, 3), offset=2.0)
     y = bn(x)  # training mode, but frozen: the moving statistics, no update
     np.testing.assert_allclose(_np(y), _np(x) / np.sqrt(1 + 1e-3), rtol=1e-5)
@@ -190,14 +231,6 @@ def test_batch_norm_compile_with_state_updates_moving_stats():
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_batch_norm_compiled_inference_is_pure():
-    bn = nn.batch_norm(3, moving_mean_initializer="normal")
-    bn.eval()
-    f = mx.compile(lambda x: bn(x))
-    x = _x((4, 3))
-    np.testing.assert_allclose(_np(f(x)), _np(bn(x)), rtol=1e-6)
-
-
 def test_batch_norm_synchronized_single_process_is_local():
     mx.random.seed(4)
     a = nn.batch_norm(5, synchronized=True, gamma_initializer="normal")
@@ -206,25 +239,6 @@ def test_batch_norm_synchronized_single_process_is_local():
     x = _x((7, 5))
     np.testing.assert_allclose(_np(a(x)), _np(b(x)), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(_np(a.moving_variance), _np(b.moving_variance), rtol=1e-6)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_get_set_weights_round_trip(dtype):
-    mx.random.seed(5)
-    for make in (lambda: nn.batch_norm(4, moving_mean_initializer="normal", dtype=dtype,
-                                       gamma_initializer="normal"),
-                 lambda: nn.group_norm(2, 4, gamma_initializer="normal", dtype=dtype),
-                 lambda: nn.layer_norm(4, beta_initializer="normal", dtype=dtype)):
-        a, b = make(), make()
-        b.set_weights(a.get_weights())
-        for wa, wb in zip(a.get_weights(), b.get_weights()):
-            np.testing.assert_array_equal(wa, wb)
-        a.eval()
-        b.eval()
-        x = _x((3, 4)).astype(getattr(mx, dtype))
-        ya = a(x)
-        assert ya.dtype == getattr(mx, dtype)
-        np.testing.assert_array_equal(_np(ya), _np(b(x)))
 
 
 # -- group_norm ---------------------------------------------------------------------------
@@ -325,50 +339,3 @@ def test_norm_layers_train_with_value_and_grad():
     names = {k for k, _ in tree_flatten(grads)}
     assert "layers.3.gamma" in names and "layers.3.moving_mean" not in names
     assert "layers.1.beta" in names and "layers.2.gamma" in names
-
-
-# -- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("make,arg", [
-    (lambda: nn.batch_norm(axis="x"), "axis"),
-    (lambda: nn.batch_norm(axis=[1, 1]), "axis"),
-    (lambda: nn.batch_norm(momentum=1.5), "momentum"),
-    (lambda: nn.batch_norm(epsilon=-1.0), "epsilon"),
-    (lambda: nn.batch_norm(center="yes"), "center"),
-    (lambda: nn.batch_norm(moving_variance_initializer="nope"), "moving_variance_initializer"),
-    (lambda: nn.batch_norm(input_size=0), "input_size"),
-    (lambda: nn.batch_norm(input_size=4, axis=[1, 2]), "input_size"),
-    (lambda: nn.batch_norm(synchronized=1), "synchronized"),
-    (lambda: nn.batch_norm(dtype="int32"), "dtype"),
-    (lambda: nn.group_norm(0), "groups"),
-    (lambda: nn.group_norm(3, input_size=8), "groups"),
-    (lambda: nn.group_norm(2, axis=0), "axis"),
-    (lambda: nn.group_norm(2, axis=[1]), "axis"),
-    (lambda: nn.group_norm(2, gamma_initializer="nope"), "gamma_initializer"),
-    (lambda: nn.layer_norm(axis=[]), "axis"),
-    (lambda: nn.layer_norm(rms_scaling=None), "rms_scaling"),
-    (lambda: nn.layer_norm(input_size=[3], axis=[1, 2]), "input_size"),
-])
-def test_bad_arguments(make, arg):
-    with pytest.raises((ValueError, TypeError), match=f"'{arg}'"):
-        make()
-
-
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="batch_norm: argument 'data'.*4 on axis"):
-        nn.batch_norm(4)(mx.zeros((2, 5)))
-    with pytest.raises(ValueError, match="batch_norm: argument 'data'"):
-        nn.batch_norm(axis=3)(mx.zeros((2, 5)))
-    with pytest.raises(ValueError, match="batch_norm: argument 'mask'"):
-        nn.batch_norm()(mx.zeros((2, 3, 5)), mask=mx.ones((2, 5)))
-    with pytest.raises(TypeError, match="batch_norm: argument 'data'"):
-        nn.batch_norm()(["a", "b"])
-    with pytest.raises(ValueError, match="group_norm: argument 'groups'"):
-        nn.group_norm(4)(mx.zeros((2, 6)))
-    with pytest.raises(ValueError, match="group_norm: argument 'mask'"):
-        nn.group_norm(2)(mx.zeros((2, 3, 4)), mask=mx.ones((3, 3)))
-    with pytest.raises(ValueError, match="layer_norm: argument 'data'"):
-        nn.layer_norm(axis=[1, 2])(mx.zeros((2, 3)))
-    ln = nn.layer_norm(axis=[1, 2])
-    ln(mx.zeros((2, 3, 4)))
-    with pytest.raises(ValueError, match="layer_norm: argument 'data'.*input_size"):
-        ln(mx.zeros((2, 3, 5)))

@@ -1,6 +1,7 @@
-"""The layer contract on the recurrent family: RNN, GRU, LSTM and their cells.
+"""The recurrent family: RNN, GRU, LSTM and their cells.
 
-The documented examples run with their documented shapes; NumPy implementations of the
+The documented examples run with their documented shapes; the layer contract runs through
+tests/layer_contract.py; NumPy implementations of the
 documented equations, written against Note's weight layout, pin the layout and the math;
 the fused scan core matches its plain-autodiff oracle; calls are stateless.
 """
@@ -12,6 +13,7 @@ import mlx.nn as mnn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from layer_contract import Contract, check_layer, contract_params
 from mlx.utils import tree_flatten
 
 from mlxnote import nn
@@ -47,6 +49,63 @@ def test_documented_examples():
     assert h.shape == (64, 32) and c.shape == (64, 32)
     assert nn.RNNCell(weight_shape=[16, 32], activation="tanh")(data=x1,
                                                                state=prev).shape == (64, 32)
+
+
+# -- the layer contract (tests/layer_contract.py) ------------------------------------------
+def _gates(gates, i=3, h=4, bias=True):
+    """Note's per-gate weight names and shapes of a sequence layer."""
+    out = {}
+    for g in gates:
+        out[f"weight_{g}1"], out[f"weight_{g}2"] = (i, h), (h, h)
+    return {**out, **({f"bias_{g}": (h,) for g in gates} if bias else {})}
+
+
+LAZY = dict(input_size=None)
+RNN_WEIGHTS = {"weight_i": (3, 4), "weight_s": (4, 4), "bias": (4,)}
+CONTRACTS = [
+    Contract(nn.RNN, dict(output_size=4, input_size=3), (2, 5, 3), lazy=LAZY,
+             weights=RNN_WEIGHTS,
+             bad_args=[(dict(return_sequence=1), TypeError, "return_sequence"),
+                       (dict(use_bias="yes"), TypeError, "use_bias")],
+             bad_inputs=[((2, 5, 6), ValueError, "data"), ((2, 3), ValueError, "data")]),
+    Contract(nn.GRU, dict(output_size=4, input_size=3, return_sequence=True), (2, 5, 3),
+             lazy=LAZY, weights=_gates("rzh"),
+             bad_args=[(dict(output_size=0), ValueError, "output_size"),
+                       (dict(output_size="8"), TypeError, "output_size"),
+                       (dict(recurrent_activation="nope"), ValueError, "recurrent_activation")],
+             bad_inputs=[((2, 5, 2), ValueError, "data"),
+                         ((2, 5, 3), TypeError, "initial_state",
+                          dict(initial_state=(mx.ones((2, 4)),) * 2))]),
+    Contract(nn.LSTM, dict(output_size=4, input_size=3), (2, 5, 3), lazy=LAZY,
+             weights=_gates("ifoc"),
+             bad_args=[(dict(input_size=2.5), TypeError, "input_size"),
+                       (dict(recurrent_activation=3), TypeError, "recurrent_activation")],
+             bad_inputs=[((2, 3), ValueError, "data"), ((2, 0, 3), ValueError, "data"),
+                         ((2, 5, 4), ValueError, "data"),
+                         ((2, 5, 3), ValueError, "initial_state",
+                          dict(initial_state=mx.ones((2, 5)))),
+                         ((2, 5, 3), TypeError, "initial_state",
+                          dict(initial_state=(mx.ones((2, 4)),) * 3))]),
+    Contract(nn.RNNCell, dict(weight_shape=[3, 4]), [(2, 3), (2, 4)], weights=RNN_WEIGHTS,
+             bad_args=[(dict(weight_shape=[16, 0]), ValueError, "weight_shape")],
+             bad_inputs=[([(2, 3), (3, 4)], ValueError, "state"),
+                         ([(2, 5), (2, 4)], ValueError, "data")]),
+    Contract(nn.GRUCell, dict(weight_shape=[3, 4]), [(2, 3), (2, 4)],
+             weights={"weight": (7, 12), "bias": (12,)},
+             bad_args=[(dict(weight_shape=16), TypeError, "weight_shape"),
+                       (dict(recurrent_activation="nope"), ValueError, "recurrent_activation")],
+             bad_inputs=[([(2, 5), (2, 4)], ValueError, "data"), ([(2, 3, 1), (2, 4)],
+                                                                ValueError, "data")]),
+    Contract(nn.LSTMCell, dict(weight_shape=[3, 4]), [(2, 3), (2, 4)],
+             weights={"weight": (7, 16), "bias": (16,)},
+             bad_args=[(dict(weight_shape=[16]), TypeError, "weight_shape")],
+             bad_inputs=[([(2, 3), (2, 5)], ValueError, "state")]),
+]
+
+
+@pytest.mark.parametrize("contract, check", contract_params(CONTRACTS))
+def test_layer_contract(contract, check):
+    check_layer(contract, check)
 
 
 # -- Note's layout and the documented equations, in NumPy -------------------------------
@@ -148,20 +207,9 @@ def test_cell_is_one_step_of_the_sequence_layer(name):
 
 
 # -- weights ------------------------------------------------------------------------------
-def test_weight_names_follow_notes_creation_order():
-    assert nn.RNN(4, 3).weight_names == ["weight_i", "weight_s", "bias"]
-    assert nn.GRU(4, 3).weight_names == ["weight_r1", "weight_r2", "weight_z1", "weight_z2",
-                                         "weight_h1", "weight_h2", "bias_r", "bias_z",
-                                         "bias_h"]
-    assert nn.LSTM(4, 3, use_bias=False).weight_names == [
-        "weight_i1", "weight_i2", "weight_f1", "weight_f2", "weight_o1", "weight_o2",
-        "weight_c1", "weight_c2"]
-    assert nn.GRUCell([3, 4]).weight_names == ["weight", "bias"]
-    assert [w.shape for w in nn.LSTMCell([3, 4]).get_weights()] == [(7, 16), (16,)]
-    assert [w.shape for w in nn.RNNCell([3, 4]).get_weights()] == [(3, 4), (4, 4), (4,)]
-    lstm = nn.LSTM(4, 3)
-    assert [p.shape for p in lstm.param] == [(3, 4), (4, 4)] * 4 + [(4,)] * 4
-    assert lstm.param_names == lstm.weight_names
+def test_use_bias_false_drops_the_biases():
+    assert nn.LSTM(4, 3, use_bias=False).weight_names == list(_gates("ifoc", 3, 4, bias=False))
+    assert nn.GRUCell([3, 4], use_bias=False).weight_names == ["weight"]
 
 
 def test_storage_is_fused_and_note_names_are_views():
@@ -171,37 +219,6 @@ def test_storage_is_fused_and_note_names_are_views():
         "kernel": (3, 16), "recurrent_kernel": (4, 16), "bias": (16,)}
     np.testing.assert_array_equal(_np(layer.weight_f2), _np(layer.recurrent_kernel[:, 4:8]))
     assert layer.count_params() == 3 * 16 + 4 * 16 + 16
-
-
-@pytest.mark.parametrize("name", SEQ + CELLS)
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_get_set_weights_round_trip(name, dtype):
-    mx.random.seed(6)
-    make = (lambda: getattr(nn, name)([3, 4], bias_initializer="normal", dtype=dtype)) \
-        if name in CELLS else \
-        (lambda: getattr(nn, name)(4, 3, bias_initializer="normal", dtype=dtype))
-    a, b = make(), make()
-    b.set_weights(a.get_weights())
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_array_equal(wa, wb)
-    x = mx.random.normal((2, 3) if name in CELLS else (2, 5, 3))
-    ya, yb = tree_flatten(a(x)), tree_flatten(b(x))
-    for (_, u), (_, v) in zip(ya, yb):
-        assert u.dtype == getattr(mx, dtype)
-        np.testing.assert_array_equal(_np(u), _np(v))
-
-
-def test_set_weights_errors():
-    layer = nn.GRU(4)
-    with pytest.raises(RuntimeError, match="GRU.*unbuilt"):
-        layer.set_weights([])
-    layer = nn.GRU(4, 3)
-    w = layer.get_weights()
-    with pytest.raises(ValueError, match="GRU: argument 'weights'.*9 arrays"):
-        layer.set_weights(w[:-1])
-    w[1] = np.zeros((3, 4))
-    with pytest.raises(ValueError, match=r"weight_r2.*shape \(4, 4\)"):
-        layer.set_weights(w)
 
 
 def test_update_accepts_note_names():
@@ -235,22 +252,9 @@ def test_initializers_by_name():
     layer = nn.LSTM(4, 3, weight_initializer="zeros", bias_initializer="ones")
     assert all((w == 0).all() for w in layer.get_weights()[:8])
     assert all((w == 1).all() for w in layer.get_weights()[8:])
-    with pytest.raises(ValueError, match="LSTM: argument 'weight_initializer'"):
-        nn.LSTM(4, weight_initializer="nope")  # checked at construction, even when lazy
 
 
 # -- build, state, modes ------------------------------------------------------------------
-@pytest.mark.parametrize("name", SEQ)
-def test_lazy_build(name):
-    layer = getattr(nn, name)(4)
-    assert not layer.built and layer.param == [] and layer.get_weights() == []
-    assert layer(mx.ones((2, 3, 5))).shape == (2, 4)
-    assert layer.built and layer.input_size == 5
-    assert layer.get_weights()[0].shape == (5, 4)
-    with pytest.raises(ValueError, match=f"{name}: argument 'data'.*5 channels"):
-        layer(mx.ones((2, 3, 6)))
-
-
 @pytest.mark.parametrize("name", SEQ)
 def test_stateless_across_calls(name):
     mx.random.seed(8)
@@ -294,30 +298,6 @@ def test_return_sequence(name):
     np.testing.assert_array_equal(_np(seq[:, -1]), _np(b(x)))
 
 
-def test_train_eval_mode_does_not_change_output():
-    layer = nn.GRU(4, 3)
-    x = mx.random.normal((2, 5, 3))
-    y = _np(layer(x))
-    layer.eval()
-    np.testing.assert_array_equal(_np(layer(x)), y)
-
-
-def test_trainable_false():
-    layer = nn.LSTM(4, 3, trainable=False)
-    assert layer.param == [] and layer.param_names == []
-    assert tree_flatten(layer.trainable_parameters()) == []
-    assert len(layer.get_weights()) == 12
-    cell = nn.GRUCell([3, 4], trainable=False)
-    assert cell.param == [] and len(cell.get_weights()) == 2
-
-
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_reduced_dtypes(dtype):
-    layer = nn.LSTM(4, 3, dtype=dtype, return_sequence=True)
-    y = layer(np.random.default_rng(0).standard_normal((2, 5, 3)))  # NumPy float64 input
-    assert y.dtype == getattr(mx, dtype) and layer.kernel.dtype == getattr(mx, dtype)
-
-
 # -- activations --------------------------------------------------------------------------
 def test_activation_defaults_and_forms():
     assert nn.RNN(4).act is mx.tanh  # Keras SimpleRNN's default
@@ -335,50 +315,6 @@ def test_activation_defaults_and_forms():
     ref, _ = np_sequence("LSTM", w, x, act=np.sin,
                          ract=lambda v: np.clip(0.2 * v + 0.5, 0, 1))
     np.testing.assert_allclose(_np(custom(x.astype(np.float32))), ref, rtol=2e-5, atol=2e-6)
-
-
-# -- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda: nn.GRU(0), ValueError, "GRU: argument 'output_size' got 0"),
-    (lambda: nn.GRU("8"), TypeError, "GRU: argument 'output_size'"),
-    (lambda: nn.LSTM(8, input_size=2.5), TypeError, "LSTM: argument 'input_size'"),
-    (lambda: nn.RNN(8, return_sequence=1), TypeError, "RNN: argument 'return_sequence'"),
-    (lambda: nn.RNN(8, use_bias="yes"), TypeError, "RNN: argument 'use_bias'"),
-    (lambda: nn.RNN(8, activation="nope"), ValueError, "RNN: argument 'activation'.*tanh"),
-    (lambda: nn.GRU(8, recurrent_activation="nope"), ValueError,
-     "GRU: argument 'recurrent_activation'"),
-    (lambda: nn.LSTM(8, dtype="int8"), TypeError, "LSTM: argument 'dtype'"),
-    (lambda: nn.LSTM(8, trainable=None), TypeError, "LSTM: argument 'trainable'"),
-    (lambda: nn.GRUCell(16), TypeError, "GRUCell: argument 'weight_shape'"),
-    (lambda: nn.LSTMCell([16]), TypeError, "LSTMCell: argument 'weight_shape'"),
-    (lambda: nn.RNNCell([16, 0]), ValueError, "RNNCell: argument 'weight_shape'"),
-    (lambda: nn.GRUCell([16, 8], bias_initializer="nope"), ValueError,
-     "GRUCell: argument 'bias_initializer'"),
-])
-def test_bad_arguments(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
-
-
-def test_bad_inputs():
-    layer = nn.LSTM(4, 3)
-    with pytest.raises(ValueError, match=r"LSTM: argument 'data' got an array of shape "
-                                         r"\(2, 3\); allowed: rank 3"):
-        layer(mx.ones((2, 3)))
-    with pytest.raises(ValueError, match="LSTM: argument 'data'.*at least one timestep"):
-        layer(mx.ones((2, 0, 3)))
-    with pytest.raises(ValueError, match=r"LSTM: argument 'initial_state'.*\(2, 4\)"):
-        layer(mx.ones((2, 5, 3)), initial_state=mx.ones((2, 5)))
-    with pytest.raises(TypeError, match="LSTM: argument 'initial_state' got a tuple of 3"):
-        layer(mx.ones((2, 5, 3)), initial_state=(mx.ones((2, 4)),) * 3)
-    with pytest.raises(TypeError, match="GRU: argument 'initial_state' got a tuple of 2"):
-        nn.GRU(4, 3)(mx.ones((2, 5, 3)), initial_state=(mx.ones((2, 4)),) * 2)
-    with pytest.raises(ValueError, match="GRUCell: argument 'data'.*3 channels"):
-        nn.GRUCell([3, 4])(mx.ones((2, 5)), mx.ones((2, 4)))
-    with pytest.raises(ValueError, match="RNNCell: argument 'state'"):
-        nn.RNNCell([3, 4])(mx.ones((2, 3)), mx.ones((3, 4)))
-    with pytest.raises(TypeError, match="RNN: argument 'data'"):
-        nn.RNN(4)(["a"])
 
 
 # -- the scan core ------------------------------------------------------------------------
@@ -481,13 +417,6 @@ def test_gradients_reach_stored_weights_and_initial_state():
         opt.update(layer, grads)
         mx.eval(layer.parameters())
     assert float(lossm(layer, x)[0]) < float(first)
-
-
-def test_compiled_call():
-    layer = nn.GRU(4, 3, return_sequence=True)
-    x = mx.random.normal((2, 5, 3))
-    f = mx.compile(lambda x: layer(x))
-    np.testing.assert_allclose(_np(f(x)), _np(layer(x)), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", SEQ)
