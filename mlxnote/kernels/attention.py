@@ -132,7 +132,8 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     lazy product, computed only if used. On the CPU, where the fast op is the same
     matmul-softmax composition, the plain path is taken for ``return_logits`` (sharing
     the logits), for 16-bit inputs (its softmax runs in float32, backward too) and off
-    macOS (its softmax uses :func:`fast_exp`, 4x faster than MLX's CPU exp there).
+    macOS (its softmax uses :func:`fast_exp`, faster and more accurate than MLX's CPU exp
+    there: ``docs/performance.md``).
     """
     if impl not in IMPLS:
         raise ValueError(f"attention: impl got {impl!r}; allowed: {IMPLS}")

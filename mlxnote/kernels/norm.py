@@ -59,10 +59,9 @@ def _bn_train_kernel(red: tuple[int, ...], eps: float):
 
 
 def _row_mean(a: mx.array, d: int) -> mx.array:
-    """Mean over the last axis (of size ``d``), keepdims. On the CPU, MLX reduces a long
-    contiguous row about 3x slower than a middle axis with a short contiguous inner axis, so
-    the row is split into ``(d / m, m)``, summed over the middle axis, then over ``m``
-    (measured for d = 128 ... 2048; d = 64 gains nothing)."""
+    """Mean over the last axis (of size ``d``), keepdims, as the sum of ``(d / m, m)`` blocks:
+    on the CPU, MLX reduces a middle axis with a short contiguous inner axis faster than a
+    long contiguous row (``docs/performance.md``)."""
     m = next((m for m in (64, 32, 16) if d % m == 0 and d // m >= 8), None)
     if m is None:
         return mx.mean(a, -1, keepdims=True)

@@ -76,7 +76,7 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
         # input gradient at stride 1. Its weight gradient sums over the whole batch in one
         # sequential BLAS reduction (2-3x TF's float32 error with the reference BLAS): ours
         # sums chunks. At stride > 1 its input gradient runs input-dilated convolutions on
-        # its naive loops (10x slower): keep only its forward.
+        # its naive loops (docs/performance.md): keep only its forward.
         return "mlx+gemmw" if all(s == 1 for s in strides) else "mlx+gemm"
     return "gemm"
 
