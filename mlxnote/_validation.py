@@ -5,8 +5,14 @@ the owner (the layer, model or loss the user called), the argument, what was giv
 what is allowed.
 
 A composite that builds inner layers on the user's behalf (the Transformer builds its
-encoder and decoder blocks) wraps their construction in :func:`owned_by`, so that errors
-of those inner layers name the composite the user called.
+encoder and decoder blocks, multihead attention its dense projections) wraps their
+construction in :func:`owned_by`, so that errors of those inner layers name the composite
+the user called.
+
+Sizes: MLX segfaults instead of raising when an allocation fails, and its dimensions are
+32-bit. :func:`check_int` and friends refuse sizes above :data:`MAX_DIM` when asked
+(``high=``), and :func:`check_fits` refuses an array (a weight, an output) whose bytes
+exceed the memory this process may use, before MLX sees its shape.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ def shape_desc(x: Any) -> Desc:
     return Desc(f"an array of shape {tuple(x.shape)}")
 
 
+#: The largest size of one array dimension MLX takes (its shapes are 32-bit ints).
+MAX_DIM = 2**31 - 1
+#: The largest seed ``mx.random.key`` takes.
+MAX_SEED = 2**64 - 1
+
+
 def error(owner: str, arg: str, given: Any, allowed: str,
           exc: type[Exception] = ValueError) -> Exception:
     """The exception (not raised) naming ``owner``, ``arg``, ``given`` and ``allowed``."""
@@ -41,13 +53,16 @@ def error(owner: str, arg: str, given: Any, allowed: str,
 
 
 # -- who owns the layers being built ---------------------------------------------------
-_OWNER: contextvars.ContextVar[tuple[str, tuple[type, ...]] | None] = \
+_OWNER: contextvars.ContextVar[tuple[Any, tuple[type, ...]] | None] = \
     contextvars.ContextVar("mlxnote_owner", default=None)
 
 
 @contextlib.contextmanager
-def owned_by(owner: str, types: tuple[type, ...]) -> Iterator[None]:
-    """Layers of ``types`` constructed inside this block name ``owner`` in their errors."""
+def owned_by(owner: Any, types: tuple[type, ...]) -> Iterator[None]:
+    """Layers of ``types`` constructed inside this block name ``owner`` in their errors:
+    a name, or the composite layer itself (then its own ``error_name``, so that ownership
+    nests: the dense layers of an attention block the Transformer built name the
+    Transformer)."""
     token = _OWNER.set((owner, tuple(types)))
     try:
         yield
@@ -55,8 +70,9 @@ def owned_by(owner: str, types: tuple[type, ...]) -> Iterator[None]:
         _OWNER.reset(token)
 
 
-def current_owner(cls: type) -> str | None:
-    """The owner a layer of class ``cls`` built now reports in its errors, if any."""
+def current_owner(cls: type) -> Any:
+    """The owner (a name or a layer) a layer of class ``cls`` built now reports in its
+    errors, if any."""
     owner = _OWNER.get()
     return owner[0] if owner is not None and issubclass(cls, owner[1]) else None
 
@@ -88,9 +104,15 @@ def check_bool(owner: str, arg: str, value: Any) -> bool:
     return bool(value)
 
 
+def _above(owner: str, arg: str, given: Any, value: int, low: int, high: int | None) -> None:
+    if high is not None and value > high:
+        why = " (MLX's array sizes are 32-bit)" if high == MAX_DIM else ""
+        raise error(owner, arg, given, f"an int in [{low}, {high}]{why}")
+
+
 def check_int(owner: str, arg: str, value: Any, low: int = 1,
-              allow_none: bool = False) -> int | None:
-    """An int ``>= low`` (or ``None`` when ``allow_none``)."""
+              allow_none: bool = False, high: int | None = None) -> int | None:
+    """An int ``>= low`` (and ``<= high`` when given; or ``None`` when ``allow_none``)."""
     if value is None and allow_none:
         return None
     if not is_int(value):
@@ -98,6 +120,7 @@ def check_int(owner: str, arg: str, value: Any, low: int = 1,
                     TypeError)
     if value < low:
         raise error(owner, arg, value, f"an int >= {low}")
+    _above(owner, arg, value, int(value), low, high)
     return int(value)
 
 
@@ -113,18 +136,22 @@ def check_float(owner: str, arg: str, value: Any, low: float, high: float,
     return value
 
 
-def check_ints(owner: str, arg: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
-    """An int or a sequence of ``n`` ints, each ``>= low``, as an ``n``-tuple."""
+def check_ints(owner: str, arg: str, value: Any, n: int, low: int = 1,
+               high: int | None = None) -> tuple[int, ...]:
+    """An int or a sequence of ``n`` ints, each ``>= low`` (and ``<= high``), as an
+    ``n``-tuple."""
+    given = value
     allowed = f"an int >= {low} or a list of {n} such ints"
     if is_int(value):
         value = [value] * n
     if not is_sequence(value) or len(value) != n:
-        raise error(owner, arg, value, allowed, TypeError)
+        raise error(owner, arg, given, allowed, TypeError)
     for v in value:
         if not is_int(v):
-            raise error(owner, arg, value, allowed, TypeError)
+            raise error(owner, arg, given, allowed, TypeError)
         if v < low:
-            raise error(owner, arg, value, allowed)
+            raise error(owner, arg, given, allowed)
+        _above(owner, arg, given, int(v), low, high)
     return tuple(int(v) for v in value)
 
 
@@ -162,7 +189,8 @@ def as_array(owner: str, data: Any, arg: str = "data") -> mx.array:
     return data
 
 
-def check_pad_pairs(owner: str, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
+def check_pad_pairs(owner: str, arg: str, value: Any, n: int,
+                    high: int | None = None) -> tuple[tuple[int, int], ...]:
     """Zero padding as ``n`` ``(before, after)`` pairs, from an int, or ``n`` entries each
     an int or a ``(before, after)`` pair (for ``n == 1`` also a bare ``(left, right)``)."""
     allowed = (f"an int >= 0, or {n} entries each an int >= 0 or a (before, after) pair"
@@ -173,6 +201,7 @@ def check_pad_pairs(owner: str, arg: str, value: Any, n: int) -> tuple[tuple[int
             raise error(owner, arg, value, allowed, TypeError)
         if v < 0:
             raise error(owner, arg, value, allowed)
+        _above(owner, arg, value, int(v), 0, high)
         return int(v)
 
     if is_int(value):
@@ -192,3 +221,40 @@ def check_pad_pairs(owner: str, arg: str, value: Any, n: int) -> tuple[tuple[int
         else:
             out.append((one(v),) * 2)
     return tuple(out)
+
+
+# -- sizes ---------------------------------------------------------------------------------
+def memory_limit() -> int:
+    """Bytes one new array may take: the memory this process may use (RAM, capped by a
+    cgroup limit: :func:`mlxnote._platform.memory_bytes`) less what MLX holds already."""
+    from ._platform import memory_bytes
+
+    return max(memory_bytes() - mx.get_active_memory(), 0)
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30),
+                       ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_fits(owner: str, arg: str, given: Any, shape: Sequence[int], dtype: mx.Dtype,
+               what: str) -> None:
+    """Refuse an array of ``shape`` and ``dtype`` (``what`` it is: ``"weight 'kernel'"``,
+    ``"output"``) that MLX cannot hold, before MLX sees it: a dimension above
+    :data:`MAX_DIM`, or more bytes than :func:`memory_limit`. The error names ``owner``,
+    ``arg`` (the argument whose value ``given`` makes it that large) and the size."""
+    shape = tuple(int(s) for s in shape)
+    if any(s > MAX_DIM for s in shape):
+        raise error(owner, arg, given, f"sizes whose {what} (shape {shape}) has no dimension "
+                    f"above {MAX_DIM} (MLX's array sizes are 32-bit)")
+    nbytes = math.prod(shape) * dtype.size
+    limit = memory_limit()
+    if nbytes > limit:
+        from ._config import dtype_name
+
+        raise error(owner, arg, given, f"sizes whose {what} (shape {shape}, "
+                    f"{_bytes_text(nbytes)} in {dtype_name(dtype)}) fits in the "
+                    f"{_bytes_text(limit)} of memory this process may still use")

@@ -88,13 +88,6 @@ def _dense(*names, i=8, o=8, bias=True):
     return out
 
 
-# Library defect: multihead_attention and talking_heads_attention store their initializers
-# unchecked: built lazily they accept an unknown one at construction (it fails on the first
-# call), and built eagerly the error names the inner dense layer, not the layer called.
-_LAZY_INIT = ("defect: built lazily, it accepts an unknown initializer at construction and "
-              "raises on its first call (mlxnote/nn/attention.py does not validate it)")
-_DENSE_NAME = ("defect: the error names 'dense' (its sublayer), not multihead_attention "
-               "(mlxnote/nn/attention.py passes the initializer through unchecked)")
 CONTRACTS = [
     Contract(nn.attention, dict(use_scale=True), [(2, 3, 4), (2, 5, 4)], weights={"scale": ()},
              bad_args=[(dict(score_mode="add"), ValueError, "score_mode"),
@@ -118,11 +111,7 @@ CONTRACTS = [
              bad_inputs=[((5, 8), ValueError, "x"), ((2, 5, 6), ValueError, "x"),
                          ((2, 5, 8), ValueError, "mask", dict(mask=mx.zeros((2, 3)))),
                          ((2, 5, 8), TypeError, "mask",
-                          dict(mask=mx.zeros((5, 5), mx.int32)))],
-             xfail={"bad_args-weight_initializer": _LAZY_INIT,
-                    "bad_args-bias_initializer": _LAZY_INIT,
-                    "bad_args-weight_initializer-2": _DENSE_NAME,
-                    "bad_args-bias_initializer-2": _DENSE_NAME}),
+                          dict(mask=mx.zeros((5, 5), mx.int32)))]),
     Contract(nn.talking_heads_attention, dict(num_heads=3, dropout_rate=0.5),
              [(2, 5, 3, 4)] * 3, lazy=dict(num_heads=None), random=dict(dropout_rate=0.0),
              weights={"pre_softmax_weight": (3, 3), "post_softmax_weight": (3, 3)},
@@ -133,8 +122,7 @@ CONTRACTS = [
              bad_inputs=[([(2, 5, 4)] * 3, ValueError, "query_tensor"),
                          ([(2, 5, 3, 4), (2, 6, 2, 4), (2, 6, 2, 4)], ValueError, "key_tensor"),
                          ([(2, 5, 3, 4)] * 3, ValueError, "attention_mask",
-                          dict(attention_mask=mx.ones((2, 4, 4))))],
-             xfail={"bad_args-initializer": _LAZY_INIT}),
+                          dict(attention_mask=mx.ones((2, 4, 4))))]),
     Contract(nn.FAVOR_attention, dict(key_dim=6, m=4, redraw=False, seed=0),
              [(2, 6, 5), (2, 3, 5), (2, 6, 4)], weights={"features": (4, 6)},
              frozen=("features",),

@@ -138,13 +138,7 @@ def test_groups_3d():
 
 # -- the layer contract (tests/layer_contract.py) ------------------------------------------
 WB = ("weight", "bias")
-# Library defect: _Conv.__init__ (mlxnote/nn/conv.py) stores the initializers without
-# initializers.validate, so a lazily built conv accepts an unknown one at construction and
-# raises only on its first call (DESIGN.md: bad arguments fail at construction).
-_INIT = ("defect: a lazy conv accepts an unknown initializer at construction and raises on "
-         "its first call (mlxnote/nn/conv.py _Conv.__init__ does not validate it)")
-LAZY = dict(lazy=dict(input_size=None),
-            xfail={"bad_args-weight_initializer": _INIT, "bad_args-bias_initializer": _INIT})
+LAZY = dict(lazy=dict(input_size=None))
 CONTRACTS = [
     Contract(nn.conv1d, dict(filters=4, kernel_size=3, input_size=3, strides=2, padding="SAME",
                              activation="tanh"), (2, 9, 3), **LAZY,

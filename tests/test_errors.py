@@ -27,3 +27,114 @@ def test_blocks_built_by_the_transformer_name_it():
         nn.Transformer(d_model=8, nhead=2, dim_feedforward=0)
     with pytest.raises(ValueError, match="^TransformerDecoderLayer: argument 'nhead' got 3"):
         nn.TransformerDecoderLayer(d_model=8, nhead=3)
+
+
+# -- issue 13, item 8: bad arguments fail at construction, naming the layer called --------
+CONVS = [(nn.conv1d, dict(filters=2, kernel_size=3)), (nn.conv2d, dict(filters=2, kernel_size=3)),
+         (nn.conv3d, dict(filters=2, kernel_size=3)),
+         (nn.conv1d_transpose, dict(filters=2, kernel_size=3)),
+         (nn.conv2d_transpose, dict(filters=2, kernel_size=3)),
+         (nn.conv3d_transpose, dict(filters=2, kernel_size=3)),
+         (nn.depthwise_conv1d, dict(kernel_size=3)), (nn.depthwise_conv2d, dict(kernel_size=3)),
+         (nn.separable_conv1d, dict(filters=2, kernel_size=3)),
+         (nn.separable_conv2d, dict(filters=2, kernel_size=3))]
+LAZY_INITS = [(make, kw, arg) for make, kw in CONVS
+              for arg in ("weight_initializer", "bias_initializer")] + [
+    (nn.talking_heads_attention, {}, "initializer"),
+    (nn.multihead_attention, dict(n_head=2), "weight_initializer"),
+    (nn.multihead_attention, dict(n_head=2), "bias_initializer")]
+
+
+@pytest.mark.parametrize("make, kw, arg", LAZY_INITS,
+                         ids=[f"{m.__name__}-{a}" for m, _, a in LAZY_INITS])
+def test_lazy_layers_reject_a_bad_initializer_at_construction(make, kw, arg):
+    with pytest.raises(ValueError, match=rf"^{make.__name__}: argument '{arg}' got 'nope'; "
+                       "allowed: one of"):
+        make(**kw, **{arg: "nope"})
+
+
+@pytest.mark.parametrize("arg", ["weight_initializer", "bias_initializer"])
+def test_multihead_attention_initializer_errors_name_it(arg):
+    """Built eagerly, its dense projections check the initializer; the error names the
+    layer called, not 'dense'."""
+    with pytest.raises(ValueError, match=rf"^multihead_attention: argument '{arg}' got ''"):
+        nn.multihead_attention(2, 8, **{arg: ""})
+
+
+RANK1 = [(nn.dense, dict(output_size=2), "bias_initializer"),
+         (nn.conv2d, dict(filters=2, kernel_size=3), "bias_initializer"),
+         (nn.depthwise_conv1d, dict(kernel_size=3), "bias_initializer"),
+         (nn.batch_norm, {}, "beta_initializer"), (nn.batch_norm, {}, "gamma_initializer"),
+         (nn.batch_norm, {}, "moving_mean_initializer"),
+         (nn.batch_norm, {}, "moving_variance_initializer"),
+         (nn.layer_norm, {}, "beta_initializer"), (nn.layer_norm, {}, "gamma_initializer"),
+         (nn.group_norm, {}, "beta_initializer"), (nn.group_norm, {}, "gamma_initializer"),
+         (nn.RNN, dict(output_size=2), "bias_initializer"),
+         (nn.LSTM, dict(output_size=2), "bias_initializer"),
+         (nn.GRUCell, dict(weight_shape=[2, 3]), "bias_initializer"),
+         (nn.multihead_attention, dict(n_head=2), "bias_initializer")]
+
+
+@pytest.mark.parametrize("make, kw, arg", RANK1,
+                         ids=[f"{m.__name__}-{a}" for m, _, a in RANK1])
+@pytest.mark.parametrize("init", ["Orthogonal", ["Orthogonal", 2.0]], ids=["name", "list"])
+def test_orthogonal_for_a_rank_1_weight_fails_at_construction(make, kw, arg, init):
+    with pytest.raises(ValueError, match=rf"^{make.__name__}: argument '{arg}' got "
+                       r".*Orthogonal.*; allowed: an initializer for a weight of rank 1 "):
+        make(**kw, **{arg: init})
+
+
+def test_orthogonal_where_rank_allows_still_works():
+    assert nn.dense(3, 4, weight_initializer="Orthogonal").get_weights()[0].shape == (4, 3)
+    nn.batch_norm(axis=[1, 2], beta_initializer="Orthogonal")  # beta has rank 2 here
+
+
+@pytest.mark.parametrize("make, kw", CONVS, ids=[m.__name__ for m, _ in CONVS])
+def test_unhashable_data_format_is_a_type_error_naming_the_layer(make, kw):
+    with pytest.raises(TypeError, match=rf"^{make.__name__}: argument 'data_format' got "
+                       r"\['NHWC'\]; allowed: "):
+        make(**kw, data_format=["NHWC"])
+
+
+@pytest.mark.parametrize("name", ["zeropadding1d", "zeropadding2d", "zeropadding3d"])
+def test_unknown_keyword_names_the_public_layer(name):
+    with pytest.raises(TypeError, match=rf"^{name}\.__init__\(\) got an unexpected keyword"):
+        getattr(nn, name)(pading=2)
+
+
+def test_other_unchecked_arguments():
+    """Found looking for the same patterns: a non-string score_mode, train_flag, a seed
+    mx.random.key cannot take, the causal mask helper's arguments."""
+    with pytest.raises(TypeError, match=r"^attention: argument 'score_mode' got \['dot'\]"):
+        nn.attention(score_mode=["dot"])
+    with pytest.raises(TypeError, match=r"^dropout: argument 'train_flag' got 'no'"):
+        nn.dropout(0.5)(mx.zeros((2, 3)), train_flag="no")
+    with pytest.raises(TypeError, match=r"^batch_norm: argument 'training' got 1"):
+        nn.batch_norm()(mx.zeros((2, 3)), training=1)
+    with pytest.raises(ValueError, match=r"^FAVOR_attention: argument 'seed' got 2\*\*64|"
+                       r"^FAVOR_attention: argument 'seed' got 18446744073709551616"):
+        nn.FAVOR_attention(4, m=2, seed=2**64)
+    gen = nn.Transformer.generate_square_subsequent_mask
+    with pytest.raises(TypeError, match=r"^Transformer\.generate_square_subsequent_mask: "
+                       r"argument 'dtype' got \['float32'\]"):
+        gen(3, dtype=["float32"])
+    with pytest.raises(TypeError, match=r"^Transformer\.generate_square_subsequent_mask: "
+                       r"argument 'sz' got 2\.5"):
+        gen(2.5)
+    assert gen(3).shape == (3, 3)
+
+
+def test_inner_layers_of_composites_name_the_composite():
+    """The dense projections of multihead_attention and Linformer, and every layer inside
+    the Transformer's blocks, name the layer the user called."""
+    with pytest.raises(ValueError, match=r"^multihead_attention: argument 'x' got an array "
+                       r"of shape \(2, 3, 0\)"):
+        nn.multihead_attention(1)(mx.zeros((2, 3, 0)))
+    layer = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                           dim_feedforward=16)
+    assert layer.encoder.layers[0].self_attn.query.error_name == "Transformer"
+    assert layer.decoder.layers[0].linear1.error_name == "Transformer"
+    assert nn.multihead_attention(2, 8).query.error_name == "multihead_attention"
+    assert nn.Linformer_self_attention(8, 4, k=2, heads=2).to_q.error_name == \
+        "Linformer_self_attention"
+    assert nn.dense(2).error_name == "dense"

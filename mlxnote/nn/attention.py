@@ -15,10 +15,10 @@ import mlx.core as mx
 import numpy as np
 
 from .._config import compute_dtype
-from .._validation import is_int, is_sequence
+from .._validation import check_choice, is_int, is_sequence
 from ..kernels import attention as K
 from . import core
-from .layer import Desc, Layer
+from .layer import Desc, Layer, shape_desc
 from .typing import ArrayLike, ArrayOrSeq, DTypeLike, Initializer, IntOrSeq, MaskLike
 
 
@@ -67,8 +67,7 @@ class attention(Layer):
                  dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         use_scale = self.check_bool("use_scale", use_scale)
-        if score_mode not in ("dot", "concat"):
-            raise self.error("score_mode", score_mode, "'dot' or 'concat'")
+        check_choice(self.error_name, "score_mode", score_mode, ("dot", "concat"))
         self.config(use_scale=use_scale, score_mode=score_mode)
         if use_scale:
             self.add_weight("scale", (), "ones", "use_scale")
@@ -94,6 +93,11 @@ class attention(Layer):
         smask = None if v_mask is None else v_mask[:, None, None, :]
         causal = self.check_bool("use_causal_mask", use_causal_mask)
         want = self.check_bool("return_attention_scores", return_attention_scores)
+        scores = (b, tq, tv, q.shape[-1]) if self.score_mode == "concat" else (b, tq, tv)
+        self.check_output_size("query", shape_desc(q), scores, mx.float32, "scores")
+        if tv == 0:  # no keys: Keras's output is zeros, its scores empty
+            out = mx.zeros((b, tq, v.shape[-1]), self.dtype)
+            return (out, mx.zeros((b, tq, 0), self.dtype)) if want else out
         # The learned scalars act in float32: their gradients are sums over every score,
         # which a 16-bit accumulation would swamp.
         f32 = mx.float32
@@ -166,6 +170,8 @@ class multihead_attention(Layer):
     Weights: ``query``, ``key``, ``value``, ``out`` (dense: ``weight [in, out]``, ``bias``).
     """
 
+    size_args = ("input_size", "kdim", "vdim")
+
     def __init__(self, n_head: int, input_size: int | None = None, kdim: int | None = None,
                  vdim: int | None = None, dropout: float = 0.0,
                  weight_initializer: Initializer = "Xavier",
@@ -178,8 +184,10 @@ class multihead_attention(Layer):
                     vdim=self.check_int("vdim", vdim, allow_none=True),
                     dropout=self.check_float("dropout", dropout, 0.0, 1.0),
                     use_bias=self.check_bool("use_bias", use_bias))
-        self._set("weight_initializer", weight_initializer)
-        self._set("bias_initializer", bias_initializer)
+        self._set("weight_initializer", self.check_initializer(
+            "weight_initializer", weight_initializer, rank=2))
+        self._set("bias_initializer", self.check_initializer(
+            "bias_initializer", bias_initializer, rank=1))
         if input_size is not None:
             self._check_width(self.input_size, "input_size", input_size)
             self.build(self.input_size)
@@ -197,11 +205,12 @@ class multihead_attention(Layer):
         kw = dict(weight_initializer=self.weight_initializer,
                   bias_initializer=self.bias_initializer, use_bias=self.use_bias,
                   dtype=self.dtype)
-        self.add_sublayer("query", core.dense(input_size, input_size, **kw))
-        self.add_sublayer("key", core.dense(input_size, kdim, **kw))
-        self.add_sublayer("value", core.dense(input_size, vdim, **kw))
-        self.add_sublayer("out", core.dense(input_size, input_size, **kw))
-        self.attn_drop = core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
+        with self.owns():  # their errors name this layer
+            self.add_sublayer("query", core.dense(input_size, input_size, **kw))
+            self.add_sublayer("key", core.dense(input_size, kdim, **kw))
+            self.add_sublayer("value", core.dense(input_size, vdim, **kw))
+            self.add_sublayer("out", core.dense(input_size, input_size, **kw))
+            self.attn_drop = core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
         self._set("output_size", input_size)
         self._set("built", True)
 
@@ -220,6 +229,10 @@ class multihead_attention(Layer):
         else:
             xk = xv = self.as_input(xa, "xa", ndim=3)
         if not self.built:
+            for arg, t in (("x", x), ("xa", xk), ("xa", xv)):
+                if t.shape[-1] == 0:
+                    raise self.error(arg, shape_desc(t), "at least one feature on the last "
+                                     "axis (the projections are built from it)")
             self._check_width(x.shape[-1], "x", f"an array of shape {tuple(x.shape)}")
             self.build(x.shape[-1], xk.shape[-1], xv.shape[-1])
         for arg, arr, want in (("x", x, self.input_size), ("xa", xk, self.kdim),
@@ -234,16 +247,24 @@ class multihead_attention(Layer):
         b, tq, tk = x.shape[0], x.shape[1], xk.shape[1]
         h = self.n_head
         dh = self.input_size // h
+        m = self.attention_mask(mask, b, tq, tk)
+        cdt = compute_dtype(self.dtype)
+        for arg, t in (("x", x), ("xa", xk)):
+            self.check_output_size(arg, shape_desc(t), (*t.shape[:2], self.input_size), cdt,
+                                   "projection")
+        self.check_output_size("x", shape_desc(x), (b, h, tq, tk), cdt, "attention logits")
+        if tk == 0:  # no keys: the attention gives zeros (Keras), the output the bias
+            out = mx.zeros((b, tq, self.input_size), cdt)
+            return self.out.project(out).astype(self.dtype), mx.zeros((b, h, tq, 0),
+                                                                      self.dtype)
         # Three projections, not one fused (in, 3 * in) matmul: as fast here, and the
         # gradient of x then sums three short products instead of one long one (half the
         # rounding error, measured against a float64 oracle).
-        cdt = compute_dtype(self.dtype)
         q, k, v = (d.project(t) for t, d in ((x, self.query), (xk, self.key),
                                               (xv, self.value)))
         q = q.reshape(b, tq, h, dh).transpose(0, 2, 1, 3)
         k = k.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
         v = v.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
-        m = self.attention_mask(mask, b, tq, tk)
         drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
         out, qk = K.attention(q, k, v, 1.0 / math.sqrt(dh), m, dropout=drop,
                               return_logits=True, dtype=self.dtype)
@@ -304,6 +325,8 @@ class talking_heads_attention(Layer):
     Weights: ``pre_softmax_weight``, ``post_softmax_weight``, ``[N, N]``.
     """
 
+    size_args = ("num_heads",)
+
     def __init__(self, qkv_rank: int | None = None, attention_axes: IntOrSeq | None = None,
                  dropout_rate: float = 0.0, initializer: Initializer = "Xavier",
                  dtype: DTypeLike = "float32", num_heads: int | None = None) -> None:
@@ -323,8 +346,9 @@ class talking_heads_attention(Layer):
         self.config(qkv_rank=qkv_rank, attention_axes=attention_axes,
                     dropout_rate=self.check_float("dropout_rate", dropout_rate, 0.0, 1.0),
                     num_heads=self.check_int("num_heads", num_heads, allow_none=True))
-        self._set("initializer", initializer)
-        self.attn_drop = core.dropout(self.dropout_rate, dtype=compute_dtype(self.dtype))
+        self._set("initializer", self.check_initializer("initializer", initializer, rank=2))
+        with self.owns():
+            self.attn_drop = core.dropout(self.dropout_rate, dtype=compute_dtype(self.dtype))
         if num_heads is not None:
             self.build(self.num_heads)
 
@@ -364,6 +388,10 @@ class talking_heads_attention(Layer):
         axes = self._axes(self.attention_axes, rank)
         batch = tuple(a for a in range(rank - 2) if a not in axes)
         n = q.shape[-2]
+        for arg, t in (("query_tensor", q), ("key_tensor", k)):
+            if 0 in t.shape[-2:]:
+                raise self.error(arg, shape_desc(t), "at least one head and one channel on "
+                                 "the last two axes")
         if not self.built:
             self.build(n)
         for arg, t in (("query_tensor", q), ("key_tensor", k), ("value_tensor", v)):
@@ -380,6 +408,14 @@ class talking_heads_attention(Layer):
         tk = tuple(k.shape[a] for a in axes)
         perm = (*batch, rank - 2, *axes, rank - 1)
         bf, nq, nk = math.prod(bshape), math.prod(tq), math.prod(tk)
+        self.check_output_size("query_tensor", shape_desc(q), (bf, n, nq, nk),
+                               compute_dtype(self.dtype), "attention scores")
+        if 0 in (bf, nq, nk):  # empty: the empty result; no keys: zeros (as Keras)
+            if attention_mask is not None:
+                self._adder(attention_mask, bshape, tq, tk)  # (checked all the same)
+            return (mx.zeros((*bshape, n, *tq, v.shape[-1]), self.dtype)
+                    .transpose(np.argsort(perm).tolist()),
+                    mx.zeros((*bshape, n, *tq, *tk), self.dtype))
         qf = q.transpose(perm).reshape(bf, n, nq, q.shape[-1])
         kf = k.transpose(perm).reshape(bf, n, nk, k.shape[-1])
         vf = v.transpose(perm).reshape(bf, n, nk, v.shape[-1])

@@ -28,9 +28,9 @@ from typing import Any
 
 import mlx.core as mx
 
+from .._config import compute_dtype
 from ..kernels import conv as kconv
-from . import activations
-from .layer import Desc, Layer, arguments
+from .layer import Desc, Layer, arguments, shape_desc
 from .typing import (
     Activation,
     ArrayLike,
@@ -72,6 +72,7 @@ class _Conv(Layer):
     kind = "conv"  # 'conv', 'transpose', 'depthwise' or 'separable'
     kernel_names: tuple[str, ...] = ("weight",)
     note_formats: tuple[str, ...] = ()  # extra data_format names accepted (Note's 2-D names)
+    size_args = ("filters", "kernel_size", "input_size", "depth_multiplier")
 
     def __init__(self, *, filters: int | None = None, kernel_size: IntOrSeq,
                  input_size: int | None = None, strides: IntOrSeq = 1,
@@ -113,9 +114,11 @@ class _Conv(Layer):
                 raise self.error("groups", groups, f"a divisor of filters={self.filters}")
         else:
             self._set("groups", 1)
-        self._set("weight_initializer", weight_initializer)
-        self._set("bias_initializer", bias_initializer)
-        self._set("act", activations.get(activation, self.name))
+        self._set("weight_initializer", self.check_initializer(
+            "weight_initializer", weight_initializer, rank=n + 2))
+        self._set("bias_initializer", self.check_initializer("bias_initializer",
+                                                             bias_initializer, rank=1))
+        self._set("act", self.check_activation(activation))
         if self.input_size is not None:
             self.build(self.input_size)
 
@@ -124,12 +127,13 @@ class _Conv(Layer):
         n = self.rank
         last = {_LAST[n], "channels_last", *[f for f in self.note_formats if "C" == f[-1]]}
         first = {_FIRST[n], "channels_first", *[f for f in self.note_formats if f[1] == "C"]}
-        if fmt in last:
+        if isinstance(fmt, str) and fmt in last:
             return False
-        if fmt in first:
+        if isinstance(fmt, str) and fmt in first:
             return True
         allowed = " or ".join(repr(f) for f in [_LAST[n], _FIRST[n], *self.note_formats])
-        raise self.error("data_format", fmt, allowed)
+        raise self.error("data_format", fmt, allowed,
+                         ValueError if isinstance(fmt, str) else TypeError)
 
     def _spatial(self, arg: str, value: IntOrSeq) -> tuple[int, ...]:
         """An int or ``rank`` ints; also TF's full form ``[1, s.., 1]`` and, for 1-D,
@@ -244,7 +248,10 @@ class _Conv(Layer):
         ``dilations`` overrides the constructor's for this call.
         """
         x = self.as_input(data, ndim=self.rank + 2)
+        given = shape_desc(x)
         cf = self.channels_first
+        if x.shape[1 if cf else -1] == 0 and self.kind != "transpose":
+            raise self.error("data", given, "at least one input channel (as Keras)")
         self.ensure_built(x, axis=1 if cf else -1)
         if dilations is not None:
             d = self._spatial("dilations", dilations)
@@ -257,10 +264,25 @@ class _Conv(Layer):
         f32: dict[str, Any] = dict(keep_float32=True)
         if self.kind == "transpose":
             self._no_strided_dilation(d)
-            y = self._transpose(x, d, b, f32)
+            pads = []
         else:
             pads = self._pads(x.shape, d)
             self._check_fits(x, pads, d)
+        out = (x.shape[0], *self._out_lengths(x.shape, pads, d), self.output_size)
+        if any(L == 0 and o != 0 for L, o in zip(x.shape[1:-1], out[1:-1])):
+            raise self.error("data", given, "spatial sizes >= 1 (an empty axis has no VALID "
+                             "transposed output, as in Keras)")
+        self.check_output_size("data", given, out, compute_dtype(self.dtype))
+        if self.kind == "separable":
+            self.check_output_size("data", given, (*out[:-1], x.shape[-1] * self.depth_multiplier),
+                                   compute_dtype(self.dtype), "depthwise output")
+        if x.size == 0:  # an empty batch or axis: the empty result (or the bias), as Keras
+            y = mx.zeros(out, self.dtype)
+            if b is not None and y.size:
+                y = y + b
+        elif self.kind == "transpose":
+            y = self._transpose(x, d, b, f32)
+        else:
             if self.kind == "conv":
                 y = kconv.conv(x, self.weight, self.strides, pads, d, self.groups, bias=b,
                                **f32)
@@ -276,6 +298,15 @@ class _Conv(Layer):
             y = mx.moveaxis(y, -1, 1)
         y = self.act(y)
         return y if y.dtype == self.dtype else y.astype(self.dtype)
+
+    def _out_lengths(self, shape, pads, dilations) -> list[int]:
+        """The output's spatial sizes for an input of (channels-last) ``shape``."""
+        if self.kind == "transpose":
+            op = self.output_padding or (None,) * self.rank
+            return [transpose_length(L, k, s, d, self.padding, o) for L, k, s, d, o in
+                    zip(shape[1:-1], self.kernel_size, self.strides, dilations, op)]
+        return [(L + lo + hi - ((k - 1) * d + 1)) // s + 1 for L, (lo, hi), k, s, d in
+                zip(shape[1:-1], pads, self.kernel_size, self.strides, dilations)]
 
     def _transpose(self, x, d, b, f32):
         pads = []

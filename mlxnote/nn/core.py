@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from .._config import compute_dtype
-from .._validation import is_int, is_sequence
+from .._validation import MAX_SEED, is_int, is_sequence
 from ..kernels.linear import linear
-from . import activations
-from .layer import Layer, shape_desc
+from .layer import Layer, materialize, shape_desc
 from .typing import Activation, ArrayLike, DTypeLike, Initializer, PadSpec
 
 
@@ -28,6 +27,8 @@ class dense(Layer):
     ``bias [out]``.
     """
 
+    size_args = ("output_size", "input_size")
+
     def __init__(self, output_size: int, input_size: int | None = None,
                  weight_initializer: Initializer = "Xavier",
                  bias_initializer: Initializer = "zeros", activation: Activation = None,
@@ -40,9 +41,10 @@ class dense(Layer):
         if name is not None:
             self.config(layer_name=name)
         self._set("weight_initializer",
-                  self.check_initializer("weight_initializer", weight_initializer))
-        self._set("bias_initializer", self.check_initializer("bias_initializer", bias_initializer))
-        self._set("act", activations.get(activation, self.name))
+                  self.check_initializer("weight_initializer", weight_initializer, rank=2))
+        self._set("bias_initializer",
+                  self.check_initializer("bias_initializer", bias_initializer, rank=1))
+        self._set("act", self.check_activation(activation))
         if input_size is not None:
             self.build(self.input_size)
 
@@ -63,9 +65,15 @@ class dense(Layer):
         b = self.bias.astype(cdt) if self.use_bias else None
         return linear(x.astype(cdt), self.weight.astype(cdt), b)
 
+    def check_project(self, x: mx.array, arg: str = "data") -> None:
+        """Refuse an input whose projection MLX cannot hold (before any compute)."""
+        self.check_output_size(arg, shape_desc(x), (*x.shape[:-1], self.output_size),
+                               compute_dtype(self.dtype))
+
     def __call__(self, data: ArrayLike) -> mx.array:
         x = self.as_input(data, min_ndim=1)
         self.ensure_built(x)
+        self.check_project(x)
         return self.act(self.project(x)).astype(self.dtype)
 
 
@@ -109,9 +117,10 @@ class _RandomLayer(Layer):
                                  "size)", TypeError)
             noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
         if seed is not None:
-            seed = self.check_int("seed", seed, low=0)
+            seed = self.check_int("seed", seed, low=0, high=MAX_SEED)
             # Own key, kept in the module state so mx.compile(inputs=model.state) carries it.
             self._key = mx.random.key(seed)
+            materialize(self._key)
         self.config(**{self.rate_arg: rate}, noise_shape=noise_shape, seed=seed)
         self._set("built", True)
 
@@ -141,6 +150,7 @@ class _RandomLayer(Layer):
         shape = self._noise_shape(x)
         if self.seed is not None:
             self._key, sub = mx.random.split(self._key)
+            materialize(self._key, wait=False)  # any thread can draw the next mask
             mask = mx.random.bernoulli(keep, shape, key=sub)
         else:
             mask = mx.random.bernoulli(keep, shape)
@@ -214,11 +224,15 @@ class _ZeroPadding(Layer):
         if padding is not None:
             pad = self.check_pad_pairs("padding", padding, self.n)
         elif self._pad is not None:
-            pad = self._pad
+            pad, padding = self._pad, self.padding
         else:
             pad = self.check_pad_pairs("padding", self.default, self.n)
         if not any(p for pair in pad for p in pair):
             return x
+        out = (x.shape[0], *(n + lo + hi for n, (lo, hi) in zip(x.shape[1:-1], pad)),
+               x.shape[-1])
+        self.check_output_size("padding", padding if padding is not None else self.default,
+                               out, x.dtype)
         return mx.pad(x, [(0, 0), *pad, (0, 0)])
 
 
@@ -236,6 +250,9 @@ class zeropadding1d(_ZeroPadding):
     n = 1
     default = 1
 
+    def __init__(self, input_size: int | None = None, padding: PadSpec | None = None) -> None:
+        super().__init__(input_size=input_size, padding=padding)
+
 
 class zeropadding2d(_ZeroPadding):
     """Zero padding of ``(B, H, W, C)``: ``padding`` is an int, or ``(h, w)`` where each
@@ -246,6 +263,9 @@ class zeropadding2d(_ZeroPadding):
 
     n = 2
     default = (1, 1)
+
+    def __init__(self, input_size: int | None = None, padding: PadSpec | None = None) -> None:
+        super().__init__(input_size=input_size, padding=padding)
 
 
 class zeropadding3d(_ZeroPadding):

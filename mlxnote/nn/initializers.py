@@ -122,6 +122,20 @@ def _list_form(init: Sequence) -> Callable[[tuple], mx.array]:
     raise KeyError(kind)
 
 
+def _is_orthogonal(init: Any) -> bool:
+    if isinstance(init, str):
+        return init.lower() == "orthogonal"
+    return isinstance(init, (list, tuple)) and bool(init) and isinstance(init[0], str) and \
+        init[0].lower() == "orthogonal"
+
+
+def _check_rank(init: Any, rank: int, layer: str, arg: str) -> None:
+    """Orthogonal needs a weight of rank >= 2 (a bias, beta or gamma has rank 1)."""
+    if rank < 2 and _is_orthogonal(init):
+        raise error(layer, arg, init, f"an initializer for a weight of rank {rank} "
+                    "('Orthogonal' needs rank >= 2)")
+
+
 def _drawer(init: Any, layer: str, arg: str) -> Callable[[tuple], mx.array] | None:
     """How ``init`` draws a weight of a given shape: a function for names and list forms,
     ``None`` for arrays and callables (used as they are). Raises the layer's error for
@@ -143,11 +157,14 @@ def _drawer(init: Any, layer: str, arg: str) -> Callable[[tuple], mx.array] | No
     raise error(layer, arg, init, allowed, TypeError)
 
 
-def validate(init: Initializer, layer: str = "layer",
-             arg: str = "weight_initializer") -> Initializer:
+def validate(init: Initializer, layer: str = "layer", arg: str = "weight_initializer",
+             rank: int | None = None) -> Initializer:
     """Check ``init`` without drawing (constructors call this, so that a lazily built layer
-    rejects a bad initializer at construction). Returns ``init``."""
+    rejects a bad initializer at construction), for a weight of ``rank`` when it is known.
+    Returns ``init``."""
     _drawer(init, layer, arg)
+    if rank is not None:
+        _check_rank(init, rank, layer, arg)
     return init
 
 
@@ -156,6 +173,7 @@ def initialize(init: Initializer, shape: Sequence[int], dtype: mx.Dtype,
     """Create an array of ``shape`` (Note's layout) and ``dtype`` from ``init``."""
     draw = _drawer(init, layer, arg)
     shape = tuple(shape)
+    _check_rank(init, len(shape), layer, arg)
     if draw is not None:
         value = draw(shape)
     elif isinstance(init, (mx.array, np.ndarray)):

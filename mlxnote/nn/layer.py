@@ -9,7 +9,13 @@ On top of MLX it adds what Note's layers promise:
   layout, while the arrays themselves are stored in the layout MLX's kernels consume;
 * a lazy build from the first input when ``input_size`` is ``None``;
 * train/eval mode from the module, overridden per call by ``train_flag=``/``training=``;
-* errors that name the layer, the argument, what was given and what is allowed.
+* errors that name the layer, the argument, what was given and what is allowed;
+* sizes refused before MLX sees them (a dimension above 2^31 - 1, a weight or an output
+  larger than the memory this process may use: MLX would segfault);
+* use from any thread: every array a layer keeps between calls (its weights when they are
+  built, its random keys, batch_norm's moving statistics) is evaluated when it is stored
+  (:func:`materialize`), because MLX 0.32 cannot evaluate a lazy array from another thread
+  than the one that created it.
 
 The weight bookkeeping lives in :mod:`mlxnote.nn.weights` (shared with models); the
 argument checks in :mod:`mlxnote._validation`.
@@ -17,6 +23,7 @@ argument checks in :mod:`mlxnote._validation`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -28,7 +35,16 @@ from .._config import dtype_name
 from .._validation import Desc, shape_desc  # noqa: F401  (re-exported for the families)
 from . import initializers, weights
 from .typing import ArrayLike, DTypeLike, Initializer
-from .weights import Slot, View, resolve_path  # noqa: F401  (re-exported)
+from .weights import Slot, View, materialize, resolve_path  # noqa: F401  (re-exported)
+
+
+def _ints(value: Any) -> list[int]:
+    """The ints in a size argument (an int or a nested sequence of ints)."""
+    if V.is_int(value):
+        return [int(value)]
+    if V.is_sequence(value):
+        return [i for v in value for i in _ints(v)]
+    return []
 
 
 def arguments(local: dict[str, Any]) -> dict[str, Any]:
@@ -43,8 +59,11 @@ class Layer(weights.NoteWeights, mnn.Module):
     Subclasses call ``super().__init__(dtype=..., trainable=...)``, create weights with
     :meth:`add_weight` (in Note's creation order) from ``build(input_size)``, and
     override :meth:`to_note` / :meth:`from_note` when the stored layout differs from
-    Note's.
+    Note's. ``size_args`` names the arguments that set the weights' sizes (an error for a
+    weight too large to hold names the largest of them).
     """
+
+    size_args: tuple[str, ...] = ("input_size",)
 
     def __init__(self, *, dtype: DTypeLike = "float32", trainable: bool = True) -> None:
         super().__init__()
@@ -74,7 +93,15 @@ class Layer(weights.NoteWeights, mnn.Module):
     @property
     def error_name(self) -> str:
         """The name errors show: the layer's, or that of the composite that built it."""
-        return self._owner or self.name
+        owner = self._owner
+        if owner is None:
+            return self.name
+        return owner if isinstance(owner, str) else owner.error_name
+
+    def owns(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which the layers constructed (sublayers) name this layer (or the
+        composite that owns it) in their errors."""
+        return V.owned_by(self, (Layer,))
 
     # -- errors and checks (mlxnote._validation with this layer as the owner) --------
     def error(self, arg: str, given: Any, allowed: str,
@@ -85,28 +112,70 @@ class Layer(weights.NoteWeights, mnn.Module):
     def check_bool(self, arg: str, value: Any) -> bool:
         return V.check_bool(self.error_name, arg, value)
 
+    # Layers' ints are sizes by default: at most V.MAX_DIM (MLX's dimensions are 32-bit).
     @overload
     def check_int(self, arg: str, value: Any, low: int = ...,
-                  allow_none: Literal[False] = ...) -> int: ...
+                  allow_none: Literal[False] = ..., high: int | None = ...) -> int: ...
     @overload
     def check_int(self, arg: str, value: Any, low: int = ..., *,
-                  allow_none: bool) -> int | None: ...
+                  allow_none: bool, high: int | None = ...) -> int | None: ...
     def check_int(self, arg: str, value: Any, low: int = 1,
-                  allow_none: bool = False) -> int | None:
-        return V.check_int(self.error_name, arg, value, low, allow_none)
+                  allow_none: bool = False, high: int | None = V.MAX_DIM) -> int | None:
+        return V.check_int(self.error_name, arg, value, low, allow_none, high)
 
     def check_float(self, arg: str, value: Any, low: float, high: float,
                     high_open: bool = True) -> float:
         return V.check_float(self.error_name, arg, value, low, high, high_open)
 
     def check_ints(self, arg: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
-        return V.check_ints(self.error_name, arg, value, n, low)
+        return V.check_ints(self.error_name, arg, value, n, low, V.MAX_DIM)
 
     def check_pad_pairs(self, arg: str, value: Any, n: int) -> tuple[tuple[int, int], ...]:
-        return V.check_pad_pairs(self.error_name, arg, value, n)
+        return V.check_pad_pairs(self.error_name, arg, value, n, V.MAX_DIM)
 
-    def check_initializer(self, arg: str, init: Initializer) -> Initializer:
-        return initializers.validate(init, self.error_name, arg)
+    def check_initializer(self, arg: str, init: Initializer,
+                          rank: int | None = None) -> Initializer:
+        """``init`` if it is an initializer (for a weight of ``rank``, when known)."""
+        return initializers.validate(init, self.error_name, arg, rank)
+
+    def check_activation(self, activation: Any, arg: str = "activation") -> Any:
+        """The function of ``activation`` (a name, list form, callable or None)."""
+        from . import activations
+
+        return activations.get(activation, self.error_name, arg)
+
+    # -- sizes -----------------------------------------------------------------------
+    def size_arg(self) -> tuple[str, Any]:
+        """``(argument, value)``: the largest of the arguments that size this layer's
+        weights (those of the composite that owns it, if any): what an error for a
+        weight too large names. A size taken from the first input is ``'data'``."""
+        owner = self._owner
+        if isinstance(owner, Layer):
+            return owner.size_arg()
+        best: tuple[int, str, Any] | None = None
+        for arg in self.size_args:
+            value, label, shown = self._config.get(arg), arg, None
+            if value is None and arg == "input_size" and \
+                    self.__dict__.get("input_size") is not None:
+                value, label = self.input_size, "data"
+                shown = Desc(f"an input of size {value} (input_size)")
+            ints = _ints(value)
+            if ints and (best is None or max(ints) > best[0]):
+                best = (max(ints), label, value if shown is None else shown)
+        return (best[1], best[2]) if best is not None else ("data", Desc("the input"))
+
+    def check_weight_size(self, name: str, shape: Sequence[int],
+                          dtype: mx.Dtype | None = None) -> None:
+        """Refuse a weight of ``shape`` that MLX cannot hold (before anything is drawn)."""
+        arg, given = self.size_arg()
+        V.check_fits(self.error_name, arg, given, shape, dtype or self.dtype,
+                     f"weight '{name}'")
+
+    def check_output_size(self, arg: str, given: Any, shape: Sequence[int],
+                          dtype: mx.Dtype | None = None, what: str = "output") -> None:
+        """Refuse a call whose output (or intermediate ``what``) of ``shape`` MLX cannot
+        hold, before any compute; ``arg`` is the argument that makes it that large."""
+        V.check_fits(self.error_name, arg, given, shape, dtype or self.dtype, what)
 
     def check_dtype(self, dtype: Any) -> mx.Dtype:
         return V.check_dtype(self.error_name, dtype)
@@ -144,6 +213,9 @@ class Layer(weights.NoteWeights, mnn.Module):
 
     def mode(self, train_flag: bool | None = None, training: bool | None = None) -> bool:
         """Training mode for this call: ``train_flag``, else ``training``, else the module's."""
+        for arg, value in (("train_flag", train_flag), ("training", training)):
+            if value is not None and not V.is_bool(value):
+                raise self.error(arg, value, "None, True or False", TypeError)
         flag = train_flag if train_flag is not None else training
         if flag is None:
             return self.training
@@ -152,10 +224,14 @@ class Layer(weights.NoteWeights, mnn.Module):
     # -- declaring weights (Note's creation order) -----------------------------------
     def add_weight(self, name: str, note_shape: Sequence[int], init: Initializer, arg: str,
                    trainable: bool = True) -> mx.array:
-        """Create a weight from Note's layout ``note_shape`` (fans follow Note's rules)."""
+        """Create a weight from Note's layout ``note_shape`` (fans follow Note's rules),
+        after checking that MLX can hold it; it is evaluated at once (any thread can then
+        use the layer)."""
+        self.check_weight_size(name, note_shape)
         value = initializers.initialize(init, tuple(note_shape), self.dtype, self.error_name,
                                         arg)
         value = self.from_note(name, value)
+        materialize(value)
         setattr(self, name, value)
         self._slots.append(Slot("array", name))
         if not (trainable and self.trainable):

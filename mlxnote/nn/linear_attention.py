@@ -12,10 +12,11 @@ from typing import Any
 import mlx.core as mx
 
 from .._config import compute_dtype
+from .._validation import MAX_SEED
 from ..kernels import attention as K
-from . import activations, core
+from . import core
 from .attention import _dropout_fn
-from .layer import Desc, Layer
+from .layer import Desc, Layer, materialize, shape_desc
 from .typing import Activation, ActivationFn, ArrayLike, DTypeLike
 
 
@@ -64,6 +65,8 @@ class FAVOR_attention(Layer):
     (with ``redraw=False``).
     """
 
+    size_args = ("m", "key_dim")
+
     def __init__(self, key_dim: int, orthonormal: bool = True, causal: bool = False,
                  m: int = 128, redraw: bool = True,
                  h: Callable[[mx.array], ArrayLike] | None = None,
@@ -88,18 +91,19 @@ class FAVOR_attention(Layer):
         if not isinstance(fs, Sequence) or len(fs) == 0:
             raise self.error("f", f, "a non-empty list of activation names or callables",
                              TypeError)
-        funcs = [activations.get(g, self.name, "f") for g in fs]
+        funcs = [self.check_activation(g, "f") for g in fs]
         eps = self.check_float("eps", eps, 0.0, math.inf)
         kernel_eps = self.check_float("kernel_eps", kernel_eps, -math.inf, math.inf)
         self.config(key_dim=key_dim, orthonormal=orthonormal,
                     causal=self.check_bool("causal", causal), m=m,
                     redraw=self.check_bool("redraw", redraw), h=h, f=f,
                     randomizer=randomizer, eps=eps, kernel_eps=kernel_eps,
-                    seed=self.check_int("seed", seed, low=0, allow_none=True),
+                    seed=self.check_int("seed", seed, low=0, allow_none=True, high=MAX_SEED),
                     chunk_size=self.check_int("chunk_size", chunk_size))
         self._set("_funcs", funcs)
         if self.seed is not None:
             self._key = mx.random.key(self.seed)
+            materialize(self._key)
         # Not trainable, but a weight: get_weights()/set_weights() read and fix the features.
         self.add_weight("features", (m, key_dim), self.draw_features(), "randomizer",
                         trainable=False)
@@ -112,6 +116,7 @@ class FAVOR_attention(Layer):
         kw: dict[str, Any] = {}
         if self.seed is not None and _accepts_key(rnd):
             self._key, kw["key"] = mx.random.split(self._key)
+            materialize(self._key, wait=False)  # any thread can draw the next ones
         g = mx.array(rnd(shape, dtype=mx.float32, **kw)).astype(mx.float32)
         if tuple(g.shape) != shape:
             raise self.error("randomizer", self.randomizer, f"a callable returning shape "
@@ -147,8 +152,15 @@ class FAVOR_attention(Layer):
         if self.causal and nk != nq:
             raise self.error("queries", Desc(f"an array of shape {tuple(q.shape)}"),
                              f"as many locations as the keys ({nk}) when causal=True")
+        nf = self.m * len(self._funcs)
+        for arg, t, n in (("keys", k, nk), ("queries", q, nq)):
+            self.check_output_size(arg, shape_desc(t), (b, n, nf), compute_dtype(self.dtype),
+                                   "features")
         if self.redraw:
             self.features = self.draw_features()
+            materialize(self.features, wait=False)
+        if nk == 0:  # no keys: zeros (the softmax attentions' result without keys)
+            return mx.zeros((b, dv, *lq), self.dtype)
         w = self.features
         kf = k.reshape(b, self.key_dim, nk).swapaxes(1, 2)
         vf = v.reshape(b, dv, nk).swapaxes(1, 2)
@@ -188,6 +200,8 @@ class Linformer_self_attention(Layer):
     ``to_out`` (with bias).
     """
 
+    size_args = ("dim", "seq_len", "k", "heads", "dim_head")
+
     def __init__(self, dim: int, seq_len: int, k: int = 256, heads: int = 8,
                  dim_head: int | None = None, one_kv_head: bool = False, share_kv: bool = False,
                  dropout: float = 0.0, dtype: DTypeLike = "float32") -> None:
@@ -208,14 +222,15 @@ class Linformer_self_attention(Layer):
         lim = 1.0 / math.sqrt(self.k)
         proj_init: list[str | float] = ["uniform", -lim, lim]
         kw = dict(use_bias=False, dtype=self.dtype)
-        self.add_sublayer("to_q", core.dense(heads * dh, dim, **kw))
-        self.add_sublayer("to_k", core.dense(kv_dim, dim, **kw))
-        self.add_weight("proj_k", (self.seq_len, self.k), proj_init, "k")
-        if not self.share_kv:
-            self.add_sublayer("to_v", core.dense(kv_dim, dim, **kw))
-            self.add_weight("proj_v", (self.seq_len, self.k), proj_init, "k")
-        self.add_sublayer("to_out", core.dense(dim, heads * dh, dtype=self.dtype))
-        self.attn_drop = core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
+        with self.owns():  # their errors name this layer
+            self.add_sublayer("to_q", core.dense(heads * dh, dim, **kw))
+            self.add_sublayer("to_k", core.dense(kv_dim, dim, **kw))
+            self.add_weight("proj_k", (self.seq_len, self.k), proj_init, "k")
+            if not self.share_kv:
+                self.add_sublayer("to_v", core.dense(kv_dim, dim, **kw))
+                self.add_weight("proj_v", (self.seq_len, self.k), proj_init, "k")
+            self.add_sublayer("to_out", core.dense(dim, heads * dh, dtype=self.dtype))
+            self.attn_drop = core.dropout(self.dropout, dtype=compute_dtype(self.dtype))
         self._set("input_size", dim)
         self._set("output_size", dim)
         self._set("built", True)
@@ -236,6 +251,8 @@ class Linformer_self_attention(Layer):
         h, dh = self.heads, self.dh
         kvh = 1 if self.one_kv_head else h
         cdt = compute_dtype(self.dtype)
+        self.check_output_size("x", shape_desc(x), (b, h, n, max(self.k, dh)), cdt,
+                               "attention logits")
         q = self.to_q.project(x).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
         kp = mx.matmul(self.proj_k.T.astype(cdt), self.to_k.project(ctx))  # (b, k, kv)
         if self.share_kv:

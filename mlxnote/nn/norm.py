@@ -24,8 +24,7 @@ import numpy as np
 from .._config import to_float32 as _f32
 from .._validation import is_int as _is_int
 from ..kernels import norm as K
-from . import initializers
-from .layer import Desc, Layer
+from .layer import Desc, Layer, materialize
 from .typing import ArrayLike, DTypeLike, Initializer, IntOrSeq, MaskLike
 
 __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
@@ -179,8 +178,9 @@ class batch_norm(Layer):
         inits = dict(beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
                      moving_mean_initializer=moving_mean_initializer,
                      moving_variance_initializer=moving_variance_initializer)
+        rank = 1 if isinstance(axis, int) else len(axis)  # of every weight
         for arg, init in inits.items():
-            initializers.validate(init, self.name, arg)
+            self.check_initializer(arg, init, rank)
         self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
                     epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
@@ -257,6 +257,8 @@ class batch_norm(Layer):
         mv = _f32(self.moving_variance) * m + var.reshape(shape) * (1.0 - m)
         self.moving_mean = mm.astype(self.dtype)
         self.moving_variance = mv.astype(self.dtype)
+        # evaluated (not waited for): another thread can use the layer next
+        materialize(self.moving_mean, self.moving_variance, wait=False)
 
 
 # -- group_norm ------------------------------------------------------------------------------
@@ -298,8 +300,8 @@ class group_norm(Layer):
             raise self.error("axis", axis, "an int (not the batch axis 0)", TypeError)
         if axis == 0:
             raise self.error("axis", axis, "an int other than the batch axis 0")
-        initializers.validate(beta_initializer, self.name, "beta_initializer")
-        initializers.validate(gamma_initializer, self.name, "gamma_initializer")
+        self.check_initializer("beta_initializer", beta_initializer, rank=1)
+        self.check_initializer("gamma_initializer", gamma_initializer, rank=1)
         if mask is not None and not isinstance(mask, mx.array):
             arr = np.asarray(mask)
             if arr.dtype.kind not in "biuf":
@@ -320,6 +322,9 @@ class group_norm(Layer):
             self.build(self.input_size)
 
     def build(self, input_size: int) -> None:
+        if input_size < 1:
+            raise self.error("data", Desc(f"an input with {input_size} channels"),
+                             "at least one channel (groups divide the channels, as Keras)")
         groups = input_size if self.groups == -1 else self.groups
         if input_size % groups:
             raise self.error("groups", self.groups,
@@ -402,8 +407,9 @@ class layer_norm(Layer):
                  dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
         axis = _check_axis(self, axis)
-        initializers.validate(beta_initializer, self.name, "beta_initializer")
-        initializers.validate(gamma_initializer, self.name, "gamma_initializer")
+        rank = 1 if isinstance(axis, int) else len(axis)  # of beta and gamma
+        self.check_initializer("beta_initializer", beta_initializer, rank)
+        self.check_initializer("gamma_initializer", gamma_initializer, rank)
         rms = self.check_bool("rms_scaling", rms_scaling)
         self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),

@@ -38,7 +38,7 @@ from .._config import compute_dtype
 from .._validation import is_int
 from ..kernels.scan import scan
 from . import activations, initializers, weights
-from .layer import Desc, Layer, arguments, shape_desc
+from .layer import Desc, Layer, arguments, materialize, shape_desc
 from .typing import Activation, ArrayLike, DTypeLike, Initializer, StateLike
 from .weights import Block, View
 
@@ -54,9 +54,9 @@ class _Recurrent(Layer):
     def _setup(self, weight_initializer: Initializer, bias_initializer: Initializer,
                activation: Activation, recurrent_activation: Activation) -> None:
         self._set("weight_initializer", self.check_initializer("weight_initializer",
-                                                               weight_initializer))
+                                                               weight_initializer, rank=2))
         self._set("bias_initializer", self.check_initializer("bias_initializer",
-                                                             bias_initializer))
+                                                             bias_initializer, rank=1))
         self._set("act", activations.get(activation, self.error_name, "activation"))
         self._set("ract", activations.get(recurrent_activation, self.error_name,
                                           "recurrent_activation"))
@@ -93,6 +93,8 @@ class _Recurrent(Layer):
         if self.use_bias:
             stored["bias"] = (k * h,)
         for name, shape in stored.items():
+            self.check_weight_size(name, shape)
+        for name, shape in stored.items():
             self[name] = mx.zeros(shape, self.dtype)
         values = {}
         for view in self._views_plan():
@@ -101,9 +103,19 @@ class _Recurrent(Layer):
                 getattr(self, view.arg), view.shape, self.dtype, self.error_name, view.arg)
         for name, v in weights.fuse(self, values).items():
             self[name] = v
+        materialize([self[name] for name in stored])  # any thread can use the layer
         if not self.trainable:
             self.freeze(keys=list(stored), recurse=False)
         self._set("built", True)
+
+    def _check_sizes(self, x: mx.array) -> None:
+        """Refuse an input whose projection ``(B, T, k*H)`` or output ``(B, T, H)`` MLX
+        cannot hold (before any compute)."""
+        steps = x.shape[1] if x.ndim == 3 else 1
+        k, cdt = len(_GATES[self.kind]), compute_dtype(self.dtype)
+        self.check_output_size("data", shape_desc(x),
+                               (x.shape[0], steps, k * self.output_size), cdt,
+                               "input projection")
 
     def _state(self, value: Any, arg: str, batch: int) -> mx.array:
         s = self.as_input(value, arg, ndim=2)
@@ -139,6 +151,9 @@ class _Recurrent(Layer):
         (bfloat16 LSTM b32 T64 128->256 forward: 270 -> 41 ms; MLX's 16-bit CPU matmul is a
         slow loop); elsewhere the scan's own 16-bit path runs."""
         b, t, i = x.shape
+        if b == 0:  # an empty batch: the empty result, as Keras
+            c = None if c0 is None else mx.zeros((0, self.output_size), self.dtype)
+            return mx.zeros((0, t, self.output_size), self.dtype), c
         flat = x.reshape(b * t, i)
         kernel, rkernel = self.kernel, self.recurrent_kernel
         bias = self.bias if self.use_bias else None
@@ -155,6 +170,8 @@ class _Recurrent(Layer):
 
 
 class _Sequence(_Recurrent):
+    size_args = ("output_size", "input_size")
+
     def __init__(self, *, output_size: int, input_size: int | None,
                  weight_initializer: Initializer, bias_initializer: Initializer,
                  return_sequence: bool, use_bias: bool, trainable: bool, dtype: DTypeLike,
@@ -183,6 +200,7 @@ class _Sequence(_Recurrent):
             raise self.error("data", shape_desc(x), "at least one timestep (batch, time, "
                              "features)")
         self.ensure_built(x)
+        self._check_sizes(x)
         h0, c0 = self._states(initial_state, "initial_state", x.shape[0])
         hs, _ = self._run(x, h0, c0)
         return hs if self.return_sequence else hs[:, -1]
@@ -190,6 +208,7 @@ class _Sequence(_Recurrent):
 
 class _Cell(_Recurrent):
     is_cell = True
+    size_args = ("weight_shape",)
 
     def __init__(self, *, weight_shape: Sequence[int], weight_initializer: Initializer,
                  bias_initializer: Initializer, use_bias: bool, trainable: bool,
@@ -215,6 +234,7 @@ class _Cell(_Recurrent):
               state: StateLike | None) -> tuple[mx.array, mx.array | None]:
         x = self.as_input(data, ndim=2)
         self.ensure_built(x)
+        self._check_sizes(x)
         h0, c0 = self._states(state, "state", x.shape[0])
         hs, c = self._run(x[:, None], h0, c0)
         return hs[:, 0], c

@@ -17,12 +17,13 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as mnn
 
-from .._config import DTYPES, compute_dtype
+from .. import _validation as V
+from .._config import compute_dtype
 from .._validation import is_bool, owned_by
 from ..kernels import attention as K
 from . import activations, core
 from .attention import multihead_attention
-from .layer import Desc, Layer, arguments
+from .layer import Desc, Layer, arguments, shape_desc
 from .norm import layer_norm
 from .typing import Activation, ArrayLike, DeviceLike, DTypeLike, DTypeName, MaskLike
 
@@ -89,6 +90,7 @@ class _Block(Layer):
     """Shared by the encoder and decoder layers: feed-forward and residual wiring."""
 
     attentions: tuple[str, ...] = ("self_attn",)  # then the feed-forward block and norms
+    size_args = ("d_model", "dim_feedforward", "nhead")
 
     def __init__(self, *, d_model: int, nhead: int, dim_feedforward: int, dropout: float,
                  activation: Activation, layer_norm_eps: float, norm_first: bool, bias: bool,
@@ -108,15 +110,16 @@ class _Block(Layer):
         self._set("act", activations.get(activation, self.error_name))
         self._set("input_size", d_model)
         self._set("output_size", d_model)
-        for name in self.attentions:
-            self.add_sublayer(name, self._attn(nhead))
-        self._ff_layers()
-        n = len(self.attentions) + 1
-        for i in range(1, n + 1):
-            self.add_sublayer(f"norm{i}", self._norm())
-        self.ff_dropout = self._drop()
-        for i in range(1, n + 1):
-            setattr(self, f"dropout{i}", self._drop())
+        with self.owns():  # the sublayers' errors name this block (or its Transformer)
+            for name in self.attentions:
+                self.add_sublayer(name, self._attn(nhead))
+            self._ff_layers()
+            n = len(self.attentions) + 1
+            for i in range(1, n + 1):
+                self.add_sublayer(f"norm{i}", self._norm())
+            self.ff_dropout = self._drop()
+            for i in range(1, n + 1):
+                setattr(self, f"dropout{i}", self._drop())
         self._set("built", True)
 
     def _attn(self, nhead: int) -> multihead_attention:
@@ -154,6 +157,16 @@ class _Block(Layer):
                              f"(batch, length, d_model={self.d_model})")
         return x
 
+    def _check_sizes(self, arg: str, x: mx.array, keys: int) -> None:
+        """Refuse an input whose attention logits ``(B, nhead, L, keys)`` or feed-forward
+        activations ``(B, L, dim_feedforward)`` MLX cannot hold (before any compute)."""
+        b, length = x.shape[:2]
+        cdt = compute_dtype(self.dtype)
+        self.check_output_size(arg, shape_desc(x), (b, self.nhead, length, keys), cdt,
+                               "attention logits")
+        self.check_output_size(arg, shape_desc(x), (b, length, self.dim_feedforward), cdt,
+                               "feed-forward activations")
+
 
 class TransformerEncoderLayer(_Block):
     """PyTorch ``TransformerEncoderLayer`` (batch first): self-attention and a
@@ -180,6 +193,7 @@ class TransformerEncoderLayer(_Block):
         x = self._check(src, "src")
         t = self.mode(train_flag, training)
         b, s = x.shape[:2]
+        self._check_sizes("src", x, s)
         m = attention_mask(self, src_mask, src_key_padding_mask, is_causal, b, self.nhead, s,
                            s, ("src_mask", "src_key_padding_mask"))
         if self.norm_first:
@@ -220,6 +234,7 @@ class TransformerDecoderLayer(_Block):
                              f"the target's batch size {x.shape[0]}")
         t = self.mode(train_flag, training)
         b, tl, sl = x.shape[0], x.shape[1], mem.shape[1]
+        self._check_sizes("tgt", x, max(tl, sl))
         sm = attention_mask(self, tgt_mask, tgt_key_padding_mask, tgt_is_causal, b, self.nhead,
                             tl, tl, ("tgt_mask", "tgt_key_padding_mask"))
         mm = attention_mask(self, memory_mask, memory_key_padding_mask, memory_is_causal, b,
@@ -360,6 +375,9 @@ class Transformer(Layer):
         device: ``None``, ``'cpu'``, ``'gpu'`` or an ``mx.Device``: where calls run.
         dtype (str): weights and computation.
 
+    Inputs with no positions (``S`` or ``T`` of 0) or no samples give the empty result, or
+    the feed-forward of zeros: attention over no keys gives zeros (as Keras's).
+
     Call: ``(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, train_flag=None, *,
     src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
     src_is_causal=None, tgt_is_causal=None, memory_is_causal=False)``. ``src (B, S,
@@ -367,6 +385,9 @@ class Transformer(Layer):
     ``(B * nhead, L, S)``, key-padding masks ``(B, S)``: boolean ``True`` = not allowed, or
     float (added). ``*_is_causal=True`` hides future positions (with or without a mask).
     """
+
+    size_args = ("d_model", "dim_feedforward", "nhead", "num_encoder_layers",
+                 "num_decoder_layers")
 
     def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
                  num_decoder_layers: int = 6, dim_feedforward: int = 2048,
@@ -387,7 +408,10 @@ class Transformer(Layer):
                   norm_first=norm_first, bias=bias, dtype=dtype)
         blocks = (TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder,
                   TransformerDecoder)
-        with owned_by(self.name, blocks):  # the blocks' errors name the Transformer
+        # recorded first: an error for a weight too large names the largest of these
+        self.config(d_model=d_model, nhead=nhead, num_encoder_layers=n_enc,
+                    num_decoder_layers=n_dec, dim_feedforward=dim_feedforward)
+        with owned_by(self, blocks):  # the blocks' errors name the Transformer
             self._build(kw, n_enc, n_dec, custom_encoder, custom_decoder, device)
 
     def _build(self, kw: dict[str, Any], n_enc: int, n_dec: int,
@@ -429,7 +453,10 @@ class Transformer(Layer):
     def generate_square_subsequent_mask(sz: int,
                                         dtype: DTypeName | mx.Dtype = "float32") -> mx.array:
         """``(sz, sz)`` float mask: ``-inf`` above the diagonal, ``0`` elsewhere."""
-        dt = DTYPES.get(dtype, dtype)
+        name = "Transformer.generate_square_subsequent_mask"
+        sz = V.check_int(name, "sz", sz, low=0, high=V.MAX_DIM)
+        dt = V.check_dtype(name, dtype)
+        V.check_fits(name, "sz", sz, (sz, sz), dt, "mask")
         return mx.where(K.causal_mask(sz, sz), mx.array(0.0, dt), mx.array(-float("inf"), dt))
 
     def __call__(self, src: ArrayLike, tgt: ArrayLike, src_mask: MaskLike | None = None,

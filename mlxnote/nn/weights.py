@@ -7,6 +7,10 @@ recurrent layers keep them). :func:`collect` walks any root — a layer, a model
 ``mlx.nn`` module — and returns one :class:`Weight` per Note weight, in order; every
 reader (``param``, ``get_weights``, counts, summaries) and writer (``set_weights``,
 ``update`` with Note names) of layers and models goes through it.
+
+Every array stored here is evaluated when it is created or loaded (:func:`materialize`):
+MLX 0.32 evaluates a lazy array only in the thread that created it, and a layer must work
+from any thread.
 """
 
 from __future__ import annotations
@@ -21,6 +25,22 @@ import numpy as np
 
 from .._validation import Desc, error
 from .typing import ArrayLike
+
+_IN_TRANSFORM = ("[eval] Attempting to eval an array during function transformations",
+                 "[async_eval] Not allowed inside a graph transformation")
+
+
+def materialize(*arrays: Any, wait: bool = True) -> None:
+    """Evaluate ``arrays`` (trees of them) now, so that any thread can use them later: MLX
+    0.32 evaluates a lazy array only in the thread that created it. ``wait=False``
+    schedules the evaluation (``mx.async_eval``) without blocking. Inside ``mx.compile``
+    (where evaluating is not allowed) the arrays stay as they are: the trace carries them.
+    """
+    try:
+        (mx.eval if wait else mx.async_eval)(*arrays)
+    except ValueError as e:
+        if not str(e).startswith(_IN_TRANSFORM):
+            raise
 
 
 @dataclass(frozen=True)
@@ -233,6 +253,14 @@ def load(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
                         f"shape {w.note_shape} (Note's layout)")
         staged.append((w, value))
     assign(staged)
+    materialize([_stored(w) for w in ws])
+
+
+def _stored(w: Weight) -> list[mx.array]:
+    """The stored arrays that hold ``w`` (a view's fused arrays)."""
+    if w.view is None:
+        return [w.owner[w.name]]
+    return [w.owner[b.stored] for b in w.view.blocks]
 
 
 def assign(pairs: Sequence[tuple[Weight, mx.array]], note: bool = True) -> None:
