@@ -7,18 +7,20 @@ epoch's loss is the mean over its samples, also with a short last batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as mnn
 
-from .._validation import error
+from .._validation import Desc, error
+from . import labels
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "FnLoss", "get_loss", "LOSSES",
-    "per_sample",
+    "per_sample", "class_indices",
 ]
 
 EPSILON = 1e-7  # Keras's backend.epsilon(): probabilities are clipped to [eps, 1 - eps]
@@ -45,21 +47,48 @@ class Loss:
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """Integer labels ``[B, ...]`` against class scores ``[B, ..., C]`` (probabilities,
-    clipped to ``[1e-7, 1 - 1e-7]`` as Keras does, or logits with ``from_logits``)."""
+    """Integer labels ``[B, ...]`` (or ``[B, ..., 1]``) against class scores ``[B, ..., C]``
+    (probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does, or logits with
+    ``from_logits``).
+
+    A label outside ``[0, C)`` raises a ``ValueError`` (naming the loss, the label and the
+    range) when the labels are concrete; inside a trace (``mx.compile``), where values
+    cannot be looked at, its loss is NaN (``fit`` checks the labels before its compiled
+    step runs: :mod:`~mlxnote.training.labels`). Labels of another shape (one-hot ones)
+    raise a ``ValueError`` naming :class:`CategoricalCrossentropy`.
+    """
 
     name = "sparse_categorical_crossentropy"
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = from_logits
 
+    def takes_class_indices(self, y_true: mx.array, y_pred: mx.array) -> bool:
+        return True
+
     def __call__(self, y_true: mx.array, y_pred: mx.array) -> mx.array:
         y_pred = y_pred.astype(mx.float32)
-        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
-            y_true = y_true.squeeze(-1)
+        y = class_indices(type(self).__name__, y_true, y_pred)
+        classes = y_pred.shape[-1]
         logits = y_pred if self.from_logits else mx.log(mx.clip(y_pred, EPSILON, 1 - EPSILON))
-        picked = mx.take_along_axis(logits, y_true.astype(mx.int32)[..., None], axis=-1)
-        return per_sample(mx.logsumexp(logits, axis=-1) - picked.squeeze(-1))
+        picked = mx.take_along_axis(logits, mx.clip(y, 0, classes - 1)[..., None], axis=-1)
+        v = mx.logsumexp(logits, axis=-1) - picked.squeeze(-1)
+        return per_sample(mx.where((y >= 0) & (y < classes), v, math.nan))
+
+
+def class_indices(owner: str, y_true: mx.array, y_pred: mx.array) -> mx.array:
+    """``y_true`` as int32 class indices of the shape of ``y_pred`` without its class
+    axis (a trailing axis of 1 is dropped); checked against the classes when concrete."""
+    if y_true.ndim == y_pred.ndim and y_true.ndim and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    if tuple(y_true.shape) != tuple(y_pred.shape[:-1]):
+        raise error(owner, "y_true", Desc(f"labels of shape {tuple(y_true.shape)} for "
+                                          f"predictions of shape {tuple(y_pred.shape)}"),
+                    f"integer class indices of shape {tuple(y_pred.shape[:-1])} (one-hot "
+                    "labels go with CategoricalCrossentropy)")
+    y = y_true.astype(mx.int32) if y_true.dtype != mx.int32 else y_true
+    labels.check_concrete(owner, y, y_pred.shape[-1])
+    return y
 
 
 class CategoricalCrossentropy(Loss):
@@ -164,6 +193,16 @@ class FnLoss(Loss):
         self.fn = fn
         self.name = getattr(fn, "__name__", type(fn).__name__)
         self.mlx = getattr(fn, "__module__", "") == mnn.losses.__name__
+
+    @property
+    def error_name(self) -> str:
+        return self.name
+
+    def takes_class_indices(self, y_true: mx.array, y_pred: mx.array) -> bool:
+        """``mlx.nn.losses.cross_entropy``/``nll_loss`` with integer targets (``fit``
+        checks them against the classes)."""
+        return (self.mlx and self.name in ("cross_entropy", "nll_loss")
+                and y_true.ndim == y_pred.ndim - 1)
 
     def __call__(self, y_true: mx.array, y_pred: mx.array) -> mx.array:
         v = self.fn(y_pred, y_true, reduction="none") if self.mlx else self.fn(y_true, y_pred)

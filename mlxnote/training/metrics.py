@@ -8,7 +8,6 @@ compiled steps return the weighted sums of the loss and of every metric, and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -21,10 +20,11 @@ from .losses import (
     MeanAbsoluteError,
     MeanSquaredError,
     SparseCategoricalCrossentropy,
+    class_indices,
     per_sample,
 )
 
-__all__ = ["get_metric", "accuracy", "accuracy_kind", "METRICS", "Totals"]
+__all__ = ["get_metric", "accuracy", "Accuracy", "accuracy_kind", "METRICS", "Totals"]
 
 #: Keras names; the accuracies map to their kind (``None``: resolved from the loss).
 METRICS: dict[str, str | None] = {
@@ -49,18 +49,36 @@ def accuracy(kind: str, loss: Any, y_true: mx.array, y_pred: mx.array) -> mx.arr
     """1.0 per sample whose prediction is right, else 0.0 (``[B]``).
 
     ``binary`` thresholds at 0.5 (at 0 for a loss ``from_logits``); ``sparse`` compares
-    the argmax with integer labels; ``categorical`` with the labels' argmax.
+    the argmax with integer labels (a label outside ``[0, classes)`` raises a
+    ``ValueError`` when concrete, as the sparse loss does); ``categorical`` with the
+    labels' argmax.
     """
     if kind == "binary":
         thr = 0.0 if getattr(loss, "from_logits", False) else 0.5
         hit = (y_pred > thr) == (y_true.reshape(y_pred.shape) > 0.5)
     elif kind == "sparse":
-        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
-            y_true = y_true.squeeze(-1)
-        hit = mx.argmax(y_pred, axis=-1) == y_true.astype(mx.int32)
+        y = class_indices("sparse_categorical_accuracy", y_true, y_pred)
+        hit = mx.argmax(y_pred, axis=-1) == y
     else:
         hit = mx.argmax(y_pred, axis=-1) == mx.argmax(y_true, axis=-1)
     return per_sample(hit)
+
+
+class Accuracy:
+    """An accuracy metric of ``kind`` (``None``: resolved from the loss and the shapes by
+    :func:`accuracy_kind`, as Keras's ``'accuracy'``)."""
+
+    def __init__(self, kind: str | None, loss: Any) -> None:
+        self.kind, self.loss = kind, loss
+
+    def resolve(self, y_true: mx.array, y_pred: mx.array) -> str:
+        return self.kind or accuracy_kind(self.loss, y_true, y_pred)
+
+    def takes_class_indices(self, y_true: mx.array, y_pred: mx.array) -> bool:
+        return self.resolve(y_true, y_pred) == "sparse"
+
+    def __call__(self, y_true: mx.array, y_pred: mx.array) -> mx.array:
+        return accuracy(self.resolve(y_true, y_pred), self.loss, y_true, y_pred)
 
 
 def get_metric(spec: Any, loss: Any, where: str = "Model") -> tuple[str, Callable]:
@@ -77,9 +95,7 @@ def get_metric(spec: Any, loss: Any, where: str = "Model") -> tuple[str, Callabl
             return name, MeanAbsoluteError()
         if kind == "mse":
             return name, MeanSquaredError()
-        if kind is None:
-            return name, lambda yt, yp: accuracy(accuracy_kind(loss, yt, yp), loss, yt, yp)
-        return name, partial(accuracy, kind, loss)
+        return name, Accuracy(kind, loss)
     if callable(spec) and not isinstance(spec, str):
         f = spec if isinstance(spec, Loss) else FnLoss(spec)
         return getattr(f, "name", "metric"), f
