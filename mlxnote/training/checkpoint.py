@@ -1,35 +1,55 @@
-"""Checkpoints: safetensors files written atomically and loaded strictly.
+"""Checkpoints: safetensors files written atomically, checksummed, and loaded strictly.
 
 A checkpoint holds flat ``model.<path>`` and ``optimizer.<path>`` arrays and string
-metadata (``format``, ``epoch``, ``model``, ``optimizer``, ``seed``).
+metadata (``format``, ``epoch``, ``model``, ``optimizer``, ``seed``, ``crc32``).
 
 * :func:`write` is atomic: a temporary file in the same directory, fsynced, then
   ``os.replace``; a process killed mid-save leaves the previous file intact. Temporary
-  files of earlier writers that have died are removed.
-* :func:`read` checks that the file is an mlxnote checkpoint and splits it; :func:`compare` lists
-  every missing, unexpected and mismatched key, and :func:`assign` sets a live tree only
-  once everything matched (all or nothing).
+  files of earlier writers that have died are removed (:func:`clean_stale`; ``fit``
+  also does it for its ModelCheckpoint paths when it starts). A folder that cannot be
+  written gives an ``OSError`` (``PermissionError``, ``FileNotFoundError``, ...) naming
+  the checkpoint's path.
+* :func:`read` checks that the file is an mlxnote checkpoint, that it is whole (every
+  tensor's CRC-32, nothing appended: :mod:`~.integrity`) and that its metadata is valid,
+  before anything is changed; :func:`compare` lists every missing, unexpected and
+  mismatched key, and :func:`assign` sets a live tree only once everything matched (all
+  or nothing).
+
+Checkpoints of format ``mlxnote-checkpoint/1`` (before checksums) still load, with a
+warning that their integrity cannot be checked: refusing them would strand every run
+saved before, and the strict key, shape and dtype checks still apply. A file that says
+it is format 2 must have every checksum.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
+import re
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-__all__ = ["CheckpointError", "FORMAT", "write", "require", "read", "compare", "mismatch",
-           "assign", "clean_stale", "contents", "restore", "restore_optimizer"]
+from . import integrity
 
-FORMAT = "mlxnote-checkpoint/1"
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_V1", "write", "require", "read", "compare",
+           "mismatch", "assign", "clean_stale", "clean_stale_like", "contents", "restore",
+           "restore_optimizer", "parse_metadata"]
+
+FORMAT = "mlxnote-checkpoint/2"
+FORMAT_V1 = "mlxnote-checkpoint/1"  # no checksums: loaded with a warning
 _TMP = ".tmp.safetensors"
+_TMP_NAME = re.compile(r"^\.(?P<base>.+)\.(?P<pid>\d+)\.[0-9a-f]+" + re.escape(_TMP) + "$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that does not match the model (every offending key is named)."""
+    """A checkpoint that does not match the model, is corrupt, or has invalid metadata
+    (the path and every offending key or field are named)."""
 
 
 def _fsync(path: str) -> None:
@@ -40,16 +60,33 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def write(path: str | os.PathLike, arrays: dict[str, mx.array], metadata: dict[str, str]) -> None:
-    """Write ``arrays`` and ``metadata`` to ``path`` atomically (see the module doc)."""
+def _create(tmp: str, path: str, owner: str) -> None:
+    """Create the temporary file (so that an unwritable folder gives Python's own
+    ``OSError``, naming the checkpoint, rather than MLX's ``RuntimeError``)."""
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as e:
+        raise OSError(e.errno, f"{owner}: cannot write the checkpoint {path!r} "
+                      f"({e.strerror} in its folder)", path) from e
+
+
+def write(path: str | os.PathLike, arrays: dict[str, mx.array], metadata: dict[str, str],
+          owner: str = "Model.save") -> None:
+    """Write ``arrays`` and ``metadata`` (plus a CRC-32 per array) to ``path`` atomically
+    (see the module doc)."""
     path = os.fspath(path)
     mx.eval(list(arrays.values()))
+    metadata = {**metadata, integrity.FIELD: integrity.checksums(arrays)}
     d = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     clean_stale(d, base)
     tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP}")
+    _create(tmp, path, owner)
     try:
-        mx.save_safetensors(tmp, arrays, metadata=metadata)
+        try:
+            mx.save_safetensors(tmp, arrays, metadata=metadata)
+        except RuntimeError as e:
+            raise OSError(f"{owner}: could not write the checkpoint {path!r}: {e}") from e
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -62,25 +99,31 @@ def write(path: str | os.PathLike, arrays: dict[str, mx.array], metadata: dict[s
         pass
 
 
-def clean_stale(d: str, base: str) -> None:
-    """Remove temporary files of earlier saves of ``base`` whose writer has died."""
-    prefix = f".{base}."
+def clean_stale(d: str, base: str, pattern: bool = False) -> None:
+    """Remove temporary files of earlier saves to ``base`` (a file name; an ``fnmatch``
+    pattern with ``pattern``) in folder ``d`` whose writer has died."""
     try:
         names = os.listdir(d)
-    except OSError:  # pragma: no cover
+    except OSError:
         return
+    base = base if pattern else glob.escape(base)
     for n in names:
-        if not (n.startswith(prefix) and n.endswith(_TMP)):
+        m = _TMP_NAME.match(n)
+        if m is None or not fnmatch.fnmatchcase(m["base"], base):
             continue
-        try:
-            pid = int(n[len(prefix):].split(".")[0])
-        except ValueError:
-            continue
+        pid = int(m["pid"])
         if pid != os.getpid() and not _alive(pid):
             try:
                 os.remove(os.path.join(d, n))
             except OSError:  # pragma: no cover
                 pass
+
+
+def clean_stale_like(path: str | os.PathLike) -> None:
+    """:func:`clean_stale` for a checkpoint path whose name may hold ``{epoch}``-style
+    fields (ModelCheckpoint's): every name the template can give."""
+    d, base = os.path.split(os.path.abspath(os.fspath(path)))
+    clean_stale(d, "*".join(glob.escape(p) for p in re.split(r"\{[^{}]*\}", base)), True)
 
 
 def _alive(pid: int) -> bool:
@@ -100,10 +143,11 @@ def require(path: str | os.PathLike, owner: str) -> None:
 
 
 def read(path: str | os.PathLike, owner: str
-         ) -> tuple[dict[str, mx.array], dict[str, mx.array], dict[str, str]]:
+         ) -> tuple[dict[str, mx.array], dict[str, mx.array], dict[str, Any]]:
     """``(model arrays, optimizer arrays, metadata)`` of an mlxnote checkpoint, the
-    ``model.``/``optimizer.`` prefixes removed; otherwise ``FileNotFoundError`` or
-    :class:`CheckpointError`, naming ``owner``."""
+    ``model.``/``optimizer.`` prefixes removed, the arrays evaluated and the metadata
+    parsed (:func:`parse_metadata`); otherwise ``FileNotFoundError`` or
+    :class:`CheckpointError`, naming ``owner`` and the path. Nothing is changed."""
     path = os.fspath(path)
     require(path, owner)
     try:
@@ -111,13 +155,58 @@ def read(path: str | os.PathLike, owner: str
     except Exception as e:
         raise CheckpointError(f"{owner}: {path!r} is not a readable safetensors "
                               f"file ({e})") from e
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in (FORMAT, FORMAT_V1):
         raise CheckpointError(f"{owner}: {path!r} is not an mlxnote checkpoint "
                               f"(metadata format {meta.get('format')!r}, expected "
                               f"{FORMAT!r}); use load_weights for plain weight files")
+    _verify(path, owner, meta)
+    parsed = parse_metadata(meta, path, owner)
+    mx.eval(list(arrays.values()))  # loaded once, usable from any thread
     model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
     opt = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
-    return model, opt, meta
+    return model, opt, parsed
+
+
+def _verify(path: str, owner: str, meta: dict[str, str]) -> None:
+    """Integrity (:mod:`~.integrity`) of a format-2 file; a warning for format 1."""
+    if meta["format"] == FORMAT_V1:
+        warnings.warn(f"{owner}: {path!r} is a {FORMAT_V1} checkpoint, written before "
+                      "checkpoints had checksums: its data cannot be checked for corruption",
+                      stacklevel=5)
+        return
+    if integrity.FIELD not in meta:
+        raise CheckpointError(f"{owner}: {path!r}: metadata field {integrity.FIELD!r} is "
+                              f"missing (a {FORMAT} checkpoint has a checksum per tensor)")
+    try:
+        problems = integrity.verify(path, meta[integrity.FIELD])
+    except (OSError, ValueError) as e:
+        problems = [f"its header cannot be read ({e})"]
+    if problems:
+        raise CheckpointError(f"{owner}: {path!r} is corrupt: " + "; ".join(problems))
+
+
+def _nonnegative_int(meta: dict[str, str], field: str, path: str, owner: str,
+                     limit: int) -> int | None:
+    if field not in meta:
+        return None
+    v = meta[field]
+    if not (v.isascii() and v.isdigit()) or int(v) >= limit:
+        raise CheckpointError(f"{owner}: {path!r}: metadata field {field!r} is {v!r}; "
+                              f"allowed: an integer in [0, {limit})")
+    return int(v)
+
+
+def parse_metadata(meta: dict[str, str], path: str, owner: str) -> dict[str, Any]:
+    """The metadata with ``epoch`` (0 when absent) and ``seed`` (when present) as ints;
+    :class:`CheckpointError` naming the path and the field for anything else (a
+    negative, fractional or non-numeric value)."""
+    out: dict[str, Any] = {k: v for k, v in meta.items() if k != integrity.FIELD}
+    epoch = _nonnegative_int(meta, "epoch", path, owner, 2**31)
+    out["epoch"] = 0 if epoch is None else epoch
+    seed = _nonnegative_int(meta, "seed", path, owner, 2**63)
+    if seed is not None:
+        out["seed"] = seed
+    return out
 
 
 def compare(current: Sequence[tuple[str, mx.array]], saved: dict[str, mx.array],
