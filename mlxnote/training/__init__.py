@@ -11,7 +11,9 @@ Modules:
 * :mod:`.callbacks`: History, EarlyStopping, ModelCheckpoint, ProgbarLogger;
   :mod:`.display`: the progress display and the summary table;
 * :mod:`.checkpoint`: atomic safetensors save, strict all-or-nothing load;
-* :mod:`.distributed`: data-parallel helpers on ``mx.distributed``.
+  :mod:`.integrity`: a CRC-32 per tensor; :mod:`.labels`: class labels checked;
+* :mod:`.distributed`: data-parallel helpers on ``mx.distributed`` and the collective
+  timeout; :mod:`.launch`: ``python -m mlxnote.launch``, which fails when a rank fails.
 
 Optimizers, losses and metrics by name follow Keras: ``'adam'`` is Keras's Adam
 (learning rate 1e-3, betas 0.9/0.999, epsilon 1e-7, Keras's update rule), ``'sgd'`` has
@@ -25,6 +27,8 @@ from . import (  # noqa: F401  (the modules)
     data,
     display,
     distributed,
+    integrity,
+    labels,
     losses,
     metrics,
     optimizers,

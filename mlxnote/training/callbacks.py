@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._validation import error
+from . import checkpoint
 from .display import Display, style_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,6 +132,12 @@ class ModelCheckpoint(Callback):
         self.path, self.monitor, self.save_best_only = str(path), monitor, save_best_only
         self.sign = _mode_sign("ModelCheckpoint", mode, monitor)
         self.best = math.inf
+
+    def on_train_begin(self, logs=None):
+        """Remove the temporary files of earlier writers of this path that died mid-save
+        (each as large as a checkpoint; on the writing rank)."""
+        if self.model._writes_checkpoints():
+            checkpoint.clean_stale_like(self.path)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

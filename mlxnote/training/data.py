@@ -26,6 +26,7 @@ import numpy as np
 
 from .._validation import Desc, error
 from . import distributed as dist
+from . import labels
 
 __all__ = ["ArrayAdapter", "BatchAdapter", "EpochIterator", "adapter", "fit_adapters",
            "validation_adapter", "shard", "collate"]
@@ -66,7 +67,8 @@ class ArrayAdapter:
     """In-memory arrays ``x`` (``[N, ...]``, or a tuple of them) and ``y`` (``[N, ...]`` or
     ``None``), ``ceil(N / batch_size)`` batches; the last may be short."""
 
-    def __init__(self, x: Any, y: Any, batch_size: int, owner: str) -> None:
+    def __init__(self, x: Any, y: Any, batch_size: int, owner: str, arg: str = "y") -> None:
+        self.arg = arg  # the argument the labels came in (named in label errors)
         self.x = inputs(x, owner)
         self.y = None if y is None else to_mx(y, owner, "y")
         self.n = self.x[0].shape[0]
@@ -94,7 +96,7 @@ class ArrayAdapter:
 
         def part(s: slice) -> ArrayAdapter:
             return ArrayAdapter(tuple(a[s] for a in self.x), None if y is None else y[s],
-                                self.batch_size, self.owner)
+                                self.batch_size, self.owner, self.arg)
 
         return part(slice(None, cut)), part(slice(cut, None))
 
@@ -184,7 +186,7 @@ def validation_adapter(data: Any, batch_size: int, owner: str) -> Adapter | None
     if data is None:
         return None
     if isinstance(data, (tuple, list)) and len(data) == 2 and is_arraylike(data[1]):
-        return ArrayAdapter(data[0], data[1], batch_size, owner)
+        return ArrayAdapter(data[0], data[1], batch_size, owner, "validation_data")
     return BatchAdapter(data, owner, "validation_data")
 
 
@@ -208,7 +210,9 @@ def fit_adapters(x: Any, y: Any, batch_size: int, validation_data: Any,
 
 @lru_cache(maxsize=64)
 def _ones(n: int) -> mx.array:
-    return mx.ones((n,), mx.float32)
+    # from data, not lazy: the cache is shared by every thread (MLX 0.32 cannot evaluate
+    # a lazy array in another thread than its creator's)
+    return mx.array(np.ones(n, np.float32))
 
 
 def shard(x: tuple[mx.array, ...], y: mx.array | None, rank: int, size: int
@@ -245,6 +249,8 @@ class EpochIterator:
                  labels: str | None = "x") -> None:
         self.data, self.owner, self.rank, self.size = data, owner, rank, size
         self.labels = labels
+        self.batch_y: mx.array | None = None  # the current batch's labels, all ranks'
+        self._labels_checked = False
 
     @property
     def num_batches(self) -> int | None:
@@ -264,7 +270,22 @@ class EpochIterator:
             if yb is None and self.labels is not None:
                 raise error(self.owner, self.labels, Desc("a batch without labels"),
                             "(x, y) batches", TypeError)
+            self.batch_y = yb
             yield step, shard(xb, yb, self.rank, self.size)
+
+    def check_labels(self, info: dict[str, Any]) -> None:
+        """The labels against the classes a step's trace saw (``info``: see
+        :class:`~.steps.Step`), when its loss or a metric takes class indices: all the
+        rows of in-memory arrays once (one min and one max), else every batch (whole,
+        before sharding, so that every rank raises alike). A ``ValueError`` names the
+        run, the loss or metric, the bad label and the allowed range."""
+        names = info.get("sparse")
+        if not names or self._labels_checked or self.batch_y is None:
+            return
+        whole = isinstance(self.data, ArrayAdapter)
+        span = labels.label_range(self.data.y if whole else self.batch_y)
+        labels.check_range(f"{self.owner}: {names[0]}", self.data.arg, span, info["classes"])
+        self._labels_checked = whole
 
 
 def collate(outs: list[mx.array], x: Any, owner: str) -> Any:
@@ -273,6 +294,7 @@ def collate(outs: list[mx.array], x: Any, owner: str) -> Any:
     if not outs:
         raise error(owner, "x", Desc("no batches"), "at least one batch")
     out = mx.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
+    mx.eval(out)  # any thread can use it (MLX 0.32 evaluates lazy arrays in their creator's)
     as_np = isinstance(x, np.ndarray) or (isinstance(x, (tuple, list)) and bool(x)
                                           and isinstance(x[0], np.ndarray))
     if as_np:

@@ -12,7 +12,12 @@ order, and ``__call__`` defines the forward pass. On top of that it gives
 * ``save`` / ``load``: atomic, strictly checked safetensors checkpoints
   (:mod:`~mlxnote.training.checkpoint`); ``fit(..., resume=path)`` continues;
 * data-parallel training when the process runs in an ``mx.distributed`` group of
-  more than one rank (``mlx.launch``).
+  more than one rank (``python -m mlxnote.launch``), with a collective timeout;
+* failures that leave the process usable: a ``fit``/``evaluate``/``predict`` that raises
+  (in a trace, in a callback, a ``KeyboardInterrupt``) leaves the model, the optimizer and
+  MLX's random state as the last completed step left them (:class:`~.steps.Step`); bad
+  class labels are refused before a step runs (:mod:`~mlxnote.training.labels`); and
+  ``fit``/``evaluate``/``predict`` work from any thread.
 """
 
 from __future__ import annotations
@@ -145,31 +150,11 @@ class Model(weights.NoteWeights, mnn.Module):
 
     def _build(self, first: tuple[mx.array, ...]) -> None:
         """Build lazy layers with one forward pass (in eval mode) before compiling."""
-        if not self.unbuilt():
-            return
-        mode = self.training
-        self.eval()
-        try:
-            mx.eval(self(*first))
-        finally:
-            self.train(mode)
-        self._check_built("compiling")
+        steps.build(self, first)
 
     def _init_optimizer(self) -> None:
-        """Create the optimizer state for the trainable weights (kept if it covers them
-        all) and apply a pending state from :meth:`load`."""
-        opt = self.optimizer
-        params = self.trainable_parameters()
-        keys = {k for k, _ in tree_flatten(params)}
-        have = {k.rsplit(".", 1)[0] for k, _ in tree_flatten(opt.state)
-                if k not in ("step", "learning_rate")}
-        if not opt._initialized or not keys <= have:
-            opt.init(params)
-        if self._pending_opt is not None:
-            pending, path = self._pending_opt
-            self._set("_pending_opt", None)
-            checkpoint.restore_optimizer(opt, pending, f"{self.name}.load", path)
-        mx.eval(opt.state)
+        """Create the optimizer state (:func:`~.steps.init_optimizer`)."""
+        steps.init_optimizer(self)
 
     # -- training ------------------------------------------------------------------
     def fit(self, x: Any = None, y: Any = None, epochs: int = 1, batch_size: int = 32,
@@ -177,7 +162,8 @@ class Model(weights.NoteWeights, mnn.Module):
             callbacks: Sequence[Callback] | None = None, verbose: int | str = "auto",
             validation_split: float = 0.0, initial_epoch: int = 0,
             resume: str | os.PathLike | None = None, optimizer: Any = None, loss: Any = None,
-            metrics: Any = None, group: Any = None) -> History:
+            metrics: Any = None, group: Any = None,
+            collective_timeout: float | None = None) -> History:
         """Train for ``epochs`` epochs; returns a :class:`History` of per-epoch numbers.
 
         Args:
@@ -208,6 +194,9 @@ class Model(weights.NoteWeights, mnn.Module):
             group: an ``mx.distributed`` group; by default ``mx.distributed.init()``.
                 With more than one rank, each rank trains on its shard of every batch,
                 gradients are averaged, and only rank 0 prints and writes checkpoints.
+            collective_timeout (float): distributed: the seconds a step may wait for the
+                other ranks (default ``$MLXNOTE_COLLECTIVE_TIMEOUT``, unset: no limit); a
+                rank waiting longer ends naming itself and the step (:class:`.Watchdog`).
         """
         where = f"{self.name}.fit"
         self._configure(optimizer, loss, metrics, where)
@@ -217,38 +206,42 @@ class Model(weights.NoteWeights, mnn.Module):
         shuffle = check_bool(where, "shuffle", shuffle)
         validation_split = check_float(where, "validation_split", validation_split, 0, 1)
         group = dist.resolve(group)
+        watch = dist.watchdog(dist.collective_timeout(collective_timeout, where), group, where)
         rank, size = dist.rank_and_size(group)
         progbar = ProgbarLogger(0 if rank else verbose, where)
         train, val = data.fit_adapters(x, y, batch_size, validation_data, validation_split,
                                        epochs - initial_epoch, where)
-        self._build(train.first())
-        self._init_optimizer()
-        if resume is not None:
-            initial_epoch = self.load(resume)["epoch"]
-        self._start(group, resumed=resume is not None)
-
+        initial_epoch = self._start(train, resume, initial_epoch, group, watch)
         history = History()
         cbs = CallbackList([history, progbar, *(callbacks or [])], self,
                            {"epochs": epochs, "steps": train.num_batches, "verbose": verbose})
         its = [None if d is None else data.EpochIterator(d, where, rank, size, arg)
                for d, arg in ((train, "x"), (val, "y"))]
         self._set("history", history)
-        self._fit_epochs(*its, cbs, group, range(initial_epoch, epochs), shuffle, where)
+        self._fit_epochs(*its, cbs, group, range(initial_epoch, epochs), shuffle, where, watch)
         return history
 
-    def _start(self, group: Any, resumed: bool) -> None:
-        """Rank 0's weights on every rank; a new base seed unless resuming."""
-        if group is not None:
-            self.update(dist.broadcast(self.parameters(), group))
-        if self._seed is None or not resumed:
-            seed = int(mx.random.randint(0, 2**31 - 1, ()).item())
-            self._set("_seed", dist.agree(seed, group))
+    def _start(self, train: data.Adapter, resume: Any, initial_epoch: int, group: Any,
+               watch: Any) -> int:
+        """Build, create the optimizer state, load ``resume``; then rank 0's weights on
+        every rank and a new base seed unless resuming. Returns the first epoch."""
+        self._build(train.first())
+        self._init_optimizer()
+        if resume is not None:
+            initial_epoch = self.load(resume)["epoch"]
+        with contextlib.nullcontext() if watch is None else watch.guard("the start of fit"):
+            if group is not None:
+                self.update(dist.broadcast(self.parameters(), group))
+            if self._seed is None or resume is None:
+                seed = int(mx.random.randint(0, 2**31 - 1, ()).item())
+                self._set("_seed", dist.agree(seed, group))
+        return initial_epoch
 
     def _fit_epochs(self, it: data.EpochIterator, val: data.EpochIterator | None,
                     cbs: CallbackList, group: Any, epochs: range, shuffle: bool,
-                    where: str) -> None:
-        """The epoch loop: train, validate, callbacks; the mode is restored and the
-        callbacks closed also when something raised."""
+                    where: str, watch: Any) -> None:
+        """The epoch loop: train, validate, callbacks; the mode is restored, the callbacks
+        and the watchdog closed also when something raised."""
         self._set("stop_training", False)
         self._set("_group", group)
         mode = self.training
@@ -258,12 +251,15 @@ class Model(weights.NoteWeights, mnn.Module):
             cbs.on_train_begin()
             for epoch in epochs:
                 cbs.on_epoch_begin(epoch)
+                if watch is not None:
+                    watch.context = f"epoch {epoch + 1}/{epochs.stop}"
                 steps.seed_epoch(self._seed, epoch, it.rank)
                 logs = steps.run_train(self, step, it, cbs,
-                                       [self._seed, epoch] if shuffle else None, where)
+                                       [self._seed, epoch] if shuffle else None, where, watch)
                 if val is not None:
                     self.eval()
-                    logs.update(steps.run_eval(self, vstep, val, where).logs("val_"))
+                    logs.update(steps.run_eval(self, vstep, val, where, None, watch)
+                                .logs("val_"))
                 self.train(mode)
                 self._set("epoch", epoch + 1)
                 cbs.on_epoch_end(epoch, logs)
@@ -274,25 +270,31 @@ class Model(weights.NoteWeights, mnn.Module):
             cbs.close()
             self.train(mode)
             self._set("_group", None)
+            if watch is not None:
+                watch.close()
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32,
                  verbose: int | str = "auto", return_dict: bool = False, group: Any = None,
-                 callbacks: Sequence[Callback] | None = None) -> Any:
+                 callbacks: Sequence[Callback] | None = None,
+                 collective_timeout: float | None = None) -> Any:
         """Loss and metrics in eval mode: a float (no metrics), ``[loss, *metrics]``,
         or a dict with ``return_dict``. Distributed: each rank evaluates its shard and
-        the sums are combined, so every rank gets the full-data numbers."""
+        the sums are combined, so every rank gets the full-data numbers
+        (``collective_timeout`` as in :meth:`fit`)."""
         where = f"{self.name}.evaluate"
         if self.loss is None:
             raise error(where, "loss", None, "a compiled loss (compile(loss=...) or fit)")
         batch_size = check_int(where, "batch_size", batch_size, 1)
         group = dist.resolve(group)
+        watch = dist.watchdog(dist.collective_timeout(collective_timeout, where), group, where)
         rank, size = dist.rank_and_size(group)
         progbar = ProgbarLogger(0 if rank else verbose, where)
         it = data.EpochIterator(data.adapter(x, y, batch_size, where), where, rank, size, "y")
         self._build(it.data.first())
-        with self._inference([progbar, *(callbacks or [])], it, verbose) as cbs:
+        with self._inference([progbar, *(callbacks or [])], it, verbose, watch) as cbs:
             cbs.on_test_begin()
-            logs = steps.run_eval(self, self._steps.get("eval", group), it, where, cbs).logs()
+            step = self._steps.get("eval", group)
+            logs = steps.run_eval(self, step, it, where, cbs, watch).logs()
             cbs.on_test_end(logs)
         if return_dict:
             return logs
@@ -319,9 +321,9 @@ class Model(weights.NoteWeights, mnn.Module):
 
     @contextlib.contextmanager
     def _inference(self, callbacks: list[Callback], it: data.EpochIterator,
-                   verbose: Any) -> Iterator[CallbackList]:
-        """Eval mode and the callbacks of an evaluate/predict run; the mode is restored and
-        the callbacks closed also when something raised."""
+                   verbose: Any, watch: Any = None) -> Iterator[CallbackList]:
+        """Eval mode and the callbacks of an evaluate/predict run; the mode is restored,
+        the callbacks and the watchdog closed also when something raised."""
         cbs = CallbackList(callbacks, self, {"steps": it.num_batches, "verbose": verbose})
         mode = self.training
         self.eval()
@@ -330,6 +332,8 @@ class Model(weights.NoteWeights, mnn.Module):
         finally:
             cbs.close()
             self.train(mode)
+            if watch is not None:
+                watch.close()
 
     # -- checkpoints ---------------------------------------------------------------
     def _checkpoint_arrays(self) -> tuple[dict[str, mx.array], dict[str, str]]:
@@ -339,27 +343,37 @@ class Model(weights.NoteWeights, mnn.Module):
             meta["seed"] = str(self._seed)
         return checkpoint.contents(self, self.optimizer, meta)
 
+    def _writes_checkpoints(self) -> bool:
+        """Rank 0 of the run's group (or of the default one) writes checkpoints."""
+        group = self._group if self._group is not None else dist.resolve(None)
+        return group is None or group.rank() == 0
+
     def save(self, path: str | os.PathLike, all_ranks: bool = False) -> None:
         """Write a safetensors checkpoint: every weight (``model.<path>``, as stored),
-        the optimizer state (``optimizer.<path>``); metadata: the epoch and fit's seed.
+        the optimizer state (``optimizer.<path>``); metadata: the epoch, fit's seed and a
+        CRC-32 per tensor (checked by :meth:`load`).
 
         The write is atomic: a temporary file in the same directory, flushed to disk,
-        then ``os.replace``: a process killed mid-save leaves the previous file intact.
-        In a distributed run only rank 0 writes (unless ``all_ranks``).
+        then ``os.replace``: a process killed mid-save leaves the previous file intact
+        (its temporary file is removed by the next save to that name or fit with a
+        ModelCheckpoint to it). An unwritable folder raises an ``OSError``
+        (``PermissionError``, ...) naming ``path``. In a distributed run only rank 0
+        writes (unless ``all_ranks``).
         """
-        group = self._group if self._group is not None else dist.resolve(None)
-        if group is not None and group.rank() != 0 and not all_ranks:
+        if not (all_ranks or self._writes_checkpoints()):
             return
-        checkpoint.write(path, *self._checkpoint_arrays())
+        checkpoint.write(path, *self._checkpoint_arrays(), owner=f"{self.name}.save")
 
     def load(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Load a checkpoint written by :meth:`save`, strictly.
+        """Load a checkpoint written by :meth:`save`, strictly and all or nothing.
 
-        Every weight must be present with the same shape and dtype, and nothing extra:
-        otherwise a :class:`CheckpointError` names every missing, unexpected and
-        mismatched key and nothing is changed. The optimizer state is restored when the
-        checkpoint has one (applied when the optimizer is created, if it is not yet).
-        Returns ``{'epoch': int, ...metadata}``; ``self.epoch`` is set.
+        Before anything changes, the file must be whole (every tensor's checksum, nothing
+        appended), its metadata valid (``epoch`` and ``seed`` integers >= 0), and every
+        weight present with the same shape and dtype, with nothing extra: otherwise a
+        :class:`CheckpointError` names the path and every offending tensor, key or field.
+        The optimizer state is restored when the checkpoint has one (applied when the
+        optimizer is created, if it is not yet). Returns ``{'epoch': int, ...metadata}``
+        (``seed`` an int); ``self.epoch`` is set.
         """
         where, path = f"{self.name}.load", os.fspath(path)
         checkpoint.require(path, where)
@@ -367,7 +381,7 @@ class Model(weights.NoteWeights, mnn.Module):
         meta, pending = checkpoint.restore(path, where, self, self.optimizer)
         if pending is not None:
             self._set("_pending_opt", (pending, path))
-        self._set("epoch", int(meta.get("epoch", 0)))
+        self._set("epoch", meta["epoch"])
         if "seed" in meta:
-            self._set("_seed", int(meta["seed"]))
-        return {**meta, "epoch": self.epoch}
+            self._set("_seed", meta["seed"])
+        return meta

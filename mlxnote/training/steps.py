@@ -21,6 +21,7 @@ gradient is the gradient of the whole batch's mean loss.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .._validation import Desc, error
+from . import checkpoint, labels
 from .metrics import Totals
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,24 +40,112 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data import EpochIterator
     from .model import Model
 
-__all__ = ["StepCache", "train_step", "eval_step", "predict_step", "scale", "seed_epoch",
-           "run_train", "run_eval", "run_predict"]
+__all__ = ["Step", "StepCache", "train_step", "eval_step", "predict_step", "scale",
+           "seed_epoch", "run_train", "run_eval", "run_predict", "snapshot", "restore", "build",
+           "init_optimizer"]
 
 
-def _stats(model: Model, y: mx.array, pred: mx.array, w: mx.array) -> list[mx.array]:
+# -- the state a step captures, put back when the step fails ---------------------------
+def _containers(tree: Any, out: list) -> list:
+    """Every dict and list of ``tree`` (a module's or an optimizer's state) with a shallow
+    copy of its items, outermost first."""
+    if isinstance(tree, dict):
+        out.append((tree, dict(tree)))
+        for v in tree.values():
+            _containers(v, out)
+    elif isinstance(tree, list):
+        out.append((tree, list(tree)))
+        for v in tree:
+            _containers(v, out)
+    return out
+
+
+def snapshot(trees: list[Any]) -> tuple[list, mx.array]:
+    """What :func:`restore` needs to put ``trees`` (module/optimizer state) and
+    ``mx.random.state`` back: references, no copies of arrays, no evaluation."""
+    out: list = []
+    for t in trees:
+        _containers(t, out)
+    return out, mx.random.state[0]
+
+
+def restore(saved: tuple[list, mx.array]) -> None:
+    """Put back what :func:`snapshot` saw: every container's items (keys a failed trace
+    added are dropped) and MLX's random key (through ``mx.random.seed``, which sets the
+    key ``[seed >> 32, seed & 0xffffffff]``: the same key, so the same draws)."""
+    containers, key = saved
+    for node, items in containers:
+        if isinstance(node, dict):
+            for k in [k for k in node if k not in items]:
+                dict.__delitem__(node, k)
+            for k, v in items.items():
+                if dict.get(node, k) is not v:
+                    dict.__setitem__(node, k, v)
+        else:
+            node[:] = items
+    hi, lo = key.tolist()
+    mx.random.seed((int(hi) << 32) | int(lo))
+
+
+class Step:
+    """A compiled step, the state trees it captures, and what its last trace saw.
+
+    ``step(*args)`` runs the compiled function (lazily). :meth:`run` runs it and evaluates
+    its outputs with the captured state, and on any exception (in the trace, in a
+    ``check``, in the evaluation; a ``KeyboardInterrupt`` too) puts the state back as it
+    was before the call: a failed trace otherwise leaves tracers in the model, the
+    optimizer and ``mx.random.state``, and every later random op or ``fit`` in the
+    process fails (``[eval] Attempting to eval an array without a primitive``).
+
+    ``info`` is filled while tracing: ``classes`` (the predictions' last axis) and
+    ``sparse`` (the loss and metrics that read the labels as class indices).
+    """
+
+    def __init__(self, fn: Callable, state: list[Any]) -> None:
+        self.fn, self.state = fn, state
+        self.info: dict[str, Any] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def run(self, *args: Any, check: Callable[[dict], None] | None = None,
+            guard: Any = None) -> Any:
+        """The step's outputs for ``args``, evaluated (and the captured state with them,
+        so that any thread can use them next). ``check(info)`` runs after the trace and
+        before the evaluation; ``guard`` (a context manager: the collective watchdog)
+        wraps the evaluation."""
+        saved = snapshot(self.state)
+        try:
+            out = self.fn(*args)
+            if check is not None:
+                check(self.info)
+            with guard if guard is not None else contextlib.nullcontext():
+                mx.eval(out, self.state, mx.random.state)
+        except BaseException:
+            restore(saved)
+            raise
+        return out
+
+
+def _stats(model: Model, y: mx.array, pred: mx.array, w: mx.array,
+           info: dict[str, Any]) -> list[mx.array]:
+    """The weighted sums of the loss and metrics; records what the trace saw in ``info``."""
+    info["classes"] = pred.shape[-1] if pred.ndim else 0
+    info["sparse"] = labels.users(model.loss, model.metric_specs, y, pred)
     vals = [mx.sum(model.loss(y, pred) * w)]
     for _, f in model.metric_specs:
         vals.append(mx.sum(f(y, pred) * w))
     return vals
 
 
-def train_step(model: Model, group: Any) -> Callable:
+def train_step(model: Model, group: Any) -> Step:
     """The compiled training step of ``model`` (its optimizer must be initialized)."""
     opt = model.optimizer
     state = [model.state, opt.state, mx.random.state]
+    info: dict[str, Any] = {}
 
     def loss_fn(x, y, w, scale):
-        vals = _stats(model, y, model(*x), w)
+        vals = _stats(model, y, model(*x), w, info)
         return vals[0] * scale, vals
 
     vg = mnn.value_and_grad(model, loss_fn)
@@ -71,24 +161,29 @@ def train_step(model: Model, group: Any) -> Callable:
             stats = mx.distributed.all_sum(stats, group=group)
         return stats
 
-    return step
+    out = Step(step, [model.state, opt.state])
+    out.info = info
+    return out
 
 
-def eval_step(model: Model, group: Any) -> Callable:
+def eval_step(model: Model, group: Any) -> Step:
     """The compiled evaluation step (run it with the model in eval mode)."""
     state = [model.state, mx.random.state]
+    info: dict[str, Any] = {}
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(x, y, w):
-        stats = mx.stack(_stats(model, y, model(*x), w) + [w.sum()])
+        stats = mx.stack(_stats(model, y, model(*x), w, info) + [w.sum()])
         if group is not None:
             stats = mx.distributed.all_sum(stats, group=group)
         return stats
 
-    return step
+    out = Step(step, [model.state])
+    out.info = info
+    return out
 
 
-def predict_step(model: Model, group: Any = None) -> Callable:
+def predict_step(model: Model, group: Any = None) -> Step:
     """The compiled forward pass ``step(*x)`` (run it in eval mode)."""
     state = [model.state, mx.random.state]
 
@@ -96,7 +191,38 @@ def predict_step(model: Model, group: Any = None) -> Callable:
     def step(*xs):
         return model(*xs)
 
-    return step
+    return Step(step, [model.state])
+
+
+def build(model: Model, first: tuple[mx.array, ...]) -> None:
+    """Build ``model``'s lazy layers with one forward pass on ``first`` (in eval mode)."""
+    if not model.unbuilt():
+        return
+    mode = model.training
+    model.eval()
+    try:
+        mx.eval(model(*first))
+    finally:
+        model.train(mode)
+    model._check_built("compiling")
+
+
+def init_optimizer(model: Model) -> None:
+    """Create the optimizer state for ``model``'s trainable weights (kept if it covers
+    them all), apply a pending state from :meth:`~.Model.load`, and evaluate it (so that
+    any thread can use it)."""
+    opt = model.optimizer
+    params = model.trainable_parameters()
+    keys = {k for k, _ in tree_flatten(params)}
+    have = {k.rsplit(".", 1)[0] for k, _ in tree_flatten(opt.state)
+            if k not in ("step", "learning_rate")}
+    if not opt._initialized or not keys <= have:
+        opt.init(params)
+    if model._pending_opt is not None:
+        pending, path = model._pending_opt
+        model._set("_pending_opt", None)
+        checkpoint.restore_optimizer(opt, pending, f"{model.name}.load", path)
+    mx.eval(opt.state)
 
 
 _BUILDERS = {"train": train_step, "eval": eval_step, "predict": predict_step}
@@ -109,9 +235,9 @@ class StepCache:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.steps: dict[tuple, Callable] = {}
+        self.steps: dict[tuple, Step] = {}
 
-    def get(self, kind: str, group: Any = None) -> Callable:
+    def get(self, kind: str, group: Any = None) -> Step:
         """The ``'train'``, ``'eval'`` or ``'predict'`` step, traced on first use."""
         m = self.model
         sig = tuple((k, v.shape, v.dtype) for k, v in tree_flatten(m.parameters()))
@@ -143,15 +269,20 @@ def _totals(model: Model) -> Totals:
     return Totals([n for n, _ in model.metric_specs])
 
 
-def run_train(model: Model, step: Callable, it: EpochIterator, cbs: CallbackList,
-              shuffle_seed: Any, owner: str) -> dict[str, float]:
+def _guard(watch: Any, what: str) -> Any:
+    return None if watch is None else watch.guard(what)
+
+
+def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
+              shuffle_seed: Any, owner: str, watch: Any = None) -> dict[str, float]:
     """One training epoch (model in train mode); returns the epoch's logs.
-    ``on_train_batch_end`` gets the running logs after each step."""
+    ``on_train_batch_end`` gets the running logs after each step. ``watch``: the
+    collective watchdog (:class:`~.distributed.Watchdog`) or ``None``."""
     totals = _totals(model)
     model.train()
     for i, (x, y, w, n) in it.enumerate_epoch(shuffle_seed):
-        stats = step(x, y, w, scale(it.size, n))
-        mx.eval(stats, model.state, model.optimizer.state)
+        stats = step.run(x, y, w, scale(it.size, n), check=it.check_labels,
+                         guard=_guard(watch, f"training batch {i + 1}"))
         totals.add(stats)
         cbs.on_train_batch_end(i, totals.logs())
     if not totals.batches:
@@ -159,14 +290,14 @@ def run_train(model: Model, step: Callable, it: EpochIterator, cbs: CallbackList
     return totals.logs()
 
 
-def run_eval(model: Model, step: Callable, it: EpochIterator, owner: str,
-             cbs: CallbackList | None = None) -> Totals:
+def run_eval(model: Model, step: Step, it: EpochIterator, owner: str,
+             cbs: CallbackList | None = None, watch: Any = None) -> Totals:
     """One pass of the eval step over ``it`` (run it in eval mode); the totals.
     ``on_test_batch_end`` gets the running logs after each step when ``cbs`` is given."""
     totals = _totals(model)
     for i, (x, y, w, _) in it.enumerate_epoch():
-        stats = step(x, y, w)
-        mx.eval(stats)
+        stats = step.run(x, y, w, check=it.check_labels,
+                         guard=_guard(watch, f"evaluation batch {i + 1}"))
         totals.add(stats)
         if cbs is not None:
             cbs.on_test_batch_end(i, totals.logs())
@@ -175,11 +306,10 @@ def run_eval(model: Model, step: Callable, it: EpochIterator, owner: str,
     return totals
 
 
-def run_predict(step: Callable, it: EpochIterator, cbs: CallbackList) -> list[mx.array]:
+def run_predict(step: Step, it: EpochIterator, cbs: CallbackList) -> list[mx.array]:
     """The predict step's outputs for every batch of ``it`` (run it in eval mode)."""
     outs = []
     for i, (x, _, _, _) in it.enumerate_epoch():
-        outs.append(step(*x))
-        mx.eval(outs[-1])
+        outs.append(step.run(*x))
         cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
     return outs
