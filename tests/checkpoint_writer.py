@@ -1,12 +1,16 @@
-"""Saves ~96 MiB checkpoints in a loop until killed (used by test_checkpoint.py).
+"""Saves ~96 MiB checkpoints in a loop until killed (used by test_checkpoint.py and
+test_trust_training.py).
 
-``python checkpoint_writer.py PATH atomic|direct``: every weight of checkpoint ``i``
+``python checkpoint_writer.py PATH atomic|direct|stall``: every weight of checkpoint ``i``
 equals ``i`` and its epoch is ``i``. Prints ``begin i`` before and ``saved i SECONDS``
 after each save. ``direct`` writes with ``mx.save_safetensors`` in place (the control:
-not atomic).
+not atomic). ``stall`` saves once, then starts a second save that stops for good just
+before its rename (the temporary file complete), prints ``stalled`` and waits to be
+killed: a writer killed mid-save, deterministically.
 """
 
-import sys  # noqa: I001  (mlxnote is imported before mlx: it configures MLX)
+import os  # noqa: I001  (mlxnote is imported before mlx: it configures MLX)
+import sys
 import time
 
 import mlxnote  # noqa: F401
@@ -24,6 +28,11 @@ def make_model():
     return m
 
 
+def _stall(src, dst):
+    print("stalled", flush=True)
+    time.sleep(3600)
+
+
 def main(path: str, mode: str) -> None:
     m = make_model()
     m.fit(np.zeros((2, BIG[0]), np.float32), np.zeros((2, BIG[1]), np.float32), verbose=0)
@@ -35,7 +44,9 @@ def main(path: str, mode: str) -> None:
         mx.eval(m.parameters())
         print(f"begin {i}", flush=True)
         t = time.perf_counter()
-        if mode == "atomic":
+        if mode == "stall" and i == 2:
+            os.replace = _stall
+        if mode in ("atomic", "stall"):
             m.save(path)
         else:
             arrays, meta = m._checkpoint_arrays()

@@ -1,7 +1,9 @@
 """One rank of the data-parallel test (tests/test_distributed_fit.py).
 
 ``python dist_worker.py OUTDIR MODE`` with MODE ``parallel`` (under ``mlx.launch``),
-``single`` (one process, the reference) or ``raise`` (rank 1 raises during epoch 2).
+``single`` (one process, the reference), ``raise`` (rank 1 raises during epoch 2) or
+``hang`` (rank 1 stops for an hour at the start of epoch 2: the collective timeout,
+``MLXNOTE_COLLECTIVE_TIMEOUT``, must end rank 0).
 Every rank writes ``OUTDIR/rank{r}.json`` (status, traceback, what it printed, how
 many checkpoint files it wrote) and ``OUTDIR/rank{r}.npz`` (final weights), because
 ``mlx.launch`` exits 0 even when a rank fails.
@@ -11,6 +13,7 @@ import contextlib  # noqa: I001  (mlxnote is imported before mlx: it configures 
 import io
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -46,6 +49,13 @@ class Boom(Callback):
             raise RuntimeError("rank 1 fails on purpose")
 
 
+class Hang(Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            print("rank 1 hangs on purpose", file=sys.stderr, flush=True)
+            time.sleep(3600)
+
+
 def main(out: Path, mode: str) -> None:
     group = mx.distributed.init()
     rank = group.rank()
@@ -70,8 +80,8 @@ def main(out: Path, mode: str) -> None:
             mx.random.seed(99)
             model.set_weights([w + 1 for w in model.get_weights()])
         callbacks = [ModelCheckpoint(out / "ck.safetensors")]
-        if mode == "raise" and rank == 1:
-            callbacks.append(Boom())
+        if mode in ("raise", "hang") and rank == 1:
+            callbacks.append(Boom() if mode == "raise" else Hang())
         with contextlib.redirect_stdout(printed):
             hist = model.fit(x, y, epochs=3, batch_size=15, shuffle=False, verbose=2,
                              validation_data=(x[:20], y[:20]), callbacks=callbacks)

@@ -39,13 +39,18 @@ def _env():
             k == "MLX_ENABLE_TF32"}
 
 
-def launch(out: Path, mode: str, n: int = 2) -> subprocess.CompletedProcess:
-    launcher = str(LAUNCH) if LAUNCH.exists() else shutil.which("mlx.launch")
-    cmd = [launcher, "--backend", "ring", "--hosts", "127.0.0.1", "-n", str(n),
+def launch(out: Path, mode: str, n: int = 2, ours: bool = False,
+           options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``mlx.launch`` (or, ``ours``, ``python -m mlxnote.launch``) of dist_worker.py."""
+    if ours:
+        launcher = [sys.executable, "-m", "mlxnote.launch", *options]
+    else:
+        launcher = [str(LAUNCH) if LAUNCH.exists() else shutil.which("mlx.launch")]
+    cmd = [*launcher, "--backend", "ring", "--hosts", "127.0.0.1", "-n", str(n),
            "--starting-port", str(_free_port()), "--python", sys.executable,
            str(HERE / "dist_worker.py"), str(out), mode]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env(),
-                          cwd=HERE.parent)
+                          cwd=HERE.parent, stdin=subprocess.DEVNULL)
 
 
 def collect(out: Path, n: int) -> list[dict]:
@@ -72,8 +77,9 @@ def test_two_ranks_match_each_other_and_a_single_process(tmp_path):
     par, single = tmp_path / "par", tmp_path / "single"
     par.mkdir()
     single.mkdir()
-    proc = launch(par, "parallel")
+    proc = launch(par, "parallel", ours=True)
     r0, r1 = collect(par, 2)  # raises with the rank's traceback if any rank failed
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # mlxnote.launch: all ranks ok
     assert (r0["size"], r1["size"]) == (2, 2), proc.stdout + proc.stderr
     # identical weights on both ranks (rank 1 started from other weights: broadcast)
     for a, b in zip(r0["weights"], r1["weights"]):
@@ -107,3 +113,29 @@ def test_a_failing_rank_fails_the_check(tmp_path):
     # rank 0 did not hang: it lost its peer and failed too (or never finished)
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     assert r0["status"] == "error"
+
+
+def test_trust4_launcher_exits_nonzero_when_a_rank_fails(tmp_path):
+    """mlx.launch exits 0 here (above); python -m mlxnote.launch exits with the failed
+    rank's status, names it, and ends the other rank."""
+    proc = launch(tmp_path, "raise", ours=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "mlxnote.launch: rank 1 exited with status 1" in proc.stderr, out
+    assert "rank 1 fails on purpose" in out
+    r0 = tmp_path / "rank0.json"  # rank 0 failed on the lost peer, or was ended
+    assert not r0.exists() or json.loads(r0.read_text())["status"] != "ok"
+
+
+def test_trust4_collective_timeout_ends_a_run_whose_rank_hangs(tmp_path):
+    """Rank 1 stops for an hour in epoch 2; rank 0 waits in the step's collective until
+    the timeout (15 s) ends it with an error naming its rank and the step, and the
+    launcher then ends rank 1 and fails. Bounded by launch()'s 180 s."""
+    proc = launch(tmp_path, "hang", ours=True, options=("--collective-timeout", "15"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 124, out
+    assert "rank 1 hangs on purpose" in out
+    assert ("Recorder.fit: rank 0 of 2: collective timeout: training batch 1 of epoch 2/3 "
+            "did not finish within 15 s") in out, out
+    assert "mlxnote.launch: rank 0 exited with status 124" in out, out
+    assert not (tmp_path / "rank1.json").exists()  # rank 1 never got past its sleep
