@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlxnote-installed
+EXT    := setup.py mlxnote/_ext/CMakeLists.txt $(wildcard mlxnote/_ext/src/*)
 export MLX_ENABLE_TF32 := 0
+# Where a C++ compiler exists the C++ extension must build: tests/test_extension.py checks it.
+export MLXNOTE_REQUIRE_EXT ?= $(shell command -v c++ >/dev/null 2>&1 && echo 1 || echo 0)
 
 .PHONY: install test test-fast conformance smoke bench lint notebooks strip-notebooks clean
 
-$(STAMP): pyproject.toml
+# pip builds the C++ extension (setup.py, CMake) too; it is rebuilt when its sources change.
+$(STAMP): pyproject.toml $(EXT)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[conformance,dev]'
-	$(BIN)/python -m mlxnote info  # Linux: builds the BLAS shim once, shows BLAS/threads/cache
+	$(BIN)/python -m mlxnote info  # builds the BLAS shim once; shows BLAS, cache, C++ kernels
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,4 +48,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) reports build *.egg-info
+	rm -rf $(VENV) reports build *.egg-info mlxnote/_ext/_core*.so

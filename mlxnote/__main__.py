@@ -1,4 +1,5 @@
-"""``python -m mlxnote info [--json]``: which BLAS MLX uses, its threads, the CPU cache limit."""
+"""``python -m mlxnote info [--json]``: which BLAS MLX uses, its threads, the CPU cache limit,
+and mlxnote's C++ kernels (loaded or why not, the ISA they run with, their threads)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def info() -> dict:
            "stock_blas": _platform.stock_blas_library(), "memory": _platform.memory_bytes()
            if sys.platform == "linux" else None}
     out.update(probe())
+    from .kernels import extension
+
+    out["extension"] = extension.status()
     return out
 
 
@@ -72,8 +76,15 @@ def render(d: dict) -> str:
                      f"MLX's default {_size(d['cache_default'])})")
     else:
         lines.append(f"cache    MLX's default ({d['cache_reason']})")
+    ext = d["extension"]
+    if ext["loaded"]:
+        lines.append(f"kernels  mlxnote's C++ extension: {', '.join(ext['kernels'])} "
+                     f"({ext['isa']}, {ext['threads']} threads; built for MLX {ext['mlx_built']})")
+    else:
+        lines.append(f"kernels  pure MLX (the C++ extension is not used: {ext['reason']})")
     lines.append(f"switches {_platform.ENV_BLAS}=0 (stock BLAS), {_platform.ENV_CACHE}=0 (stock "
-                 f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N")
+                 f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N, MLXNOTE_EXT=0 "
+                 "(no C++ kernels), MLXNOTE_THREADS=N")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """The smoke tier of the conformance suite, inside `make test`: one test per smoke case
-against TensorFlow (`pytest -k conv2d` selects the conv2d ones), and the suite-level checks
+against TensorFlow (`pytest -k conv2d` selects the conv2d ones), run with mlxnote's C++
+extension and with its pure-MLX fallback (`-k noext`), and the suite-level checks
 over every case (coverage against the documentation and the signatures, the registry of
 expected failures). The planted-error self-test runs in test_conformance_engine.py."""
 
@@ -10,13 +11,16 @@ import pytest
 from conformance import coverage, suite
 from conformance.case import DTYPES
 from conformance.engine import run_case
+from mlxnote.kernels import extension
 
 FAMILIES, SMOKE = suite.select("smoke")
 
 
+@pytest.mark.parametrize("ext", [True, False], ids=["ext", "noext"])
 @pytest.mark.parametrize("case", SMOKE, ids=lambda c: c.id)
-def test_smoke_case(case):
-    res = run_case(case, FAMILIES.specs[case.layer])
+def test_smoke_case(case, ext):
+    with extension.enabled(ext):
+        res = run_case(case, FAMILIES.specs[case.layer])
     res.xfail = suite.expected_for(case, FAMILIES.expected)
     failing = [f"{c.name}: {c.detail}" for c in res.checks if not c.passed]
     assert res.ok, (f"{res.status}: {case.describe()} {failing} {res.error or ''}\n"

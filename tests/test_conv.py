@@ -12,6 +12,7 @@ from layer_contract import Contract, check_layer, contract_params, inputs, make
 
 from mlxnote import nn
 from mlxnote.kernels import conv as kconv
+from mlxnote.kernels import extension
 
 
 # -- documented examples ------------------------------------------------------------------
@@ -103,7 +104,10 @@ def test_formulation_matches_conv_general(method, xs, ws, kw, dtype):
 
 
 def test_choose_per_device(monkeypatch):
-    assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
+    depthwise = "ext" if extension.get() is not None else "shift"  # the C++ kernel if built
+    assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == depthwise
+    with extension.enabled(False):
+        assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (1, 1)) == "mlx+gemmw"
     assert kconv.choose((2, 8, 8, 4), (5, 1, 1, 4), (1, 1), (1, 1), 1, (1, 1)) == "gemm"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx+gemm"

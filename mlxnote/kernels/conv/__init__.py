@@ -44,6 +44,7 @@ import mlx.core as mx
 
 from ..._config import REDUCED as _REDUCED
 from ..._config import cpu_formulation as on_cpu
+from .. import extension
 from ._common import as_pairs, as_tuple, out_size
 from ._gemm import conv_col2im, conv_gemm
 from ._mlx import conv_mlx, conv_mlx_fast, mlx_forward_gemm_backward
@@ -51,7 +52,8 @@ from ._shift import conv_shift
 
 __all__ = ["METHODS", "COLS_BUDGET", "choose", "conv", "out_size"]
 
-METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw")
+METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "mlx+gemmw",
+           "ext")
 
 
 def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
@@ -66,7 +68,8 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
         return "mlx-fast"
     cin = x_shape[-1]
     if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
-        return "shift"
+        # mlxnote's C++ depthwise kernels (1-D and 2-D), else shifted multiply-adds.
+        return "ext" if len(x_shape) in (3, 4) and extension.get() is not None else "shift"
     if any(s != 1 for s in input_dilation):
         return "col2im" if groups == 1 and all(s == 1 for s in strides) else "mlx"
     if all(k == 1 for k in w_shape[1:-1]) and all(s == 1 for s in strides):
@@ -161,9 +164,22 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         y = conv_col2im(x, w, pads, dilations, input_dilation, flip, bias)
     else:
         if groups != cin or w.shape[-1] != 1 or any(s != 1 for s in input_dilation):
-            raise ValueError("conv: method 'shift' needs a depthwise conv (groups == C_in)")
-        y = conv_shift(x, w, strides, pads, dilations, flip, bias)
+            raise ValueError(f"conv: method {method!r} needs a depthwise conv (groups == C_in)")
+        if method == "ext":
+            y = conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias)
+        else:
+            y = conv_shift(x, w, strides, pads, dilations, flip, bias)
     return y.astype(dtype) if y.dtype != dtype and not keep_float32 else y
+
+
+def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
+    """The C++ depthwise primitive (float32; 1-D or 2-D)."""
+    ext = extension.module()
+    if ext is None or x.ndim not in (3, 4):
+        raise ValueError(f"conv: method 'ext' needs mlxnote's C++ extension and a 1-D or 2-D "
+                         f"input ({extension.reason() or 'rank ' + str(x.ndim - 2)})")
+    y = ext.depthwise_conv(x, w, list(strides), [tuple(p) for p in pads], list(dilations), flip)
+    return y if bias is None else y + bias
 
 
 # Largest im2col/col2im buffer built at once, in float32 elements (256 MiB); larger

@@ -1,0 +1,176 @@
+"""mlxnote's C++ extension: loading, the fallback, and every primitive against its pure-MLX
+oracle (``mx.conv_general``), forward, both gradients, grad of grad, jvp, vmap and compile.
+
+On a machine that can build it (Linux x86-64 or macOS arm64 with a C++ compiler: the
+Makefile sets ``MLXNOTE_REQUIRE_EXT=1`` there) the extension must be loaded; elsewhere the
+primitive tests skip and the fallback tests still run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import mlx.core as mx
+import mlx.nn as mnn
+import numpy as np
+import pytest
+from mlx.utils import tree_map
+
+from mlxnote import nn
+from mlxnote.kernels import conv as kconv
+from mlxnote.kernels import extension
+
+EXT = extension.module()
+needs_ext = pytest.mark.skipif(EXT is None, reason=f"extension not loaded: {extension.reason()}")
+
+
+def test_extension_is_loaded_where_it_can_be_built():
+    if os.environ.get("MLXNOTE_REQUIRE_EXT") != "1":
+        pytest.skip("MLXNOTE_REQUIRE_EXT is not 1 (set by the Makefile where a compiler exists)")
+    assert EXT is not None, extension.reason()
+    status = extension.status()
+    assert status["loaded"] and "depthwise_conv" in status["kernels"]
+    assert status["mlx_built"] == mx.__version__.split(".dev")[0]
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+PROBE = ("import mlxnote; from mlxnote.kernels import conv, extension; "
+         "print(conv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)), "
+         "extension.status()['loaded'])")
+
+
+@pytest.mark.slow
+def test_mlxnote_ext_0_forces_the_fallback_silently():
+    r = _run(PROBE, MLXNOTE_EXT="0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["shift", "False"]
+    assert "ExtensionWarning" not in r.stderr
+
+
+@pytest.mark.slow
+def test_a_version_mismatch_warns_once_and_falls_back():
+    code = ("import mlxnote._ext._core as c; c.MLX_VERSION = '0.0.1'; " + PROBE +
+            "; from mlxnote.kernels import conv; conv.choose((2, 8, 4), (4, 3, 1), (1,), (1,), "
+            "4, (1,))")
+    r = _run(code)
+    if EXT is None:
+        pytest.skip("no extension to mismatch")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["shift", "False"]
+    assert r.stderr.count("ExtensionWarning") == 1 and "built against MLX 0.0.1" in r.stderr
+
+
+def test_enabled_switches_the_formulation_in_process():
+    args = ((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1))
+    with extension.enabled(False):
+        assert kconv.choose(*args) == "shift"
+    assert kconv.choose(*args) == ("ext" if EXT is not None else "shift")
+
+
+# -- depthwise against mx.conv_general --------------------------------------------------
+DEPTHWISE = [  # x shape, w shape (C*dm, *k, 1), strides, padding, dilations, flip
+    ((2, 7, 6, 4), (4, 3, 3, 1), (1, 1), [(1, 1), (1, 1)], (1, 1), False),
+    ((2, 7, 6, 4), (8, 3, 2, 1), (2, 1), [(0, 1), (2, 0)], (1, 2), True),
+    ((2, 7, 6, 4), (12, 2, 3, 1), (1, 3), [(2, 2), (0, 1)], (2, 1), False),
+    ((1, 9, 9, 3), (3, 3, 3, 1), (3, 2), [(0, 0), (0, 0)], (1, 1), False),
+    ((2, 11, 4), (8, 3, 1), (2,), [(1, 2)], (1,), False),
+    ((2, 11, 4), (4, 2, 1), (1,), [(2, 0)], (3,), True),
+    ((3, 5, 5, 16), (32, 3, 3, 1), (1, 1), [(1, 1), (1, 1)], (1, 1), False),
+]
+
+
+def _oracle(x, w, s, p, d, f):
+    return kconv.conv(x, w, s, p, d, x.shape[-1], flip=f, method="mlx")
+
+
+def _ours(x, w, s, p, d, f):
+    return EXT.depthwise_conv(x, w, list(s), p, list(d), f)
+
+
+def _close(a, b, tol=2e-5):
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=tol, atol=tol)
+
+
+@needs_ext
+@pytest.mark.parametrize("xs,ws,s,p,d,f", DEPTHWISE)
+def test_depthwise_forward_and_gradients_match_conv_general(xs, ws, s, p, d, f):
+    mx.random.seed(0)
+    x, w = mx.random.normal(xs), mx.random.normal(ws)
+    want = _oracle(x, w, s, p, d, f)
+    got = _ours(x, w, s, p, d, f)
+    assert got.shape == want.shape and got.dtype == mx.float32
+    _close(got, want)
+    ct = mx.random.normal(want.shape)
+    g_ours = mx.vjp(lambda a, b: _ours(a, b, s, p, d, f), [x, w], [ct])[1]
+    g_want = mx.vjp(lambda a, b: _oracle(a, b, s, p, d, f), [x, w], [ct])[1]
+    for a, b in zip(g_ours, g_want):
+        _close(a, b)
+
+
+@needs_ext
+@pytest.mark.parametrize("xs,ws,s,p,d,f", DEPTHWISE[:3] + DEPTHWISE[4:5])
+def test_depthwise_grad_of_grad_jvp_vmap_compile(xs, ws, s, p, d, f):
+    mx.random.seed(1)
+    x, w = mx.random.normal(xs), mx.random.normal(ws)
+
+    def loss(fn):
+        return lambda a, b: (fn(a, b, s, p, d, f) ** 2).sum()
+
+    # grad of grad: d/dw of sum(d loss / dx)
+    gg = [mx.grad(lambda a, b, fn=fn: mx.grad(loss(fn))(a, b).sum(), argnums=1)(x, w)
+          for fn in (_ours, _oracle)]
+    _close(*gg, tol=1e-4)
+    tx, tw = mx.random.normal(xs), mx.random.normal(ws)
+    jv = mx.jvp(lambda a, b: _ours(a, b, s, p, d, f), [x, w], [tx, tw])[1][0]
+    # MLX's convolution has no jvp; the conv is bilinear: F(tx, w) + F(x, tw).
+    _close(jv, _oracle(tx, w, s, p, d, f) + _oracle(x, tw, s, p, d, f))
+    xb = mx.random.normal((3, *xs))
+    vm = [mx.vmap(lambda a, fn=fn: fn(a, w, s, p, d, f))(xb) for fn in (_ours, _oracle)]
+    _close(*vm)
+    comp = mx.compile(lambda a, b: _ours(a, b, s, p, d, f))
+    _close(comp(x, w), _oracle(x, w, s, p, d, f))
+    shapeless = mx.compile(lambda a, b: _ours(a, b, s, p, d, f), shapeless=True)
+    _close(shapeless(x, w), _oracle(x, w, s, p, d, f))
+
+
+@needs_ext
+def test_one_thread_gives_the_same_result():
+    mx.random.seed(2)
+    x, w = mx.random.normal((4, 16, 16, 8)), mx.random.normal((8, 3, 3, 1))
+    args = ([1, 1], [(1, 1), (1, 1)], [1, 1], False)
+    threads = EXT.threads()
+    want = EXT.depthwise_conv(x, w, *args)
+    g_want = mx.grad(lambda b: (EXT.depthwise_conv(x, b, *args) ** 2).sum())(w)
+    try:
+        EXT.set_threads(1)
+        got = EXT.depthwise_conv(x, w, *args)
+        g_got = mx.grad(lambda b: (EXT.depthwise_conv(x, b, *args) ** 2).sum())(w)
+    finally:
+        EXT.set_threads(threads)
+    assert np.array_equal(np.array(got), np.array(want))  # rows do not depend on threads
+    _close(g_got, g_want, tol=1e-5)
+
+
+@needs_ext
+def test_depthwise_layer_trains_in_a_compiled_step():
+    """The primitive inside nn.value_and_grad of a lazily built model, under mx.compile."""
+    mx.random.seed(3)
+    model = mnn.Sequential(nn.depthwise_conv2d(3, 2, padding="SAME"), nn.dense(1))
+    x, y = mx.random.normal((4, 8, 8, 3)), mx.random.normal((4, 8, 8, 1))
+    model(x)  # build
+    step_state = [model.state]
+    vg = mnn.value_and_grad(model, lambda m, x, y: ((m(x) - y) ** 2).mean())
+
+    def sgd(x, y):
+        loss, grads = vg(model, x, y)
+        model.update(tree_map(lambda p, g: p - 0.1 * g, model.parameters(), grads))
+        return loss
+
+    compiled = mx.compile(sgd, inputs=step_state, outputs=step_state)
+    losses = [compiled(x, y).item() for _ in range(5)]
+    assert losses[-1] < losses[0]
