@@ -121,7 +121,9 @@ def test_trust4_launcher_exits_nonzero_when_a_rank_fails(tmp_path):
     proc = launch(tmp_path, "raise", ours=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    assert "mlxnote.launch: rank 1 exited with status 1" in proc.stderr, out
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlxnote.launch: ")]
+    assert "rank 1 exited with status 1" in line, out  # rank 0 may be named too: it lost
+    # its peer and failed within milliseconds (or was ended)
     assert "rank 1 fails on purpose" in out
     r0 = tmp_path / "rank0.json"  # rank 0 failed on the lost peer, or was ended
     assert not r0.exists() or json.loads(r0.read_text())["status"] != "ok"

@@ -15,12 +15,14 @@ import threading
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.optimizers as optim
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
 from mlxnote import Model, Sequential, nn
 from mlxnote.training import (
+    Adam,
     CheckpointError,
     ModelCheckpoint,
     SparseCategoricalCrossentropy,
@@ -370,7 +372,7 @@ def test_trust10_fit_evaluate_predict_from_a_worker_thread(tmp_path):
     x, y = blobs()
     mx.random.seed(0)
     built_here = Sequential(nn.dense(8, 5, activation="relu"), nn.dense(3, 8))  # never run
-    built_here.compile("adam", LOGITS)
+    built_here.compile(Adam(optim.cosine_decay(1e-2, 100)), LOGITS)  # a lazy learning rate
     assert np.isfinite(in_thread(lambda: built_here.fit(x, y, verbose=0)).history["loss"]).all()
     mx.random.seed(0)
     m = Sequential(nn.dense(16, 5, activation="relu"), nn.dropout(0.2), nn.dense(3, 16))
@@ -403,6 +405,36 @@ def test_trust10_fit_evaluate_predict_from_a_worker_thread(tmp_path):
     n = in_thread(build_and_fit)  # built inside the thread, used from the main one
     assert n.predict(x).shape == (64, 3)
     assert np.isfinite(n.fit(x, y, verbose=0).history["loss"]).all()
+
+
+@pytest.mark.slow  # subprocesses: a script that trains in a thread and exits at once
+def test_trust10_a_script_that_fits_in_a_thread_exits_cleanly():
+    """MLX 0.32 tears a thread's streams down after Thread.join returns; a process that
+    exited meanwhile aborted ('terminate called without an active exception', 11 of 12
+    runs). Three runs, each must exit 0."""
+    code = """
+        import threading
+        import mlxnote
+        import numpy as np
+        from mlxnote import Sequential, nn
+        from mlxnote.training import SparseCategoricalCrossentropy
+        x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+        y = (np.arange(64) % 3).astype(np.int32)
+        m = Sequential(nn.dense(16, 5, activation="relu"), nn.dense(3, 16))
+        m.compile("sgd", SparseCategoricalCrossentropy(from_logits=True))
+        def work():
+            m.fit(x, y, epochs=2, verbose=0)
+            m.evaluate(x, y, verbose=0)
+            m.predict(x)
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        print("done")
+    """
+    for _ in range(3):
+        proc = run_python(code, timeout=120)
+        assert proc.returncode == 0 and "done" in proc.stdout, \
+            f"rc={proc.returncode}: {proc.stderr[-1500:]}"
 
 
 # -- 11: unwritable folders and the temporary files of killed writers ---------------------

@@ -6,8 +6,9 @@ This wrapper runs ``mlx.launch``'s own ``main`` (every option is the same: ``--b
 ``--hosts``, ``-n``, ``--hostfile``, ...) and records how each rank ended:
 
 * it exits with the first failed rank's status (``128 + signal`` for a rank killed by a
-  signal) as soon as ``mlx.launch`` has ended the others, and says which rank failed;
-  0 only when every rank exited 0;
+  signal) as soon as ``mlx.launch`` has ended the others, and names every rank that failed
+  by itself (a peer that lost the failed rank usually fails too, within milliseconds: the
+  order of those is not reliable); 0 only when every rank exited 0;
 * a rank that does not end within 10 s of ``mlx.launch``'s SIGTERM gets SIGKILL;
 * ``--collective-timeout SECONDS`` sets ``MLXNOTE_COLLECTIVE_TIMEOUT`` for every rank, so
   that ``fit`` ends a rank that waits longer than that for a hung peer (and then this
@@ -42,13 +43,20 @@ GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a rank being ended
 
 class _Run:
     """How each rank of one launch ended: ``codes[rank]`` (``None`` while running),
-    ``ended`` (ranks the launcher terminated), ``order`` (ranks as they exited)."""
+    ``ended`` (ranks the launcher terminated), ``order`` (ranks in the order their ends
+    were seen: ranks that end within the same second may be seen in either order)."""
 
     def __init__(self) -> None:
         self.codes: dict[int, int | None] = {}
         self.ended: set[int] = set()
         self.order: list[int] = []
         self.mpi: int | None = None
+
+    def saw(self, rank: int, code: int | None) -> None:
+        """Rank ``rank`` was seen ended with ``code`` (the first sighting counts)."""
+        if code is not None and self.codes.get(rank) is None:
+            self.codes[rank] = code
+            self.order.append(rank)
 
     def failures(self) -> list[tuple[int, int]]:
         """``(rank, status)`` of the ranks that failed by themselves, first first."""
@@ -69,13 +77,19 @@ def _rank_class(base: type, run: _Run) -> type:
             super().__init__(rank, host, python, *rest)
             self._rank = rank
             run.codes[rank] = None
+            poll = self.process.poll
+
+            def seen_poll() -> int | None:  # mlx's I/O loop polls about every second
+                code = poll()
+                run.saw(rank, code)
+                return code
+
+            self.process.poll = seen_poll
 
         @property
         def exit_status(self) -> tuple[Any, Any]:
             code, killed = super().exit_status
-            if code is not None and run.codes.get(self._rank) is None:
-                run.codes[self._rank] = code
-                run.order.append(self._rank)
+            run.saw(self._rank, code)
             return code, killed
 
         def terminate(self) -> None:

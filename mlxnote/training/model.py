@@ -128,6 +128,7 @@ class Model(weights.NoteWeights, mnn.Module):
             metrics: a list of names (``'accuracy'``, ``'mae'``, ...) or callables.
         """
         self._set("optimizer", get_optimizer(optimizer, self.name))
+        mx.eval(self.optimizer.state)  # a scheduled learning rate is lazy: any thread may fit
         self._set("loss", None if loss is None else get_loss(loss, self.name))
         if metrics is None:
             metrics = []

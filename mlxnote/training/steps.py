@@ -21,7 +21,11 @@ gradient is the gradient of the whole batch's mean loss.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
@@ -42,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Step", "StepCache", "train_step", "eval_step", "predict_step", "scale",
            "seed_epoch", "run_train", "run_eval", "run_predict", "snapshot", "restore", "build",
-           "init_optimizer"]
+           "init_optimizer", "note_thread"]
 
 
 # -- the state a step captures, put back when the step fails ---------------------------
@@ -239,6 +243,7 @@ class StepCache:
 
     def get(self, kind: str, group: Any = None) -> Step:
         """The ``'train'``, ``'eval'`` or ``'predict'`` step, traced on first use."""
+        note_thread()
         m = self.model
         sig = tuple((k, v.shape, v.dtype) for k, v in tree_flatten(m.parameters()))
         key = (kind, id(m.optimizer), id(group), sig)
@@ -267,6 +272,34 @@ def seed_epoch(base: int, epoch: int, rank: int) -> None:
 
 def _totals(model: Model) -> Totals:
     return Totals([n for n, _ in model.metric_specs])
+
+
+_WORKERS: set[int] = set()  # native ids of the non-main threads that ran a step
+
+
+def note_thread() -> None:
+    """Remember a thread other than the main one that runs fit/evaluate/predict: at exit,
+    :func:`_wait_for_workers` lets it finish ending first."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    if not _WORKERS:
+        atexit.register(_wait_for_workers)
+    _WORKERS.add(threading.get_native_id())
+
+
+def _wait_for_workers(timeout: float = 2.0) -> None:
+    """Wait (at most ``timeout`` s) until the threads :func:`note_thread` saw have ended
+    at the OS level. MLX 0.32 tears a thread's streams down in thread-local destructors
+    that take the GIL; they run after ``Thread.join`` returns, and when the interpreter is
+    finalizing by then, the process aborts ('terminate called without an active
+    exception': 11 of 12 runs of a script that fits in a thread and exits at once)."""
+    deadline = time.monotonic() + timeout
+    if not os.path.isdir("/proc/self/task"):  # pragma: no cover - not Linux
+        time.sleep(min(0.25, timeout))
+        return
+    for tid in _WORKERS:
+        while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 def _guard(watch: Any, what: str) -> Any:
