@@ -373,8 +373,9 @@ class Model(weights.NoteWeights, mnn.Module):
         weight present with the same shape and dtype, with nothing extra: otherwise a
         :class:`CheckpointError` names the path and every offending tensor, key or field.
         The optimizer state is restored when the checkpoint has one (applied when the
-        optimizer is created, if it is not yet). Returns ``{'epoch': int, ...metadata}``
-        (``seed`` an int); ``self.epoch`` is set.
+        optimizer is created, if it is not yet). A checkpoint from before checksums
+        (format 1) loads with a warning (see :mod:`~mlxnote.training.checkpoint`). Returns
+        ``{'epoch': int, ...metadata}`` (``seed`` an int); ``self.epoch`` is set.
         """
         where, path = f"{self.name}.load", os.fspath(path)
         checkpoint.require(path, where)
