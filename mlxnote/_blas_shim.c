@@ -14,7 +14,8 @@
  *      before that leaves MLX's stock BLAS untouched.
  *
  * - cblas_{s,d,c}gemm: typed C wrappers (portable) that also count calls, so
- *   `python -m mlxnote info` and the tests can prove MLX really calls OpenBLAS.
+ *   `python -m mlxnote info` and the tests can prove MLX really calls OpenBLAS, and that
+ *   choose OpenBLAS's thread count per call (see "Threads" below).
  * - LAPACK (x86_64 and aarch64 only): an indirect tail jump through the bound slot, which
  *   passes every argument through untouched, including Fortran's hidden string lengths. On
  *   other architectures these are not defined and MLX keeps its reference LAPACK (correct,
@@ -95,20 +96,118 @@ unsigned long long mlxnote_blas_calls(void) {
 
 #define COUNT() __atomic_fetch_add(&mlxnote_calls, 1ULL, __ATOMIC_RELAXED)
 
+/* Threads. OpenBLAS splits a GEMM statically over its threads and waits for the slowest.
+ * When other processes keep the cores busy, a helper thread waits for a scheduler slice
+ * (milliseconds) on every call: a small model's training step measured 24 ms with 2
+ * threads against 0.26 ms with 1. So each call picks its thread count:
+ *  - below MLXNOTE_MIN_MULTI multiply-adds, one thread (threads cannot pay off there);
+ *  - above, all threads, unless the machine is busy: a multi-threaded call that took longer
+ *    than one thread would have (its size class's measured single-thread rate) makes the
+ *    next large calls single-threaded (MLXNOTE_BUSY_CALLS of them, doubling up to
+ *    MLXNOTE_MAX_BACKOFF while the machine stays busy); then threads are tried again.
+ * The single-thread rate per size class (powers of 4 of the multiply-adds) is learned
+ * from the single-threaded calls themselves (the first calls of each class run on one
+ * thread to measure it). mlxnote_shim_threads(setter, n) turns this on; without it (or
+ * n == 1) calls pass through untouched. Races between threads only blur the statistics. */
+#include <time.h>
+
+typedef void (*set_threads_fn)(int);
+#define MLXNOTE_MIN_MULTI (1 << 21)
+#define MLXNOTE_BUSY_CALLS 64
+#define MLXNOTE_MAX_BACKOFF (1 << 16)
+#define MLXNOTE_CLASSES 12
+static set_threads_fn mlxnote_set_threads;
+static int mlxnote_max_threads = 1, mlxnote_current = -1;
+static double mlxnote_rate1[MLXNOTE_CLASSES]; /* multiply-adds per ns on one thread */
+static int mlxnote_busy_left, mlxnote_backoff = MLXNOTE_BUSY_CALLS;
+static unsigned long long mlxnote_multi_calls, mlxnote_busy_events;
+
+void mlxnote_shim_threads(void *setter, int n) {
+    mlxnote_set_threads = (set_threads_fn)setter;
+    mlxnote_max_threads = n > 0 ? n : 1;
+    mlxnote_current = -1;
+}
+
+/* Calls run multi-threaded so far, and how often a busy machine was detected. */
+unsigned long long mlxnote_shim_multi_calls(void) { return mlxnote_multi_calls; }
+unsigned long long mlxnote_shim_busy_events(void) { return mlxnote_busy_events; }
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int size_class(double macs) {
+    int c = 0;
+    for (double v = macs / MLXNOTE_MIN_MULTI; v >= 4.0 && c < MLXNOTE_CLASSES - 1; v /= 4.0) c++;
+    return c;
+}
+
+static void use_threads(int n) {
+    if (n != mlxnote_current) {
+        mlxnote_set_threads(n);
+        mlxnote_current = n;
+    }
+}
+
+/* Before a call: how many threads it gets (0: leave OpenBLAS alone). */
+static int plan(double macs) {
+    if (mlxnote_set_threads == NULL || mlxnote_max_threads == 1) return 0;
+    int n = 1;
+    if (macs >= MLXNOTE_MIN_MULTI && mlxnote_rate1[size_class(macs)] > 0.0) {
+        if (mlxnote_busy_left > 0) mlxnote_busy_left--;
+        else n = mlxnote_max_threads;
+    }
+    use_threads(n);
+    return n;
+}
+
+/* After a call of `macs` multiply-adds that took `ns` on `n` threads. */
+static void learn(double macs, int n, double ns) {
+    if (macs < MLXNOTE_MIN_MULTI || ns <= 0.0) return;
+    double *rate = &mlxnote_rate1[size_class(macs)];
+    if (n == 1) {
+        double r = macs / ns;
+        *rate = *rate > 0.0 ? 0.8 * *rate + 0.2 * r : r;
+    } else {
+        mlxnote_multi_calls++;
+        if (ns > macs / *rate) { /* slower than one thread: the machine is busy */
+            mlxnote_busy_left = mlxnote_backoff;
+            if (mlxnote_backoff < MLXNOTE_MAX_BACKOFF) mlxnote_backoff *= 2;
+            mlxnote_busy_events++;
+        } else {
+            mlxnote_backoff = MLXNOTE_BUSY_CALLS;
+        }
+    }
+}
+
+#define TIMED(macs, call)                                                                       \
+    do {                                                                                        \
+        int n_ = plan(macs);                                                                    \
+        if (n_ == 0) {                                                                          \
+            call;                                                                               \
+        } else {                                                                                \
+            double t0_ = now_ns();                                                              \
+            call;                                                                               \
+            learn(macs, n_, now_ns() - t0_);                                                    \
+        }                                                                                       \
+    } while (0)
+
 void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
                  const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c,
                  blasint ldc) {
     COUNT();
-    ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                                      ldc);
+    TIMED((double)m * n * k, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a,
+                                                               lda, b, ldb, beta, c, ldc));
 }
 
 void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
                  const double *a, blasint lda, const double *b, blasint ldb, double beta,
                  double *c, blasint ldc) {
     COUNT();
-    ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                                      ldc);
+    TIMED((double)m * n * k, ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a,
+                                                               lda, b, ldb, beta, c, ldc));
 }
 
 void cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, const void *alpha,

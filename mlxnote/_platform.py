@@ -19,9 +19,12 @@ Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota), un
 ``MLXNOTE_BLAS_THREADS`` says otherwise, or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` are set
 (OpenBLAS reads those itself). This does not oversubscribe: MLX's CPU stream thread makes the
 BLAS call and is OpenBLAS's first thread, no other MLX op runs on that stream during the call,
-and Python's thread waits in ``mx.eval``; so at most one busy thread per core. On a machine
-other processes keep busy, a multi-threaded gemm can stall at its barriers: set
-``MLXNOTE_BLAS_THREADS=1`` there (measurements: ``docs/performance.md``).
+and Python's thread waits in ``mx.eval``; so at most one busy thread per core. Each GEMM then
+picks its own thread count (the shim's "Threads" comment): one thread below about 2M
+multiply-adds, and one thread for a while whenever a multi-threaded call ran slower than one
+thread would have (other processes keep the cores busy: a helper thread then waits for a
+scheduler slice on every call). ``MLXNOTE_BLAS_ADAPTIVE=0`` keeps a fixed count
+(measurements: ``docs/performance.md``).
 
 Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
 the OS and are page-faulted in again on every step. On the CPU device only, we raise the limit
@@ -58,6 +61,7 @@ ENV_BLAS = "MLXNOTE_BLAS"
 ENV_THREADS = "MLXNOTE_BLAS_THREADS"
 ENV_CACHE = "MLXNOTE_CACHE"
 ENV_SHIM_DIR = "MLXNOTE_SHIM_DIR"
+ENV_ADAPTIVE = "MLXNOTE_BLAS_ADAPTIVE"
 
 OFF = {"0", "off", "false", "no", "stock"}
 ON = {"", "1", "on", "true", "yes", "auto"}  # the default choice
@@ -84,6 +88,7 @@ class Status:
     shim: str = ""
     lapack_forwarded: bool = False
     threads: int | None = None
+    threads_adaptive: bool = False
     threads_source: str = ""
     cache_limit: int | None = None
     cache_default: int | None = None
@@ -190,13 +195,20 @@ def _load_blas(choice: str) -> None:
     n, source = _thread_request()
     if n is not None:
         ob.scipy_openblas_set_num_threads(n)
+    threads = ob.scipy_openblas_get_num_threads()
+    adaptive = threads > 1 and os.environ.get(ENV_ADAPTIVE, "").strip().lower() not in OFF
+    if adaptive:  # each GEMM picks 1 or all threads (the shim's "Threads" comment)
+        sh.mlxnote_shim_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        sh.mlxnote_shim_threads(ctypes.cast(ob.scipy_openblas_set_num_threads,
+                                            ctypes.c_void_p).value, threads)
     # Everything is bound and set: only now make the standard names visible to libmlx.so.
     ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
     _handles.update(openblas=ob, shim=sh)
     STATUS.blas, STATUS.library, STATUS.shim = "openblas", libs[0], str(shim)
     STATUS.version, STATUS.corename, STATUS.threads_source = version, corename, source
     STATUS.lapack_forwarded = bool(sh.mlxnote_lapack_forwarded())
-    STATUS.threads = ob.scipy_openblas_get_num_threads()
+    STATUS.threads = threads
+    STATUS.threads_adaptive = adaptive
 
 
 def _set_threads_custom(lib: ctypes.CDLL) -> None:

@@ -29,7 +29,8 @@ needs_fast = pytest.mark.skipif(not LINUX or OPTED_OUT, reason="the fast BLAS is
 def run_py(code: str, tmp_path=None, **env) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with extra environment variables (None unsets)."""
     e = dict(os.environ)
-    for k in (_platform.ENV_BLAS, _platform.ENV_CACHE, _platform.ENV_THREADS):
+    for k in (_platform.ENV_BLAS, _platform.ENV_CACHE, _platform.ENV_THREADS,
+              _platform.ENV_ADAPTIVE):
         e.pop(k, None)
     for k, v in env.items():
         if v is None:
@@ -303,3 +304,36 @@ def test_info_command(tmp_path):
         assert d["blas"] == "openblas" and d["mlx_called_openblas"] is True
     text = run_py("from mlxnote.__main__ import main; main(['info'])", tmp_path).stdout
     assert "BLAS" in text and "cache" in text
+
+
+ADAPTIVE = """
+import ctypes, json
+import mlxnote
+import mlx.core as mx
+from mlxnote import _platform
+ob, sh = _platform._handles["openblas"], _platform._handles["shim"]
+sh.mlxnote_shim_multi_calls.restype = ctypes.c_ulonglong
+out = {"adaptive": _platform.STATUS.threads_adaptive, "threads": _platform.STATUS.threads}
+a = mx.ones((32, 32))
+mx.eval(a @ a)                      # 32k multiply-adds: below the multi-threading size
+out["after_small"] = ob.scipy_openblas_get_num_threads()
+b = mx.ones((256, 256))
+mx.eval(b @ b)                      # 16M: the first call of its size class measures 1 thread
+out["after_first_large"] = ob.scipy_openblas_get_num_threads()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux only")
+@pytest.mark.slow
+def test_gemm_threads_are_chosen_per_call(tmp_path):
+    """With 2 BLAS threads, small GEMMs run on one thread and a size class is measured on
+    one thread before threads are used for it (the shim's adaptive threading, which keeps a
+    busy machine from stalling every call); MLXNOTE_BLAS_ADAPTIVE=0 keeps the count fixed."""
+    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="2").stdout)
+    assert d == {"adaptive": True, "threads": 2, "after_small": 1, "after_first_large": 1}
+    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="2",
+                          MLXNOTE_BLAS_ADAPTIVE="0").stdout)
+    assert d == {"adaptive": False, "threads": 2, "after_small": 2, "after_first_large": 2}
+    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="1").stdout)
+    assert d["adaptive"] is False and d["after_small"] == 1
