@@ -174,3 +174,57 @@ def test_depthwise_layer_trains_in_a_compiled_step():
     compiled = mx.compile(sgd, inputs=step_state, outputs=step_state)
     losses = [compiled(x, y).item() for _ in range(5)]
     assert losses[-1] < losses[0]
+
+
+# -- im2col / col2im ---------------------------------------------------------------------
+COLS = [  # x shape, out, kernel, strides, dilations, pad (lo), c0, cg
+    ((2, 9, 3), [4], [3], [2], [1], [1], 0, 3),
+    ((2, 7, 6, 4), [4, 3], [3, 2], [1, 2], [2, 1], [1, 0], 1, 2),
+    ((1, 5, 4, 6, 2), [3, 4, 2], [2, 3, 2], [2, 1, 3], [1, 1, 1], [1, 1, 0], 0, 2),
+    ((2, 6, 6, 3), [8, 8], [3, 3], [1, 1], [1, 1], [2, 2], 0, 3),  # padding beyond the input
+]
+
+
+def _cols_oracle(x, out, k, s, d, p, c0, cg):
+    """im2col with plain MLX: pad generously, then slice each tap."""
+    import itertools
+
+    big = max(k) * max(d) + max(s) * max(out)
+    xp = mx.pad(x[..., c0:c0 + cg], [(0, 0)] + [(pi, big) for pi in p] + [(0, 0)])
+    taps = []
+    for t in itertools.product(*[range(kk) for kk in k]):
+        idx = tuple(slice(ti * di, ti * di + (o - 1) * si + 1, si)
+                    for ti, di, o, si in zip(t, d, out, s))
+        taps.append(xp[(slice(None), *idx)])
+    return mx.stack(taps, axis=-2).reshape(x.shape[0], *out, *k, cg)
+
+
+@needs_ext
+@pytest.mark.parametrize("xs,out,k,s,d,p,c0,cg", COLS)
+def test_im2col_and_its_transpose(xs, out, k, s, d, p, c0, cg):
+    mx.random.seed(4)
+    x = mx.random.normal(xs)
+    cols = EXT.im2col(x, out, k, s, d, p, c0, cg)
+    _close(cols, _cols_oracle(x, out, k, s, d, p, c0, cg), tol=0)
+    ct = mx.random.normal(cols.shape)
+    g = mx.vjp(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg), [x], [ct])[1][0]
+    g_want = mx.vjp(lambda a: _cols_oracle(a, out, k, s, d, p, c0, cg), [x], [ct])[1][0]
+    _close(g, g_want, tol=1e-5)
+    # col2im is im2col's transpose: <im2col(x), c> == <x, col2im(c)>
+    back = EXT.col2im(ct, list(xs[1:-1]), k, s, d, p)
+    lhs = float((cols * ct).sum())
+    rhs = float((x[..., c0:c0 + cg] * back).sum())
+    assert abs(lhs - rhs) <= 1e-3 * max(1.0, abs(lhs))
+    # grad of grad, jvp, vmap, compile
+    gg = mx.grad(lambda a: (mx.grad(lambda b: (EXT.im2col(b, out, k, s, d, p, c0, cg) ** 2)
+                                    .sum())(a) ** 2).sum())(x)
+    gg_want = mx.grad(lambda a: (mx.grad(lambda b: (_cols_oracle(b, out, k, s, d, p, c0, cg)
+                                                    ** 2).sum())(a) ** 2).sum())(x)
+    _close(gg, gg_want, tol=1e-4)
+    t = mx.random.normal(xs)
+    _close(mx.jvp(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg), [x], [t])[1][0],
+           EXT.im2col(t, out, k, s, d, p, c0, cg), tol=0)
+    xb = mx.random.normal((2, *xs))
+    _close(mx.vmap(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg))(xb),
+           mx.stack([EXT.im2col(xb[i], out, k, s, d, p, c0, cg) for i in range(2)]), tol=0)
+    _close(mx.compile(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg))(x), cols, tol=0)

@@ -11,6 +11,7 @@
 #include "mlx/version.h"
 
 #include "depthwise.h"
+#include "im2col.h"
 #include "pool.h"
 
 namespace nb = nanobind;
@@ -39,13 +40,45 @@ std::string isa() {
 #endif
 }
 
+using Ints = std::vector<int>;
+
+mlxnote::Geometry geometry(const Ints& l, const Ints& o, const Ints& k, const Ints& s,
+                           const Ints& d, const Ints& p, int c, int c0, int cg) {
+  const int nd = static_cast<int>(l.size());
+  if (nd < 1 || nd > 3 || o.size() != l.size() || k.size() != l.size() ||
+      s.size() != l.size() || d.size() != l.size() || p.size() != l.size()) {
+    throw std::invalid_argument("mlxnote im2col: 1 to 3 spatial dimensions, one entry each");
+  }
+  mlxnote::Geometry g;
+  g.nd = nd;
+  for (int j = 0; j < nd; ++j) {
+    const int at = 3 - nd + j;
+    g.l[at] = l[j];
+    g.o[at] = o[j];
+    g.k[at] = k[j];
+    g.s[at] = s[j];
+    g.d[at] = d[j];
+    g.p[at] = p[j];
+    if (l[j] < 1 || o[j] < 1 || k[j] < 1 || s[j] < 1 || d[j] < 1) {
+      throw std::invalid_argument("mlxnote im2col: sizes, strides and dilations >= 1");
+    }
+  }
+  g.c = c;
+  g.c0 = c0;
+  g.cg = cg;
+  if (c0 < 0 || cg < 1 || c0 + cg > c) {
+    throw std::invalid_argument("mlxnote im2col: channels [c0, c0 + cg) within [0, c)");
+  }
+  return g;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -61,4 +94,33 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("w"), nb::arg("strides"), nb::arg("padding"),
       nb::arg("dilations"), nb::arg("flip") = false,
       "Depthwise conv of x (N, [H,] W, C) with w (C*dm, [KH,] KW, 1), float32.");
+  m.def(
+      "im2col",
+      [](const mx::array& x, const Ints& out, const Ints& kernel, const Ints& strides,
+         const Ints& dilations, const Ints& pad, int c0, int cg) {
+        const int nd = x.ndim() - 2;
+        Ints l(x.shape().begin() + 1, x.shape().end() - 1);
+        if (static_cast<int>(l.size()) != nd) {
+          throw std::invalid_argument("mlxnote im2col: x is (N, *spatial, C)");
+        }
+        const int c = x.shape(-1);
+        return mlxnote::im2col(x, geometry(l, out, kernel, strides, dilations, pad, c, c0,
+                                           cg < 0 ? c - c0 : cg));
+      },
+      nb::arg("x"), nb::arg("out"), nb::arg("kernel"), nb::arg("strides"),
+      nb::arg("dilations"), nb::arg("pad"), nb::arg("c0") = 0, nb::arg("cg") = -1,
+      "Columns (N, *out, *kernel, cg) of x (N, *L, C): x[o*s + k*d - pad], 0 outside.");
+  m.def(
+      "col2im",
+      [](const mx::array& cols, const Ints& length, const Ints& kernel, const Ints& strides,
+         const Ints& dilations, const Ints& pad) {
+        const int nd = (cols.ndim() - 2) / 2;
+        Ints o(cols.shape().begin() + 1, cols.shape().begin() + 1 + nd);
+        const int c = cols.shape(-1);
+        return mlxnote::col2im(cols, geometry(length, o, kernel, strides, dilations, pad, c, 0,
+                                              c));
+      },
+      nb::arg("cols"), nb::arg("length"), nb::arg("kernel"), nb::arg("strides"),
+      nb::arg("dilations"), nb::arg("pad"),
+      "The transpose of im2col: cols (N, *O, *kernel, C) summed onto (N, *length, C).");
 }

@@ -56,8 +56,10 @@ METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "ml
            "ext")
 
 
-def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
-    """The formulation :func:`conv` uses for these arguments on the default device.
+def choose(x_shape, w_shape, strides, dilations, groups, input_dilation,
+           pads=None) -> str:
+    """The formulation :func:`conv` uses for these arguments on the default device
+    (``pads``: the ``(lo, hi)`` padding, which the memory rule needs).
 
     ``MLXNOTE_CONV_METHOD=mlx`` or ``mlx-fast`` forces that (general) formulation, e.g. to
     run the GPU formulation's conformance on a CPU."""
@@ -74,6 +76,10 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation) -> str:
         return "col2im" if groups == 1 and all(s == 1 for s in strides) else "mlx"
     if all(k == 1 for k in w_shape[1:-1]) and all(s == 1 for s in strides):
         return "gemm"  # 1x1: a plain GEMM on the input itself, no column buffer at all
+    if groups == 1 and pads is not None and all(s == 1 for s in strides):
+        bounded = _bounded(x_shape, w_shape, dilations, pads)
+        if bounded is not None:
+            return bounded
     if groups == 1 and all(d == 1 for d in dilations):
         # MLX's CPU kernel is an explicit im2col + GEMM here, in every dtype; so is its
         # input gradient at stride 1. Its weight gradient sums over the whole batch in one
@@ -118,7 +124,7 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         raise ValueError(f"conv: {cin} input channels, weight {w.shape} and groups={groups} "
                          "do not match")
     if method == "auto":
-        method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation)
+        method = choose(x.shape, w.shape, strides, dilations, groups, input_dilation, pads)
     if method not in METHODS[1:]:
         raise ValueError(f"conv: method {method!r} not in {METHODS}")
     if method in ("mlx", "mlx-fast", "mlx+gemm", "mlx+gemmw"):
@@ -170,6 +176,22 @@ def conv(x: mx.array, w: mx.array, strides=1, padding=0, dilations=1, groups: in
         else:
             y = conv_shift(x, w, strides, pads, dilations, flip, bias)
     return y.astype(dtype) if y.dtype != dtype and not keep_float32 else y
+
+
+def _bounded(x_shape, w_shape, dilations, pads) -> str | None:
+    """When MLX's own forward would build a column buffer over the budget for the whole
+    batch (it has no bound: 35 GB for the documented conv3d_transpose example), the
+    formulation whose per-sample buffer is smaller: im2col ('gemm', taps x C_in per output
+    position) or GEMM + col2im ('col2im', taps x C_out per input position); both run the
+    batch in chunks under :data:`COLS_BUDGET`. ``None`` while MLX's is affordable."""
+    taps = math.prod(w_shape[1:-1])
+    out = [out_size(L, k, 1, d, lo, hi) for L, k, d, (lo, hi) in
+           zip(x_shape[1:-1], w_shape[1:-1], dilations, pads)]
+    per_out = math.prod(out) * taps * x_shape[-1]
+    if x_shape[0] * per_out <= COLS_BUDGET:
+        return None
+    per_in = math.prod(x_shape[1:-1]) * taps * w_shape[0]
+    return "col2im" if per_in < per_out else "gemm"
 
 
 def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):

@@ -7,6 +7,7 @@ import math
 
 import mlx.core as mx
 
+from .. import extension
 from ._common import kernel_taps, out_size, out_sizes, pad, tap_view
 
 # -- GEMM with an accurate weight gradient -----------------------------------------------
@@ -100,12 +101,23 @@ def _im2col(xp, kernel, out, strides, dilations, flip, c0, cg):
 def conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
     kernel = w.shape[1:-1]
     out = out_sizes(x.shape, kernel, strides, pads, dilations)
-    xp = pad(x, pads)
+    ext = extension.get()
+    if ext is not None and flip:  # a flipped kernel is the mirrored one, unflipped
+        w, flip = w[(slice(None), *[slice(None, None, -1)] * len(kernel))], False
+    xp = x if ext is not None else pad(x, pads)
     nb, cout = x.shape[0], w.shape[0]
     cg, og = x.shape[-1] // groups, cout // groups
 
+    def cols_of(c0):
+        if ext is None:
+            return _im2col(xp, kernel, out, strides, dilations, flip, c0, cg)
+        # The C++ im2col: multi-threaded, padding on the fly (no padded copy).
+        cols = ext.im2col(x, out, list(kernel), list(strides), list(dilations),
+                          [lo for lo, _ in pads], c0, cg)
+        return cols.reshape(nb * math.prod(out), -1)
+
     def one_group(g):
-        cols = _im2col(xp, kernel, out, strides, dilations, flip, g * cg, cg)
+        cols = cols_of(g * cg)
         wg = w if groups == 1 else w[g * og:(g + 1) * og]
         wm = wg.reshape(wg.shape[0], -1).T
         if bias is None:
@@ -120,8 +132,11 @@ def conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
 # -- GEMM + col2im (input-dilated, i.e. transposed, convolutions) ------------------------
 def conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
     nb, *length, cin = x.shape
-    n = len(length)
     cout, kernel = w.shape[0], w.shape[1:-1]
+    ext = extension.get()
+    if ext is not None:
+        return _col2im_ext(ext, x, w, pads, dilations, input_dilation, flip, bias)
+    n = len(length)
     s, d = input_dilation, dilations
     # full[t*s + p*d] += x[t] . w[tap(p)] (tap(p) = p for flip, else mirrored). With
     # p*d = q*s + r, tap p lands in stride phase r at offset q of the input grid: sum the
@@ -164,6 +179,27 @@ def conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
         crop.append(slice(max(c0, 0), max(c0, 0) + size))
     full = pad(full, ext)
     y = full[(slice(None), *crop)]
+    return y if bias is None else y + bias
+
+
+def _col2im_ext(ext, x, w, pads, dilations, input_dilation, flip, bias):
+    """The same input-dilated convolution as one GEMM and the C++ col2im: with taps
+    numbered p (row-major over the kernel), output o receives x[t] . w[tap(p)] for every
+    t, p with ``o = t*s + p*d - ((K-1)*d - lo)``, where tap(p) = p for a flipped kernel
+    and the mirrored tap otherwise: a col2im with that geometry."""
+    nb, *length, cin = x.shape
+    cout, kernel = w.shape[0], w.shape[1:-1]
+    s, d = input_dilation, dilations
+    taps = math.prod(kernel)
+    w3 = w.reshape(cout, taps, cin)
+    if not flip:
+        w3 = w3[:, ::-1]
+    wcat = w3.transpose(2, 1, 0).reshape(cin, taps * cout)  # column block p: w[tap(p)]
+    cols = gemm(x.reshape(-1, cin), wcat).reshape(nb, *length, *kernel, cout)
+    out = [out_size(L, k, 1, dd, lo, hi, ss)
+           for L, k, dd, (lo, hi), ss in zip(length, kernel, d, pads, s)]
+    start = [(k - 1) * dd - lo for k, dd, (lo, _) in zip(kernel, d, pads)]
+    y = ext.col2im(cols, out, list(kernel), list(s), list(d), start)
     return y if bias is None else y + bias
 
 
