@@ -4,7 +4,10 @@ Each module runs in its own process (its tables stream to this terminal), so tha
 family's memory and thread state (TensorFlow's and OpenBLAS's spinning pools, a 780 MiB
 attention peak) cannot slow the next: measured, layer_norm's forward pass took 37 ms after
 the attention rows in a shared process against 11 ms alone. The rows are merged into one
-JSON file.
+JSON file (reports/bench.json; a run of some families keeps the file's rows of the others).
+
+A module may set ``TITLE`` (its table's title, default "<module> (median ms)") and
+``NOTES = True`` (a column with each row's note).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +36,8 @@ def _run_here(name: str, quick: bool, console: Console) -> list[Row]:
     with console.status(f"{name}") as status:
         rows = run(mod.benches(quick), lambda s, n=name: status.update(f"{n}: {s}"))
     if rows:  # a module may time everything itself (in subprocesses) and print in extra()
-        console.print(table(rows, f"{name} (median ms)"))
+        console.print(table(rows, getattr(mod, "TITLE", f"{name} (median ms)"),
+                            notes=getattr(mod, "NOTES", False)))
     if hasattr(mod, "extra"):
         mod.extra(console, quick)
     return rows
@@ -55,19 +61,22 @@ def main(argv=None) -> int:
     p.add_argument("--in-process", action="store_true",
                    help="run the modules in this process (default: one process each)")
     a = p.parse_args(argv)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     mods = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__)
                   if m.name.startswith("bench_"))
     if a.family:
         mods = [m for m in mods if m[len("bench_"):] in a.family]
+    load, date = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S")
     all_rows = []
     for name in mods:
         alone = a.in_process or len(mods) == 1
         all_rows += _run_here(name, a.quick, console) if alone else _run_child(name, a.quick)
     import mlx.core as mx
 
-    write_json(all_rows, Path(a.json), {"mlx": mx.__version__, "machine": platform.machine(),
-                                        "quick": a.quick})
+    meta = {"mlx": mx.__version__, "machine": platform.machine(), "quick": a.quick,
+            "date": date, "loadavg": load,
+            "families": [m[len("bench_"):] for m in mods]}
+    write_json(all_rows, Path(a.json), meta, keep_others=bool(a.family))
     console.print(f"wrote {a.json}")
     return 0
 

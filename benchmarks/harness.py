@@ -3,18 +3,29 @@
 A :class:`Bench` holds, for one layer and shape, closures that run one forward pass
 (``fwd``) or one forward+backward pass (``bwd``) *to completion* for each implementation:
 ``'mlxnote'``, ``'mlx'`` (the best raw-MLX composition of the same math), ``'tf'`` and
-optionally others (``'torch'``). MLX closures must ``mx.eval`` their results; TF closures
-must return concrete values (``.numpy()`` or a ``tf.function`` result that is read).
+optionally others (``'torch'``, ``'mlxnote-noext'``). MLX closures must ``mx.eval`` their
+results; TF closures must return concrete values (``.numpy()`` or a ``tf.function`` result
+that is read); torch closures run eagerly on the CPU, so returning is completion.
+
+Two timing modes: the median of ``repeat`` calls per implementation, one implementation
+after the other (the default), or, with ``interleaved=True``, the minimum of ``repeat``
+rounds in which every implementation runs once in turn, so that a burst of load on this
+shared machine hits them alike. ``busy=`` names implementations timed again (interleaved)
+while one process per usable core spins (:func:`busy_cores`): their rows get ``impl@busy``
+columns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +42,8 @@ class Bench:
     note: str = ""
     repeat: int = 7
     warmup: int = 2
+    interleaved: bool = False
+    busy: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,6 +59,39 @@ class Row:
             return self.ms[a] / self.ms[b]
         return None
 
+    def best_peer(self, suffix: str = "") -> float | None:
+        """``mlxnote`` over the faster of TF and PyTorch (``suffix='@busy'``: under load)."""
+        peers = [self.ms[k + suffix] for k in PEERS if k + suffix in self.ms]
+        ours = self.ms.get("mlxnote" + suffix)
+        return ours / min(peers) if peers and ours is not None and min(peers) > 0 else None
+
+    def ratios(self) -> dict[str, float | None]:
+        """The ratio columns, by JSON key (present when their columns are)."""
+        out = {"ours_over_mlx": self.ratio("mlxnote", "mlx"),
+               "ours_over_tf": self.ratio("mlxnote", "tf")}
+        if "torch" in self.ms:
+            out["ours_over_best"] = self.best_peer()
+        if "mlxnote" + BUSY in self.ms:
+            out["ours_over_tf_busy"] = self.ratio("mlxnote" + BUSY, "tf" + BUSY)
+            if "torch" + BUSY in self.ms:
+                out["ours_over_best_busy"] = self.best_peer(BUSY)
+        return out
+
+
+PEERS = ("tf", "torch")  # the frameworks mlxnote is measured against
+BUSY = "@busy"  # suffix of the columns timed under load
+RATIO_COLUMNS = {"ours_over_mlx": ("ours/mlx", 1.05), "ours_over_tf": ("ours/tf", 1.0),
+                 "ours_over_best": ("ours/best", 1.0),
+                 "ours_over_tf_busy": ("busy ours/tf", 1.0),
+                 "ours_over_best_busy": ("busy ours/best", 1.0)}
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 def median_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -> float:
     """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
@@ -58,6 +104,86 @@ def median_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -> flo
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+def interleaved_min(impls: dict[str, Callable[[], object]], repeat: int = 9,
+                    warmup: int = 2) -> dict[str, float]:
+    """Min wall time (ms) per implementation over ``repeat`` rounds, each round running
+    every implementation once in turn (after ``warmup`` untimed rounds)."""
+    for _ in range(warmup):
+        for fn in impls.values():
+            fn()
+    gc.collect()
+    best = {k: float("inf") for k in impls}
+    for _ in range(repeat):
+        for k, fn in impls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], 1e3 * (time.perf_counter() - t0))
+    return best
+
+
+SPIN = "while True: pass"
+
+
+def busy_title(n: int | None = None) -> str:
+    n = usable_cpus() if n is None else n
+    return f"{BUSY} columns: {n} background processes spinning `{SPIN}` (one per core)"
+
+
+@contextlib.contextmanager
+def busy_cores(n: int | None = None) -> Iterator[int]:
+    """One Python process per usable core spinning ``while True: pass`` at normal priority
+    for the duration of the block (started on entry, killed by pid on exit)."""
+    n = usable_cpus() if n is None else n
+    procs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
+    try:
+        time.sleep(0.5)  # let them reach the loop
+        yield n
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def torch_timers(module, x_np, threads: int | None = None):
+    """``(fwd, bwd)`` closures timing the PyTorch (CPU, eager) ``module`` on the constant
+    input ``x_np`` (in torch's layout, e.g. NCHW): the forward under ``torch.no_grad``,
+    and the gradients of ``sum(module(x))`` with respect to ``x`` and every parameter.
+    ``None`` when torch cannot be imported (it is a benchmark-only peer, never a
+    dependency). Runs on ``threads`` intra-op threads (default: the usable cores)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numpy as np
+
+    torch.set_num_threads(threads or usable_cpus())
+    x = torch.from_numpy(np.ascontiguousarray(x_np))
+    xg = x.clone().requires_grad_(True)
+    params = list(module.parameters())
+
+    def fwd():
+        with torch.no_grad():
+            return module(x)
+
+    def bwd():
+        return torch.autograd.grad(module(xg).sum(), [xg, *params])
+
+    return fwd, bwd
+
+
+def without_extension(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with mlxnote's C++ extension switched off (``extension.enabled(False)``:
+    its pure-MLX formulations), for the ``'mlxnote-noext'`` columns."""
+    from mlxnote.kernels import extension
+
+    def run():
+        with extension.enabled(False):
+            return fn()
+
+    return run
 
 
 def tf_timers(call: Callable, variables, x_np, wrt_input: bool = True, cotangent=None):
@@ -87,47 +213,140 @@ def tf_timers(call: Callable, variables, x_np, wrt_input: bool = True, cotangent
     return (lambda: fwd(x).numpy()), (lambda: [g.numpy() for g in bwd(x)])
 
 
+def _time(b: Bench, impls: dict, progress, label: str) -> dict[str, float]:
+    if progress:
+        progress(label)
+    if b.interleaved:
+        return interleaved_min(impls, b.repeat, b.warmup)
+    out = {}
+    for impl, fn in impls.items():
+        if progress:
+            progress(f"{label} {impl}")
+        out[impl] = median_ms(fn, b.repeat, b.warmup)
+    return out
+
+
 def run(benches: list[Bench], progress: Callable[[str], None] | None = None) -> list[Row]:
-    rows = []
+    """Time every bench; then, under :func:`busy_cores`, the implementations each names in
+    ``busy`` (interleaved min), into ``impl@busy`` columns of the same rows."""
+    rows, loaded = [], []
     for b in benches:
         for pass_, impls in (("fwd", b.fwd), ("fwd+bwd", b.bwd)):
             if not impls:
                 continue
-            ms = {}
-            for impl, fn in impls.items():
+            row = Row(b.family, b.name, pass_, _time(b, impls, progress, f"{b.name} {pass_}"),
+                      b.note)
+            rows.append(row)
+            busy = {k: impls[k] for k in b.busy if k in impls}
+            if busy:
+                loaded.append((b, row, busy))
+    if loaded:
+        with busy_cores():
+            for b, row, busy in loaded:
                 if progress:
-                    progress(f"{b.name} {pass_} {impl}")
-                ms[impl] = median_ms(fn, b.repeat, b.warmup)
-            rows.append(Row(b.family, b.name, pass_, ms, b.note))
+                    progress(f"{b.name} {row.pass_} (busy cores)")
+                ms = interleaved_min(busy, b.repeat, b.warmup)
+                row.ms.update({k + BUSY: v for k, v in ms.items()})
     return rows
 
 
-def table(rows: list[Row], title: str = "mlxnote benchmarks (median ms)"):
+FIRST, LAST = ("mlxnote", "mlxnote-noext"), PEERS  # column order: ours, raw MLX, the peers
+
+
+def _column_rank(impl: str) -> tuple[int, int]:
+    base = impl.removesuffix(BUSY)
+    rank = (FIRST.index(base) if base in FIRST else
+            len(FIRST) + 1 + LAST.index(base) if base in LAST else len(FIRST))
+    return int(impl.endswith(BUSY)), rank
+
+
+def _fmt_ratio(x: float | None, limit: float) -> str:
+    return "-" if x is None else f"[{'green' if x <= limit else 'red'}]{x:.2f}x"
+
+
+def _ms(impl: str) -> Callable[[Row], str]:
+    return lambda r: f"{r.ms[impl]:.2f}" if impl in r.ms else "-"
+
+
+def _ratio_cell(key: str) -> Callable[[Row], str]:
+    return lambda r: _fmt_ratio(r.ratios().get(key), RATIO_COLUMNS[key][1])
+
+
+def _slowdown(impl: str) -> Callable[[Row], str]:
+    """``impl@busy`` over ``impl``."""
+    def cell(r: Row) -> str:
+        x = r.ratio(impl + BUSY, impl)
+        return "-" if x is None else f"{x:.2f}x"
+    return cell
+
+
+TEXT = {"family": lambda r: r.family, "benchmark": lambda r: r.name,
+        "pass": lambda r: r.pass_, "note": lambda r: r.note}
+
+
+def _table(rows: list[Row], title: str, text: list[str],
+           columns: list[tuple[str, Callable[[Row], str]]]):
     from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in text:
+        t.add_column(col, no_wrap=True)
+    for col, _ in columns:
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        t.add_row(*(TEXT[c](r) for c in text), *(cell(r) for _, cell in columns))
+    return t
+
+
+def table(rows: list[Row], title: str = "mlxnote benchmarks (median ms)", notes: bool = False):
+    """The rows as a rich table: one column per implementation, then the ratio columns
+    (ours/mlx and ours/tf always; ours/best, over the faster of TF and PyTorch, when some
+    row has a torch column); ``notes`` adds the rows' notes. When some rows have ``@busy``
+    columns, a second table below gives those, their ratios, and each one's slowdown
+    against its unloaded column."""
+    from rich.console import Group
 
     impls = []
     for r in rows:
         impls += [i for i in r.ms if i not in impls]
-    t = Table(title=title, title_justify="left")
-    for col in ["family", "benchmark", "pass", *impls, "ours/mlx", "ours/tf"]:
-        t.add_column(col, justify="left" if col in ("family", "benchmark", "pass") else "right",
-                     no_wrap=True)
-    for r in rows:
-        cells = [f"{r.ms[i]:.2f}" if i in r.ms else "-" for i in impls]
-        rm, rt = r.ratio("mlxnote", "mlx"), r.ratio("mlxnote", "tf")
+    impls.sort(key=_column_rank)
+    ratios = [k for k in RATIO_COLUMNS if any(k in r.ratios() for r in rows)]
+    text = ["family", "benchmark", "pass"] + (["note"] if notes else [])
+    main = _table(rows, title, text,
+                  [(i, _ms(i)) for i in impls if not i.endswith(BUSY)]
+                  + [(RATIO_COLUMNS[k][0], _ratio_cell(k)) for k in ratios
+                     if not k.endswith("_busy")])
+    busy = [i for i in impls if i.endswith(BUSY)]
+    if not busy:
+        return main
+    second = _table([r for r in rows if any(i in r.ms for i in busy)],
+                    f"{title}, under load: {busy_title()}", text[:3],
+                    [(i, _ms(i)) for i in busy]
+                    + [(RATIO_COLUMNS[k][0], _ratio_cell(k)) for k in ratios
+                       if k.endswith("_busy")]
+                    + [(f"{i.removesuffix(BUSY)} slowdown", _slowdown(i.removesuffix(BUSY)))
+                       for i in busy])
+    return Group(main, second)
 
-        def fmt(x, limit):
-            if x is None:
-                return "-"
-            return f"[{'green' if x <= limit else 'red'}]{x:.2f}x"
 
-        t.add_row(r.family, r.name, r.pass_, *cells, fmt(rm, 1.05), fmt(rt, 1.0))
-    return t
+def row_json(r: Row) -> dict:
+    return {"family": r.family, "name": r.name, "pass": r.pass_, "ms": r.ms, **r.ratios(),
+            "note": r.note}
 
 
-def write_json(rows: list[Row], path: Path, meta: dict) -> None:
+def write_json(rows: list[Row], path: Path, meta: dict, keep_others: bool = False) -> None:
+    """Write ``rows`` with ``meta``. With ``keep_others`` (a run of some families only), the
+    file's rows of the other families are kept, and ``meta['runs']`` records per family
+    when and how (quick or not, the load average at the start) its rows were taken."""
+    old = {}
+    if keep_others and path.exists():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            old = json.loads(path.read_text())
+    fams = {r.family for r in rows} | set(meta.get("families", ()))
+    kept = [r for r in old.get("rows", []) if r.get("family") not in fams]
+    runs = {k: v for k, v in old.get("meta", {}).get("runs", {}).items() if k not in fams}
+    runs.update({f: {k: meta[k] for k in ("date", "quick", "loadavg") if k in meta}
+                 for f in fams})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "rows": [
-        {"family": r.family, "name": r.name, "pass": r.pass_, "ms": r.ms,
-         "ours_over_mlx": r.ratio("mlxnote", "mlx"), "ours_over_tf": r.ratio("mlxnote", "tf"),
-         "note": r.note} for r in rows]}, indent=1))
+    path.write_text(json.dumps({"meta": {**meta, "runs": runs},
+                                "rows": kept + [row_json(r) for r in rows]}, indent=1))
