@@ -1,8 +1,15 @@
 """Training: the digits CNN (examples/digits_cnn.py) with mlxnote ``fit``, a hand-written
-compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights.
+compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights; and a
+small U-Net (``benchmarks/unet.py``: conv, conv2d_transpose, batch norm) training step,
+mlxnote against Keras, from the same initial weights.
 
-* the harness row: one compiled train step on a batch of 32 (fwd+bwd+Adam); ``mlx`` is
-  the network on ``mx.conv_general``, ``mlx+kernel`` on mlxnote's conv kernel;
+* the harness rows, interleaved min of N: one compiled train step (fwd+bwd+Adam) on a
+  batch of 32. Digits: ``mlx`` is the network on ``mx.conv_general``, ``mlx+kernel`` on
+  mlxnote's conv kernel, ``tf`` Keras ``train_on_batch``. U-Net (32x32x3 images, MSE):
+  ``mlxnote`` the step ``fit`` runs, ``mlxnote-noext`` the same on a second copy of the
+  model traced with the C++ extension off, ``tf`` a ``tf.function`` GradientTape + Adam
+  step; the note gives both frameworks' loss after the first step (the same weights, so
+  they should agree);
 * ``extra``: whole epochs, E of them per implementation: mlxnote ``fit`` and the two
   raw loops take turns epoch by epoch (``fit(epochs=e + 1, initial_epoch=e)``; its
   History times the epoch alone), Keras trains in one ``fit(epochs=E)``. The table gives
@@ -24,10 +31,15 @@ import mlx.core as mx
 import mlx.nn as mnn
 import mlx.optimizers as optim
 
-from .harness import Bench
+from . import unet
+from .harness import Bench, without_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 32
+REPEAT, QUICK_REPEAT = 20, 5
+TITLE = f"training: interleaved min of {REPEAT} steps (ms; --quick: {QUICK_REPEAT})"
+UNET_WIDTH = 32  # channels of the first block (then 2x, 4x)
+NOTES = True
 
 
 def _example():
@@ -156,9 +168,51 @@ def benches(quick: bool) -> list[Bench]:
 
     return [Bench("training", f"digits CNN train step, batch {BATCH}",
                   bwd={"mlxnote": ours, "mlx": raw, "mlx+kernel": rawk, "tf": keras_step},
-                  repeat=7 if quick else 30, warmup=3,
-                  note="compiled step incl. Adam; mlx = mx.conv_general, mlx+kernel = "
-                  "mlxnote's conv kernel; tf = Keras train_on_batch")]
+                  repeat=QUICK_REPEAT if quick else REPEAT, warmup=3, interleaved=True,
+                  note="tf: Keras train_on_batch"),
+            unet_bench(quick)]
+
+
+def _unet_step(model, xb, yb):
+    """``run()`` for one mlxnote fit step of ``model`` on (xb, yb), and the loss it gives."""
+    model._init_optimizer()
+    model.train()
+    step = model._steps.get("train")
+    w, scale = mx.ones((xb.shape[0],)), mx.array(1.0 / xb.shape[0])
+    state = [model.state, model.optimizer.state, mx.random.state]
+
+    def run():
+        stats = step((xb,), yb, w, scale)
+        mx.eval(stats, state)
+        return float(stats[0] / stats[-1])
+
+    return run
+
+
+def unet_bench(quick: bool) -> Bench:
+    """The U-Net step: mlxnote (with and without the C++ extension) against Keras, all three
+    from the same initial weights; the first step's losses go into the note."""
+    import tensorflow as tf
+
+    x_np, y_np = unet.data(BATCH)
+    xb, yb = mx.array(x_np), mx.array(y_np)
+    mx.random.seed(0)
+    model = unet.mlxnote_model(UNET_WIDTH)
+    w0 = [l.get_weights() for l in unet.note_layers(model)]
+    model2 = unet.mlxnote_model(UNET_WIDTH)
+    for l, w in zip(unet.note_layers(model2), w0, strict=True):
+        l.set_weights(w)
+    ours, noext = _unet_step(model, xb, yb), without_extension(_unet_step(model2, xb, yb))
+    km = unet.keras_model(UNET_WIDTH, w0)
+    kstep = unet.keras_step(km)
+    xt, yt = tf.constant(x_np), tf.constant(y_np)
+    tf_step = lambda: float(kstep(xt, yt).numpy())  # noqa: E731
+    first = {k: f() for k, f in (("ours", ours), ("noext", noext), ("keras", tf_step))}
+    return Bench("training", f"U-Net train step, batch {BATCH}, {unet.SIZE}x{unet.SIZE}x"
+                 f"{unet.CHANNELS}",
+                 bwd={"mlxnote": ours, "mlxnote-noext": noext, "tf": tf_step},
+                 repeat=QUICK_REPEAT if quick else REPEAT, warmup=2, interleaved=True,
+                 note="step-1 loss " + ", ".join(f"{k} {v:.5f}" for k, v in first.items()))
 
 
 def _epoch_times_keras(km, x, y, epochs):
