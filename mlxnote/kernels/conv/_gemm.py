@@ -12,6 +12,7 @@ from ._common import kernel_taps, out_size, out_sizes, pad, tap_view
 
 # -- GEMM with an accurate weight gradient -----------------------------------------------
 _CHUNKS = 16
+CACHE_COLS = 1 << 22  # float32 columns (16 MiB) a GEMM + col2im chunk keeps in cache
 
 
 def _sum_rows(a_t, g):
@@ -195,11 +196,19 @@ def _col2im_ext(ext, x, w, pads, dilations, input_dilation, flip, bias):
     if not flip:
         w3 = w3[:, ::-1]
     wcat = w3.transpose(2, 1, 0).reshape(cin, taps * cout)  # column block p: w[tap(p)]
-    cols = gemm(x.reshape(-1, cin), wcat).reshape(nb, *length, *kernel, cout)
     out = [out_size(L, k, 1, dd, lo, hi, ss)
            for L, k, dd, (lo, hi), ss in zip(length, kernel, d, pads, s)]
     start = [(k - 1) * dd - lo for k, dd, (lo, _) in zip(kernel, d, pads)]
-    y = ext.col2im(cols, out, list(kernel), list(s), list(d), start)
+
+    def one(xi):
+        cols = gemm(xi.reshape(-1, cin), wcat).reshape(xi.shape[0], *length, *kernel, cout)
+        return ext.col2im(cols, out, list(kernel), list(s), list(d), start)
+
+    # Samples in chunks whose columns stay in the last-level cache between the GEMM that
+    # writes them and the col2im that reads them.
+    step = max(1, CACHE_COLS // max(1, math.prod(length) * taps * cout))
+    ys = [one(x[i:i + step]) for i in range(0, nb, step)]
+    y = ys[0] if len(ys) == 1 else mx.concatenate(ys, axis=0)
     return y if bias is None else y + bias
 
 
