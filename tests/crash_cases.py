@@ -3,7 +3,8 @@ subprocess, so that a crash fails the test that asked instead of killing pytest.
 
 :func:`run_cases` runs ``(label, code)`` pairs in order in one fresh interpreter (with
 ``mlxnote``, ``mx`` and ``nn`` imported) and returns, per label, the exception each raised
-(``{"raised": name or None, "message": str}``); a crash fails with the label it died in.
+(``{"raised": name or None, "message": str}``); a crash, or a hang past ``timeout``,
+fails with the label it died in.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ RUNNER = textwrap.dedent("""
 
 def run_cases(cases: list[tuple[str, str]], timeout: float = 300) -> dict[str, dict]:
     env = {**os.environ, "MLXNOTE_BLAS": "0"}
-    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(cases)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(cases)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        started = [json.loads(s)["case"] for s in out.splitlines() if '"started"' in s]
+        raise AssertionError(f"the process hung (> {timeout} s) in case "
+                             f"{started[-1] if started else None!r}") from None
     lines = [json.loads(s) for s in proc.stdout.splitlines() if s.startswith("{")]
     started = [d["case"] for d in lines if d.get("started")]
     assert proc.returncode == 0, (f"the process died (rc={proc.returncode}) in case "

@@ -222,6 +222,39 @@ def test_convs_without_input_channels_are_refused_not_crashed_on():
     assert_refused(cases)
 
 
+def test_batch_norm_training_on_an_empty_batch_leaves_its_statistics():
+    layer = nn.batch_norm(3)
+    before = layer.get_weights()
+    assert layer(Z(0, 3), train_flag=True).shape == (0, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), before))
+
+
+# MLX 0.32's CPU sum over an empty leading axis into a non-empty result (mx.sum(x, 0) for
+# x of shape (0, 3)) loops forever now and then: the batch statistics of an empty batch,
+# the bias gradient of a projection of an empty batch. The layers build no such graph.
+HANGS = [("batch_norm train", "l = nn.batch_norm(3); y = l(x3, train_flag=True)"),
+         ("dense grad", "l = nn.dense(4, 3); y = mx.grad(lambda b: l(x3 + b).sum())(b0)"),
+         ("layer_norm axis 0", "y = nn.layer_norm(axis=0)(x3)"),
+         ("group_norm", "y = nn.group_norm(3, 3)(x3)"),
+         ("multihead_attention grad", "l = nn.multihead_attention(1, 3); "
+          "y = nnm.value_and_grad(l, lambda a: l(a)[0].sum())(x3[:, None])"),
+         ("attention grad", "l = nn.attention(True, 'concat'); "
+          "y = nnm.value_and_grad(l, lambda a: l(a, a).sum())(x3[:, None])"),
+         ("Transformer grad", "l = nn.Transformer(3, 1, 1, 1, 4); y = nnm.value_and_grad("
+          "l, lambda a: l(a, a).sum())(x3[:, None])"),
+         ("Linformer grad", "l = nn.Linformer_self_attention(3, 1, k=2, heads=1); "
+          "y = nnm.value_and_grad(l, lambda a: l(a).sum())(x3[:, None])")]
+
+
+@pytest.mark.slow
+def test_empty_batches_never_hang():
+    loop = ("import mlx.nn as nnm, numpy as np\nfor i in range(150):\n"
+            "    x3 = mx.array(np.zeros((0, 3), np.float32)); b0 = mx.zeros((3,))\n"
+            "    {code}\n    mx.eval(y)\nraise ValueError('done')")
+    assert_refused([(label, loop.format(code=code), "done") for label, code in HANGS],
+                   timeout=240)
+
+
 @pytest.mark.parametrize("make", [lambda: nn.RNN(4), lambda: nn.GRU(4), lambda: nn.LSTM(4)])
 def test_an_empty_time_axis_is_the_layers_error(make):
     layer = make()

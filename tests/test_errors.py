@@ -138,3 +138,44 @@ def test_inner_layers_of_composites_name_the_composite():
     assert nn.Linformer_self_attention(8, 4, k=2, heads=2).to_q.error_name == \
         "Linformer_self_attention"
     assert nn.dense(2).error_name == "dense"
+
+
+# -- found by tests/test_fuzz.py: one regression test each ---------------------------------
+def test_fuzz_found_unchecked_arguments():
+    with pytest.raises(ValueError, match=r"^group_norm: argument 'groups' got 2\*\*64|"
+                       r"^group_norm: argument 'groups' got 18446744073709551616; "):
+        nn.group_norm(2**64)
+    with pytest.raises(TypeError, match=r"^dense: argument 'name' got \['a'\]; allowed: None or "
+                       "a str"):
+        nn.dense(2, name=["a"])
+    with pytest.raises(ValueError, match=r"^stochastic_depth: argument 'noise_shape' got "
+                       r"\[2147483648\]"):
+        nn.stochastic_depth(0.5, noise_shape=[2**31])
+    with pytest.raises(ValueError, match=r"^layer_norm: argument 'input_size' got \[0\]; "):
+        nn.layer_norm(input_size=[0], axis=[1])
+
+
+def test_fuzz_found_bad_calls_of_empty_inputs_are_still_checked():
+    """An empty input is no reason to skip checking the rest of the call."""
+    empty = mx.zeros((0, 3, 4))
+    with pytest.raises(TypeError, match=r"^multihead_attention: argument 'train_flag' got 'y'"):
+        nn.multihead_attention(2, 4)(empty, train_flag="y")
+    with pytest.raises(TypeError, match=r"^Linformer_self_attention: argument 'train_flag' "):
+        nn.Linformer_self_attention(4, 3, k=2, heads=2)(empty, train_flag=2)
+    with pytest.raises(TypeError, match=r"^talking_heads_attention: argument 'train_flag' "):
+        nn.talking_heads_attention()(*[mx.zeros((0, 3, 2, 4))] * 3, train_flag="no")
+    with pytest.raises(ValueError, match=r"^dropout: argument 'noise_shape' got \(1, 1\); "):
+        nn.dropout(0.5, noise_shape=[1, 1])(mx.zeros((0, 2, 3)), train_flag=True)
+
+
+def test_fuzz_found_masks_of_a_transformer_without_layers_are_checked():
+    t = nn.Transformer(4, 2, num_encoder_layers=0, num_decoder_layers=0, dim_feedforward=8)
+    src, tgt = mx.zeros((2, 3, 4)), mx.zeros((2, 5, 4))
+    assert t(src, tgt).shape == (2, 5, 4)
+    with pytest.raises(ValueError, match=r"^Transformer: argument 'src_key_padding_mask' got "
+                       r"an array of shape \(3, 3\)"):
+        t(src, tgt, src_key_padding_mask=mx.zeros((3, 3), mx.bool_))
+    with pytest.raises(ValueError, match=r"^Transformer: argument 'memory_mask' got "):
+        t(src, tgt, memory_mask=mx.zeros((5, 4)))
+    custom = nn.Transformer(4, 2, 1, 0, 8, custom_decoder=lambda tgt, memory, **kw: tgt)
+    assert custom(src, tgt, memory_mask=mx.zeros((9, 9))).shape == (2, 5, 4)  # its own masks

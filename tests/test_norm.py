@@ -339,3 +339,19 @@ def test_norm_layers_train_with_value_and_grad():
     names = {k for k, _ in tree_flatten(grads)}
     assert "layers.3.gamma" in names and "layers.3.moving_mean" not in names
     assert "layers.1.beta" in names and "layers.2.gamma" in names
+
+
+@pytest.mark.parametrize("make", [nn.batch_norm, nn.layer_norm])
+def test_a_list_axis_with_input_size_is_one_size_per_axis(make):
+    """Found by tests/test_fuzz.py: axis=[1] with input_size=[3] (or 3) refused the input it
+    was built for, and axis=[2, 1] with input_size=[s2, s1] (one size per axis, in the order
+    given) stored weights that did not broadcast; the axes are kept sorted, as Keras does."""
+    x = mx.array(np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32))
+    for size in ([3], 3):
+        assert make(input_size=size, axis=[1])(x).shape == (4, 3, 5)
+    a = make(input_size=[5, 3], axis=[2, 1], gamma_initializer="normal")
+    assert a.axis == (1, 2) and a.input_size == (3, 5)
+    b = make(axis=[1, 2])
+    b(x)
+    b.set_weights(a.get_weights())
+    assert np.allclose(np.array(a(x)), np.array(b(x)))

@@ -95,9 +95,19 @@ class attention(Layer):
         want = self.check_bool("return_attention_scores", return_attention_scores)
         scores = (b, tq, tv, q.shape[-1]) if self.score_mode == "concat" else (b, tq, tv)
         self.check_output_size("query", shape_desc(q), scores, mx.float32, "scores")
-        if tv == 0:  # no keys: Keras's output is zeros, its scores empty
+        if 0 in (b, tq, tv, v.shape[-1], q.shape[-1]):
+            # Empty, or no keys (Keras: zeros): zeros, with no graph (MLX's CPU sum over an
+            # empty axis, e.g. the scale's gradient, can loop forever). No features: the
+            # scores are zeros, the weights uniform.
+            if tv and q.shape[-1] == 0 and b * tq * v.shape[-1]:
+                s = mx.zeros((b, 1, tq, tv), mx.float32)
+                res = K.attend(s, v[:, None], smask, causal=causal, return_probs=want)
+                out, probs = (res[0][:, 0], res[1][:, 0]) if want else (res[:, 0], None)
+                if q_mask is not None:
+                    out = mx.where(q_mask[..., None], out, mx.array(0, out.dtype))
+                return (out, probs) if want else out
             out = mx.zeros((b, tq, v.shape[-1]), self.dtype)
-            return (out, mx.zeros((b, tq, 0), self.dtype)) if want else out
+            return (out, mx.zeros((b, tq, tv), self.dtype)) if want else out
         # The learned scalars act in float32: their gradients are sums over every score,
         # which a 16-bit accumulation would swamp.
         f32 = mx.float32
@@ -218,6 +228,7 @@ class multihead_attention(Layer):
                  mask: MaskLike | None = None, train_flag: bool | None = None,
                  training: bool | None = None) -> tuple[mx.array, mx.array]:
         x = self.as_input(x, "x", ndim=3)
+        train = self.mode(train_flag, training)
         if xa is None:
             xk = xv = x
         elif isinstance(xa, (tuple, list)):
@@ -253,6 +264,10 @@ class multihead_attention(Layer):
             self.check_output_size(arg, shape_desc(t), (*t.shape[:2], self.input_size), cdt,
                                    "projection")
         self.check_output_size("x", shape_desc(x), (b, h, tq, tk), cdt, "attention logits")
+        if b * tq == 0:  # the empty result, with no graph (MLX's CPU sum over an empty
+            # axis, a bias gradient, can loop forever)
+            return (mx.zeros((b, tq, self.input_size), self.dtype),
+                    mx.zeros((b, h, tq, tk), self.dtype))
         if tk == 0:  # no keys: the attention gives zeros (Keras), the output the bias
             out = mx.zeros((b, tq, self.input_size), cdt)
             return self.out.project(out).astype(self.dtype), mx.zeros((b, h, tq, 0),
@@ -265,7 +280,7 @@ class multihead_attention(Layer):
         q = q.reshape(b, tq, h, dh).transpose(0, 2, 1, 3)
         k = k.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
         v = v.reshape(b, tk, h, dh).transpose(0, 2, 1, 3)
-        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        drop = _dropout_fn(self, self.attn_drop, train)
         out, qk = K.attention(q, k, v, 1.0 / math.sqrt(dh), m, dropout=drop,
                               return_logits=True, dtype=self.dtype)
         out = out.astype(cdt).transpose(0, 2, 1, 3).reshape(b, tq, self.input_size)
@@ -378,6 +393,7 @@ class talking_heads_attention(Layer):
         q = self.as_input(query_tensor, "query_tensor", min_ndim=4)
         k = self.as_input(key_tensor, "key_tensor", min_ndim=4)
         v = self.as_input(value_tensor, "value_tensor", min_ndim=4)
+        train = self.mode(train_flag, training)
         rank = q.ndim
         if self.qkv_rank is not None and rank != self.qkv_rank:
             raise self.error("query_tensor", Desc(f"an array of shape {tuple(q.shape)}"),
@@ -422,7 +438,7 @@ class talking_heads_attention(Layer):
         adder = None
         if attention_mask is not None:
             adder = self._adder(attention_mask, bshape, tq, tk).reshape(bf, 1, nq, nk)
-        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        drop = _dropout_fn(self, self.attn_drop, train)
         out, probs = K.attention(qf, kf, vf, 1.0 / math.sqrt(q.shape[-1]), adder,
                                  dropout=drop, pre_mix=self.pre_softmax_weight,
                                  post_mix=self.post_softmax_weight, return_probs=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import mlx.core as mx
 
 from .._config import compute_dtype
-from .._validation import MAX_SEED, is_int, is_sequence
+from .._validation import MAX_DIM, MAX_SEED, is_int, is_sequence
 from ..kernels.linear import linear
 from .layer import Layer, materialize, shape_desc
 from .typing import Activation, ArrayLike, DTypeLike, Initializer, PadSpec
@@ -39,6 +39,8 @@ class dense(Layer):
                     input_size=self.check_int("input_size", input_size, allow_none=True),
                     activation=activation, use_bias=self.check_bool("use_bias", use_bias))
         if name is not None:
+            if not isinstance(name, str):
+                raise self.error("name", name, "None or a str", TypeError)
             self.config(layer_name=name)
         self._set("weight_initializer",
                   self.check_initializer("weight_initializer", weight_initializer, rank=2))
@@ -74,6 +76,9 @@ class dense(Layer):
         x = self.as_input(data, min_ndim=1)
         self.ensure_built(x)
         self.check_project(x)
+        if 0 in x.shape[:-1]:  # the empty result, with no graph: MLX's CPU sum over an
+            # empty axis (the bias gradient) can loop forever
+            return mx.zeros((*x.shape[:-1], self.output_size), self.dtype)
         return self.act(self.project(x)).astype(self.dtype)
 
 
@@ -115,6 +120,9 @@ class _RandomLayer(Layer):
                 raise self.error("noise_shape", noise_shape,
                                  "None or a list of ints >= 1 (None entries take the input's "
                                  "size)", TypeError)
+            if any(d is not None and d > MAX_DIM for d in noise_shape):
+                raise self.error("noise_shape", noise_shape,
+                                 f"None or a list of ints in [1, {MAX_DIM}]")
             noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
         if seed is not None:
             seed = self.check_int("seed", seed, low=0, high=MAX_SEED)
@@ -148,6 +156,8 @@ class _RandomLayer(Layer):
             return x
         keep = 1.0 - rate
         shape = self._noise_shape(x)
+        if x.size == 0:
+            return x
         if self.seed is not None:
             self._key, sub = mx.random.split(self._key)
             materialize(self._key, wait=False)  # any thread can draw the next mask

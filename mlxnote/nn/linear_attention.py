@@ -159,7 +159,9 @@ class FAVOR_attention(Layer):
         if self.redraw:
             self.features = self.draw_features()
             materialize(self.features, wait=False)
-        if nk == 0:  # no keys: zeros (the softmax attentions' result without keys)
+        if nk == 0 or b * dv * nq == 0:  # empty, or no keys (zeros, as softmax attention
+            # without keys): zeros, with no graph (MLX's CPU sum over an empty axis can
+            # loop forever)
             return mx.zeros((b, dv, *lq), self.dtype)
         w = self.features
         kf = k.reshape(b, self.key_dim, nk).swapaxes(1, 2)
@@ -239,6 +241,7 @@ class Linformer_self_attention(Layer):
                  train_flag: bool | None = None, training: bool | None = None) -> mx.array:
         x = self.as_input(x, "x", ndim=3)
         ctx = x if context is None else self.as_input(context, "context", ndim=3)
+        train = self.mode(train_flag, training)
         for arg, t in (("x", x), ("context", ctx)):
             if t.shape[-1] != self.dim:
                 raise self.error(arg, Desc(f"an array of shape {tuple(t.shape)}"),
@@ -253,6 +256,9 @@ class Linformer_self_attention(Layer):
         cdt = compute_dtype(self.dtype)
         self.check_output_size("x", shape_desc(x), (b, h, n, max(self.k, dh)), cdt,
                                "attention logits")
+        if b * n == 0:  # the empty result, with no graph (MLX's CPU sum over an empty
+            # axis, a gradient, can loop forever)
+            return mx.zeros((b, n, self.dim), self.dtype)
         q = self.to_q.project(x).reshape(b, n, h, dh).transpose(0, 2, 1, 3)
         kp = mx.matmul(self.proj_k.T.astype(cdt), self.to_k.project(ctx))  # (b, k, kv)
         if self.share_kv:
@@ -261,7 +267,7 @@ class Linformer_self_attention(Layer):
             vp = mx.matmul(self.proj_v.T.astype(cdt), self.to_v.project(ctx))
         kp = kp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
         vp = vp.reshape(b, self.k, kvh, dh).transpose(0, 2, 1, 3)
-        drop = _dropout_fn(self, self.attn_drop, self.mode(train_flag, training))
+        drop = _dropout_fn(self, self.attn_drop, train)
         out = K.attention(q, kp, vp, 1.0 / math.sqrt(dh), dropout=drop).astype(cdt)
         out = out.transpose(0, 2, 1, 3).reshape(b, n, h * dh)
         return self.to_out.project(out).astype(self.dtype)

@@ -22,6 +22,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._config import to_float32 as _f32
+from .._validation import MAX_DIM
 from .._validation import is_int as _is_int
 from ..kernels import norm as K
 from .layer import Desc, Layer, materialize
@@ -68,13 +69,28 @@ def _check_input_size(layer: Layer, input_size: Any,
         return None
     if _is_int(input_size) and n == 1:
         return layer.check_int("input_size", input_size)
-    if isinstance(input_size, Sequence) and not isinstance(input_size, str) and \
-            len(input_size) == n and all(_is_int(v) and v >= 1 for v in input_size):
-        return tuple(int(v) for v in input_size) if n > 1 else int(input_size[0])
     allowed = ("None or an int >= 1" if n == 1 else
                f"None or a list of {n} ints >= 1 (the sizes of axes {list(axis)})")
-    raise layer.error("input_size", input_size, allowed,
-                      TypeError if not _is_int(input_size) else ValueError)
+    if not (isinstance(input_size, Sequence) and not isinstance(input_size, str) and
+            len(input_size) == n and all(_is_int(v) for v in input_size)):
+        raise layer.error("input_size", input_size, allowed,
+                          ValueError if _is_int(input_size) else TypeError)
+    if any(v < 1 for v in input_size):
+        raise layer.error("input_size", input_size, allowed)
+    sizes = tuple(layer.check_int("input_size", v) for v in input_size)  # (<= 2^31 - 1)
+    return sizes if n > 1 else sizes[0]
+
+
+def _sorted_axes(axis: int | tuple[int, ...], input_size: Any) -> tuple[Any, Any]:
+    """A list ``axis`` of one sign in increasing order, ``input_size`` (one size per axis,
+    in the order given) permuted with it: the weights are stored in the order of the
+    sorted axes, which is how they broadcast (Keras sorts them too)."""
+    if isinstance(axis, int) or not (all(a >= 0 for a in axis) or all(a < 0 for a in axis)):
+        return axis, input_size
+    order = sorted(range(len(axis)), key=lambda i: axis[i])
+    if isinstance(input_size, tuple):
+        input_size = tuple(input_size[i] for i in order)
+    return tuple(axis[i] for i in order), input_size
 
 
 def _weight_shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
@@ -122,7 +138,7 @@ def _build_from(layer: batch_norm | layer_norm, x: mx.array, axes: tuple[int, ..
     size = sizes[0] if isinstance(layer.axis, int) else sizes
     if not layer.built:
         layer.build(size)
-    elif size != layer.input_size:
+    elif _weight_shape(size) != _weight_shape(layer.input_size):  # axis=[1]: 3 or [3]
         raise layer.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
                           f"size {layer.input_size} on axis {layer.axis} (input_size)")
 
@@ -181,7 +197,8 @@ class batch_norm(Layer):
         rank = 1 if isinstance(axis, int) else len(axis)  # of every weight
         for arg, init in inits.items():
             self.check_initializer(arg, init, rank)
-        self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
+        axis, size = _sorted_axes(axis, _check_input_size(self, input_size, axis))
+        self.config(input_size=size, axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
                     epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
                     center=self.check_bool("center", center),
@@ -232,10 +249,15 @@ class batch_norm(Layer):
             raise self.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
                              f"an axis to take the statistics over besides axis={self.axis} "
                              "(e.g. a batch axis)")
+        train = self.mode(train_flag, training) and self.trainable
+        if x.size == 0 and not (train and self.synchronized and self._group_size() > 1):
+            # The empty result; an empty batch leaves the moving statistics as they are
+            # (MLX's CPU sum over an empty axis can loop forever: none is built).
+            return mx.zeros(x.shape, self.dtype)
         x32 = _f32(x)
         g = _f32(self.gamma).reshape(bshape) if self.scale else None
         b = _f32(self.beta).reshape(bshape) if self.center else None
-        if self.mode(train_flag, training) and self.trainable:
+        if train:
             sync = self.synchronized and self._group_size() > 1
             if mask is None and not sync:
                 y, mean, var = K.batch_norm_train(
@@ -293,9 +315,9 @@ class group_norm(Layer):
                  beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
                  mask: MaskLike | None = None, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
-        if not _is_int(groups) or (groups < 1 and groups != -1):
-            raise self.error("groups", groups, "an int >= 1, or -1 (one group per channel)",
-                             TypeError if not _is_int(groups) else ValueError)
+        if not _is_int(groups) or (groups < 1 and groups != -1) or groups > MAX_DIM:
+            raise self.error("groups", groups, f"an int in [1, {MAX_DIM}], or -1 (one group "
+                             "per channel)", TypeError if not _is_int(groups) else ValueError)
         if not _is_int(axis):
             raise self.error("axis", axis, "an int (not the batch axis 0)", TypeError)
         if axis == 0:
@@ -348,6 +370,8 @@ class group_norm(Layer):
         mask = self.mask if mask is None else mask
         if mask is not None:
             mask = _check_mask(self, mask, tuple(x.shape), expand=False)
+        if x.size == 0:  # the empty result (no sum over an empty axis: it can hang MLX)
+            return mx.zeros(x.shape, self.dtype)
         G = self.n_groups
         gshape = list(x.shape[:axis]) + [G, x.shape[axis] // G] + list(x.shape[axis + 1:])
         xg = _f32(x).reshape(gshape)
@@ -411,7 +435,8 @@ class layer_norm(Layer):
         self.check_initializer("beta_initializer", beta_initializer, rank)
         self.check_initializer("gamma_initializer", gamma_initializer, rank)
         rms = self.check_bool("rms_scaling", rms_scaling)
-        self.config(input_size=_check_input_size(self, input_size, axis), axis=axis,
+        axis, size = _sorted_axes(axis, _check_input_size(self, input_size, axis))
+        self.config(input_size=size, axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
                     epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
                     center=self.check_bool("center", center),
@@ -436,6 +461,8 @@ class layer_norm(Layer):
         x = self.as_input(data, min_ndim=1)
         axes = _resolve_axes(self, self.axis, x)
         _build_from(self, x, axes)
+        if x.size == 0:  # the empty result (no sum over an empty axis: it can hang MLX)
+            return mx.zeros(x.shape, self.dtype)
         half = self.dtype != mx.float32
         g = self.gamma if self.use_gamma else None
         b = self.beta if self.use_beta else None

@@ -196,6 +196,9 @@ class TransformerEncoderLayer(_Block):
         self._check_sizes("src", x, s)
         m = attention_mask(self, src_mask, src_key_padding_mask, is_causal, b, self.nhead, s,
                            s, ("src_mask", "src_key_padding_mask"))
+        if x.size == 0:  # the empty result, with no graph (MLX's CPU sum over an empty
+            # axis, a bias gradient, can loop forever)
+            return mx.zeros(x.shape, self.dtype)
         if self.norm_first:
             x = x + self._sa(self.norm1(x), m, t)
             return x + self._ff(self.norm2(x), t, self.dropout2)
@@ -239,6 +242,8 @@ class TransformerDecoderLayer(_Block):
                             tl, tl, ("tgt_mask", "tgt_key_padding_mask"))
         mm = attention_mask(self, memory_mask, memory_key_padding_mask, memory_is_causal, b,
                             self.nhead, tl, sl, ("memory_mask", "memory_key_padding_mask"))
+        if x.size == 0:  # the empty result, with no graph (see the encoder layer)
+            return mx.zeros(x.shape, self.dtype)
 
         def sa(y: mx.array) -> mx.array:
             out = self.self_attn(y, None, sm, train_flag=t)[0]
@@ -449,6 +454,21 @@ class Transformer(Layer):
         else:
             setattr(self, name, obj)  # an mlx.nn.Module joins the parameter tree
 
+    def _check_masks(self, src: mx.array, tgt: mx.array, *masks: MaskLike | None) -> None:
+        """Every mask the built-in stacks take, checked before anything runs (a stack of no
+        layers would never look at them); a custom encoder/decoder reads its own."""
+        src_mask, tgt_mask, memory_mask, src_kpm, tgt_kpm, memory_kpm = masks
+        (b, s), t, h = src.shape[:2], tgt.shape[1], self.nhead
+        if self.custom_encoder is None:
+            attention_mask(self, src_mask, src_kpm, None, b, h, s, s,
+                           ("src_mask", "src_key_padding_mask"))
+        if self.custom_decoder is None:
+            attention_mask(self, tgt_mask, tgt_kpm, None, b, h, t, t,
+                           ("tgt_mask", "tgt_key_padding_mask"))
+            if self.custom_encoder is None:  # (else the memory's length is the encoder's)
+                attention_mask(self, memory_mask, memory_kpm, None, b, h, t, s,
+                               ("memory_mask", "memory_key_padding_mask"))
+
     @staticmethod
     def generate_square_subsequent_mask(sz: int,
                                         dtype: DTypeName | mx.Dtype = "float32") -> mx.array:
@@ -483,6 +503,8 @@ class Transformer(Layer):
             flags = {a: causal_flag(self, a, v) for a, v in (
                 ("src_is_causal", src_is_causal), ("tgt_is_causal", tgt_is_causal),
                 ("memory_is_causal", memory_is_causal))}
+            self._check_masks(src, tgt, src_mask, tgt_mask, memory_mask, src_key_padding_mask,
+                              tgt_key_padding_mask, memory_key_padding_mask)
             memory = _call(self.encoder, src, mask=src_mask,
                            src_key_padding_mask=src_key_padding_mask,
                            is_causal=flags["src_is_causal"], train_flag=t)
