@@ -8,7 +8,7 @@ export MLX_ENABLE_TF32 := 0
 # Where a C++ compiler exists the C++ extension must build: tests/test_extension.py checks it.
 export MLXNOTE_REQUIRE_EXT ?= $(shell command -v c++ >/dev/null 2>&1 && echo 1 || echo 0)
 
-.PHONY: install test test-fast conformance smoke bench lint notebooks strip-notebooks clean
+.PHONY: install test test-fast conformance smoke bench fuzz lint notebooks strip-notebooks clean
 
 # pip builds the C++ extension (setup.py, CMake) too; it is rebuilt when its sources change.
 $(STAMP): pyproject.toml $(EXT)
@@ -43,6 +43,11 @@ notebooks: $(STAMP)
 # Notebooks are committed without outputs (tests/test_notebooks.py checks it).
 strip-notebooks: $(STAMP)
 	$(BIN)/python notebooks/strip_outputs.py
+
+# The property-based layer tests at length (make test runs them with 100 examples each).
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	MLXNOTE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
