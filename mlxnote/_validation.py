@@ -226,10 +226,16 @@ def check_pad_pairs(owner: str, arg: str, value: Any, n: int,
 # -- sizes ---------------------------------------------------------------------------------
 def memory_limit() -> int:
     """Bytes one new array may take: the memory this process may use (RAM, capped by a
-    cgroup limit: :func:`mlxnote._platform.memory_bytes`) less what MLX holds already."""
+    cgroup limit: :func:`mlxnote._platform.memory_bytes`; and the GPU's memory when MLX
+    reports it) less what MLX holds already."""
     from ._platform import memory_bytes
 
-    return max(memory_bytes() - mx.get_active_memory(), 0)
+    total = memory_bytes()
+    try:
+        total = min(total, int(mx.device_info().get("memory_size", total)))
+    except (AttributeError, RuntimeError, TypeError, ValueError):  # pragma: no cover
+        pass
+    return max(total - mx.get_active_memory(), 0)
 
 
 def _bytes_text(n: int) -> str:

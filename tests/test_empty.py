@@ -143,6 +143,11 @@ def test_attention_over_no_keys_gives_zeros_as_keras():
     assert out.shape == (2, 3, 2, 5) and qk.shape == (2, 2, 3, 0)
     assert not np.any(np.array(out))
     assert nn.FAVOR_attention(6, m=4)(Z(2, 6, 0), Z(2, 3, 0), Z(2, 6, 4)).shape == (2, 3, 4)
+    v = mx.random.normal((2, 5, 4))  # queries and keys without features: uniform weights
+    for mode in ("dot", "concat"):
+        y = nn.attention(True, mode)(Z(2, 3, 0), v, Z(2, 5, 0))
+        assert np.allclose(np.array(y), np.array(mx.broadcast_to(v.mean(1, keepdims=True),
+                                                                 (2, 3, 4))), atol=1e-6)
 
 
 def test_multihead_attention_over_no_keys_gives_its_output_bias():

@@ -130,6 +130,14 @@ def test_set_weights_in_a_thread():
     assert lstm(mx.zeros((1, 2, 2))).shape == (1, 3)
 
 
+def test_load_weights_in_a_thread(tmp_path):
+    path = str(tmp_path / "w.safetensors")
+    src = nn.dense(3, input_size=2)
+    src.save_weights(path)
+    layer = in_thread(lambda: nn.dense(3, input_size=2).load_weights(path))
+    assert np.array_equal(np.array(layer(mx.ones((1, 2)))), np.array(src(mx.ones((1, 2)))))
+
+
 def test_random_and_stateful_layers_hand_their_state_across_threads():
     """A seeded dropout's key, batch_norm's moving statistics and FAVOR's features drawn in
     one thread are used by the next call in another (outputs not evaluated in between)."""

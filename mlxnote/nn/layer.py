@@ -263,6 +263,13 @@ class Layer(weights.NoteWeights, mnn.Module):
             return views[key].get(self)
         return super().__getattr__(key)
 
+    def load_weights(self, file_or_weights: Any, strict: bool = True) -> Layer:
+        """:meth:`mlx.nn.Module.load_weights`, the loaded arrays evaluated at once (MLX
+        loads lazily, and a lazy array is usable only in the thread that loaded it)."""
+        super().load_weights(file_or_weights, strict=strict)
+        materialize(self.parameters())
+        return self
+
     def update(self, parameters: dict[str, Any], strict: bool = True) -> Layer:
         """:meth:`mlx.nn.Module.update`, also accepting this layer's Note view names (a
         recurrent layer's ``weight_f1``): they are fused into the stored arrays,
