@@ -19,8 +19,9 @@ import numpy as np
 
 from .harness import Bench, tf_timers, torch_timers, without_extension
 
-REPEAT, QUICK_REPEAT = 9, 3
-TITLE = f"conv: interleaved min of {REPEAT} (ms; --quick: {QUICK_REPEAT})"
+REPEAT, QUICK_REPEAT, BURST = 9, 3, 2
+TITLE = (f"conv: interleaved min of {REPEAT} rounds x {BURST} calls (ms; --quick: "
+         f"{QUICK_REPEAT} rounds)")
 NOTES = True
 
 
@@ -111,7 +112,8 @@ def _case(name, layer, shape, raw_fwd, keras_layer, kind, note="", stride=1, qui
     if module is not None:
         fwd["torch"], bwd["torch"] = torch_timers(module, np.moveaxis(x_np, -1, 1))
     return Bench("conv", name, fwd=fwd, bwd=bwd, note=note, interleaved=True,
-                 repeat=QUICK_REPEAT if quick else REPEAT, busy=("mlxnote", "tf", "torch"))
+                 repeat=QUICK_REPEAT if quick else REPEAT, burst=BURST,
+                 busy=("mlxnote", "tf", "torch"))
 
 
 def _dense_cases(keras, nn, b: int, hw: int, quick: bool) -> list[Bench]:

@@ -9,10 +9,10 @@ that is read); torch closures run eagerly on the CPU, so returning is completion
 
 Two timing modes: the median of ``repeat`` calls per implementation, one implementation
 after the other (the default), or, with ``interleaved=True``, the minimum of ``repeat``
-rounds in which every implementation runs once in turn, so that a burst of load on this
-shared machine hits them alike. ``busy=`` names implementations timed again (interleaved)
-while one process per usable core spins (:func:`busy_cores`): their rows get ``impl@busy``
-columns.
+rounds in which every implementation runs in turn (``burst`` timed calls each), so that a
+spell of load on this shared machine hits them alike. ``busy=`` names implementations
+timed again (interleaved) while one process per usable core spins (:func:`busy_cores`):
+their rows get ``impl@busy`` columns.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Bench:
     repeat: int = 7
     warmup: int = 2
     interleaved: bool = False
+    burst: int = 1  # interleaved: timed calls per implementation per round
     busy: tuple[str, ...] = ()
 
 
@@ -107,9 +108,12 @@ def median_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2) -> flo
 
 
 def interleaved_min(impls: dict[str, Callable[[], object]], repeat: int = 9,
-                    warmup: int = 2) -> dict[str, float]:
+                    warmup: int = 2, burst: int = 1) -> dict[str, float]:
     """Min wall time (ms) per implementation over ``repeat`` rounds, each round running
-    every implementation once in turn (after ``warmup`` untimed rounds)."""
+    every implementation in turn, ``burst`` timed calls each (after ``warmup`` untimed
+    rounds). A burst of 2 lets the second call run without the previous implementation's
+    threads still spinning (TF's, OpenBLAS's and OpenMP's pools busy-wait a while after
+    their work): measured here, that doubled sub-millisecond forwards."""
     for _ in range(warmup):
         for fn in impls.values():
             fn()
@@ -117,9 +121,10 @@ def interleaved_min(impls: dict[str, Callable[[], object]], repeat: int = 9,
     best = {k: float("inf") for k in impls}
     for _ in range(repeat):
         for k, fn in impls.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], 1e3 * (time.perf_counter() - t0))
+            for _ in range(burst):
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], 1e3 * (time.perf_counter() - t0))
     return best
 
 
@@ -217,7 +222,7 @@ def _time(b: Bench, impls: dict, progress, label: str) -> dict[str, float]:
     if progress:
         progress(label)
     if b.interleaved:
-        return interleaved_min(impls, b.repeat, b.warmup)
+        return interleaved_min(impls, b.repeat, b.warmup, b.burst)
     out = {}
     for impl, fn in impls.items():
         if progress:
@@ -245,7 +250,7 @@ def run(benches: list[Bench], progress: Callable[[str], None] | None = None) -> 
             for b, row, busy in loaded:
                 if progress:
                     progress(f"{b.name} {row.pass_} (busy cores)")
-                ms = interleaved_min(busy, b.repeat, b.warmup)
+                ms = interleaved_min(busy, b.repeat, b.warmup, b.burst)
                 row.ms.update({k + BUSY: v for k, v in ms.items()})
     return rows
 
