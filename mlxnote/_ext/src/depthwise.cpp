@@ -46,30 +46,26 @@ void require(const mx::array& a, const char* what) {
 
 const int64_t kGrain = 1;  // rows per chunk
 
-void run_forward(const float* x, const float* w, float* y, const DepthwiseParams& p, int n,
-                 int c) {
-  const auto d = dims(p, n, c);
-  const auto wt = taps_major(w, p, c * p.dm);
-  ThreadPool::instance().parallel_for(
-      static_cast<int64_t>(n) * p.oh, kGrain, [&](int64_t b, int64_t e, int) {
-        for (int64_t r = b; r < e; ++r) {
-          kernels::forward_row(x, wt.data(), y, d, static_cast<int>(r / p.oh),
-                               static_cast<int>(r % p.oh));
-        }
-      });
+// Each of `rows` rows through a row kernel, in parallel.
+template <class F>
+void each_row(int64_t rows, F row) {
+  ThreadPool::instance().parallel_for(rows, kGrain, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      row(r);
+    }
+  });
 }
 
-void run_input_grad(const float* dy, const float* w, float* dx, const DepthwiseParams& p,
-                    int n, int c) {
+// The forward (rows of y) or the input gradient (rows of dx): a row kernel over a or dy,
+// with the tap-major weights.
+void run_rows(decltype(&kernels::forward_row) row, int64_t rows_per_sample, const float* a,
+              const float* w, float* out, const DepthwiseParams& p, int n, int c) {
   const auto d = dims(p, n, c);
   const auto wt = taps_major(w, p, c * p.dm);
-  ThreadPool::instance().parallel_for(
-      static_cast<int64_t>(n) * p.h, kGrain, [&](int64_t b, int64_t e, int) {
-        for (int64_t r = b; r < e; ++r) {
-          kernels::input_grad_row(dy, wt.data(), dx, d, static_cast<int>(r / p.h),
-                                  static_cast<int>(r % p.h));
-        }
-      });
+  each_row(n * rows_per_sample, [&](int64_t r) {
+    row(a, wt.data(), out, d, static_cast<int>(r / rows_per_sample),
+        static_cast<int>(r % rows_per_sample));
+  });
 }
 
 void run_weight_grad(const float* x, const float* dy, float* dw, const DepthwiseParams& p,
@@ -127,10 +123,10 @@ void Depthwise::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
                     p = p_, kind = kind_, n, c]() {
     switch (kind) {
       case DepthwiseKind::Forward:
-        run_forward(pa, pb, po, p, n, c);
+        run_rows(kernels::forward_row, p.oh, pa, pb, po, p, n, c);
         break;
       case DepthwiseKind::InputGrad:
-        run_input_grad(pa, pb, po, p, n, c);
+        run_rows(kernels::input_grad_row, p.h, pa, pb, po, p, n, c);
         break;
       case DepthwiseKind::WeightGrad:
         run_weight_grad(pa, pb, po, p, n, c);

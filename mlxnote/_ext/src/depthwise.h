@@ -10,6 +10,8 @@
 #include "mlx/ops.h"
 #include "mlx/primitives.h"
 
+#include "common.h"
+
 namespace mlxnote {
 
 namespace mx = mlx::core;
@@ -29,31 +31,10 @@ struct DepthwiseParams {
 
 enum class DepthwiseKind { Forward, InputGrad, WeightGrad };
 
-class Depthwise : public mx::UnaryPrimitive {
+class Depthwise : public Parameterized<DepthwiseParams, DepthwiseKind> {
  public:
-  Depthwise(mx::Stream stream, DepthwiseParams p, DepthwiseKind kind)
-      : mx::UnaryPrimitive(stream), p_(p), kind_(kind) {}
-
-  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, mx::array& out) override;
-
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(
-      const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-
-  const char* name() const override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  DepthwiseParams p_;
-  DepthwiseKind kind_;
+  using Parameterized::Parameterized;
+  MLXNOTE_PRIMITIVE_METHODS
 };
 
 // The ops (the graph nodes): forward y = conv(x, w), dx = input_grad(dy, w) for an input of

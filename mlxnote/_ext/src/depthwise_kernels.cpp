@@ -3,15 +3,11 @@
 // (target_clones); elsewhere (arm64: NEON is baseline) it is compiled once.
 #include "depthwise_kernels.h"
 
+#include "common.h"
+
 #include <algorithm>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
-#define MLXNOTE_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MLXNOTE_CLONES
-#endif
 
 namespace mlxnote::kernels {
 
@@ -40,9 +36,7 @@ inline void madd(float* __restrict acc, const float* __restrict a,
 inline void madd_reduce(float* __restrict acc, const float* __restrict a,
                         const float* __restrict b, int c, int dm) {
   if (dm == 1) {
-    for (int i = 0; i < c; ++i) {
-      acc[i] += a[i] * b[i];
-    }
+    madd(acc, a, b, c, 1);
     return;
   }
   for (int i = 0; i < c; ++i) {

@@ -7,14 +7,9 @@
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/utils.h"
 
+#include "common.h"
 #include "pool.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
-#define MLXNOTE_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MLXNOTE_CLONES
-#endif
 
 namespace mlxnote {
 
@@ -134,7 +129,7 @@ void Cols::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
   encoder.set_input_array(a);
   encoder.set_output_array(out);
   const int64_t n = a.shape(0);
-  encoder.dispatch([src = a.data<float>(), dst = out.data<float>(), g = g_, kind = kind_, n]() {
+  encoder.dispatch([src = a.data<float>(), dst = out.data<float>(), g = p_, kind = kind_, n]() {
     auto& pool = ThreadPool::instance();
     if (kind == ColsKind::Im2Col) {
       pool.parallel_for(n * g.o[0] * g.o[1], 1, [&](int64_t b, int64_t e, int) {
@@ -158,14 +153,14 @@ void Cols::eval_gpu(const std::vector<mx::array>&, mx::array&) {
 
 std::vector<mx::Shape> Cols::output_shapes(const std::vector<mx::array>& inputs) {
   mx::Shape shape = {inputs[0].shape(0)};
-  const int first = 3 - g_.nd;
+  const int first = 3 - p_.nd;
   if (kind_ == ColsKind::Im2Col) {
-    for (int j = first; j < 3; ++j) shape.push_back(g_.o[j]);
-    for (int j = first; j < 3; ++j) shape.push_back(g_.k[j]);
+    for (int j = first; j < 3; ++j) shape.push_back(p_.o[j]);
+    for (int j = first; j < 3; ++j) shape.push_back(p_.k[j]);
   } else {
-    for (int j = first; j < 3; ++j) shape.push_back(g_.l[j]);
+    for (int j = first; j < 3; ++j) shape.push_back(p_.l[j]);
   }
-  shape.push_back(g_.cg);
+  shape.push_back(p_.cg);
   return {shape};
 }
 
@@ -173,26 +168,26 @@ std::vector<mx::array> Cols::vjp(const std::vector<mx::array>& primals,
                                  const std::vector<mx::array>& cotangents,
                                  const std::vector<int>&, const std::vector<mx::array>&) {
   if (kind_ == ColsKind::Col2Im) {
-    Geometry g = g_;
+    Geometry g = p_;
     g.c = g.cg;
     g.c0 = 0;
     return {im2col(cotangents[0], g, stream())};
   }
-  auto dx = col2im(cotangents[0], g_, stream());
-  if (g_.cg == g_.c) {
+  auto dx = col2im(cotangents[0], p_, stream());
+  if (p_.cg == p_.c) {
     return {dx};
   }
   // Channels outside [c0, c0 + cg) get no gradient.
   std::vector<std::pair<int, int>> widths(primals[0].ndim(), {0, 0});
-  widths.back() = {g_.c0, g_.c - g_.c0 - g_.cg};
+  widths.back() = {p_.c0, p_.c - p_.c0 - p_.cg};
   return {mx::pad(dx, widths, mx::array(0.0f), "constant", stream())};
 }
 
 std::vector<mx::array> Cols::jvp(const std::vector<mx::array>&,
                                  const std::vector<mx::array>& tangents,
                                  const std::vector<int>&) {
-  return {kind_ == ColsKind::Im2Col ? im2col(tangents[0], g_, stream())
-                                    : col2im(tangents[0], g_, stream())};
+  return {kind_ == ColsKind::Im2Col ? im2col(tangents[0], p_, stream())
+                                    : col2im(tangents[0], p_, stream())};
 }
 
 std::pair<std::vector<mx::array>, std::vector<int>> Cols::vmap(
@@ -200,8 +195,8 @@ std::pair<std::vector<mx::array>, std::vector<int>> Cols::vmap(
   std::vector<mx::array> outs;
   for (int i = 0; i < inputs[0].shape(axes[0]); ++i) {
     auto a = mx::take(inputs[0], i, axes[0], stream());
-    outs.push_back(kind_ == ColsKind::Im2Col ? im2col(a, g_, stream())
-                                             : col2im(a, g_, stream()));
+    outs.push_back(kind_ == ColsKind::Im2Col ? im2col(a, p_, stream())
+                                             : col2im(a, p_, stream()));
   }
   return {{mx::stack(outs, 0, stream())}, {0}};
 }
@@ -212,7 +207,7 @@ const char* Cols::name() const {
 
 bool Cols::is_equivalent(const mx::Primitive& other) const {
   const auto* o = dynamic_cast<const Cols*>(&other);
-  return o != nullptr && o->kind_ == kind_ && o->g_ == g_;
+  return o != nullptr && o->kind_ == kind_ && o->p_ == p_;
 }
 
 mx::array im2col(const mx::array& x, const Geometry& g, mx::StreamOrDevice s) {

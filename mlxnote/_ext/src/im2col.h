@@ -12,6 +12,8 @@
 #include "mlx/ops.h"
 #include "mlx/primitives.h"
 
+#include "common.h"
+
 namespace mlxnote {
 
 namespace mx = mlx::core;
@@ -28,29 +30,10 @@ struct Geometry {
 
 enum class ColsKind { Im2Col, Col2Im };
 
-class Cols : public mx::UnaryPrimitive {
+class Cols : public Parameterized<Geometry, ColsKind> {
  public:
-  Cols(mx::Stream stream, Geometry g, ColsKind kind)
-      : mx::UnaryPrimitive(stream), g_(g), kind_(kind) {}
-
-  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, mx::array& out) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(
-      const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  Geometry g_;
-  ColsKind kind_;
+  using Parameterized::Parameterized;
+  MLXNOTE_PRIMITIVE_METHODS
 };
 
 mx::array im2col(const mx::array& x, const Geometry& g, mx::StreamOrDevice s = {});

@@ -1,0 +1,51 @@
+// Shared by mlxnote's primitives: ISA dispatch for hot loops, and the overrides every
+// primitive declares.
+#pragma once
+
+// Hot loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
+// (target_clones: no -march=native in what others install); elsewhere (arm64: NEON is
+// baseline) they are compiled once.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
+#define MLXNOTE_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MLXNOTE_CLONES
+#endif
+
+#include <vector>
+
+#include "mlx/primitives.h"
+
+namespace mlxnote {
+
+// A single-output primitive configured by its parameters and which of its kinds it is.
+template <class Params, class Kind>
+class Parameterized : public mlx::core::UnaryPrimitive {
+ public:
+  Parameterized(mlx::core::Stream stream, Params p, Kind kind)
+      : mlx::core::UnaryPrimitive(stream), p_(p), kind_(kind) {}
+
+ protected:
+  Params p_;
+  Kind kind_;
+};
+
+}  // namespace mlxnote
+
+// The methods of a single-output MLX primitive with a CPU kernel and closed-form
+// transforms (each primitive defines them in its .cpp).
+#define MLXNOTE_PRIMITIVE_METHODS                                                         \
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override;          \
+  void eval_gpu(const std::vector<mx::array>& inputs, mx::array& out) override;          \
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,                      \
+                             const std::vector<mx::array>& tangents,                     \
+                             const std::vector<int>& argnums) override;                  \
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,                      \
+                             const std::vector<mx::array>& cotangents,                   \
+                             const std::vector<int>& argnums,                            \
+                             const std::vector<mx::array>& outputs) override;            \
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(                              \
+      const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;      \
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;   \
+  const char* name() const override;                                                     \
+  bool is_equivalent(const mx::Primitive& other) const override;
