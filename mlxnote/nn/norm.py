@@ -15,7 +15,6 @@ bfloat16, and the output is rounded once to the layer's dtype.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -26,6 +25,16 @@ from .._validation import MAX_DIM
 from .._validation import is_int as _is_int
 from ..kernels import norm as K
 from .layer import Desc, Layer, materialize
+from .norm_args import (
+    bshape,
+    build_from,
+    check_axis,
+    check_input_size,
+    check_mask,
+    resolve_axes,
+    sorted_axes,
+    weight_shape,
+)
 from .typing import ArrayLike, DTypeLike, Initializer, IntOrSeq, MaskLike
 
 __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
@@ -33,116 +42,7 @@ __all__ = ["batch_norm", "group_norm", "group_normalization", "layer_norm",
 
 
 
-# -- shared helpers -------------------------------------------------------------------------
-def _check_axis(layer: Layer, axis: Any) -> int | tuple[int, ...]:
-    """``axis``: an int or a non-empty list of distinct ints (validated, not yet resolved)."""
-    if _is_int(axis):
-        return int(axis)
-    allowed = "an int or a non-empty list of distinct ints"
-    if (not isinstance(axis, Sequence) or isinstance(axis, str) or not axis
-            or not all(_is_int(a) for a in axis)):
-        raise layer.error("axis", axis, allowed, TypeError)
-    if len(set(int(a) for a in axis)) != len(axis):
-        raise layer.error("axis", axis, allowed)
-    return tuple(int(a) for a in axis)
-
-
-def _resolve_axes(layer: Layer, axis: int | tuple[int, ...], x: mx.array) -> tuple[int, ...]:
-    """Sorted non-negative axes of ``x`` (an error names the input's rank)."""
-    axes = (axis,) if isinstance(axis, int) else axis
-    nd = x.ndim
-    if any(a < -nd or a >= nd for a in axes):
-        raise layer.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
-                          f"an array with axis {layer.axis} (rank >= "
-                          f"{max(a + 1 if a >= 0 else -a for a in axes)})")
-    out = tuple(sorted(a % nd for a in axes))
-    if len(set(out)) != len(out):
-        raise layer.error("axis", layer.axis, f"distinct axes of a rank-{nd} input")
-    return out
-
-
-def _check_input_size(layer: Layer, input_size: Any,
-                      axis: int | tuple[int, ...]) -> int | tuple[int, ...] | None:
-    """``input_size``: None, an int (one normalized axis) or a list with one int per axis."""
-    n = 1 if isinstance(axis, int) else len(axis)
-    if input_size is None:
-        return None
-    if _is_int(input_size) and n == 1:
-        return layer.check_int("input_size", input_size)
-    allowed = ("None or an int >= 1" if n == 1 else
-               f"None or a list of {n} ints >= 1 (the sizes of axes {list(axis)})")
-    if not (isinstance(input_size, Sequence) and not isinstance(input_size, str) and
-            len(input_size) == n and all(_is_int(v) for v in input_size)):
-        raise layer.error("input_size", input_size, allowed,
-                          ValueError if _is_int(input_size) else TypeError)
-    if any(v < 1 for v in input_size):
-        raise layer.error("input_size", input_size, allowed)
-    sizes = tuple(layer.check_int("input_size", v) for v in input_size)  # (<= 2^31 - 1)
-    return sizes if n > 1 else sizes[0]
-
-
-def _sorted_axes(axis: int | tuple[int, ...], input_size: Any) -> tuple[Any, Any]:
-    """A list ``axis`` of one sign in increasing order, ``input_size`` (one size per axis,
-    in the order given) permuted with it: the weights are stored in the order of the
-    sorted axes, which is how they broadcast (Keras sorts them too)."""
-    if isinstance(axis, int) or not (all(a >= 0 for a in axis) or all(a < 0 for a in axis)):
-        return axis, input_size
-    order = sorted(range(len(axis)), key=lambda i: axis[i])
-    if isinstance(input_size, tuple):
-        input_size = tuple(input_size[i] for i in order)
-    return tuple(axis[i] for i in order), input_size
-
-
-def _weight_shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
-    return (size,) if isinstance(size, int) else tuple(size)
-
-
-def _bshape(x: mx.array, axes: tuple[int, ...]) -> list[int]:
-    """Broadcast shape of a per-channel statistic: the input's size on ``axes``, else 1."""
-    return [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
-
-
-def _check_mask(layer: Layer, mask: Any, shape: tuple[int, ...], expand: bool) -> mx.array:
-    """A mask as an ``mx.array`` broadcastable to ``shape`` (after ``[..., None]`` when
-    ``expand``: batch_norm's mask has the input's shape without the last axis)."""
-    if not isinstance(mask, mx.array):
-        arr = np.asarray(mask)
-        if arr.dtype.kind not in "biuf":
-            raise layer.error("mask", Desc(f"an array of dtype {arr.dtype}"),
-                              "a bool or numeric array", TypeError)
-        mask = mx.array(arr)
-    elif mask.dtype in (mx.complex64,):
-        raise layer.error("mask", Desc(f"an array of dtype {mask.dtype}"),
-                          "a bool or numeric array", TypeError)
-    want = ("the input's shape without the last axis " if expand else "") + \
-        f"(broadcastable to {tuple(shape)})"
-    if expand:
-        if mask.ndim != len(shape) - 1:
-            raise layer.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"), want)
-        mask = mask[..., None]
-    try:
-        ok = mask.ndim <= len(shape) and np.broadcast_shapes(tuple(mask.shape),
-                                                             tuple(shape)) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise layer.error("mask", Desc(f"an array of shape {tuple(mask.shape)}"), want)
-    return mask
-
-
 # -- batch_norm ------------------------------------------------------------------------------
-def _build_from(layer: batch_norm | layer_norm, x: mx.array, axes: tuple[int, ...]) -> None:
-    """Build from the sizes of ``x`` on the normalized ``axes`` (an int ``axis``: one size),
-    or check them against ``input_size``."""
-    sizes = tuple(x.shape[a] for a in axes)
-    size = sizes[0] if isinstance(layer.axis, int) else sizes
-    if not layer.built:
-        layer.build(size)
-    elif _weight_shape(size) != _weight_shape(layer.input_size):  # axis=[1]: 3 or [3]
-        raise layer.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
-                          f"size {layer.input_size} on axis {layer.axis} (input_size)")
-
-
 class batch_norm(Layer):
     """Batch normalization, as Keras ``BatchNormalization``.
 
@@ -190,14 +90,14 @@ class batch_norm(Layer):
                  moving_variance_initializer: Initializer = "ones", synchronized: bool = False,
                  trainable: bool = True, dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype, trainable=trainable)
-        axis = _check_axis(self, axis)
+        axis = check_axis(self, axis)
         inits = dict(beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
                      moving_mean_initializer=moving_mean_initializer,
                      moving_variance_initializer=moving_variance_initializer)
         rank = 1 if isinstance(axis, int) else len(axis)  # of every weight
         for arg, init in inits.items():
             self.check_initializer(arg, init, rank)
-        axis, size = _sorted_axes(axis, _check_input_size(self, input_size, axis))
+        axis, size = sorted_axes(axis, check_input_size(self, input_size, axis))
         self.config(input_size=size, axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
                     epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
@@ -212,7 +112,7 @@ class batch_norm(Layer):
 
     def build(self, input_size: int | tuple[int, ...]) -> None:
         self._set("input_size", input_size)
-        shape = _weight_shape(input_size)
+        shape = weight_shape(input_size)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer,
                         "moving_mean_initializer", trainable=False)
         self.add_weight("moving_variance", shape, self.moving_variance_initializer,
@@ -239,11 +139,11 @@ class batch_norm(Layer):
     def __call__(self, data: ArrayLike, train_flag: bool | None = None,
                  mask: MaskLike | None = None, training: bool | None = None) -> mx.array:
         x = self.as_input(data, min_ndim=1)
-        axes = _resolve_axes(self, self.axis, x)
-        _build_from(self, x, axes)
+        axes = resolve_axes(self, self.axis, x)
+        build_from(self, x, axes)
         if mask is not None:
-            mask = _check_mask(self, mask, tuple(x.shape), expand=True)
-        bshape = _bshape(x, axes)
+            mask = check_mask(self, mask, tuple(x.shape), expand=True)
+        bshape = bshape(x, axes)
         red = tuple(i for i in range(x.ndim) if i not in axes)
         if not red:
             raise self.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
@@ -362,14 +262,14 @@ class group_norm(Layer):
 
     def __call__(self, data: ArrayLike, mask: MaskLike | None = None) -> mx.array:
         x = self.as_input(data, min_ndim=2)
-        (axis,) = _resolve_axes(self, self.axis, x)
+        (axis,) = resolve_axes(self, self.axis, x)
         if axis == 0:
             raise self.error("axis", self.axis, f"a channel axis of a rank-{x.ndim} input "
                              "other than the batch axis 0")
         self.ensure_built(x, axis)
         mask = self.mask if mask is None else mask
         if mask is not None:
-            mask = _check_mask(self, mask, tuple(x.shape), expand=False)
+            mask = check_mask(self, mask, tuple(x.shape), expand=False)
         if x.size == 0:  # the empty result (no sum over an empty axis: it can hang MLX)
             return mx.zeros(x.shape, self.dtype)
         G = self.n_groups
@@ -430,12 +330,12 @@ class layer_norm(Layer):
                  beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
                  dtype: DTypeLike = "float32") -> None:
         super().__init__(dtype=dtype)
-        axis = _check_axis(self, axis)
+        axis = check_axis(self, axis)
         rank = 1 if isinstance(axis, int) else len(axis)  # of beta and gamma
         self.check_initializer("beta_initializer", beta_initializer, rank)
         self.check_initializer("gamma_initializer", gamma_initializer, rank)
         rms = self.check_bool("rms_scaling", rms_scaling)
-        axis, size = _sorted_axes(axis, _check_input_size(self, input_size, axis))
+        axis, size = sorted_axes(axis, check_input_size(self, input_size, axis))
         self.config(input_size=size, axis=axis,
                     momentum=self.check_float("momentum", momentum, 0.0, 1.0, high_open=False),
                     epsilon=self.check_float("epsilon", epsilon, 0.0, float("inf")),
@@ -450,7 +350,7 @@ class layer_norm(Layer):
 
     def build(self, input_size: int | tuple[int, ...]) -> None:
         self._set("input_size", input_size)
-        shape = _weight_shape(input_size)
+        shape = weight_shape(input_size)
         if self.use_beta:
             self.add_weight("beta", shape, self.beta_initializer, "beta_initializer")
         if self.use_gamma:
@@ -459,8 +359,8 @@ class layer_norm(Layer):
 
     def __call__(self, data: ArrayLike) -> mx.array:
         x = self.as_input(data, min_ndim=1)
-        axes = _resolve_axes(self, self.axis, x)
-        _build_from(self, x, axes)
+        axes = resolve_axes(self, self.axis, x)
+        build_from(self, x, axes)
         if x.size == 0:  # the empty result (no sum over an empty axis: it can hang MLX)
             return mx.zeros(x.shape, self.dtype)
         half = self.dtype != mx.float32
@@ -476,7 +376,7 @@ class layer_norm(Layer):
             y = K.layer_norm(flat, g, b, self.epsilon)
             y = y.reshape(x.shape) if k > 1 else y
         else:
-            bshape = _bshape(x, axes)
+            bshape = bshape(x, axes)
             x32 = _f32(x)
             mean = mx.mean(x32, axes, keepdims=True)
             xc = x32 - mean
