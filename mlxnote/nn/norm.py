@@ -26,7 +26,7 @@ from .._validation import is_int as _is_int
 from ..kernels import norm as K
 from .layer import Desc, Layer, materialize
 from .norm_args import (
-    bshape,
+    broadcast_shape,
     build_from,
     check_axis,
     check_input_size,
@@ -143,7 +143,7 @@ class batch_norm(Layer):
         build_from(self, x, axes)
         if mask is not None:
             mask = check_mask(self, mask, tuple(x.shape), expand=True)
-        bshape = bshape(x, axes)
+        bshape = broadcast_shape(x, axes)
         red = tuple(i for i in range(x.ndim) if i not in axes)
         if not red:
             raise self.error("data", Desc(f"an array of shape {tuple(x.shape)}"),
@@ -376,7 +376,7 @@ class layer_norm(Layer):
             y = K.layer_norm(flat, g, b, self.epsilon)
             y = y.reshape(x.shape) if k > 1 else y
         else:
-            bshape = bshape(x, axes)
+            bshape = broadcast_shape(x, axes)
             x32 = _f32(x)
             mean = mx.mean(x32, axes, keepdims=True)
             xc = x32 - mean

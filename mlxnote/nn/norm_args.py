@@ -79,7 +79,7 @@ def weight_shape(size: int | tuple[int, ...]) -> tuple[int, ...]:
     return (size,) if isinstance(size, int) else tuple(size)
 
 
-def bshape(x: mx.array, axes: tuple[int, ...]) -> list[int]:
+def broadcast_shape(x: mx.array, axes: tuple[int, ...]) -> list[int]:
     """Broadcast shape of a per-channel statistic: the input's size on ``axes``, else 1."""
     return [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
 
