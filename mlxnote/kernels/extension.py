@@ -63,9 +63,11 @@ def module() -> ModuleType | None:
 
 
 def get() -> ModuleType | None:
-    """The extension when the kernels should use it now: loaded, not overridden off, and
-    in the CPU formulation."""
-    if _STATE["override"] is False or not cpu_formulation():
+    """The extension when the kernels should use it now: loaded, not overridden off, in
+    the CPU formulation and on the CPU device (its primitives have no GPU implementation:
+    ``MLXNOTE_FORMULATION=cpu`` on a GPU runs the pure-MLX CPU formulations)."""
+    if _STATE["override"] is False or not cpu_formulation() or \
+            mx.default_device().type != mx.DeviceType.cpu:
         return None
     return module()
 

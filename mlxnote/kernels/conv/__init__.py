@@ -38,7 +38,6 @@ and cast the result back.
 from __future__ import annotations
 
 import math
-import os
 
 import mlx.core as mx
 
@@ -58,14 +57,9 @@ METHODS = ("auto", "mlx", "mlx-fast", "gemm", "col2im", "shift", "mlx+gemm", "ml
 
 def choose(x_shape, w_shape, strides, dilations, groups, input_dilation,
            pads=None) -> str:
-    """The formulation :func:`conv` uses for these arguments on the default device
-    (``pads``: the ``(lo, hi)`` padding, which the memory rule needs).
-
-    ``MLXNOTE_CONV_METHOD=mlx`` or ``mlx-fast`` forces that (general) formulation, e.g. to
-    run the GPU formulation's conformance on a CPU."""
-    forced = os.environ.get("MLXNOTE_CONV_METHOD")
-    if forced in ("mlx", "mlx-fast"):
-        return forced
+    """The formulation :func:`conv` uses for these arguments in the current formulation
+    (``pads``: the ``(lo, hi)`` padding, which the memory rule needs): ``'mlx-fast'`` in
+    the GPU one (``MLXNOTE_FORMULATION=gpu`` forces it on any device), else the CPU rules."""
     if not on_cpu():
         return "mlx-fast"
     cin = x_shape[-1]
