@@ -24,7 +24,7 @@ that must be argued in its commit message.
 Reductions over many terms in a reduced dtype legitimately exceed that; the oracle
 criterion covers them, and only when TensorFlow itself is as far off.
 
-The rounding floor (float32 only). Both sides compute in float32, so neither can be expected
+The rounding floor. In float32 both sides compute in float32, so neither can be expected
 closer to the exact answer than a few units in the last place (ulps) of the quantity's
 largest value, and at that level "no worse than 2x TensorFlow's error" compares two draws of
 rounding noise: over ~45 gradients of a Transformer case, one exceeds 2x by luck in many
@@ -33,6 +33,19 @@ changed with MLX's BLAS. So in float32 the oracle rule reads
 ``err <= 2 * max(TF's err, 8 ulps * max|oracle|)`` (8 ulps = 9.5e-7 relative). A real
 defect sits far above that: the self-test's planted 1e-4 relative error is 840 ulps, and
 mlx.nn.selu's 6-digit constants (which this suite caught) gave about 35 ulps.
+
+The same floor in float16 and bfloat16, at 2 ulps (``err <= 2 * max(TF's err, 2 ulps *
+max|oracle|)``, i.e. 4 ulps: 3.9e-3 relative in float16, 3.1e-2 in bfloat16). Under the
+CPU formulation 16-bit layers compute in float32 and round at each layer's output, so
+their errors sit below TF's but for deep stacks (a float16 two-layer Transformer's bias
+gradient at 1.5 ulps, 2.3x TF's, was an expected failure); the GPU formulation
+(``--formulation gpu``, and Metal/CUDA) computes in 16-bit like TensorFlow, and then two
+draws of 16-bit rounding noise meet at every case:
+over 12 attention, conv, LSTM and Transformer cases x 10 seeds, the gradients' errors were
+median 1.01 ulps of the largest value (TF's 1.13), 99th percentile 3.49 (TF's 3.78), yet
+34 exceeded 2x TF's error by luck, 33 of them under 4 ulps. A real 16-bit defect is far
+above: a relu derivative lost to a pre-activation rounded to 0 is 64 ulps in bfloat16
+(the one recurrent expected failure), a wrong mask or sign hundreds.
 """
 
 from __future__ import annotations
@@ -48,9 +61,12 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "bfloat16": (1e-2, 1e-2),
 }
 ORACLE_FACTOR = 2.0
-# float32 only: errors within this many units in the last place of the quantity's largest
-# value count as rounding noise in the oracle rule (see below).
-FLOAT32_NOISE_ULPS = 8
+# Errors within this many units in the last place of the quantity's largest value count as
+# rounding noise in the oracle rule (see above).
+NOISE_ULPS: dict[str, int] = {"float32": 8, "float16": 2, "bfloat16": 2}
+FLOAT32_NOISE_ULPS = NOISE_ULPS["float32"]
+# Units in the last place at 1.0.
+EPS: dict[str, float] = {"float32": 2.0 ** -23, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 
 
 @dataclass
@@ -132,12 +148,11 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray, oracle: np.ndarray | N
             if float(to_oracle.max()) <= 1.0:
                 check.passed, check.rule = True, "tolerance of the float64 oracle"
             else:
-                floor = (FLOAT32_NOISE_ULPS * float(np.finfo(np.float32).eps) * check.scale
-                         if dtype == "float32" else 0.0)
+                floor = NOISE_ULPS[dtype] * EPS[dtype] * check.scale
                 if err <= ORACLE_FACTOR * max(tf_err, floor):
                     check.passed = True
                     check.rule = (f"oracle (<= {ORACLE_FACTOR:g}x TF error)" if err <=
-                                  ORACLE_FACTOR * tf_err else "oracle (float32 rounding floor)")
+                                  ORACLE_FACTOR * tf_err else f"oracle ({dtype} rounding floor)")
     if not check.passed:
         check.detail = (f"ours={ours[worst]:.7g} tf={ref[worst]:.7g} at {check.worst_index}; "
                         f"|diff|/(atol+rtol|tf|)={excess:.3g} (rtol={rtol:g}, atol={atol:g})")
