@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--case", action="append", help="only this case id (repeatable)")
     p.add_argument("--dtype", action="append", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--out", default="reports", help="folder for conformance.json/.md")
+    p.add_argument("--formulation", choices=("auto", "cpu", "gpu"), default=None,
+                   help="the branch every layer and kernel takes: 'gpu' runs the Metal/CUDA "
+                   "formulations on any device, 'auto' lets the default device decide "
+                   "(default: MLXNOTE_FORMULATION, else auto)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--list", action="store_true", help="list the selected case ids and exit")
     a = p.parse_args(argv)
@@ -28,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{c.id}  {c.describe()}", highlight=False)
         return 0
     outcome = suite.run(a.tier, a.layer, a.case, a.dtype, progress=not a.no_progress,
-                        out=a.out, console=console)
+                        out=a.out, console=console, formulation=a.formulation)
     title = (f"mlxnote conformance: {a.tier if not a.case else 'selected'} tier, "
-             f"{len(outcome.results)} cases, {outcome.seconds:.1f} s")
+             f"{len(outcome.results)} cases, {outcome.seconds:.1f} s, "
+             f"{outcome.meta['formulation']} formulation")
+    console.print(report.header_line(outcome.meta), highlight=False)
     report.print_summary(console, outcome.results, outcome.problems, title)
     for name, caught, by in outcome.selftest:
         mark = "[green]caught[/]" if caught else "[red]NOT CAUGHT[/]"

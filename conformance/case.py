@@ -274,7 +274,13 @@ class LayerSpec:
 
 
 # -- expected failures -------------------------------------------------------------------
-_ABSENT = object()
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: In an :class:`Expected`'s kwargs: the case does not give this argument (its default).
+ABSENT = _ABSENT = _Absent()
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,11 @@ class Expected:
     the mode and a subset of the constructor and call kwargs. ``checks`` are the check
     names (``fnmatch`` patterns, e.g. ``grad:weight_c2``) allowed to fail: a matched case
     is an expected failure only when every failing check is one of them. A matched case
-    that passes, or an entry that matches no case, fails the run.
+    that passes, or an entry that matches no case, fails the run. A kwarg given as
+    :data:`ABSENT` matches cases that leave it out. ``formulation`` (``'cpu'`` or ``'gpu'``)
+    and ``device`` (``'cpu'`` or ``'gpu'``, the default device's type) restrict the entry to
+    runs in that formulation, on that device (:func:`applies`): an entry measured with the
+    GPU formulation on a CPU need not hold on Metal or CUDA, whose roundings differ.
     """
 
     layer: str
@@ -293,6 +303,16 @@ class Expected:
     mode: str | None = None
     kwargs: dict = field(default_factory=dict)
     call_kwargs: dict = field(default_factory=dict)
+    formulation: str | None = None
+    device: str | None = None
+
+    def applies(self) -> bool:
+        """Does this entry apply in the formulation the layers take now, on this device?"""
+        from mlxnote._config import formulation_name
+
+        device = "cpu" if mx.default_device().type == mx.DeviceType.cpu else "gpu"
+        return self.formulation in (None, formulation_name()) and \
+            self.device in (None, device)
 
     def matches(self, case: Case) -> bool:
         return (case.layer == self.layer and self.dtype in (None, case.dtype)
@@ -306,7 +326,9 @@ class Expected:
                                      for n in failing)
 
     def describe(self) -> str:
-        parts = [f"{k}={v!r}" for k, v in (("dtype", self.dtype), ("mode", self.mode))
+        parts = [f"{k}={v!r}" for k, v in (("dtype", self.dtype), ("mode", self.mode),
+                                            ("formulation", self.formulation),
+                                            ("device", self.device))
                  if v is not None]
         parts += [f"{k}={v!r}" for k, v in {**self.kwargs, **self.call_kwargs}.items()]
         return f"{self.layer}({', '.join(parts)})"

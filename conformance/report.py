@@ -5,6 +5,7 @@ worst index and a one-line command that reruns it)."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections import defaultdict
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .compare import FLOAT32_NOISE_ULPS, ORACLE_FACTOR, TOLERANCES
+from .compare import NOISE_ULPS, ORACLE_FACTOR, TOLERANCES
 from .engine import CaseResult
 
 STATUS_STYLE = {"pass": "green", "xfail": "yellow", "fail": "red", "error": "red",
@@ -96,12 +97,12 @@ def write_json(path: Path, results: list[CaseResult], coverage: dict, problems: 
 def write_markdown(path: Path, results: list[CaseResult], coverage: dict, problems: list[str],
                    meta: dict, selftest: list[tuple[str, bool, str]] | None = None) -> None:
     lines = [f"# mlxnote conformance report ({meta['tier']} tier)", "",
-             f"mlx {meta['mlx']}, tensorflow {meta['tensorflow']}, {meta['platform']}; "
-             f"{len(results)} cases in {meta['seconds']:.1f} s.", "",
+             f"{header_line(meta)}; {len(results)} cases in {meta['seconds']:.1f} s.", "",
              "Verdict: within the dtype's tolerance of TensorFlow in the same dtype, or within "
              "it of the float64 oracle, or no worse than "
-             f"{ORACLE_FACTOR:g}x TensorFlow's own error against the oracle (in float32, errors "
-             f"under {FLOAT32_NOISE_ULPS} ulps of the largest value count as rounding noise). "
+             f"{ORACLE_FACTOR:g}x TensorFlow's own error against the oracle (errors under "
+             + ", ".join(f"{n} ulps in {d}" for d, n in NOISE_ULPS.items())
+             + " of the largest value count as rounding noise). "
              "Relative errors below are max |ours - oracle| / max |oracle|, over the "
              "quantities whose oracle is not ~0 (max |oracle| >= atol).", "",
              "| dtype | rtol | atol |", "|---|---|---|"]
@@ -150,7 +151,12 @@ def write_markdown(path: Path, results: list[CaseResult], coverage: dict, proble
 
 
 def meta_info(tier: str, seconds: float) -> dict:
+    """What a report proved and where: the device the cases ran on, the formulation the
+    layers took there (``'gpu'``: the Metal/CUDA branches), how it was chosen, the MLX
+    version (and its backend) and TensorFlow's."""
     import mlx.core as mx
+
+    from mlxnote import _config
 
     try:
         import tensorflow as tf
@@ -160,4 +166,44 @@ def meta_info(tier: str, seconds: float) -> dict:
         tfv = "unavailable"
     return {"tier": tier, "seconds": seconds, "mlx": mx.__version__, "tensorflow": tfv,
             "platform": f"{platform.system()} {platform.machine()}",
-            "device": str(mx.default_device())}
+            "device": device_name(), "formulation": _config.formulation_name(),
+            "formulation_setting": _config.formulation_setting(),
+            "mlx_backend": mlx_backend(), "tf32": os.environ.get("MLX_ENABLE_TF32", "")}
+
+
+def device_name() -> str:
+    """The default device, e.g. ``'Device(gpu, 0) (NVIDIA H200)'``, ``'Device(cpu, 0)'``."""
+    import mlx.core as mx
+
+    dev = mx.default_device()
+    text = str(dev)
+    if dev.type != mx.DeviceType.cpu:
+        try:
+            info = mx.device_info()
+            name = info.get("device_name") or info.get("architecture")
+            text += f" ({name})" if name else ""
+        except Exception:  # pragma: no cover  (older MLX, or no such query)
+            pass
+    return text
+
+
+def mlx_backend() -> str:
+    """``'metal'``, ``'cuda'`` or ``'cpu'``: which of MLX's GPU backends this build has."""
+    import mlx.core as mx
+
+    if mx.metal.is_available():
+        return "metal"
+    cuda = getattr(mx, "cuda", None)
+    if cuda is not None and getattr(cuda, "is_available", lambda: False)():
+        return "cuda"
+    return "cpu"
+
+
+def header_line(meta: dict) -> str:
+    """One line for the terminal and the Markdown report: device, formulation, versions."""
+    how = ("auto: the default device decides" if meta["formulation_setting"] == "auto"
+           else f"forced: MLXNOTE_FORMULATION / --formulation {meta['formulation_setting']}")
+    return (f"device {meta['device']}, {meta['formulation']} formulation ({how}), "
+            f"mlx {meta['mlx']} ({meta['mlx_backend']} backend), tensorflow "
+            f"{meta['tensorflow']}, {meta['platform']}, "
+            f"MLX_ENABLE_TF32={meta['tf32'] or 'unset'}")

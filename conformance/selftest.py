@@ -1,9 +1,15 @@
 """The harness proves it can fail: planted errors must be reported as failures.
 
-Each mutant is a deliberately wrong layer run through the same engine as the real one.
+Each mutant is a deliberately wrong layer run through the same engine as the real one, or
+(:func:`gpu_mutants`) a deliberately wrong GPU-only branch of a kernel, patched in for the
+run: those are part of the self-test when the suite runs the GPU formulation
+(``--formulation gpu``, or Metal/CUDA), the only one that takes them.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
 
 import mlx.core as mx
 
@@ -74,17 +80,57 @@ def _mutants():
     ]
 
 
+@contextlib.contextmanager
+def inverted_fast_mask(calls: list | None = None) -> Iterator[None]:
+    """GPU-branch error: the boolean mask handed to ``mx.fast.scaled_dot_product_attention``
+    (``kernels.attention._fast``) has its sense inverted (True = hidden, PyTorch's
+    convention), an additive one its sign. ``calls`` (if given) counts the patched calls."""
+    from mlxnote.kernels import attention as K
+
+    original = K._fast
+
+    def planted(q, k, v, scale, mask, causal):
+        if calls is not None:
+            calls.append(1)
+        if mask is not None:
+            mask = mx.logical_not(mask) if mask.dtype == mx.bool_ else -mask
+        return original(q, k, v, scale, mask, causal)
+
+    K._fast = planted
+    try:
+        yield
+    finally:
+        K._fast = original
+
+
+def gpu_mutants() -> list[tuple[str, Callable[..., contextlib.AbstractContextManager], Case]]:
+    """``[(name, patch, case)]``: planted errors in branches only the GPU formulation takes."""
+    mha = Case("multihead_attention", dict(n_head=2, input_size=8),
+               (Input((2, 5, 8), name="x"), Input((5, 5), "mask", name="mask")),
+               call_kwargs={"inputs": ("x", "mask"), "mask_form": "bool"})
+    return [("mx.fast attention mask inverted (GPU branch)", inverted_fast_mask, mha)]
+
+
+def _result(name: str, res) -> tuple[str, bool, str]:
+    failed = [c.name for c in res.checks if not c.passed]
+    caught = not res.passed and res.error is None
+    by = ", ".join(failed) if failed else (res.error or "").strip().splitlines()[-1:]
+    return name, caught, str(by)
+
+
 def run() -> list[tuple[str, bool, str]]:
-    """``[(planted error, caught?, which checks caught it)]``."""
+    """``[(planted error, caught?, which checks caught it)]``; the GPU-branch mutants too
+    when the layers take the GPU formulation."""
+    from mlxnote._config import cpu_formulation
+
     from . import families
     from .engine import run_case
 
     specs = families.load().specs
-    out = []
-    for name, cls, case in _mutants():
-        res = run_case(case, specs[case.layer], cls=cls)
-        failed = [c.name for c in res.checks if not c.passed]
-        caught = not res.passed and res.error is None
-        by = ", ".join(failed) if failed else (res.error or "").strip().splitlines()[-1:]
-        out.append((name, caught, str(by)))
+    out = [_result(name, run_case(case, specs[case.layer], cls=cls))
+           for name, cls, case in _mutants()]
+    if not cpu_formulation():
+        for name, patch, case in gpu_mutants():
+            with patch():
+                out.append(_result(name, run_case(case, specs[case.layer])))
     return out

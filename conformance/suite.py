@@ -24,6 +24,7 @@ class Outcome:
     coverage: dict = field(default_factory=dict)
     selftest: list[tuple[str, bool, str]] = field(default_factory=list)
     seconds: float = 0.0
+    meta: dict = field(default_factory=dict)  # report.meta_info: device, formulation, ...
 
     @property
     def ok(self) -> bool:
@@ -55,8 +56,9 @@ def select(tier: str = "smoke", layers: Sequence[str] | None = None,
 
 
 def expected_for(case: Case, entries: Sequence[Expected]) -> Expected | None:
-    """The expected-failure entry matching ``case`` (an error if several do)."""
-    hits = [e for e in entries if e.matches(case)]
+    """The expected-failure entry matching ``case`` in the current formulation (an error if
+    several do)."""
+    hits = [e for e in entries if e.matches(case) and e.applies()]
     if len(hits) > 1:
         raise ValueError(f"{case.id} matches several expected failures: "
                          f"{[e.describe() for e in hits]}")
@@ -64,11 +66,16 @@ def expected_for(case: Case, entries: Sequence[Expected]) -> Expected | None:
 
 
 def registry_problems(entries: Sequence[Expected], all_cases: Sequence[Case]) -> list[str]:
-    """Entries that match no case of the whole suite, or that name no checks."""
+    """Entries that match no case of the whole suite (in any formulation), or that name no
+    checks."""
     out = [f"expected-failure entry {e.describe()} matches no case" for e in entries
            if not any(e.matches(c) for c in all_cases)]
     out += [f"expected-failure entry {e.describe()} must name the checks that may fail"
             for e in entries if not e.checks or "*" in e.checks]
+    out += [f"expected-failure entry {e.describe()}: formulation must be None, 'cpu' or 'gpu'"
+            for e in entries if e.formulation not in (None, "cpu", "gpu")]
+    out += [f"expected-failure entry {e.describe()}: device must be None, 'cpu' or 'gpu'"
+            for e in entries if e.device not in (None, "cpu", "gpu")]
     return out
 
 
@@ -76,10 +83,22 @@ def run(tier: str = "smoke", layers: Sequence[str] | None = None,
         case_ids: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
         progress: bool = True, out: str | Path | None = "reports",
         console: Console | None = None, run_selftest: bool = True,
-        expected: Sequence[Expected] | None = None) -> Outcome:
+        expected: Sequence[Expected] | None = None,
+        formulation: str | None = None) -> Outcome:
     """Run the selected cases; the whole suite (no filters) also gets the coverage check,
     the expected-failure registry check and the self-test. ``expected`` replaces the
-    families' expected failures."""
+    families' expected failures. ``formulation`` (``'auto'``, ``'cpu'``, ``'gpu'``; default:
+    what ``MLXNOTE_FORMULATION`` says) is the one every layer and kernel takes
+    (:func:`mlxnote._config.formulation`): ``'gpu'`` runs the Metal/CUDA branches here."""
+    from mlxnote import _config
+
+    with _config.formulation(formulation or _config.formulation_setting()):
+        return _run(tier, layers, case_ids, dtypes, progress, out, console, run_selftest,
+                    expected)
+
+
+def _run(tier, layers, case_ids, dtypes, progress, out, console, run_selftest,
+         expected) -> Outcome:
     console = console or Console()
     t0 = time.perf_counter()
     (specs, all_cases, fam_expected), chosen = select(tier, layers, case_ids, dtypes)
@@ -108,8 +127,9 @@ def run(tier: str = "smoke", layers: Sequence[str] | None = None,
     if run_selftest and whole_suite:
         outcome.selftest = selftest.run()
     outcome.seconds = time.perf_counter() - t0
+    outcome.meta = meta = report.meta_info(tier if not case_ids else "selected cases",
+                                           outcome.seconds)
     if out is not None:
-        meta = report.meta_info(tier if not case_ids else "selected cases", outcome.seconds)
         out = Path(out)
         report.write_json(out / "conformance.json", results, outcome.coverage, problems, meta)
         report.write_markdown(out / "conformance.md", results, outcome.coverage, problems, meta,

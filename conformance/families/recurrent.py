@@ -17,7 +17,7 @@ take them: ``initial_state=(h, c)`` or a single ``h``.
 
 from __future__ import annotations
 
-from ..case import Case, Fn, Input, LayerSpec, grid
+from ..case import ABSENT, Case, Expected, Fn, Input, LayerSpec, grid
 from ..reference import recurrent as ref
 
 B, T, IN, H = 3, 5, 4, 6
@@ -134,4 +134,20 @@ SPECS = [
     *[LayerSpec(name, CELL_DOC + ["recurrent_activation"], ["data", "state"],
                 reference=ref.recurrent, call=call_cell, **EVERY_MODE)
       for name in ("GRUCell", "LSTMCell")],
+]
+
+EXPECTED = [
+    Expected(
+        "LSTM", dtype="bfloat16", formulation="gpu", device="cpu",
+        kwargs=dict(activation="relu", return_sequence=ABSENT),
+        reason="the GPU formulation computes a bfloat16 LSTM in bfloat16 (as TensorFlow "
+        "does): at t=3 one cell-candidate pre-activation (x W_c + b_c) + h U_c rounds to "
+        "exactly 0 where its exact value is 2.2e-3, so relu' is 0 instead of 1 and that "
+        "path's gradient is lost (64 ulps of the largest value; TensorFlow sums in "
+        "another order and keeps it positive). A discontinuous derivative in 16-bit "
+        "arithmetic, not a formulation error: 1 of 10 seeds fails, and over the 10 the "
+        "median ratio of our error to TF's is 0.60; the CPU formulation (float32 inside) "
+        "passes at 0.19. Measured on a CPU: Metal's and CUDA's bfloat16 roundings differ.",
+        checks=("grad:data", "grad:weight_i*", "grad:weight_o*", "grad:weight_c*",
+                "grad:bias_i", "grad:bias_o", "grad:bias_c")),
 ]
