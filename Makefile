@@ -33,6 +33,13 @@ conformance: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/python -m conformance --tier smoke
 
+# The full suite in the GPU formulation: every layer and kernel takes the branch it takes on
+# Metal/CUDA (mx.fast attention and layer norm, 'mlx-fast' convs, 16-bit compute), here on
+# the CPU. Reports in reports/gpu-formulation/.
+.PHONY: conformance-gpu
+conformance-gpu: $(STAMP)
+	$(BIN)/python -m conformance --tier full --formulation gpu --out reports/gpu-formulation
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
