@@ -91,13 +91,18 @@ if [ "${1:-}" = "--assemble" ]; then
 fi
 [ $# -le 1 ] || die 64 "usage: $0 [WHEEL_DIR]  (or: $0 --assemble WHEEL_DIR DEST_DIR)"
 
+# CUDA_CHECK_DRY=1 (tests of this script on a machine without a GPU): skips steps 1 and 3
+# (the GPU, the wheels, the venv) and runs steps 4 and 5 with $PYTHON as it is.
+DRY="${CUDA_CHECK_DRY:-0}"
+
 # -- 1. an NVIDIA GPU and its driver -------------------------------------------------------
-if ! command -v nvidia-smi >/dev/null 2>&1; then
+if [ "$DRY" = 1 ]; then
+    GPUS="(dry run: no GPU probed)"
+elif ! command -v nvidia-smi >/dev/null 2>&1; then
     die 2 "no NVIDIA GPU here: nvidia-smi is not installed (no NVIDIA driver). This check" \
           "needs a machine with an NVIDIA GPU; on this one run the GPU formulation on the" \
           "CPU instead: make conformance-gpu"
-fi
-if ! GPUS="$(nvidia-smi -L 2>&1)" || ! grep -q '^GPU [0-9]' <<<"$GPUS"; then
+elif ! GPUS="$(nvidia-smi -L 2>&1)" || ! grep -q '^GPU [0-9]' <<<"$GPUS"; then
     die 2 "no NVIDIA GPU here: nvidia-smi -L lists none (${GPUS:-no output})"
 fi
 say "GPU: $(head -n 1 <<<"$GPUS")"
@@ -113,6 +118,13 @@ WORK="${CUDA_CHECK_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mlxnote-cuda-check.XXXXXX"
 mkdir -p "$WORK"
 say "output: $OUTDIR; work folder (venv, reassembled wheel): $WORK"
 
+MLX_WHEEL="" CUDA_WHEEL=""
+if [ "$DRY" = 1 ]; then
+    VPY="$PYTHON"
+    PIP=("$VPY" -m pip install --no-index --disable-pip-version-check --no-input)
+    printf 'dry run: %s\n' "$("$VPY" -c 'import mlx.core as mx; print(mx.default_device())')" \
+        >"$WORK/mlx-check.log"
+else  # the real run: steps 2 and 3, unindented, down to "fi  # not a dry run"
 WHEELS="$(find_wheel_dir "${1:-}")" || die 3 "no ${CUDA_PKG}-${MLX_VERSION} wheel (or its" \
     "parts) in ${1:-\$MLXNOTE_WHEELS, $REPO/wheels or shared/wheels}: bring" \
     "mlx-cuda-13==${MLX_VERSION} and mlx==${MLX_VERSION} for ${PYTAG} (pip download" \
@@ -170,26 +182,36 @@ export LD_LIBRARY_PATH="${NV_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # MLX on the GPU, from the venv.
 if ! "$VPY" - "$VENV" >"$WORK/mlx-check.log" 2>&1 <<'PY'
-import sys
+import os, sys
 import mlx.core as mx
-venv = sys.argv[1]
-assert mx.__file__.startswith(venv), f"mlx.core comes from {mx.__file__}, not the venv"
+venv = os.path.realpath(sys.argv[1])
+where = os.path.realpath(mx.__file__)
+assert where.startswith(venv + os.sep), f"mlx.core comes from {where}, not the venv {venv}"
 assert mx.cuda.is_available(), "mx.cuda.is_available() is False"
 assert mx.default_device().type == mx.DeviceType.gpu, f"default device {mx.default_device()}"
 a = mx.random.normal((256, 256))
 mx.eval(a @ a)
-print(f"mlx {mx.__version__} {mx.__file__}: {mx.default_device()} {mx.device_info()}")
+try:
+    info = mx.device_info()
+except Exception as e:  # only the description is lost
+    info = f"(device_info: {e})"
+print(f"mlx {mx.__version__} {where}: {mx.default_device()} {info}")
 PY
 then
     die 6 "MLX's CUDA backend does not run here: $(tail -n 2 "$WORK/mlx-check.log")." \
-          "A missing libcublas/libcudnn/libnvrtc means the NVIDIA runtime wheels mlx-cuda-13" \
-          "needs are not installed: bring them into $WHEELS (pip download mlx-cuda-13==${MLX_VERSION})."
+          "A missing NVIDIA library (libcublas, libcudnn, libnccl, libnvrtc, libcufft," \
+          "libcusolver) means the NVIDIA runtime wheels mlx-cuda-13 needs are not installed:" \
+          "bring them into $WHEELS (pip download mlx-cuda-13==${MLX_VERSION}); a missing" \
+          "libcuda.so.1 means no NVIDIA driver."
 fi
+fi  # not a dry run
 say "$(tail -n 1 "$WORK/mlx-check.log")"
 
 # -- 4. mlxnote and what the suite needs ---------------------------------------------------
 cd "$REPO"
-if MLXNOTE_BUILD_EXT=0 "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO" \
+if [ "$DRY" = 1 ]; then
+    say "dry run: mlxnote runs from $REPO as $PYTHON has it"
+elif MLXNOTE_BUILD_EXT=0 "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO" \
         >"$WORK/pip-mlxnote.log" 2>&1; then
     say "mlxnote installed (editable, without the CPU-only C++ extension)"
 else
@@ -213,8 +235,8 @@ export TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0
     echo "git: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
          "$(git -C "$REPO" status --porcelain 2>/dev/null | wc -l) changed files"
     echo "python: $("$VPY" --version 2>&1)"
-    echo "wheels: $(basename "$MLX_WHEEL") $(basename "$CUDA_WHEEL")"
-    echo "LD_LIBRARY_PATH: $LD_LIBRARY_PATH"
+    echo "wheels: ${MLX_WHEEL##*/} ${CUDA_WHEEL##*/}"
+    echo "LD_LIBRARY_PATH: ${LD_LIBRARY_PATH:-}"
     echo "--- nvidia-smi"
     nvidia-smi 2>&1 || true
     echo "--- mlx"
@@ -230,8 +252,10 @@ export TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0
 # (conformance/reference hides the GPUs from it and turns its TF32 off).
 CONF_RC=0
 if [ "$HAVE_TF" = 1 ]; then
-    say "conformance suite (full tier, --formulation auto on the GPU) -> $OUTDIR/conformance"
-    timeout "${CONFORMANCE_TIMEOUT:-3600}" "$VPY" -m conformance --tier full \
+    read -r -a CONF_OPTS <<<"${CONFORMANCE_ARGS:---tier full}"
+    say "conformance suite (${CONF_OPTS[*]}, --formulation auto on the GPU) ->" \
+        "$OUTDIR/conformance"
+    timeout "${CONFORMANCE_TIMEOUT:-3600}" "$VPY" -m conformance "${CONF_OPTS[@]}" \
         --formulation auto --no-progress --out "$OUTDIR/conformance" \
         >"$OUTDIR/conformance.log" 2>&1 || CONF_RC=$?
     tail -n 3 "$OUTDIR/conformance.log" >&2 || true

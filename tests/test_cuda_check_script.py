@@ -4,6 +4,7 @@ it can run anywhere (rebuilding the split mlx-cuda-13 wheel) is checked on fake 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -125,3 +126,21 @@ def test_a_whole_wheel_is_used_as_it_is(tmp_path):
     res = run("--assemble", str(src), str(tmp_path / "dest"))
     assert res.returncode == 0 and res.stdout.strip() == str(src / WHEEL)
     assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.slow
+def test_dry_run_writes_both_reports(tmp_path):
+    """Steps 4 and 5 (the suite and the benchmarks into OUT) with this Python, no GPU:
+    CUDA_CHECK_DRY=1, one conformance case and one quick benchmark family."""
+    out = tmp_path / "out"
+    res = run(env={"CUDA_CHECK_DRY": "1", "OUT": str(out),
+                   "CUDA_CHECK_WORK": str(tmp_path / "work"),
+                   "CONFORMANCE_ARGS": "--layer identity --dtype float32",
+                   "BENCH_ARGS": "--family norm --quick"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((out / "conformance" / "conformance.json").read_text())["meta"]
+    assert meta["formulation"] == "cpu" and meta["device"] == "Device(cpu, 0)"
+    assert json.loads((out / "bench.json").read_text())["rows"]
+    summary = (out / "summary.txt").read_text()
+    assert "conformance: exit 0:" in summary and "benchmarks: exit 0" in summary
+    assert "python -m mlxnote info" in (out / "env.txt").read_text()
