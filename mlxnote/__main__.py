@@ -45,6 +45,11 @@ def info() -> dict:
     from .kernels import extension
 
     out["extension"] = extension.status()
+    from . import _config
+
+    out["formulation"] = {"setting": _config.formulation_setting(),
+                          "active": _config.formulation_name(),
+                          "device": str(mx.default_device())}
     return out
 
 
@@ -76,6 +81,9 @@ def render(d: dict) -> str:
                      f"MLX's default {_size(d['cache_default'])})")
     else:
         lines.append(f"cache    MLX's default ({d['cache_reason']})")
+    f = d["formulation"]
+    lines.append(f"layers   {f['active']} formulation on {f['device']} (MLXNOTE_FORMULATION="
+                 f"{f['setting']})")
     ext = d["extension"]
     if ext["loaded"]:
         lines.append(f"kernels  mlxnote's C++ extension: {', '.join(ext['kernels'])} "
@@ -84,7 +92,8 @@ def render(d: dict) -> str:
         lines.append(f"kernels  pure MLX (the C++ extension is not used: {ext['reason']})")
     lines.append(f"switches {_platform.ENV_BLAS}=0 (stock BLAS), {_platform.ENV_CACHE}=0 (stock "
                  f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N, MLXNOTE_EXT=0 "
-                 "(no C++ kernels), MLXNOTE_THREADS=N")
+                 "(no C++ kernels), MLXNOTE_THREADS=N, MLXNOTE_FORMULATION=cpu|gpu|auto, "
+                 "MLXNOTE_BLAS_ADAPTIVE=0")
     return "\n".join(lines)
 
 
