@@ -72,6 +72,13 @@ def get() -> ModuleType | None:
     return module()
 
 
+def kernel(name: str) -> Any:
+    """The extension's function ``name`` when :func:`get` allows the extension and this
+    build has it (an older build without it: ``None``, the pure-MLX formulation)."""
+    mod = get()
+    return getattr(mod, name) if mod is not None and name in mod.KERNELS else None
+
+
 def reason() -> str:
     """Why :func:`module` is ``None`` ('' when it is loaded)."""
     module()

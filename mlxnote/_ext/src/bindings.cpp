@@ -1,5 +1,6 @@
 // The Python module mlxnote._ext._core: mlxnote's CPU primitives for MLX.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -13,6 +14,7 @@
 #include "depthwise.h"
 #include "im2col.h"
 #include "pool.h"
+#include "rnn.h"
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
@@ -78,7 +80,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -123,4 +125,22 @@ NB_MODULE(_core, m) {
       nb::arg("cols"), nb::arg("length"), nb::arg("kernel"), nb::arg("strides"),
       nb::arg("dilations"), nb::arg("pad"),
       "The transpose of im2col: cols (N, *O, *kernel, C) summed onto (N, *length, C).");
+  m.def(
+      "rnn_scan",
+      [](const std::string& kind, const mx::array& xp, const mx::array& wh, const mx::array& h0,
+         const std::optional<mx::array>& c0) {
+        const auto k = kind == "lstm"  ? mlxnote::RnnKind::Lstm
+                       : kind == "gru" ? mlxnote::RnnKind::Gru
+                       : kind == "rnn" ? mlxnote::RnnKind::Rnn
+                                       : throw std::invalid_argument(
+                                             "mlxnote rnn_scan: kind 'rnn', 'gru' or 'lstm'");
+        if (k == mlxnote::RnnKind::Lstm && !c0) {
+          throw std::invalid_argument("mlxnote rnn_scan: the lstm needs c0");
+        }
+        return mlxnote::rnn_scan(k, xp, wh, h0, c0 ? *c0 : h0);
+      },
+      nb::arg("kind"), nb::arg("xp"), nb::arg("wh"), nb::arg("h0"), nb::arg("c0") = nb::none(),
+      "A tanh/sigmoid recurrence over input projections xp (B, T, k*H) with the recurrent\n"
+      "kernel wh (H, k*H) from h0 (B, H) (and c0 for the LSTM), float32: hseq (B, T, H), then\n"
+      "what its gradient needs (LSTM: cseq, the activated gates; GRU: the gates, r * h).");
 }

@@ -1,0 +1,53 @@
+#include "blas.h"
+
+#include <dlfcn.h>
+
+#include <stdexcept>
+
+#include "mlx/version.h"
+
+namespace mlxnote::blas {
+
+namespace {
+
+using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
+                          int, float, float*, int);
+
+// The global one first (mlxnote's shim when it is loaded: the one MLX's matmul calls), else
+// the one libmlx resolves from its own dependencies.
+sgemm_fn find() {
+  if (void* fn = dlsym(RTLD_DEFAULT, "cblas_sgemm")) {
+    return reinterpret_cast<sgemm_fn>(fn);
+  }
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&mlx::core::version), &info) == 0 || !info.dli_fname) {
+    return nullptr;
+  }
+  void* mlx = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  return mlx ? reinterpret_cast<sgemm_fn>(dlsym(mlx, "cblas_sgemm")) : nullptr;
+}
+
+sgemm_fn lookup() {
+  static sgemm_fn fn = find();
+  return fn;
+}
+
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+
+}  // namespace
+
+bool available() {
+  return lookup() != nullptr;
+}
+
+void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+           int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  auto fn = lookup();
+  if (fn == nullptr) {
+    throw std::runtime_error("mlxnote: no cblas_sgemm in this process");
+  }
+  fn(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, alpha, a,
+     lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace mlxnote::blas

@@ -1,0 +1,12 @@
+// The process's cblas_sgemm (OpenBLAS through mlxnote's shim on Linux, Accelerate on macOS),
+// found at run time: mlxnote's C++ kernels call the same BLAS as MLX's matmul.
+#pragma once
+
+namespace mlxnote::blas {
+
+// C = alpha * op(A) @ op(B) + beta * C, row major; false when no cblas_sgemm is loaded.
+bool available();
+void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+           int lda, const float* b, int ldb, float beta, float* c, int ldc);
+
+}  // namespace mlxnote::blas
