@@ -6,7 +6,8 @@ or a :class:`View` (a Note weight that is a block of fused stored arrays, as the
 recurrent layers keep them). :func:`collect` walks any root — a layer, a model, a plain
 ``mlx.nn`` module — and returns one :class:`Weight` per Note weight, in order; every
 reader (``param``, ``get_weights``, counts, summaries) and writer (``set_weights``,
-``update`` with Note names) of layers and models goes through it.
+``update`` with Note names) of layers and models goes through it; Keras's layout
+(``layout="keras"``) is a plan over these weights (:mod:`mlxnote.nn.layouts`).
 
 Every array stored here is evaluated when it is created or loaded (:func:`materialize`):
 MLX 0.32 evaluates a lazy array only in the thread that created it, and a layer must work
@@ -24,6 +25,7 @@ import mlx.nn as mnn
 import numpy as np
 
 from .._validation import Desc, error
+from . import layouts
 from .typing import ArrayLike
 
 _IN_TRANSFORM = ("[eval] Attempting to eval an array during function transformations",
@@ -208,17 +210,32 @@ class NoteWeights:
         """The weight at ``path`` (or ``value`` in its stored layout) in Note's layout."""
         return find(self, path).note(value)
 
-    def get_weights(self) -> list[np.ndarray]:
-        """Every weight as a NumPy array in Note's layout and creation order (bfloat16
-        weights come back as float32: NumPy has no bfloat16; the values are exact)."""
+    def get_weights(self, layout: str = "note") -> list[np.ndarray]:
+        """Every weight as a NumPy array (bfloat16 weights come back as float32: NumPy has
+        no bfloat16; the values are exact).
+
+        ``layout="note"`` (the default): Note's TensorFlow layout and creation order.
+        ``layout="keras"``: the arrays of the Keras counterpart, in Keras's order and
+        shapes (for a model, its layers' in registration order: what ``get_weights`` of a
+        Keras model with the same weighted layers gives); :mod:`mlxnote.nn.layouts`.
+        """
+        layout = layouts.check_layout(self.error_name, layout)
         self._weights_ready("get_weights")
+        if layout == "keras":
+            return layouts.to_keras(layouts.plan(self, self.error_name),
+                                    {w.path: a for w, a in zip(collect(self), get_weights(self))})
         return get_weights(self)
 
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load arrays in Note's layout and creation order (as :meth:`get_weights` gives);
-        the count and every shape are checked before anything changes."""
+    def set_weights(self, weights: Sequence[Any], layout: str = "note") -> None:
+        """Load arrays in ``layout`` (``'note'``, the default, or ``'keras'``: as
+        :meth:`get_weights` gives them). The count, every shape and every dtype (real
+        numbers) are checked before anything changes."""
+        layout = layouts.check_layout(self.error_name, layout)
         self._weights_ready("set_weights")
-        load(self, weights, self.error_name)
+        if layout == "keras":
+            load_keras(self, weights, self.error_name)
+        else:
+            load(self, weights, self.error_name)
 
 
 # -- reading -------------------------------------------------------------------------
@@ -236,24 +253,68 @@ def count(root: Any) -> int:
 
 
 # -- writing -------------------------------------------------------------------------
+def as_weight(value: Any, owner: str, index: int, what: str) -> mx.array:
+    """``value`` as a float32 ``mx.array`` (an ``mx.array`` keeps its dtype); anything but
+    real numbers is refused naming ``owner``, the index and ``what`` (the layer and the
+    weight)."""
+    if isinstance(value, mx.array):
+        if mx.issubdtype(value.dtype, mx.floating) or mx.issubdtype(value.dtype, mx.integer):
+            return value
+        kind = str(value.dtype)
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError):
+            arr = np.asarray(value, dtype=object)
+        if arr.dtype.kind in "fiu":
+            return mx.array(arr.astype(np.float32))
+        kind = str(arr.dtype)
+    raise error(owner, "weights", Desc(f"dtype {kind} at index {index} ({what})"),
+                "an array of real numbers (float or int)", TypeError)
+
+
+def _check_count(weights: Sequence[Any], names: list[str], owner: str, layout: str) -> None:
+    if not isinstance(weights, Sequence) or isinstance(weights, (str, bytes)):
+        raise error(owner, "weights", Desc(f"a {type(weights).__name__}"),
+                    "a list of arrays", TypeError)
+    if len(weights) != len(names):
+        where = "the" if layout == "note" else "Keras's"
+        raise error(owner, "weights", Desc(f"{len(weights)} arrays"),
+                    f"{len(names)} arrays in {where} order {names}")
+
+
 def load(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
     """Set every weight of ``root`` from ``weights`` (Note's layout and order), after
-    checking the count and every shape: on any mismatch nothing changes and the error
-    names ``owner``, the weight and both shapes."""
+    checking the count, every shape and dtype: on any mismatch nothing changes and the
+    error names ``owner``, the index, the weight and both shapes."""
     ws = collect(root)
-    if len(weights) != len(ws):
-        raise error(owner, "weights", Desc(f"{len(weights)} arrays"),
-                    f"{len(ws)} arrays in the order {[w.path for w in ws]}")
+    _check_count(weights, [w.path for w in ws], owner, "note")
     staged = []
-    for w, value in zip(ws, weights):
-        if not isinstance(value, mx.array):
-            value = mx.array(np.asarray(value, dtype=np.float32))
+    for i, (w, value) in enumerate(zip(ws, weights)):
+        what = f"{type(w.owner).__name__} '{w.path}'"
+        value = as_weight(value, owner, i, what)
         if tuple(value.shape) != w.note_shape:
-            raise error(owner, "weights", Desc(f"shape {tuple(value.shape)} for '{w.path}'"),
-                        f"shape {w.note_shape} (Note's layout)")
+            raise layouts.shape_error(owner, i, what, tuple(value.shape), w.note_shape, "note")
         staged.append((w, value))
     assign(staged)
     materialize([_stored(w) for w in ws])
+
+
+def load_keras(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
+    """:func:`load` from Keras's layout (:mod:`mlxnote.nn.layouts`), checked the same way
+    against Keras's shapes."""
+    plan = layouts.plan(root, owner)
+    _check_count(weights, [k.name for k in plan], owner, "keras")
+    values = []
+    for i, (k, value) in enumerate(zip(plan, weights)):
+        what = f"{k.layer} '{k.name}'"
+        v = as_weight(value, owner, i, what)
+        if tuple(v.shape) != k.shape:
+            raise layouts.shape_error(owner, i, what, tuple(v.shape), k.shape, "keras")
+        values.append(np.array(v.astype(mx.float32)))
+    ws = collect(root)
+    note = layouts.from_keras(plan, values, {w.path: w.note_shape for w in ws})
+    load(root, [note[w.path] for w in ws], owner)
 
 
 def _stored(w: Weight) -> list[mx.array]:
