@@ -8,7 +8,8 @@ On top of MLX it adds what Note's layers promise:
 * :meth:`get_weights` / :meth:`set_weights` with NumPy arrays in Note's TensorFlow
   layout, while the arrays themselves are stored in the layout MLX's kernels consume;
 * a lazy build from the first input when ``input_size`` is ``None``;
-* train/eval mode from the module, overridden per call by ``train_flag=``/``training=``;
+* train/eval mode from the module (``train()``/``eval()``, or Note's ``layer.train_flag =
+  False``), overridden per call by ``train_flag=``/``training=``;
 * errors that name the layer, the argument, what was given and what is allowed;
 * sizes refused before MLX sees them (a dimension above 2^31 - 1, a weight or an output
   larger than the memory this process may use: MLX would segfault);
@@ -53,7 +54,50 @@ def arguments(local: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in local.items() if k not in ("self", "__class__")}
 
 
-class Layer(weights.NoteWeights, mnn.Module):
+class TrainMode:
+    """The mode switches of layers and models: ``train(mode)`` takes a bool only, and
+    Note's ``train_flag`` attribute is the mode (``layer.train_flag = False``, what
+    Note's ``Model.training(flag)`` does, is ``layer.eval()``: this module and those
+    inside it). ``error_name`` and ``train_hint`` (added to a refused mode) come from the
+    class."""
+
+    error_name: str
+    train_hint = ""
+
+    @property
+    def train_flag(self) -> bool:
+        """Note's name of the mode: ``True`` in training mode (:attr:`training`)."""
+        return bool(self.training)  # type: ignore[attr-defined]
+
+    @train_flag.setter
+    def train_flag(self, flag: bool) -> None:
+        if not V.is_bool(flag):
+            raise V.error(self.error_name, "train_flag", flag, "True or False (the mode of "
+                          "this module and those inside it)", TypeError)
+        self.train(bool(flag))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "train_flag":  # mlx.nn.Module would store a list or an array as a child
+            object.__setattr__(self, key, value)
+        else:
+            super().__setattr__(key, value)
+
+    def train(self, mode: bool = True, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`mlx.nn.Module.train`: training mode (``mode=True``) or not, for this
+        module and those inside it. Anything but one bool is an error."""
+        if args or kwargs or not V.is_bool(mode):
+            extra = [f"{k}=" for k in kwargs] + ["more arguments"] * bool(args)
+            given = mode if isinstance(mode, (bool, int, float, str, type(None))) else \
+                Desc(f"a {type(mode).__name__}")
+            if extra:
+                given = Desc(f"{given!r} with {', '.join(extra)}")
+            raise V.error(self.error_name, "mode", given, "True or False: train(mode) sets "
+                          f"the training mode (mlx.nn.Module.train){self.train_hint}",
+                          TypeError)
+        return super().train(bool(mode))  # type: ignore[misc]
+
+
+class Layer(TrainMode, weights.NoteWeights, mnn.Module):
     """Base class of the mlxnote layers.
 
     Subclasses call ``super().__init__(dtype=..., trainable=...)``, create weights with

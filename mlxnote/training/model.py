@@ -34,7 +34,7 @@ from mlx.utils import tree_flatten
 
 from .._validation import check_bool, check_float, check_int, error
 from ..nn import weights
-from ..nn.layer import Layer
+from ..nn.layer import Layer, TrainMode
 from . import checkpoint, data, display, steps
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
@@ -45,7 +45,7 @@ from .optimizers import get_optimizer
 __all__ = ["Model"]
 
 
-class Model(weights.NoteWeights, mnn.Module):
+class Model(TrainMode, weights.NoteWeights, mnn.Module):
     """Base class for models: assign layers in ``__init__``, define ``__call__``.
 
     Example::
@@ -66,8 +66,13 @@ class Model(weights.NoteWeights, mnn.Module):
         history = model.fit(x, y, epochs=5, batch_size=32, validation_data=(xv, yv))
 
     Layers may be mlxnote layers, plain ``mlx.nn`` modules, other Models, or lists and
-    dicts of them. ``train()`` / ``eval()`` reach every layer.
+    dicts of them. ``train()`` / ``eval()`` (or Note's ``model.train_flag = False``) reach
+    every layer; ``train`` takes a bool only (Note's ``model.train(train_ds, epochs)`` is
+    :meth:`fit` here, and is refused with an error saying so).
     """
+
+    train_hint = ("; to train on data use fit(x, y, epochs=...) (Note's "
+                  "model.train(train_ds, epochs) is fit here)")
 
     def __init__(self) -> None:
         super().__init__()
