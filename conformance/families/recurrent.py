@@ -11,13 +11,22 @@ float64 oracle (reduced dtypes take the same code path however they are traced).
 
 Initial states are differentiable positional inputs (``initial_state``, and
 ``initial_state_c`` for an LSTM's cell state; ``state``/``state_c`` for the cells), so the
-gradient with respect to them is compared too. The ``call`` hooks group them as the layers
-take them: ``initial_state=(h, c)`` or a single ``h``.
+gradient with respect to them is compared too; a ``mask`` is a boolean input, last. The
+``call`` hooks group them as the layers take them: ``initial_state=(h, c)`` or a single
+``h``, ``mask=``.
+
+``Bidirectional`` takes layers as arguments: its cases name them with :class:`Fn` markers
+whose rows (:func:`inner`, added to ``case.FNS`` here) build a fresh mlxnote layer of the
+case's dtype on every access and tell the reference which Keras layer to build.
 """
 
 from __future__ import annotations
 
-from ..case import ABSENT, Case, Expected, Fn, Input, LayerSpec, grid
+from typing import Any
+
+import mlx.core as mx
+
+from ..case import ABSENT, DTYPES, FNS, Case, Expected, Fn, Input, LayerSpec, grid, resolve
 from ..reference import recurrent as ref
 
 B, T, IN, H = 3, 5, 4, 6
@@ -27,14 +36,54 @@ H0 = Input((B, H), name="initial_state")
 C0 = Input((B, H), name="initial_state_c")
 S = Input((B, H), name="state")
 SC = Input((B, H), name="state_c")
+M = Input((B, T), kind="mask", name="mask")
+
+
+def _split_mask(ins) -> tuple[list, Any]:
+    ins = list(ins)
+    return (ins[:-1], {"mask": ins[-1]}) if ins[-1].dtype == mx.bool_ else (ins, {})
 
 
 def call_sequence(layer, ins, kw):
-    """``layer(x)``, ``layer(x, initial_state=h)`` or ``layer(x, initial_state=(h, c))``."""
+    """``layer(x)``, ``layer(x, initial_state=h)`` or ``layer(x, initial_state=(h, c))``,
+    with ``mask=`` when the last input is boolean."""
+    ins, mask = _split_mask(ins)
     if len(ins) == 1:
-        return layer(ins[0], **kw)
+        return layer(ins[0], **mask, **kw)
     state = ins[1] if len(ins) == 2 else (ins[1], ins[2])
-    return layer(ins[0], initial_state=state, **kw)
+    return layer(ins[0], initial_state=state, **mask, **kw)
+
+
+def call_bidirectional(layer, ins, kw):
+    """``layer(x, initial_state=[states...] or None, mask=...)``."""
+    ins, mask = _split_mask(ins)
+    return layer(ins[0], initial_state=ins[1:] or None, **mask, **kw)
+
+
+class Inner:
+    """A ``case.FNS`` row for a layer that a ``Bidirectional`` case wraps: ``mlx`` builds a
+    new mlxnote layer (seeded by the engine's ``mx.random.seed`` before each build);
+    ``layer``/``kwargs`` tell the reference which Keras layer to build."""
+
+    def __init__(self, layer: str, kwargs: dict, dtype: str):
+        self.layer, self.kwargs, self.dtype = layer, kwargs, dtype
+
+    @property
+    def mlx(self):
+        from mlxnote import nn
+
+        return getattr(nn, self.layer)(**resolve(self.kwargs, "mlx"), dtype=self.dtype)
+
+    def tf(self, tf):  # the reference builds the Keras layer itself
+        return None
+
+
+def inner(layer: str, dtype: str, **kwargs: Any) -> Fn:
+    """The ``Fn`` marker of a ``layer(**kwargs)`` of ``dtype`` (registered once)."""
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+    name = f"{layer}({args})@{dtype}"
+    FNS.setdefault(name, Inner(layer, kwargs, dtype))  # type: ignore[arg-type]
+    return Fn(name)
 
 
 def call_cell(layer, ins, kw):
@@ -93,6 +142,39 @@ for name in ("RNN", "GRU", "LSTM"):
                   [Input((4, 12, 8))] + ([Input((4, 16), name="initial_state")]
                                          if name != "LSTM" else []))
 
+# Keras 3's GRU (reset_after=True): its own recurrent bias, the reset gate after the matmul.
+RESET_AFTER = [
+    dict(output_size=H, input_size=IN, reset_after=True, bias_initializer="normal"),
+    dict(output_size=H, reset_after=True, use_bias=False),  # lazy, no biases
+    dict(output_size=H, input_size=IN, reset_after=True, activation="relu",
+         recurrent_activation="hard_sigmoid", bias_initializer="uniform"),
+    dict(output_size=H, input_size=IN, reset_after=True, activation="elu",
+         recurrent_activation=Fn("sin"), bias_initializer="normal"),  # not from outputs
+    dict(output_size=H, input_size=IN, reset_after=True, recurrent_activation="softmax"),
+    dict(output_size=H, input_size=IN, reset_after=False),  # the default, given
+]
+CASES += grid("GRU", _with_return(RESET_AFTER), [X], smoke=1)
+CASES += grid("GRU", _with_return([dict(output_size=H, input_size=IN, reset_after=True,
+                                        bias_initializer="normal")]), [X, H0])
+# Masks (Keras: a masked step carries the state and the output over) and go_backwards (the
+# steps from last to first, the sequence returned in that order); both together.
+BIG = Input((6, 7, IN))
+for name in ("RNN", "GRU", "LSTM"):
+    one = dict(output_size=H, input_size=IN, bias_initializer="normal")
+    states = [X, H0, C0] if name == "LSTM" else [X, H0]
+    smoke = 1 if name == "LSTM" else 0
+    CASES += grid(name, _with_return([one]), [X, M], smoke=smoke)
+    CASES += grid(name, _with_return([one]), states + [M])
+    CASES += grid(name, [dict(one, return_sequence=True)], [BIG, Input((6, 7), "mask", "mask")])
+    CASES += grid(name, _with_return([dict(one, go_backwards=True)]), [X],
+                  smoke=1 if name == "GRU" else 0)
+    CASES += grid(name, _with_return([dict(one, go_backwards=True)]), states + [M])
+    CASES += grid(name, [dict(output_size=H, go_backwards=False, return_sequence=True)], [X],
+                  dtypes=("float32",))
+CASES += grid("GRU", _with_return([dict(output_size=H, input_size=IN, reset_after=True,
+                                        go_backwards=True, bias_initializer="normal")]),
+              [X, H0, M])
+
 CELL_COMMON = [
     dict(weight_shape=[IN, H]),
     dict(weight_shape=[IN, H], use_bias=False),
@@ -116,24 +198,75 @@ for name in ("RNNCell", "GRUCell", "LSTMCell"):
                   [Input((2, 7)), Input((2, 3), name="state")], modes=("eval",))
     if name == "LSTMCell":  # a single h: c starts at zero
         CASES += grid(name, [dict(weight_shape=[IN, H])], [X1, S])
+CASES += grid("GRUCell", [dict(weight_shape=[IN, H], reset_after=True,
+                               bias_initializer="normal"),
+                          dict(weight_shape=[IN, H], reset_after=True, use_bias=False),
+                          dict(weight_shape=[IN, H], reset_after=True,
+                               recurrent_activation="softmax", bias_initializer="uniform"),
+                          dict(weight_shape=[IN, H], reset_after=False)], [X1, S], smoke=1)
+CASES += grid("GRUCell", [dict(weight_shape=[IN, H], reset_after=True)], [X1])
+
+# Bidirectional: every merge mode, each inner kind, a given backward layer, masks, states.
+HB = Input((B, H), name="initial_state_b")
+CB = Input((B, H), name="initial_state_b_c")
+
+
+def _bi(layer: str, inputs: list, merge_modes=("concat",), back: tuple | None = None,
+        smoke: bool = False, **kwargs: Any) -> list[Case]:
+    out = []
+    for dt in DTYPES:
+        for mode in merge_modes:
+            kw: dict[str, Any] = dict(layer=inner(layer, dt, **kwargs))
+            if mode != "concat" or len(merge_modes) > 1:
+                kw["merge_mode"] = mode
+            if back is not None:
+                kw["backward_layer"] = inner(back[0], dt, **back[1])
+            tier = "smoke" if smoke and dt in ("float32", "bfloat16") else "full"
+            out.append(Case("Bidirectional", kw, tuple(inputs), dt, tier=tier))
+    return out
+
+
+SEQ_GRU = dict(output_size=H, input_size=IN, return_sequence=True, bias_initializer="normal")
+CASES += _bi("GRU", [X], smoke=True, **SEQ_GRU)
+CASES += _bi("GRU", [X], ("sum", "mul", "ave", None), **SEQ_GRU)
+CASES += _bi("LSTM", [X], ("concat", "ave", None), output_size=H, input_size=IN)
+CASES += _bi("RNN", [X], ("sum",), output_size=H)  # lazy
+CASES += _bi("GRU", [X], ("concat",), back=("LSTM", dict(output_size=4, input_size=IN,
+                                                         return_sequence=True,
+                                                         go_backwards=True)),
+             output_size=H, input_size=IN, return_sequence=True, reset_after=True)
+CASES += _bi("GRU", [X], ("sum",), back=("GRU", dict(output_size=H, input_size=IN,
+                                                     go_backwards=True)),
+             output_size=H, input_size=IN, reset_after=True, bias_initializer="normal")
+CASES += _bi("GRU", [X, M], ("concat",), **SEQ_GRU)
+CASES += _bi("LSTM", [X, M], ("concat", "mul"), output_size=H, input_size=IN)
+CASES += _bi("GRU", [X, H0, HB, M], ("ave",), **SEQ_GRU)
+CASES += _bi("LSTM", [X, H0, C0, HB, CB], ("concat",), output_size=H, input_size=IN,
+             return_sequence=True)
 
 SEQ_DOC = ["output_size", "input_size", "weight_initializer", "bias_initializer",
-           "return_sequence", "use_bias", "trainable", "dtype", "activation"]
+           "return_sequence", "use_bias", "trainable", "dtype", "activation", "go_backwards"]
 CELL_DOC = ["weight_shape", "weight_initializer", "bias_initializer", "use_bias", "trainable",
             "dtype", "activation"]
+SEQ_CALL = ["data", "initial_state", "mask"]
 # Every execution mode; the untraced and compiled paths differ from the traced one in float32.
 EVERY_MODE = dict(modes=("vjp", "untraced", "compiled"), mode_dtypes=("float32",))
 SPECS = [
-    LayerSpec("RNN", SEQ_DOC, ["data", "initial_state"], reference=ref.recurrent,
+    LayerSpec("RNN", SEQ_DOC, SEQ_CALL, reference=ref.recurrent, call=call_sequence,
+              **EVERY_MODE),
+    LayerSpec("GRU", SEQ_DOC + ["recurrent_activation", "reset_after"], SEQ_CALL,
+              reference=ref.recurrent, call=call_sequence, **EVERY_MODE),
+    LayerSpec("LSTM", SEQ_DOC + ["recurrent_activation"], SEQ_CALL, reference=ref.recurrent,
               call=call_sequence, **EVERY_MODE),
-    *[LayerSpec(name, SEQ_DOC + ["recurrent_activation"], ["data", "initial_state"],
-                reference=ref.recurrent, call=call_sequence, **EVERY_MODE)
-      for name in ("GRU", "LSTM")],
     LayerSpec("RNNCell", CELL_DOC, ["data", "state"], reference=ref.recurrent, call=call_cell,
               **EVERY_MODE),
-    *[LayerSpec(name, CELL_DOC + ["recurrent_activation"], ["data", "state"],
-                reference=ref.recurrent, call=call_cell, **EVERY_MODE)
-      for name in ("GRUCell", "LSTMCell")],
+    LayerSpec("GRUCell", CELL_DOC + ["recurrent_activation", "reset_after"], ["data", "state"],
+              reference=ref.recurrent, call=call_cell, **EVERY_MODE),
+    LayerSpec("LSTMCell", CELL_DOC + ["recurrent_activation"], ["data", "state"],
+              reference=ref.recurrent, call=call_cell, **EVERY_MODE),
+    LayerSpec("Bidirectional", ["layer", "merge_mode", "backward_layer"], SEQ_CALL,
+              reference=ref.bidirectional, call=call_bidirectional, has_dtype=False,
+              **EVERY_MODE),
 ]
 
 EXPECTED = [

@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (the family modules)
     weights,
 )
 from .attention import *  # noqa: F403
+from .bidirectional import *  # noqa: F403  (beyond the 32 documented layers: not in __all__)
 from .conv import *  # noqa: F403
 from .core import *  # noqa: F403
 from .layer import Layer
