@@ -60,7 +60,8 @@ class attention(Layer):
     output rows. ``use_causal_mask`` hides keys ``j > i``.
 
     Returns ``(B, Tq, dv)``, and the weights ``(B, Tq, Tv)`` with
-    ``return_attention_scores``. Weights: ``scale`` then ``concat_score_weight``, both ``()``.
+    ``return_attention_scores``. Weights: ``scale`` then ``concat_score_weight``, both
+    ``()``, in both layouts (Note's and ``layout="keras"``).
     """
 
     def __init__(self, use_scale: bool = False, score_mode: Literal["dot", "concat"] = "dot",

@@ -10,6 +10,22 @@ Note ``moving_mean, moving_variance, beta, gamma``), a fusion (LSTM: Keras's ``k
 is Note's ``weight_i1, weight_f1, weight_c1, weight_o1`` side by side) or a split (an
 LSTMCell's ``[x; h]`` weight). Reading and writing both run the same plan.
 
+=====================================  ==========================================
+mlxnote (Note's order)                 Keras (``layout="keras"``)
+=====================================  ==========================================
+dense, convs, depthwise, separable     the same arrays (``weight`` is ``kernel``)
+batch_norm: mm, mv, beta, gamma        ``gamma, beta, moving_mean, moving_variance``
+layer_norm: beta, gamma                ``gamma, beta``
+group_norm: gamma, beta; attention:    the same order
+scale, concat_score_weight; RNN(Cell):
+weight_i, weight_s, bias
+GRU: weight_r1, weight_r2, ...         ``kernel [in, 3H]``, ``recurrent_kernel [H, 3H]``,
+bias_r, bias_z, bias_h                 ``bias [3H]`` (``[2, 3H]``: reset-after), z, r, h
+LSTM: weight_i1, ..., bias_c           the same three, gates i, f, c, o
+GRUCell / LSTMCell: weight [in+H, kH]  ``kernel`` (its x rows), ``recurrent_kernel`` (its
+(blocks r, z, h / i, f, o, c), bias    h rows), ``bias``: blocks z, r, h / i, f, c, o
+=====================================  ==========================================
+
 Layers without a counterpart of the same math are refused by name (multihead_attention:
 Keras's ``MultiHeadAttention`` returns the probabilities' output only and has its own
 masks; talking_heads_attention, FAVOR, Linformer, the Transformer and stochastic_depth have
@@ -98,8 +114,9 @@ def reorder(*order: str) -> Plan:
 
 def gates(keras_order: str) -> Plan:
     """A sequence layer's per-gate Note weights (``weight_<g>1 [in, H]``, ``weight_<g>2
-    [H, H]``, ``bias_<g> [H]``) fused into Keras's ``kernel``, ``recurrent_kernel`` and
-    ``bias`` with the gate blocks in ``keras_order``."""
+    [H, H]``, ``bias_<g> [H]``, or ``[2, H]`` for a reset-after GRU: rows input, recurrent)
+    fused into Keras's ``kernel [in, k*H]``, ``recurrent_kernel [H, k*H]`` and ``bias
+    [k*H]`` (``[2, k*H]``) with the gate blocks in ``keras_order``."""
     def plan(layer: Any) -> list[KerasArray]:
         shapes, k = _shapes(layer), len(keras_order)
         i, h = shapes[f"weight_{keras_order[0]}1"]
@@ -107,17 +124,18 @@ def gates(keras_order: str) -> Plan:
                           (i, k * h)),
                KerasArray("recurrent_kernel", tuple(Piece(f"weight_{g}2") for g in keras_order),
                           (h, k * h))]
-        if f"bias_{keras_order[0]}" in shapes:
+        bias = shapes.get(f"bias_{keras_order[0]}")
+        if bias is not None:
             out.append(KerasArray("bias", tuple(Piece(f"bias_{g}") for g in keras_order),
-                                  (k * h,)))
+                                  (*bias[:-1], k * h)))
         return out
     return plan
 
 
 def cell_gates(note_order: str, keras_order: str) -> Plan:
     """A cell's ``weight [in + H, k*H]`` (rows x then h, column blocks ``note_order``) and
-    ``bias [k*H]`` as Keras's ``kernel [in, k*H]``, ``recurrent_kernel [H, k*H]`` and
-    ``bias [k*H]`` with the blocks in ``keras_order``."""
+    ``bias [k*H]`` (``[2, k*H]``: reset-after) as Keras's ``kernel [in, k*H]``,
+    ``recurrent_kernel [H, k*H]`` and ``bias`` with the blocks in ``keras_order``."""
     def plan(layer: Any) -> list[KerasArray]:
         shapes, k = _shapes(layer), len(note_order)
         rows, cols = shapes["weight"]
@@ -128,7 +146,7 @@ def cell_gates(note_order: str, keras_order: str) -> Plan:
                for name, r, n in (("kernel", (0, i), i), ("recurrent_kernel", (i, rows), h))]
         if "bias" in shapes:
             out.append(KerasArray("bias", tuple(Piece("bias", None, c) for c in blocks),
-                                  (cols,)))
+                                  shapes["bias"]))
         return out
     return plan
 
@@ -199,7 +217,7 @@ def to_keras(arrays: Sequence[KerasArray], note: dict[str, np.ndarray]) -> list[
     for k in arrays:
         parts = [p.take(note[p.path]) for p in k.pieces]
         a = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        out.append(np.ascontiguousarray(a.reshape(k.shape)))
+        out.append(np.array(a.reshape(k.shape), order="C"))  # a copy, 0-d kept
     return out
 
 

@@ -77,7 +77,8 @@ class batch_norm(Layer):
     Shapes: any rank, unchanged. Weights in creation order: ``moving_mean [C]``,
     ``moving_variance [C]`` (state: not trainable, in ``model.state``, so
     ``mx.compile(..., inputs=model.state, outputs=model.state)`` carries their updates),
-    ``beta [C]``, ``gamma [C]``.
+    ``beta [C]``, ``gamma [C]``: the order of ``get_weights()`` (Note's layout). With
+    ``layout="keras"``, Keras's order: ``gamma, beta, moving_mean, moving_variance``.
     """
 
     _STATE = ("moving_mean", "moving_variance")
@@ -207,7 +208,8 @@ class group_norm(Layer):
         dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``.
 
     Call: ``(data, mask=None)``. Shapes: ``(B, ..., C, ...)`` unchanged. Weights in
-    creation order: ``gamma [C]``, ``beta [C]`` (Note's order).
+    creation order: ``gamma [C]``, ``beta [C]``, in both layouts (Note's and
+    ``layout="keras"``).
     """
 
     def __init__(self, groups: int = 32, input_size: int | None = None, axis: int = -1,
@@ -320,8 +322,9 @@ class layer_norm(Layer):
         beta_initializer, gamma_initializer: initializers (``'zeros'``, ``'ones'``).
         dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'``.
 
-    Call: ``(data)``. Shapes unchanged. Weights in creation order: ``beta``, ``gamma``, of
-    the input's sizes on ``axis``.
+    Call: ``(data)``. Shapes unchanged. Weights in creation order (Note's layout):
+    ``beta``, ``gamma``, of the input's sizes on ``axis``; with ``layout="keras"``, Keras's
+    order ``gamma, beta``.
     """
 
     def __init__(self, input_size: IntOrSeq | None = None, axis: IntOrSeq = -1,
