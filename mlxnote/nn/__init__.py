@@ -19,11 +19,13 @@ from . import (  # noqa: F401  (the family modules)
 )
 from .attention import *  # noqa: F403
 from .bidirectional import *  # noqa: F403  (beyond the 32 documented layers: not in __all__)
+from .containers import *  # noqa: F403  (flatten, Layers: as bidirectional)
 from .conv import *  # noqa: F403
 from .core import *  # noqa: F403
 from .layer import Layer
 from .linear_attention import *  # noqa: F403
 from .norm import *  # noqa: F403
+from .pooling import *  # noqa: F403  (as bidirectional)
 from .recurrent import *  # noqa: F403
 from .transformer import *  # noqa: F403
 
