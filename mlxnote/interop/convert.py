@@ -44,11 +44,12 @@ def _dtype(o: Options) -> str:
     return str(pol.compute_dtype)
 
 
-def layer_from_keras(klayer: Any) -> Layer:
+def layer_from_keras(klayer: Any, allow: tuple[str, ...] = ()) -> Layer:
     """The mlxnote layer of a Keras layer, with its weights (built when the Keras layer
-    is, lazy otherwise), in eval mode (a Keras call's default)."""
+    is, lazy otherwise), in eval mode (a Keras call's default). ``allow``: config keys a
+    wrapper set, not checked."""
     pair = pair_of_keras(klayer)
-    o = Options(klayer)
+    o = Options(klayer, allow)
     kw = pair.from_keras(o)
     params = _params(pair.note)
     if "dtype" in params:

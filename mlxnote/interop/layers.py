@@ -29,10 +29,10 @@ IGNORED = {"name", "trainable", "dtype", "unroll", "seed", "unit_forget_bias",
 
 class Options:
     """A Keras layer's config, read key by key; :meth:`finish` refuses what was not read
-    unless it holds Keras's default."""
+    unless it holds Keras's default (or is in ``allow``: set by a wrapper)."""
 
-    def __init__(self, klayer: Any) -> None:
-        self.layer, self.cfg, self.read = klayer, klayer.get_config(), set(IGNORED)
+    def __init__(self, klayer: Any, allow: tuple[str, ...] = ()) -> None:
+        self.layer, self.cfg, self.read = klayer, klayer.get_config(), {*IGNORED, *allow}
         self.where = f"from_keras ({klayer.name}: {type(klayer).__name__})"
 
     def __getitem__(self, key: str) -> Any:
@@ -335,6 +335,22 @@ def _dropout_to(layer: Any) -> dict[str, Any]:
     return dict(rate=layer.rate, seed=layer.seed, noise_shape=None if ns is None else list(ns))
 
 
+def _bidi_from(o: Options) -> dict[str, Any]:
+    from .convert import layer_from_keras
+
+    o["layer"], o["backward_layer"]  # noqa: B018  (read: converted from the live layers)
+    k, zero = o.layer, ("zero_output_for_mask",)  # Keras sets it on the wrapped layers
+    return dict(layer=layer_from_keras(k.forward_layer, zero), merge_mode=o["merge_mode"],
+                backward_layer=layer_from_keras(k.backward_layer, zero))
+
+
+def _bidi_to(layer: Any) -> dict[str, Any]:
+    from .convert import layer_to_keras
+
+    return dict(layer=layer_to_keras(layer.forward_layer), merge_mode=layer.merge_mode,
+                backward_layer=layer_to_keras(layer.backward_layer))
+
+
 def _pairs() -> list[Pair]:
     core, norm = nn.core, nn.norm
     out = [Pair(core.dense, "Dense", _dense_from, _dense_to,
@@ -352,7 +368,9 @@ def _pairs() -> list[Pair]:
            Pair(nn.attention, "Attention",
                 lambda o: dict(use_scale=o["use_scale"], score_mode=o["score_mode"]),
                 lambda layer: dict(use_scale=layer.use_scale, score_mode=layer.score_mode),
-                shape=lambda layer: [(None, None, 1), (None, None, 1)])]
+                shape=lambda layer: [(None, None, 1), (None, None, 1)]),
+           Pair(nn.Bidirectional, "Bidirectional", _bidi_from, _bidi_to,
+                shape=lambda layer: (None, None, layer.forward_layer.input_size))]
     for n in (1, 2, 3):
         out.append(Pair(getattr(core, f"zeropadding{n}d"), f"ZeroPadding{n}D", _pad_from,
                         _pad_to))

@@ -24,6 +24,8 @@ bias_r, bias_z, bias_h                 ``bias [3H]`` (``[2, 3H]``: reset-after),
 LSTM: weight_i1, ..., bias_c           the same three, gates i, f, c, o
 GRUCell / LSTMCell: weight [in+H, kH]  ``kernel`` (its x rows), ``recurrent_kernel`` (its
 (blocks r, z, h / i, f, o, c), bias    h rows), ``bias``: blocks z, r, h / i, f, c, o
+Bidirectional: forward_layer.*,        the forward layer's, then the backward layer's
+backward_layer.*
 =====================================  ==========================================
 
 Layers without a counterpart of the same math are refused by name (multihead_attention:
@@ -151,6 +153,19 @@ def cell_gates(note_order: str, keras_order: str) -> Plan:
     return plan
 
 
+def sublayers(*names: str) -> Plan:
+    """A composite's Keras arrays: those of its sublayers ``names``, in that order."""
+    def plan(layer: Any) -> list[KerasArray]:
+        out = []
+        for n in names:
+            sub = getattr(layer, n)
+            out += [KerasArray(f"{n}.{k.name}", tuple(Piece(f"{n}.{p.path}", p.rows, p.cols)
+                                                     for p in k.pieces), k.shape)
+                    for k in table()[type(sub)](sub)]
+        return out
+    return plan
+
+
 _TABLE: dict[type, Plan] = {}
 
 
@@ -160,6 +175,7 @@ def table() -> dict[type, Plan]:
     if not _TABLE:
         from . import conv, core, norm, recurrent
         from .attention import attention
+        from .bidirectional import Bidirectional
 
         kernel = same(weight="kernel")
         for cls in (core.dense, *(getattr(conv, n) for n in conv.__all__)):
@@ -176,6 +192,7 @@ def table() -> dict[type, Plan]:
         _TABLE[recurrent.LSTM] = gates("ifco")
         _TABLE[recurrent.GRUCell] = cell_gates("rzh", "zrh")
         _TABLE[recurrent.LSTMCell] = cell_gates("ifoc", "ifco")
+        _TABLE[Bidirectional] = sublayers("forward_layer", "backward_layer")
     return _TABLE
 
 
