@@ -104,6 +104,18 @@ CASES = [
          lambda: nn.separable_conv1d(4, 3, 2, 3), [(2, 7, 3)]),
     Case("separable_conv2d", lambda: L.SeparableConv2D(4, 3),
          lambda: nn.separable_conv2d(4, 3, input_size=3), [(2, 5, 5, 3)]),
+    Case("max_pool1d", lambda: L.MaxPooling1D(2), lambda: nn.max_pool1d(2), [(2, 7, 3)]),
+    Case("max_pool2d", lambda: L.MaxPooling2D(3, strides=1, padding="same"),
+         lambda: nn.max_pool2d(3, 1, "SAME"), [(2, 5, 5, 3)]),
+    Case("max_pool3d", lambda: L.MaxPooling3D(2), lambda: nn.max_pool3d(2),
+         [(1, 4, 4, 4, 2)]),
+    Case("avg_pool1d", lambda: L.AveragePooling1D(3, strides=2, padding="same"),
+         lambda: nn.avg_pool1d(3, 2, "SAME"), [(2, 7, 3)]),
+    Case("avg_pool2d", lambda: L.AveragePooling2D((2, 3)),
+         lambda: nn.avg_pool2d([2, 3]), [(2, 6, 6, 3)]),
+    Case("avg_pool3d", lambda: L.AveragePooling3D(2, padding="same"),
+         lambda: nn.avg_pool3d(2, padding="SAME"), [(1, 3, 3, 3, 2)]),
+    Case("flatten", L.Flatten, nn.flatten, [(2, 3, 4)]),
     Case("batch_norm", lambda: L.BatchNormalization(momentum=0.9, epsilon=1e-2),
          lambda: nn.batch_norm(3, momentum=0.9, epsilon=1e-2), [(4, 5, 3)],
          positive=("moving_variance",)),
@@ -179,8 +191,8 @@ def test_every_pair_has_a_case() -> None:
     """Each mlxnote layer with a Keras counterpart (the layout table and the interop
     pairs: the same classes) is exercised below."""
     named = {type(c.note()).__name__ for c in CASES}
-    assert set(layouts.table()) == {p.note for p in pairs.PAIRS}
-    assert {c.__name__ for c in layouts.table()} <= named
+    assert set(layouts.table()) == {p.note for p in pairs.PAIRS} | {nn.Layers}
+    assert {c.__name__ for c in layouts.table()} - {"Layers"} <= named
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -382,6 +394,7 @@ def _cnn() -> Any:
     h = L.Conv2D(6, 3, padding="same", activation="relu")(x)
     h = L.BatchNormalization()(h)
     h = L.Conv2D(4, 3, strides=2)(h)  # no dropout: the step's gradients are compared
+    h = L.Flatten()(L.MaxPooling2D()(h))
     return keras.Model(x, L.Dense(5)(h))
 
 
@@ -474,6 +487,25 @@ def test_chain_becomes_sequential_and_model_layout_matches_keras() -> None:
     with pytest.raises(TypeError, match="input_shape"):
         mlxnote.to_keras(seq)
     close(mlxnote.to_keras(seq, input_shape=(4,))(xs), seq.eval()(mx.array(xs)), "Sequential")
+
+
+def test_note_layers_container_in_keras_layout() -> None:
+    km = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(3, 3, activation="relu"),
+                           L.MaxPooling2D(), L.Flatten(), L.Dense(2)])
+    _randomize(km, 5)
+    box = nn.Layers()
+    box.add([nn.conv2d(3, 3, 2, activation="relu"), nn.max_pool2d(), nn.flatten(),
+             nn.dense(2, 12)])
+    box.set_weights(km.get_weights(), layout="keras")
+    x = np.random.default_rng(6).normal(size=(2, 6, 6, 2)).astype(np.float32)
+    close(box.eval()(mx.array(x)), km(x), "Layers <- Keras")
+    close(mlxnote.to_keras(box, input_shape=(6, 6, 2))(x), km(x), "Layers -> Keras")
+    branch = nn.Layers()
+    branch.add(nn.dense(2, 2), save_data=True)
+    branch.add(lambda x, kept: x + kept, use_data=True)
+    with pytest.raises(TypeError, match="to_keras: argument 'obj' got a Layers with "
+                                        "save_data/use_data"):
+        mlxnote.to_keras(branch, input_shape=(2,))
 
 
 # -- Note's habits (item 5) --------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import nn
 from .._validation import Desc, error
 from ..nn.layer import Layer
 from ..training import Model, Sequential
@@ -68,8 +69,9 @@ def to_keras(obj: Any, input_shape: tuple[int | None, ...] | None = None) -> Any
     """The Keras equivalent of an mlxnote layer or model, with the weights.
 
     Args:
-        obj: a layer with a Keras counterpart, a :class:`~mlxnote.training.Sequential` of
-            them, or a model :func:`from_keras` made.
+        obj: a layer with a Keras counterpart, a :class:`~mlxnote.training.Sequential` or
+            Note's ``nn.Layers`` (a plain chain) of them, or a model :func:`from_keras`
+            made.
         input_shape: the input's shape without the batch axis (``(28, 28, 1)``). A model
             is built on ``keras.Input(input_shape)`` (a model from :func:`from_keras`
             remembers its own); a layer is built from its sizes, so it is needed only where
@@ -78,7 +80,7 @@ def to_keras(obj: Any, input_shape: tuple[int | None, ...] | None = None) -> Any
     """
     if isinstance(obj, KerasGraph):
         return graph.to_functional(obj)
-    if isinstance(obj, Sequential):
+    if isinstance(obj, (Sequential, nn.Layers)):
         return _to_sequential(obj, input_shape)
     if isinstance(obj, Model):
         raise error("to_keras", "obj", Desc(f"a {obj.name} (a Model subclass)"), "a layer, "
@@ -105,15 +107,31 @@ def _member_to_keras(m: Any, i: int) -> Any:
                 f"position {i}"), "mlxnote layers with a Keras counterpart", TypeError)
 
 
-def _to_sequential(model: Sequential, input_shape: Any) -> Any:
+def _entries(model: Sequential | nn.Layers) -> list[Any]:
+    """The layers of a Sequential, or of Note's ``Layers`` (a plain chain only)."""
+    if isinstance(model, Sequential):
+        model._check_built("to_keras")
+        return list(model.layers)
+    if any(save or use for _, save, use, _ in model._plan):
+        raise error("to_keras", "obj", Desc("a Layers with save_data/use_data"), "a plain "
+                    "chain of layers (a Keras Sequential; build a functional Keras model "
+                    "for the branches)", TypeError)
+    unbuilt = [type(m).__name__ for m in model.layer if isinstance(m, Layer) and not m.built]
+    if unbuilt:
+        raise error("to_keras", "obj", Desc(f"a Layers with unbuilt {unbuilt}"),
+                    "built layers (give input_size or call it once)", RuntimeError)
+    return list(model.layer)
+
+
+def _to_sequential(model: Sequential | nn.Layers, input_shape: Any) -> Any:
     k = convert.keras()
-    model._check_built("to_keras")
+    entries = _entries(model)
     recorded = getattr(model, "input_shapes", None)
     shape = input_shape if input_shape is not None else (recorded[0] if recorded else None)
-    members = [_member_to_keras(m, i) for i, m in enumerate(model.layers)]
+    members = [_member_to_keras(m, i) for i, m in enumerate(entries)]
     if shape is not None:
         kmodel = k.Sequential([k.Input(tuple(shape)), *members])
-    for m, km in zip(model.layers, members):
+    for m, km in zip(entries, members):
         if isinstance(m, Layer):
             convert.build(km, m)
     return kmodel if shape is not None else k.Sequential(members)

@@ -351,6 +351,28 @@ def _bidi_to(layer: Any) -> dict[str, Any]:
                 backward_layer=layer_to_keras(layer.backward_layer))
 
 
+def _pool_from(o: Options) -> dict[str, Any]:
+    return dict(kernel_size=list(o["pool_size"]), strides=list(o["strides"]),
+                padding=o["padding"].upper(), data_format=o["data_format"])
+
+
+def _pool_to(layer: Any) -> dict[str, Any]:
+    pad = layer.padding
+    if not isinstance(pad, str):
+        if any(p for pair in pad for p in pair):
+            raise error(f"to_keras ({layer.name})", "padding", pad, "'SAME', 'VALID' or 0 "
+                        "(Keras's pooling has no explicit zero padding)")
+        pad = "VALID"  # Note's default, no padding
+    return dict(pool_size=tuple(layer.kernel_size), strides=tuple(layer.strides),
+                padding=pad.lower(), data_format="channels_first"
+                if layer.channels_first else "channels_last")
+
+
+def _flatten_from(o: Options) -> dict[str, Any]:
+    o.only("data_format", ("channels_last",), "mlxnote's flatten keeps the input's order")
+    return {}
+
+
 def _pairs() -> list[Pair]:
     core, norm = nn.core, nn.norm
     out = [Pair(core.dense, "Dense", _dense_from, _dense_to,
@@ -374,6 +396,9 @@ def _pairs() -> list[Pair]:
     for n in (1, 2, 3):
         out.append(Pair(getattr(core, f"zeropadding{n}d"), f"ZeroPadding{n}D", _pad_from,
                         _pad_to))
+        for op, name in (("max", "MaxPooling"), ("avg", "AveragePooling")):
+            out.append(Pair(getattr(nn, f"{op}_pool{n}d"), f"{name}{n}D", _pool_from, _pool_to))
+    out.append(Pair(nn.flatten, "Flatten", _flatten_from, lambda layer: {}))
     return out + _conv_pairs() + _rnn_pairs()
 
 

@@ -25,7 +25,9 @@ LSTM: weight_i1, ..., bias_c           the same three, gates i, f, c, o
 GRUCell / LSTMCell: weight [in+H, kH]  ``kernel`` (its x rows), ``recurrent_kernel`` (its
 (blocks r, z, h / i, f, o, c), bias    h rows), ``bias``: blocks z, r, h / i, f, c, o
 Bidirectional: forward_layer.*,        the forward layer's, then the backward layer's
-backward_layer.*
+backward_layer.*; Layers: layers.<i>.*  (a Keras Sequential of the same layers)
+flatten, pooling, dropout, identity,   no weights
+zero padding
 =====================================  ==========================================
 
 Layers without a counterpart of the same math are refused by name (multihead_attention:
@@ -154,14 +156,17 @@ def cell_gates(note_order: str, keras_order: str) -> Plan:
 
 
 def sublayers(*names: str) -> Plan:
-    """A composite's Keras arrays: those of its sublayers ``names``, in that order."""
+    """A composite's Keras arrays: those of its sublayers ``names`` in that order (a name
+    holding a list: each of its modules that has weights, in order)."""
     def plan(layer: Any) -> list[KerasArray]:
         out = []
         for n in names:
             sub = getattr(layer, n)
-            out += [KerasArray(f"{n}.{k.name}", tuple(Piece(f"{n}.{p.path}", p.rows, p.cols)
-                                                     for p in k.pieces), k.shape)
-                    for k in table()[type(sub)](sub)]
+            subs = [(f"{n}.{i}.", s) for i, s in enumerate(sub)] if isinstance(sub, list) \
+                else [(f"{n}.", sub)]
+            for path, s in subs:
+                if not isinstance(sub, list) or _shapes(s):
+                    out += plan_of(s, layer.error_name, path)
         return out
     return plan
 
@@ -173,16 +178,18 @@ def table() -> dict[type, Plan]:
     """Every layer class with a Keras counterpart of the same math, and its plan. Built
     on first use (the families import the registry)."""
     if not _TABLE:
-        from . import conv, core, norm, recurrent
+        from . import conv, core, norm, pooling, recurrent
         from .attention import attention
         from .bidirectional import Bidirectional
+        from .containers import Layers, flatten
 
         kernel = same(weight="kernel")
         for cls in (core.dense, *(getattr(conv, n) for n in conv.__all__)):
             _TABLE[cls] = kernel
         _TABLE[conv.depthwise_conv2d] = same(weight="depthwise_kernel")
         for cls in (core.identity, core.dropout, core.zeropadding1d, core.zeropadding2d,
-                    core.zeropadding3d, norm.group_norm, attention):
+                    core.zeropadding3d, norm.group_norm, attention, flatten,
+                    *(getattr(pooling, n) for n in pooling.__all__)):
             _TABLE[cls] = same()
         _TABLE[recurrent.RNN] = same(weight_i="kernel", weight_s="recurrent_kernel")
         _TABLE[recurrent.RNNCell] = same(weight_i="kernel", weight_s="recurrent_kernel")
@@ -193,6 +200,7 @@ def table() -> dict[type, Plan]:
         _TABLE[recurrent.GRUCell] = cell_gates("rzh", "zrh")
         _TABLE[recurrent.LSTMCell] = cell_gates("ifoc", "ifco")
         _TABLE[Bidirectional] = sublayers("forward_layer", "backward_layer")
+        _TABLE[Layers] = sublayers("layers")
     return _TABLE
 
 
@@ -211,7 +219,8 @@ def plan_of(layer: Any, owner: str, path: str = "") -> list[KerasArray]:
 
 def plan(root: Any, owner: str) -> list[KerasArray]:
     """The Keras arrays of a layer, or of a model's layers in registration order (a
-    weightless plain module is skipped; one holding arrays has no Keras layout)."""
+    weightless layer or plain module is skipped; a plain module holding arrays has no
+    Keras layout)."""
     from .layer import Layer
     from .weights import modules
 
@@ -220,7 +229,8 @@ def plan(root: Any, owner: str) -> list[KerasArray]:
     out: list[KerasArray] = []
     for path, entry in modules(root):
         if isinstance(entry, Layer):
-            out += plan_of(entry, owner, f"{path}.")
+            if _shapes(entry):  # a weightless layer has nothing to exchange
+                out += plan_of(entry, owner, f"{path}.")
         else:
             raise error(owner, "layout", "keras", f"'note': the plain {type(entry).__name__} "
                         f"module at '{path}' has no Keras layout")
