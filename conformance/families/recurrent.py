@@ -148,8 +148,10 @@ RESET_AFTER = [
     dict(output_size=H, reset_after=True, use_bias=False),  # lazy, no biases
     dict(output_size=H, input_size=IN, reset_after=True, activation="relu",
          recurrent_activation="hard_sigmoid", bias_initializer="uniform"),
-    dict(output_size=H, input_size=IN, reset_after=True, activation="elu",
-         recurrent_activation=Fn("sin"), bias_initializer="normal"),  # not from outputs
+    # not differentiated from their outputs (elu with sin gates is ill-conditioned in
+    # float16 on either GRU: 4 of 10 seeds beyond twice TF's error in the GPU formulation)
+    dict(output_size=H, input_size=IN, reset_after=True, activation=Fn("sin"),
+         recurrent_activation="hard_sigmoid", bias_initializer="normal"),
     dict(output_size=H, input_size=IN, reset_after=True, recurrent_activation="softmax"),
     dict(output_size=H, input_size=IN, reset_after=False),  # the default, given
 ]
