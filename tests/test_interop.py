@@ -22,6 +22,7 @@ import pytest
 
 import mlxnote
 from mlxnote import nn
+from mlxnote.interop import activations as acts
 from mlxnote.interop import layers as pairs
 from mlxnote.nn import layouts
 
@@ -327,14 +328,14 @@ def test_bad_layout_and_layers_without_a_counterpart() -> None:
 
 
 # -- activations -------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(pairs.FROM_KERAS_ACT))
+@pytest.mark.parametrize("name", sorted(acts.FROM_KERAS_ACT))
 def test_activation_names_map_to_the_same_function(name: str) -> None:
     x = np.linspace(-4, 4, 24, dtype=np.float32).reshape(2, 12)
     want = np.asarray(keras.activations.get(name)(x))
-    got = nn.activations.get(pairs.FROM_KERAS_ACT[name])(mx.array(x))
+    got = nn.activations.get(acts.FROM_KERAS_ACT[name])(mx.array(x))
     close(got, want, name)
-    d = nn.dense(2, 2, activation=pairs.FROM_KERAS_ACT[name])
-    back = pairs.act_to_keras(d)
+    d = nn.dense(2, 2, activation=acts.FROM_KERAS_ACT[name])
+    back = acts.act_to_keras(d)
     close(keras.activations.get(back)(x), want, f"{name} -> {back}")
 
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from .. import nn
 from .._validation import Desc, error
-from ..nn import activations as A
 from ..nn import weights
-from ..nn.layer import Layer
+from .activations import act_from_keras, act_to_keras
 
 #: Keras config keys with no effect on the math of a layer whose weights are copied.
 IGNORED = {"name", "trainable", "dtype", "unroll", "seed", "unit_forget_bias",
@@ -38,6 +37,10 @@ class Options:
     def __getitem__(self, key: str) -> Any:
         self.read.add(key)
         return self.cfg[key]
+
+    def uses(self, *keys: str) -> None:
+        """Mark ``keys`` read (a wrapper converts them from the live layer)."""
+        self.read.update(keys)
 
     def only(self, key: str, allowed: tuple[Any, ...], why: str) -> Any:
         value = self[key]
@@ -57,55 +60,6 @@ class Options:
         if getattr(self.layer, "activity_regularizer", None) is not None:
             raise error(self.where, "activity_regularizer", self.layer.activity_regularizer,
                         "None (mlxnote layers have no regularizers)")
-
-
-# -- activations -----------------------------------------------------------------------
-def keras_hard_sigmoid(x: Any) -> Any:
-    """Keras 3's ``hard_sigmoid``: ``relu6(x + 3) / 6`` (Note's is ``0.2 x + 0.5``)."""
-    import mlx.core as mx
-
-    return mx.clip(x / 6.0 + 0.5, 0.0, 1.0)
-
-
-#: Keras's activation names -> mlxnote's (the same functions; tests/test_interop.py).
-FROM_KERAS_ACT: dict[str, Any] = {n: n for n in (
-    "relu", "relu6", "elu", "selu", "celu", "gelu", "sigmoid", "tanh", "softmax",
-    "log_softmax", "softplus", "softsign", "silu", "swish", "mish", "exponential", "glu",
-    "leaky_relu")}
-FROM_KERAS_ACT.update(linear=None, log_sigmoid="logsigmoid", tanh_shrink="tanhshrink",
-                      hard_silu="hardswish", hard_swish="hardswish",
-                      hard_sigmoid=keras_hard_sigmoid)
-_TO_KERAS_ACT = {"logsigmoid": "log_sigmoid", "tanhshrink": "tanh_shrink",
-                 "hardswish": "hard_silu", "linear": "linear"}
-
-
-def act_from_keras(o: Options, key: str = "activation") -> Any:
-    value = o[key]
-    if isinstance(value, str) and value in FROM_KERAS_ACT:
-        return FROM_KERAS_ACT[value]
-    raise error(o.where, key, value, f"one of Keras's activations {sorted(FROM_KERAS_ACT)} "
-                "(a custom function has no known mlxnote equivalent)")
-
-
-def act_to_keras(layer: Layer, key: str = "activation") -> str:
-    value = layer._config.get(key)
-    if value is None:
-        return "linear"
-    if isinstance(value, (list, tuple)) and len(value) == 2 and \
-            tuple(value) in (("leaky_relu", 0.2), ("gelu", False)):
-        value = value[0]
-    if value is keras_hard_sigmoid:
-        return "hard_sigmoid"
-    if callable(value) and not isinstance(value, str):
-        names = [n for n, f in A.TABLE.items() if f is value]
-        value = names[0] if names else value
-    if isinstance(value, str) and value.lower() in A.TABLE and \
-            value.lower() not in ("hard_sigmoid", "crelu"):
-        v = value.lower()
-        return _TO_KERAS_ACT.get(v, v)
-    raise error(f"to_keras ({layer.name})", key, value, "an activation Keras has with the "
-                "same math: a name of mlxnote's table but 'hard_sigmoid' (Keras 3's is "
-                "relu6(x + 3) / 6) and 'crelu', ['leaky_relu', 0.2], ['gelu', False] or None")
 
 
 # -- the pairs -------------------------------------------------------------------------
@@ -338,7 +292,7 @@ def _dropout_to(layer: Any) -> dict[str, Any]:
 def _bidi_from(o: Options) -> dict[str, Any]:
     from .convert import layer_from_keras
 
-    o["layer"], o["backward_layer"]  # noqa: B018  (read: converted from the live layers)
+    o.uses("layer", "backward_layer")  # converted from the live layers
     k, zero = o.layer, ("zero_output_for_mask",)  # Keras sets it on the wrapped layers
     return dict(layer=layer_from_keras(k.forward_layer, zero), merge_mode=o["merge_mode"],
                 backward_layer=layer_from_keras(k.backward_layer, zero))
