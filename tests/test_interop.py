@@ -473,6 +473,20 @@ def test_functional_graph_with_merges_both_ways() -> None:
         close(got, w, "to_keras")
 
 
+def test_functional_graph_with_masks_and_call_arguments() -> None:
+    x, m = keras.Input((5, 3)), keras.Input((5,), dtype="bool")
+    h = L.LSTM(4, return_sequences=True)(x, mask=m)
+    h = L.Attention(use_scale=True)([h, h], mask=[m, m])
+    km = keras.Model([x, m], L.Dropout(0.5)(h, training=False))
+    _randomize(km, 7)
+    xs = np.random.default_rng(8).normal(size=(2, 5, 3)).astype(np.float32)
+    ms = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    want = np.asarray(km([xs, ms]))
+    mm = mlxnote.from_keras(km).train()  # the dropout node keeps Keras's training=False
+    close(mm([mx.array(xs), mx.array(ms)]), want, "from_keras")
+    close(mlxnote.to_keras(mm)([xs, ms]), want, "to_keras")
+
+
 def test_chain_becomes_sequential_and_model_layout_matches_keras() -> None:
     x = keras.Input((4,))
     km = keras.Model(x, L.Dense(2)(L.LayerNormalization()(L.Dense(3)(x))))

@@ -188,8 +188,9 @@ def _ref_list(spec: Any) -> list[Ref]:
 
 
 def _check_kwargs(layer: Any, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
-    """The call's keywords the mlxnote layer takes (``training`` is dropped for a layer
-    without a mode); any other is an error naming it."""
+    """The call's keywords the mlxnote layer takes (``None``, Keras's default, and
+    ``training`` for a layer without a mode are dropped); any other is an error naming
+    it."""
     import inspect
 
     params = inspect.signature(layer.__call__).parameters
@@ -197,7 +198,7 @@ def _check_kwargs(layer: Any, kwargs: dict[str, Any], where: str) -> dict[str, A
     for k, v in kwargs.items():
         if k in params:
             out[k] = v
-        elif k != "training" or isinstance(layer, KerasOp):
+        elif v is not None and k != "training":
             raise error(where, k, v, f"the call arguments of {type(layer).__name__}: "
                         f"{[p for p in params if p not in ('self',)]}")
     return out
