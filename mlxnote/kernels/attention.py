@@ -24,6 +24,7 @@ from collections.abc import Callable
 import mlx.core as mx
 
 from .._config import REDUCED, compute_dtype, cpu_formulation
+from . import extension
 from .fastmath import fast_exp
 
 IMPLS = ("auto", "fast", "plain")
@@ -84,12 +85,42 @@ def _softmax_fast_vjp(primals, cotangent, output):
     return (output * (cotangent - mx.sum(cotangent * output, axis=-1, keepdims=True)),)
 
 
+def _fused_softmax(x: mx.array):
+    """The C++ masked softmax (one multi-threaded pass per row, the mask and the causal
+    triangle applied inside) when it can take ``x``: float32, in the CPU formulation."""
+    if x.dtype != mx.float32 or x.size == 0:
+        return None
+    return extension.kernel("masked_softmax")
+
+
 def softmax(x: mx.array) -> mx.array:
-    """Softmax over the last axis (``fast_exp`` on a non-Apple CPU for float32 inputs of
-    at most ``FAST_EXP_MAX`` values)."""
+    """Softmax over the last axis (the C++ kernel, else ``fast_exp`` on a non-Apple CPU
+    for float32 inputs of at most ``FAST_EXP_MAX`` values)."""
+    fused = _fused_softmax(x)
+    if fused is not None:
+        return fused(x)
     if _use_fast_exp(x):
         return _softmax_fast(x)
     return mx.softmax(x, axis=-1, precise=True)
+
+
+def masked_softmax(logits: mx.array, mask: mx.array | None = None,
+                   causal: bool = False) -> mx.array:
+    """``softmax(logits masked)`` over the last axis: a boolean ``mask`` (True = attend)
+    writes the dtype's lowest value into masked logits, an additive one is added; causal
+    masks keys ``j > i``. Masked logits get no gradient. One C++ pass where it can."""
+    fused = _fused_softmax(logits)
+    if fused is not None and (mask is None or mask.dtype in (mx.bool_, mx.float32)):
+        return fused(logits, mask, causal)
+    if causal:
+        mask = merge_masks(mask, causal_mask(logits.shape[-2], logits.shape[-1]),
+                           logits.dtype)
+    if mask is not None:
+        if mask.dtype == mx.bool_:
+            logits = mx.where(mask, logits, mx.array(neg_large(logits.dtype), logits.dtype))
+        else:
+            logits = logits + mask.astype(logits.dtype)
+    return softmax(logits)
 
 
 def _mix_heads(s: mx.array, w: mx.array) -> mx.array:
@@ -208,11 +239,15 @@ def _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logi
     cdt = compute_dtype(q.dtype)
     if cdt != q.dtype:
         q, k, v = q.astype(cdt), k.astype(cdt), v.astype(cdt)
-    s = _logits(q, k, scale, mask, causal, pre_mix, low_dtype=dtype)
+    # Unless the masked logits are returned, the mask goes into the softmax (one pass).
+    inner = not return_logits
+    s = _logits(q, k, scale, None if inner else mask, causal and not inner, pre_mix,
+                low_dtype=dtype)
     h, hk = q.shape[1], v.shape[1]
     if 1 < hk < h:
         v = mx.repeat(v, h // hk, axis=1)
-    res = attend(s, v, dropout=dropout, post_mix=post_mix, return_probs=return_probs)
+    res = attend(s, v, mask if inner else None, causal=causal and inner, dropout=dropout,
+                 post_mix=post_mix, return_probs=return_probs)
     out, p = res if return_probs else (res, None)
     out = out.astype(dtype)
     if not (return_logits or return_probs):
@@ -237,15 +272,9 @@ def attend(logits: mx.array, v: mx.array, mask: mx.array | None = None, *,
         # The softmax runs in float32 forward and backward (the gradient of the logits is
         # a difference of nearly equal sums, which 16-bit arithmetic loses).
         logits = logits.astype(mx.float32)
-    if causal:
-        mask = merge_masks(mask, causal_mask(logits.shape[-2], logits.shape[-1]),
-                           logits.dtype)
-    if mask is not None:
-        if mask.dtype == mx.bool_:
-            logits = mx.where(mask, logits, mx.array(neg_large(logits.dtype), logits.dtype))
-        else:
-            logits = logits + mask.astype(logits.dtype)
-    p = softmax(logits).astype(v.dtype)
+    if mask is not None and mask.dtype != mx.bool_:
+        mask = mask.astype(logits.dtype)
+    p = masked_softmax(logits, mask, causal).astype(v.dtype)
     if post_mix is not None:
         p = _mix_heads(p, post_mix.astype(p.dtype))
     w = dropout(p) if dropout is not None else p

@@ -31,6 +31,13 @@ activation (a name or a callable) is applied per gate block and differentiated w
 In float16/bfloat16 the forward rounds like TensorFlow's separate ops (product, then sum)
 and the backward recurrence runs in float32, rounded once at the end.
 
+The C++ extension (``_core.rnn_scan``, :func:`_native`) runs the whole sequence as one
+primitive, forward and backward, wherever it can: the CPU formulation, float32, tanh
+gates with sigmoid recurrent gates (Keras's defaults), any mask and both GRU variants;
+per step one GEMM through the fast BLAS (two for the GRU without ``reset_after``) and the
+gate arithmetic fused and multi-threaded. It has no second-order gradients (an error names
+``MLXNOTE_EXT=0``). Elsewhere the MLX paths below run.
+
 Compilation (:func:`policy`): untraced float32 calls on the CPU run a compiled forward loop
 with the fast activations of :mod:`mlxnote.kernels.fastmath`; inside ``mx.grad``, MLX's
 own ops uncompiled (a compiled function retraces on every call there); inside an outer
@@ -46,6 +53,7 @@ from functools import lru_cache
 import mlx.core as mx
 
 from .._config import REDUCED, cpu_formulation
+from . import extension
 from .fastmath import FAST, FROM_OUTPUT
 
 KINDS = {"rnn": 1, "gru": 3, "lstm": 4}  # gate blocks per kind
@@ -389,6 +397,18 @@ def policy(dtype: mx.Dtype, trace: str) -> tuple[bool, bool]:
     return False, trace == "compile"
 
 
+def _native(kind, xp, wh, h0, c0, act, ract, mask, bh):
+    """``(hseq, c)`` from the C++ kernel, or ``None`` where it does not apply."""
+    run = extension.kernel("rnn_scan")
+    arrays = [a for a in (xp, wh, h0, c0, bh) if a is not None]
+    if run is None or act is not mx.tanh or (kind != "rnn" and ract is not mx.sigmoid) \
+            or any(a.dtype != mx.float32 for a in arrays) or 0 in xp.shape or 0 in wh.shape:
+        return None
+    name = "gru_after" if bh is not None else kind
+    outs = run(name, xp, wh, h0, c0 if kind == "lstm" else bh, mask)
+    return outs[0], outs[1][:, -1] if kind == "lstm" else None
+
+
 def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | None = None,
          activation: Callable = mx.tanh, recurrent_activation: Callable = mx.sigmoid,
          fused: bool = True, compiled: bool | None = None, fast: bool | None = None, *,
@@ -431,6 +451,10 @@ def scan(kind: str, xp: mx.array, wh: mx.array, h0: mx.array, c0: mx.array | Non
         hs, c = _plain(kind, xp, wh, h0, c0, Act(activation), Act(recurrent_activation),
                        mask, bh)
         return mx.stack(hs, axis=1), c if lstm else None
+    if compiled is None and fast is None:
+        native = _native(kind, xp, wh, h0, c0, activation, recurrent_activation, mask, bh)
+        if native is not None:
+            return native
     if c0 is None:
         c0 = mx.zeros((1,), h0.dtype)  # unused by rnn/gru; keeps the signature fixed
     if compiled is None or fast is None:

@@ -15,6 +15,7 @@
 #include "im2col.h"
 #include "pool.h"
 #include "rnn.h"
+#include "softmax.h"
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
@@ -80,7 +81,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -128,19 +129,30 @@ NB_MODULE(_core, m) {
   m.def(
       "rnn_scan",
       [](const std::string& kind, const mx::array& xp, const mx::array& wh, const mx::array& h0,
-         const std::optional<mx::array>& c0) {
-        const auto k = kind == "lstm"  ? mlxnote::RnnKind::Lstm
-                       : kind == "gru" ? mlxnote::RnnKind::Gru
-                       : kind == "rnn" ? mlxnote::RnnKind::Rnn
-                                       : throw std::invalid_argument(
-                                             "mlxnote rnn_scan: kind 'rnn', 'gru' or 'lstm'");
-        if (k == mlxnote::RnnKind::Lstm && !c0) {
-          throw std::invalid_argument("mlxnote rnn_scan: the lstm needs c0");
-        }
-        return mlxnote::rnn_scan(k, xp, wh, h0, c0 ? *c0 : h0);
+         const std::optional<mx::array>& state, const std::optional<mx::array>& mask) {
+        using mlxnote::RnnKind;
+        const auto k = kind == "lstm"        ? RnnKind::Lstm
+                       : kind == "gru"       ? RnnKind::Gru
+                       : kind == "gru_after" ? RnnKind::GruAfter
+                       : kind == "rnn"       ? RnnKind::Rnn
+                                             : throw std::invalid_argument(
+                                             "mlxnote rnn_scan: kind 'rnn', 'gru', "
+                                             "'gru_after' or 'lstm'");
+        return mlxnote::rnn_scan(k, xp, wh, h0, state, mask);
       },
-      nb::arg("kind"), nb::arg("xp"), nb::arg("wh"), nb::arg("h0"), nb::arg("c0") = nb::none(),
+      nb::arg("kind"), nb::arg("xp"), nb::arg("wh"), nb::arg("h0"),
+      nb::arg("state") = nb::none(), nb::arg("mask") = nb::none(),
       "A tanh/sigmoid recurrence over input projections xp (B, T, k*H) with the recurrent\n"
-      "kernel wh (H, k*H) from h0 (B, H) (and c0 for the LSTM), float32: hseq (B, T, H), then\n"
-      "what its gradient needs (LSTM: cseq, the activated gates; GRU: the gates, r * h).");
+      "kernel wh (H, k*H) from h0 (B, H), float32; state: c0 (B, H) for 'lstm', the\n"
+      "recurrent bias (3*H,) for 'gru_after' (Keras's reset_after=True); mask (B, T) bool:\n"
+      "False skips a step. Returns hseq (B, T, H), then what its gradient needs (LSTM: cseq,\n"
+      "the activated gates; GRU: the gates, r * h or h @ U + b_U's h block).");
+  m.def(
+      "masked_softmax",
+      [](const mx::array& x, const std::optional<mx::array>& mask, bool causal) {
+        return mlxnote::masked_softmax(x, mask, causal);
+      },
+      nb::arg("x"), nb::arg("mask") = nb::none(), nb::arg("causal") = false,
+      "Softmax over the last axis of float32 logits x, with a boolean (True = attend) or\n"
+      "additive float32 mask broadcastable to x and/or a causal mask (key j > query i).");
 }

@@ -108,6 +108,41 @@ void gru_backward_gates(const float* __restrict a, const float* __restrict h_pre
   }
 }
 
+MLXNOTE_CLONES
+void gru_after_forward(float* __restrict g, const float* __restrict u,
+                       const float* __restrict h_prev, float* __restrict h,
+                       float* __restrict uh, int n) {
+  for (int j = 0; j < 2 * n; ++j) {
+    g[j] += u[j];  // Keras's order: the input projection plus (h @ U + b_U)
+  }
+  sigmoid_inplace(g, 2 * n);
+  const float *r = g, *z = g + n, *u_h = u + 2 * n;
+  float* hh = g + 2 * n;
+  for (int j = 0; j < n; ++j) {
+    hh[j] = fast::tanh(hh[j] + r[j] * u_h[j]);
+    h[j] = z[j] * h_prev[j] + (1.0f - z[j]) * hh[j];
+    uh[j] = u_h[j];
+  }
+}
+
+MLXNOTE_CLONES
+void gru_after_backward(const float* __restrict g, const float* __restrict uh,
+                        const float* __restrict h_prev, float* __restrict dh,
+                        float* __restrict dg, float* __restrict du, int n) {
+  const float *r = g, *z = g + n, *hh = g + 2 * n;
+  for (int j = 0; j < n; ++j) {
+    const float db = dh[j] * (1.0f - z[j]) * (1.0f - hh[j] * hh[j]);
+    const float dz = dh[j] * (h_prev[j] - hh[j]);
+    const float dar = db * uh[j] * r[j] * (1.0f - r[j]);
+    const float daz = dz * z[j] * (1.0f - z[j]);
+    dg[j] = du[j] = dar;
+    dg[n + j] = du[n + j] = daz;
+    dg[2 * n + j] = db;
+    du[2 * n + j] = db * r[j];
+    dh[j] = dh[j] * z[j];
+  }
+}
+
 void rnn_forward(float* h, int n) {
   tanh_inplace(h, n);
 }

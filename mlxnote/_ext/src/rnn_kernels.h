@@ -27,6 +27,15 @@ void gru_backward_candidate(const float* a, const float* h_prev, const float* dh
 void gru_backward_gates(const float* a, const float* h_prev, const float* dz, const float* drh,
                         float* dg, float* dh, int n);
 
+// Reset-after GRU (Keras 3's default): g holds the input projections [x_r, x_z, x_h] and
+// becomes [r, z, hh]; u = h_prev @ U + b_U (all three blocks); writes h and u's h block.
+void gru_after_forward(float* g, const float* u, const float* h_prev, float* h, float* uh,
+                       int n);
+// From the activated gates g and u's h block: the input-projection gradient dg, the
+// gradient du of u (the recurrent product's), and dh (in) becomes its direct part dh * z.
+void gru_after_backward(const float* g, const float* uh, const float* h_prev, float* dh,
+                        float* dg, float* du, int n);
+
 // Simple RNN: h = tanh(h) in place; dz = dh * (1 - h^2).
 void rnn_forward(float* h, int n);
 void rnn_backward(const float* h, const float* dh, float* dz, int n);
