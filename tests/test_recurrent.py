@@ -318,33 +318,46 @@ def test_activation_defaults_and_forms():
 
 
 # -- the scan core ------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+# the scan's options (issue 14): a mask (B, T), and Keras 3's reset-after GRU step
+OPTIONS = [("rnn", ""), ("rnn", "mask"), ("gru", ""), ("gru", "mask"), ("gru", "reset_after"),
+           ("gru", "reset_after+mask"), ("lstm", ""), ("lstm", "mask")]
+
+
+@pytest.mark.parametrize("kind,option", OPTIONS, ids=[f"{k}-{o or 'plain'}" for k, o in OPTIONS])
 @pytest.mark.parametrize("acts", [(mx.tanh, mx.sigmoid), (mnn.relu, mx.sigmoid),
                                   (mx.sin, lambda v: mx.softmax(v, axis=-1))])
 @pytest.mark.parametrize("compiled,fast", [(False, False), (True, True)])
-def test_fused_scan_matches_autodiff_oracle(kind, acts, compiled, fast):
-    """Outputs and gradients (inputs, recurrent kernel, h0, c0) of the custom-VJP core
-    against MLX's autodiff through the plain loop."""
+def test_fused_scan_matches_autodiff_oracle(kind, option, acts, compiled, fast):
+    """Outputs and gradients (inputs, recurrent kernel, h0, c0, the reset-after GRU's
+    recurrent bias) of the custom-VJP core against MLX's autodiff through the plain loop,
+    with and without a mask (rows masked from the start, in the middle and at the end)."""
     k = S.KINDS[kind]
     mx.random.seed(12)
-    b, t, h = 3, 6, 5
+    b, t, h = 4, 6, 5
     xp, wh = mx.random.normal((b, t, k * h)), 0.4 * mx.random.normal((h, k * h))
     h0, c0 = mx.random.normal((b, h)), mx.random.normal((b, h))
+    bh = mx.random.normal((k * h,))
     ct = mx.random.normal((b, t, h))
+    mask = mx.array([[0, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 0], [1, 0, 0, 1, 1, 1],
+                     [0, 0, 0, 0, 0, 0]], mx.bool_) if "mask" in option else None
+    reset_after = "reset_after" in option
 
-    def loss(xp, wh, h0, c0, **kw):
-        hs, c = S.scan(kind, xp, wh, h0, c0 if kind == "lstm" else None, *acts, **kw)
+    def loss(xp, wh, h0, c0, bh, **kw):
+        hs, c = S.scan(kind, xp, wh, h0, c0 if kind == "lstm" else None, *acts, mask=mask,
+                       reset_after=reset_after, recurrent_bias=bh if reset_after else None,
+                       **kw)
         out = (hs * ct).sum()
         return out + (c.sum() if c is not None else 0)
 
-    args = (xp, wh, h0, c0)
-    ref = mx.value_and_grad(lambda *a: loss(*a, fused=False), argnums=(0, 1, 2, 3))(*args)
+    args = (xp, wh, h0, c0, bh)
+    ref = mx.value_and_grad(lambda *a: loss(*a, fused=False), argnums=(0, 1, 2, 3, 4))(*args)
     got = mx.value_and_grad(lambda *a: loss(*a, compiled=compiled, fast=fast),
-                            argnums=(0, 1, 2, 3))(*args)
+                            argnums=(0, 1, 2, 3, 4))(*args)
     np.testing.assert_allclose(_np(got[0]), _np(ref[0]), rtol=1e-5)
-    n = 4 if kind == "lstm" else 3
-    for g, r in zip(got[1][:n], ref[1][:n]):
+    for g, r in zip(got[1], ref[1]):
         np.testing.assert_allclose(_np(g), _np(r), rtol=2e-5, atol=2e-5)
+    if mask is not None:  # a masked step has no input gradient
+        assert not np.any(_np(got[1][0])[~np.array(mask)])
 
 
 def test_fast_activations_are_accurate():
