@@ -91,7 +91,7 @@ def _plain(x: mx.array, op: str, axes, window, strides, pads, outs) -> mx.array:
     offsets = list(itertools.product(*[range(k) for k in window]))  # row-major
     stacked = mx.stack([_window_slice(xp, axes, j, strides, outs) for j in offsets], axis=-1)
     if op == "max":
-        idx = mx.argmax(stacked, axis=-1, keepdims=True)  # the first of equal maxima
+        idx = mx.stop_gradient(mx.argmax(stacked, axis=-1, keepdims=True))  # the first max
         return mx.take_along_axis(stacked, idx, axis=-1)[..., 0]
     ones = _pad(mx.ones(x.shape, x.dtype), axes, pads, 0.0)
     count = mx.stack([_window_slice(ones, axes, j, strides, outs) for j in offsets],

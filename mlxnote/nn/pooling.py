@@ -119,15 +119,17 @@ class _Pool(Layer):
         out = list(x.shape)
         for a, L, k, s, p in zip(self._axes, lengths, self.kernel_size, self.strides, same):
             out[a] = out_length(L, k, s, p)
-        self.check_output_size("data", given, out, x.dtype)
-        if x.size == 0:  # an empty batch (or no channels): the empty result, no graph
-            return mx.zeros(out, x.dtype)
+        padded = None
         if any(lo or hi for lo, hi in zero):  # Note's zero padding, then VALID
             padded = list(x.shape)
             for a, L in zip(self._axes, lengths):
                 padded[a] = L
             self.check_output_size("padding", Desc(repr(self._config["padding"])), padded,
                                    x.dtype, "padded input")
+        self.check_output_size("data", given, out, x.dtype)
+        if x.size == 0:  # an empty batch (or no channels): the empty result, no graph
+            return mx.zeros(out, x.dtype)
+        if padded is not None:
             widths = [(0, 0)] * x.ndim
             for a, p in zip(self._axes, zero):
                 widths[a] = p
