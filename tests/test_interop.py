@@ -493,10 +493,9 @@ def test_chain_becomes_sequential_and_model_layout_matches_keras() -> None:
     mm = mlxnote.from_keras(km)
     assert type(mm) is mlxnote.Sequential and [type(m).__name__ for m in mm.layers] == \
         ["dense", "layer_norm", "dense"]
-    ws = [w + 1 for w in mm.get_weights(layout="keras")]
-    km.set_weights(ws)
+    _randomize(km, 9)
     mm.set_weights(km.get_weights(), layout="keras")
-    xs = np.ones((2, 4), np.float32)
+    xs = np.random.default_rng(10).normal(size=(2, 4)).astype(np.float32)
     close(mm(mx.array(xs)), km(xs), "after set_weights(layout='keras')")
     seq = mlxnote.Sequential(nn.dense(3, 4), nn.batch_norm(3))
     with pytest.raises(TypeError, match="input_shape"):
