@@ -3,7 +3,8 @@
 ``from_keras(obj)`` takes a Keras layer, a ``keras.Sequential``, a functional
 ``keras.Model`` of supported layers, or the path of a saved model (``.keras``, loaded
 with Keras) and returns the mlxnote layer or model computing the same function, with the
-weights, in eval mode (a Keras call's default; ``.train()`` or ``fit`` to train).
+weights, in eval mode (a Keras call's default; ``.train()`` or ``fit`` to train;
+decisions.md, items 37-38).
 ``to_keras(obj, input_shape=None)`` does the reverse. Supported layers:
 :data:`mlxnote.interop.layers.PAIRS` (one mlxnote layer each) and, in models, the
 weightless merges and ``Activation`` (:class:`~.graph.KerasOp`). Anything else, and any

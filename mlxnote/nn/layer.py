@@ -58,8 +58,8 @@ class TrainMode:
     """The mode switches of layers and models: ``train(mode)`` takes a bool only, and
     Note's ``train_flag`` attribute is the mode (``layer.train_flag = False``, what
     Note's ``Model.training(flag)`` does, is ``layer.eval()``: this module and those
-    inside it). ``error_name`` and ``train_hint`` (added to a refused mode) come from the
-    class."""
+    inside it; decisions.md, item 39). ``error_name`` and ``train_hint`` (added to a
+    refused mode) come from the class."""
 
     error_name: str
     train_hint = ""

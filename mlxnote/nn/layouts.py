@@ -30,10 +30,10 @@ flatten, pooling, dropout, identity,   no weights
 zero padding
 =====================================  ==========================================
 
-Layers without a counterpart of the same math are refused by name (multihead_attention:
-Keras's ``MultiHeadAttention`` returns the probabilities' output only and has its own
-masks; talking_heads_attention, FAVOR, Linformer, the Transformer and stochastic_depth have
-none in Keras).
+Layers without a counterpart of the same math (decisions.md, item 37) are refused by
+name: multihead_attention (Keras's ``MultiHeadAttention`` returns another output and has
+its own masks); talking_heads_attention, FAVOR, Linformer, the Transformer and
+stochastic_depth have none in Keras.
 """
 
 from __future__ import annotations
