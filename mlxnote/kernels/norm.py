@@ -5,8 +5,9 @@ over trailing axes, and the distributed sum the synchronized batch norm reduces 
 * :func:`moments`: (masked, optionally all-reduced) mean and biased variance;
 * :func:`normalize`: ``(x - mean) * rsqrt(var + eps) * gamma + beta`` as one
   multiply-add;
-* :func:`layer_norm`: over the last axis; ``mx.fast.layer_norm`` (fused) on a GPU, a CPU
-  kernel with its own VJP on the CPU (``impl='plain'``: the autodiff oracle).
+* :func:`layer_norm`: over the last axis; ``mx.fast.layer_norm`` (fused) on a GPU, on the
+  CPU the C++ extension's (one pass per row forward and backward, multi-threaded) or else
+  an MLX kernel with its own VJP (``impl='plain'``: the autodiff oracle).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import mlx.core as mx
 
 from .._config import cpu_formulation, to_float32
+from . import extension
 
 MASK_EPSILON = 1e-7  # Keras's backend epsilon in the masked moments' denominators
 
@@ -181,6 +183,10 @@ def layer_norm(x: mx.array, g: mx.array | None, b: mx.array | None, eps: float,
         return y if b is None else y + b
     if not cpu_formulation():
         return mx.fast.layer_norm(x, g, b, eps)  # one fused kernel, forward and backward
+    fused = extension.kernel("layer_norm")
+    if fused is not None and x.size:
+        return fused(to_float32(x), None if g is None else to_float32(g),
+                     None if b is None else to_float32(b), float(eps))
     one = mx.array(1.0)
     f = _ln_cpu_kernel(x.shape[-1], float(eps), g is not None, b is not None)
     return f(to_float32(x), one if g is None else g, one if b is None else b)[0]

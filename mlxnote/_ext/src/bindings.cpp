@@ -13,6 +13,7 @@
 
 #include "depthwise.h"
 #include "im2col.h"
+#include "layernorm.h"
 #include "pool.h"
 #include "rnn.h"
 #include "softmax.h"
@@ -81,7 +82,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -155,4 +156,12 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("mask") = nb::none(), nb::arg("causal") = false,
       "Softmax over the last axis of float32 logits x, with a boolean (True = attend) or\n"
       "additive float32 mask broadcastable to x and/or a causal mask (key j > query i).");
+  m.def(
+      "layer_norm",
+      [](const mx::array& x, const std::optional<mx::array>& g, const std::optional<mx::array>& b,
+         float eps) { return mlxnote::layer_norm(x, g, b, eps); },
+      nb::arg("x"), nb::arg("gamma") = nb::none(), nb::arg("beta") = nb::none(),
+      nb::arg("eps") = 1e-5f,
+      "Layer norm of float32 x (..., d) over its last axis, then * gamma + beta (each (d,)\n"
+      "or None).");
 }

@@ -1,74 +1,15 @@
-// Vectorized rows of the masked softmax: the reductions keep 16 partial results (one
-// AVX-512 register) so that the compiler vectorizes them without reassociating floats.
+// Vectorized rows of the masked softmax.
 #include "softmax_kernels.h"
 
 #include <cfloat>
 
 #include "common.h"
 #include "fastmath.h"
+#include "lanes.h"
 
 namespace mlxnote::kernels {
 
 namespace {
-
-constexpr int kLanes = 16;
-
-MLXNOTE_INLINE float lane_max(const float* __restrict v, int n) {
-  float acc[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    acc[l] = -INFINITY;
-  }
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc[l] = v[j + l] > acc[l] ? v[j + l] : acc[l];
-    }
-  }
-  float m = -INFINITY;
-  for (int l = 0; l < kLanes; ++l) {
-    m = acc[l] > m ? acc[l] : m;
-  }
-  for (; j < n; ++j) {
-    m = v[j] > m ? v[j] : m;
-  }
-  return m;
-}
-
-MLXNOTE_INLINE float lane_sum(const float* __restrict v, int n) {
-  float acc[kLanes] = {};
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc[l] += v[j + l];
-    }
-  }
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) {
-    s += acc[l];
-  }
-  for (; j < n; ++j) {
-    s += v[j];
-  }
-  return s;
-}
-
-MLXNOTE_INLINE float lane_dot(const float* __restrict a, const float* __restrict b, int n) {
-  float acc[kLanes] = {};
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc[l] += a[j + l] * b[j + l];
-    }
-  }
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) {
-    s += acc[l];
-  }
-  for (; j < n; ++j) {
-    s += a[j] * b[j];
-  }
-  return s;
-}
 
 // y = x with the masks applied (the logits the softmax sees).
 MLXNOTE_INLINE void masked(const float* __restrict x, float* __restrict y, int n,
@@ -95,14 +36,6 @@ MLXNOTE_INLINE void masked(const float* __restrict x, float* __restrict y, int n
 }
 
 }  // namespace
-
-// Rows are contiguous: fetching the next one (two rows ahead) while this one computes
-// halves the time of a softmax whose logits come from memory (8x8x256x256: 6.6 -> 2.8 ms).
-MLXNOTE_INLINE void prefetch_ahead(const float* row, int n) {
-  for (int j = 0; j < n; j += 16) {
-    __builtin_prefetch(row + 2 * n + j);
-  }
-}
 
 MLXNOTE_CLONES
 void softmax_row(const float* x, float* y, int n, const RowMask& m) {
