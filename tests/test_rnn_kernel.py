@@ -10,10 +10,16 @@ from functools import partial
 import mlx.core as mx
 import numpy as np
 import pytest
+from ext_helpers import close, threads
 
 from mlxnote.kernels import extension, scan
 
 EXT = extension.module()
+
+
+def _close(a, b, tol=2e-6):
+    close(a, b, tol)
+
 pytestmark = pytest.mark.skipif(EXT is None or "rnn_scan" not in EXT.KERNELS,
                                 reason=f"extension not loaded: {extension.reason()}")
 
@@ -71,11 +77,6 @@ def _loss(f, b, t, h):
     return loss
 
 
-def _close(a, b, tol=2e-6):
-    a, b = np.array(a), np.array(b)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(1.0, float(np.abs(b).max())))
-
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (2, 9, 16), (40, 3, 130)]  # the last splits rows over threads
 
@@ -105,13 +106,9 @@ def test_compiled_gradient_and_one_thread_agree(kind):
     want = grad(*args)
     for g, r in zip(mx.compile(grad)(*args), want):
         _close(g, r, 1e-6)
-    threads = EXT.threads()
-    EXT.set_threads(1)
-    try:
+    with threads(EXT, 1):
         for g, r in zip(grad(*args), want):
             _close(g, r, 1e-6)
-    finally:
-        EXT.set_threads(threads)
 
 
 def test_only_the_state_that_is_used_gets_a_gradient():

@@ -9,11 +9,17 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from ext_helpers import close, thread_counts, threads
 
 from mlxnote.kernels import attention as ka
 from mlxnote.kernels import extension
 
 EXT = extension.module()
+
+
+def _close(a, b, tol=3e-7):
+    close(a, b, tol)
+
 pytestmark = pytest.mark.skipif(EXT is None or "masked_softmax" not in EXT.KERNELS,
                                 reason=f"extension not loaded: {extension.reason()}")
 
@@ -45,11 +51,6 @@ def _masks():
         "keys": mx.array(rng.random((7,)) > 0.5),  # one mask for every row
     }
 
-
-def _close(a, b, tol=3e-7):
-    a, b = np.array(a), np.array(b)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(1.0, float(np.abs(b).max())))
 
 
 MASKS = _masks()
@@ -96,13 +97,9 @@ def test_fully_masked_rows_are_uniform_with_no_gradient():
 def test_many_rows_over_threads_and_one_thread_agree():
     x = mx.array(np.random.default_rng(4).standard_normal((4, 8, 64, 300)).astype(np.float32))
     want = _ref(x, None, True)
-    threads = EXT.threads()
-    try:
-        for n in (1, threads):
-            EXT.set_threads(n)
+    for n in thread_counts(EXT):
+        with threads(EXT, n):
             _close(_ours(x, None, True), want)
-    finally:
-        EXT.set_threads(threads)
 
 
 def test_planted_error_is_caught():

@@ -1,7 +1,8 @@
 """Normalization kernels: batch-norm training statistics and normalization, layer norm
 over trailing axes, and the distributed sum the synchronized batch norm reduces with.
 
-* :func:`batch_norm_train`: training-mode batch norm with a closed-form VJP;
+* :func:`batch_norm_train`: training-mode batch norm with a closed-form VJP (channels last
+  in float32: the C++ extension's, one pass per statistic, multi-threaded);
 * :func:`moments`: (masked, optionally all-reduced) mean and biased variance;
 * :func:`normalize`: ``(x - mean) * rsqrt(var + eps) * gamma + beta`` as one
   multiply-add;
@@ -131,7 +132,14 @@ def batch_norm_train(x: mx.array, g: mx.array, b: mx.array, red: tuple[int, ...]
                      eps: float) -> tuple[mx.array, mx.array, mx.array]:
     """Training-mode batch norm over the axes ``red``: ``(y, mean, var)`` with ``g``,
     ``b``, ``mean``, ``var`` of the keepdims shape (``mean``/``var`` for the moving
-    statistics: use them under ``stop_gradient``)."""
+    statistics: use them under ``stop_gradient``). Channels last (``red`` every axis
+    but the last) in float32 runs the C++ kernel where the extension is on."""
+    fused = extension.kernel("batch_norm_train")
+    if fused is not None and tuple(red) == tuple(range(x.ndim - 1)) and x.size and \
+            all(a.dtype == mx.float32 for a in (x, g, b)):
+        c = x.shape[-1]
+        y, mean, var = fused(x, g.reshape(c), b.reshape(c), float(eps))
+        return y, mean.reshape(g.shape), var.reshape(g.shape)
     return _bn_train_kernel(tuple(red), float(eps))(x, g, b)
 
 

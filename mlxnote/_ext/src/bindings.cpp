@@ -11,6 +11,7 @@
 #include "mlx/mlx.h"
 #include "mlx/version.h"
 
+#include "batchnorm.h"
 #include "depthwise.h"
 #include "im2col.h"
 #include "layernorm.h"
@@ -82,7 +83,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -164,4 +165,12 @@ NB_MODULE(_core, m) {
       nb::arg("eps") = 1e-5f,
       "Layer norm of float32 x (..., d) over its last axis, then * gamma + beta (each (d,)\n"
       "or None).");
+  m.def(
+      "batch_norm_train",
+      [](const mx::array& x, const mx::array& g, const mx::array& b, float eps) {
+        return mlxnote::batch_norm_train(x, g, b, eps);
+      },
+      nb::arg("x"), nb::arg("gamma"), nb::arg("beta"), nb::arg("eps"),
+      "Training-mode batch norm of float32 x (..., C) over every axis but the last:\n"
+      "(y, mean (C,), biased var (C,)).");
 }
