@@ -1,15 +1,25 @@
-"""Attention family: mlxnote vs raw MLX vs Keras/TF (``tf.function``), float32.
+"""Attention family, interleaved min of N, float32: mlxnote with its C++ extension
+(``mlxnote``: the fused masked softmax) and without it (``mlxnote-noext``:
+``extension.enabled(False)``, the pure-MLX formulation), raw MLX, Keras
+(``tf.function``) and PyTorch CPU (eager, one intra-op thread per core; the column is left
+out when ``import torch`` fails: a benchmark-only peer, never a dependency), every
+implementation on the mlxnote layer's weights (``mlx.nn``: its own).
 
 Rows (forward, and forward+backward with the gradients of every weight and the input):
 
 * multi-head self-attention, batch 8, sequence 256, d_model 256, 8 heads:
   ``mlxnote`` (``nn.multihead_attention``, its output), ``mlx.nn``
   (``mlx.nn.MultiHeadAttention(bias=True)``), ``mlx`` (four ``addmm`` projections around
-  ``mx.fast.scaled_dot_product_attention``), ``tf`` (``keras.layers.MultiHeadAttention``);
+  ``mx.fast.scaled_dot_product_attention``), ``tf`` (``keras.layers.MultiHeadAttention``),
+  ``torch`` (``torch.nn.MultiheadAttention``, batch first, ``need_weights=False``);
 * a 2-layer Transformer encoder (pre-norm, d_model 256, 8 heads, feed-forward 1024, final
   LayerNorm, dropout 0) on the same input: ``mlxnote`` (``nn.TransformerEncoder``),
   ``mlx.nn`` (``mlx.nn.TransformerEncoder``), ``tf`` (the same blocks from Keras
-  ``MultiHeadAttention``, ``Dense`` and ``LayerNormalization``).
+  ``MultiHeadAttention``, ``Dense`` and ``LayerNormalization``), ``torch``
+  (``torch.nn.TransformerEncoder``, eval mode: its fused fast path in the forward).
+
+The ``@busy`` columns time mlxnote, TF and PyTorch again while one process per core spins
+(``harness.busy_cores``).
 
 :func:`extra` prints the linear-attention scaling curve: time and peak memory
 (``mx.get_peak_memory``) of one head (batch 1, 64 channels) of full softmax attention
@@ -24,9 +34,15 @@ import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 
-from .harness import Bench, median_ms, tf_timers
+from .harness import Bench, median_ms, tf_timers, torch_timers, without_extension
 
 B, T, D, H, FF = 8, 256, 256, 8, 1024
+REPEAT, QUICK_REPEAT, BURST = 9, 3, 2
+TITLE = (f"attention: interleaved min of {REPEAT} rounds x {BURST} calls (ms; --quick: "
+         f"{QUICK_REPEAT} rounds)")
+NOTES = True
+BUSY = ("mlxnote", "tf", "torch")
+MHA_KEYS = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo")
 
 
 def _mx_grad_fn(module, f):
@@ -41,6 +57,45 @@ def _mx_grad_fn(module, f):
     return lambda x: mx.eval(g(params, x))
 
 
+def set_keras_mha(k, weights: list) -> None:
+    """Keras ``MultiHeadAttention`` ``k`` (built) from an mlxnote ``multihead_attention``'s
+    ``get_weights()`` (``wq, bq, wk, bk, wv, bv, wo, bo``; ``w* [D, D]``)."""
+    ws = dict(zip(MHA_KEYS, weights, strict=True))
+    d = ws["wq"].shape[0]
+    h = k.num_heads
+    k.set_weights([ws["wq"].reshape(d, h, -1), ws["bq"].reshape(h, -1),
+                   ws["wk"].reshape(d, h, -1), ws["bk"].reshape(h, -1),
+                   ws["wv"].reshape(d, h, -1), ws["bv"].reshape(h, -1),
+                   ws["wo"].reshape(h, -1, d), ws["bo"]])
+
+
+def _torch_params(pairs) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p, v in pairs:
+            p.copy_(torch.from_numpy(np.ascontiguousarray(v, np.float32)))
+
+
+def _torch_mha_weights(mha, weights: list) -> list:
+    """``(parameter, value)`` pairs loading mlxnote MHA weights into a torch
+    ``MultiheadAttention`` (``in_proj`` is q, k, v stacked, ``[out, in]``)."""
+    ws = dict(zip(MHA_KEYS, weights, strict=True))
+    return [(mha.in_proj_weight, np.concatenate([ws[k].T for k in ("wq", "wk", "wv")])),
+            (mha.in_proj_bias, np.concatenate([ws[k] for k in ("bq", "bk", "bv")])),
+            (mha.out_proj.weight, ws["wo"].T), (mha.out_proj.bias, ws["bo"])]
+
+
+def _torch_mha(ours):
+    try:
+        import torch
+    except ImportError:
+        return None
+    mha = torch.nn.MultiheadAttention(D, H, batch_first=True)
+    _torch_params(_torch_mha_weights(mha, ours.get_weights()))
+    return mha.eval()
+
+
 def _mha_bench(quick: bool) -> Bench:
     import keras
 
@@ -52,9 +107,7 @@ def _mha_bench(quick: bool) -> Bench:
     mx.random.seed(0)
     ours = nn.multihead_attention(H, D)
     ref = mnn.MultiHeadAttention(D, H, bias=True)
-    ws = {k: ours.get_weights()[i] for i, k in enumerate(
-        ["wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"])}
-    raw = {k: mx.array(v) for k, v in ws.items()}
+    raw = {k: mx.array(v) for k, v in zip(MHA_KEYS, ours.get_weights(), strict=True)}
 
     def raw_mha(p, x):
         bsz, n, _ = x.shape
@@ -69,24 +122,32 @@ def _mha_bench(quick: bool) -> Bench:
     raw_g = mx.value_and_grad(lambda p, x: raw_mha(p, x).sum(), argnums=(0, 1))
     k = keras.layers.MultiHeadAttention(num_heads=H, key_dim=D // H)
     k(x_np[:1], x_np[:1])
-    k.set_weights([ws["wq"].reshape(D, H, -1), ws["bq"].reshape(H, -1),
-                   ws["wk"].reshape(D, H, -1), ws["bk"].reshape(H, -1),
-                   ws["wv"].reshape(D, H, -1), ws["bv"].reshape(H, -1),
-                   ws["wo"].reshape(H, -1, D), ws["bo"]])
+    set_keras_mha(k, ours.get_weights())
     tf_fwd, tf_bwd = tf_timers(lambda x: k(x, x), k.trainable_variables, x_np)
     ours_bwd = _mx_grad_fn(ours, lambda x: ours(x)[0])
     ref_bwd = _mx_grad_fn(ref, lambda x: ref(x, x, x))
-    return Bench("attention", f"multihead self-attention B{b} T{t} d{D} h{H}",
-                 fwd={"mlxnote": lambda: mx.eval(ours(x)[0]),
-                      "mlx.nn": lambda: mx.eval(ref(x, x, x)),
-                      "mlx": lambda: mx.eval(raw_mha(raw, x)), "tf": tf_fwd},
-                 bwd={"mlxnote": lambda: ours_bwd(x), "mlx.nn": lambda: ref_bwd(x),
-                      "mlx": lambda: mx.eval(raw_g(raw, x)), "tf": tf_bwd},
-                 repeat=5 if quick else 7)
+    fwd = {"mlxnote": lambda: mx.eval(ours(x)[0]),
+           "mlxnote-noext": without_extension(lambda: mx.eval(ours(x)[0])),
+           "mlx.nn": lambda: mx.eval(ref(x, x, x)),
+           "mlx": lambda: mx.eval(raw_mha(raw, x)), "tf": tf_fwd}
+    bwd = {"mlxnote": lambda: ours_bwd(x),
+           "mlxnote-noext": without_extension(lambda: ours_bwd(x)),
+           "mlx.nn": lambda: ref_bwd(x),
+           "mlx": lambda: mx.eval(raw_g(raw, x)), "tf": tf_bwd}
+    mha = _torch_mha(ours)
+    if mha is not None:
+        fwd["torch"], bwd["torch"] = torch_timers(
+            mha, x_np, call=lambda x: mha(x, x, x, need_weights=False)[0])
+    return Bench("attention", f"multihead self-attention B{b} T{t} d{D} h{H}", fwd=fwd,
+                 bwd=bwd, note="fwd+bwd: gradients of the input and every weight",
+                 interleaved=True, repeat=QUICK_REPEAT if quick else REPEAT, burst=BURST,
+                 busy=BUSY)
 
 
-def _keras_encoder(n_layers):
-    """Pre-norm encoder blocks from Keras layers, as mlx.nn.TransformerEncoder builds them."""
+def keras_encoder(n_layers: int, causal: bool = False):
+    """Pre-norm encoder blocks from Keras layers, as mlx.nn.TransformerEncoder builds them
+    (and ``nn.TransformerEncoder`` with ``norm_first=True`` and a final LayerNorm);
+    ``causal``: each attention with ``use_causal_mask``. Returns ``(call, blocks, final)``."""
     import keras
 
     blocks = [dict(ln1=keras.layers.LayerNormalization(epsilon=1e-5),
@@ -99,11 +160,51 @@ def _keras_encoder(n_layers):
     def call(x):
         for bl in blocks:
             y = bl["ln1"](x)
-            x = x + bl["att"](y, y)
+            x = x + bl["att"](y, y, use_causal_mask=causal)
             x = x + bl["l2"](bl["l1"](bl["ln2"](x)))
         return final(x)
 
     return call, blocks, final
+
+
+def set_keras_encoder(blocks, final, ours) -> None:
+    """The Keras blocks (built) from an mlxnote ``TransformerEncoder`` (pre-norm, final
+    norm): same weights."""
+    for bl, lyr in zip(blocks, ours.layers, strict=True):
+        set_keras_mha(bl["att"], lyr.self_attn.get_weights())
+        for key, sub in (("ln1", lyr.norm1), ("ln2", lyr.norm2), ("l1", lyr.linear1),
+                         ("l2", lyr.linear2)):
+            bl[key].set_weights(sub.get_weights(layout="keras"))
+    final.set_weights(ours.norm.get_weights(layout="keras"))
+
+
+def torch_encoder(ours):
+    """``torch.nn.TransformerEncoder`` (batch first, pre-norm, relu, dropout 0, final
+    LayerNorm, eval mode) holding the weights of the mlxnote encoder ``ours``; ``None``
+    without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    tn = torch.nn
+    n = len(ours.layers)
+    layer = tn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True,
+                                       norm_first=True, layer_norm_eps=1e-5)
+    enc = tn.TransformerEncoder(layer, n, norm=tn.LayerNorm(D, eps=1e-5),
+                                enable_nested_tensor=False)
+    pairs = []
+    for tl, lyr in zip(enc.layers, ours.layers, strict=True):
+        pairs += _torch_mha_weights(tl.self_attn, lyr.self_attn.get_weights())
+        for tsub, sub in ((tl.linear1, lyr.linear1), (tl.linear2, lyr.linear2)):
+            w, bias = sub.get_weights()
+            pairs += [(tsub.weight, w.T), (tsub.bias, bias)]
+        for tsub, sub in ((tl.norm1, lyr.norm1), (tl.norm2, lyr.norm2)):
+            pairs += list(zip((tsub.weight, tsub.bias), sub.get_weights(layout="keras"),
+                              strict=True))
+    pairs += list(zip((enc.norm.weight, enc.norm.bias), ours.norm.get_weights(layout="keras"),
+                      strict=True))
+    _torch_params(pairs)
+    return enc.eval()
 
 
 def _encoder_bench(quick: bool) -> Bench:
@@ -118,19 +219,27 @@ def _encoder_bench(quick: bool) -> Bench:
     ours.eval()
     ref = mnn.TransformerEncoder(2, D, H, FF, dropout=0.0, norm_first=True)
     ref.eval()
-    call, blocks, final = _keras_encoder(2)
+    call, blocks, final = keras_encoder(2)
     call(x_np[:1])
+    set_keras_encoder(blocks, final, ours)
     variables = [v for bl in blocks for layer_ in bl.values()
                  for v in layer_.trainable_variables] + list(final.trainable_variables)
     tf_fwd, tf_bwd = tf_timers(call, variables, x_np)
     ours_bwd = _mx_grad_fn(ours, ours)
     ref_bwd = _mx_grad_fn(ref, lambda x: ref(x, None))
+    fwd = {"mlxnote": lambda: mx.eval(ours(x)),
+           "mlxnote-noext": without_extension(lambda: mx.eval(ours(x))),
+           "mlx.nn": lambda: mx.eval(ref(x, None)), "tf": tf_fwd}
+    bwd = {"mlxnote": lambda: ours_bwd(x),
+           "mlxnote-noext": without_extension(lambda: ours_bwd(x)),
+           "mlx.nn": lambda: ref_bwd(x), "tf": tf_bwd}
+    enc = torch_encoder(ours)
+    if enc is not None:
+        fwd["torch"], bwd["torch"] = torch_timers(enc, x_np)
     return Bench("attention", f"Transformer encoder 2 layers B{b} T{t} d{D} ff{FF}",
-                 fwd={"mlxnote": lambda: mx.eval(ours(x)),
-                      "mlx.nn": lambda: mx.eval(ref(x, None)), "tf": tf_fwd},
-                 bwd={"mlxnote": lambda: ours_bwd(x), "mlx.nn": lambda: ref_bwd(x),
-                      "tf": tf_bwd},
-                 repeat=5 if quick else 7)
+                 fwd=fwd, bwd=bwd, note="pre-norm, final LayerNorm, dropout 0; fwd+bwd: "
+                 "gradients of the input and every weight", interleaved=True,
+                 repeat=QUICK_REPEAT if quick else REPEAT, burst=BURST, busy=BUSY)
 
 
 def benches(quick: bool) -> list[Bench]:

@@ -1,11 +1,20 @@
-"""batch_norm (training mode, moving statistics updated) and layer_norm: mlxnote vs the best
-raw-MLX composition vs Keras (``tf.function``), forward and forward+backward (gradients with
-respect to the input, gamma and beta, for a random cotangent).
+"""batch_norm (training mode, moving statistics updated) and layer_norm, interleaved min
+of N: mlxnote with its C++ extension and without it, the best raw-MLX composition, Keras
+(``tf.function``) and PyTorch CPU (eager, one intra-op thread per core; the column is left
+out when ``import torch`` fails: a benchmark-only peer, never a dependency), forward and
+forward+backward (gradients with respect to the input, gamma and beta, for a random
+cotangent, in every column).
 
 Columns: ``mlxnote``; ``mlxnote+compile`` (the layer inside ``mx.compile`` with
-``model.state`` captured); ``mlx`` (batch norm: one-pass moments ``E[x^2] - E[x]^2`` and
+``model.state`` captured); ``mlxnote-noext`` (``extension.enabled(False)``: the pure-MLX
+formulation, eager); ``mlx`` (batch norm: one-pass moments ``E[x^2] - E[x]^2`` and
 ``x * a + c``, autodiff, the fastest raw composition measured here; layer norm:
-``mx.fast.layer_norm``); ``mlx+compile`` (the same, compiled); ``tf``.
+``mx.fast.layer_norm``); ``mlx+compile`` (the same, compiled); ``tf``; ``torch``
+(``torch.nn.BatchNorm2d`` in training mode, NCHW, momentum 0.01 = Keras's 0.99, running
+statistics updated in the forward too; ``torch.nn.LayerNorm``). Epsilon 1e-3 (Keras's).
+Rows: the first issue's shapes, and issue 17's layer norm 32x128x512 (an 8 MB input). The
+``@busy`` columns time mlxnote, TF and PyTorch again while one process per core spins
+(``harness.busy_cores``).
 
 :func:`extra` repeats the forward+backward rows with MLX's stock 32 MiB CPU buffer cache
 (mlxnote raises it on import; see ``mlxnote/_platform.py``).
@@ -18,9 +27,12 @@ from functools import partial
 import mlx.core as mx
 import numpy as np
 
-from .harness import Bench, median_ms, run, tf_timers
+from .harness import Bench, median_ms, run, tf_timers, torch_timers, without_extension
 
 EPS = 1e-3
+REPEAT, QUICK_REPEAT, BURST = 9, 3, 2
+TITLE = (f"norm: interleaved min of {REPEAT} rounds x {BURST} calls (ms; --quick: "
+         f"{QUICK_REPEAT} rounds)")
 
 
 def _raw_bn(red):
@@ -49,11 +61,19 @@ def _layer_fns(layer, x, ct):
     def c_vjp(x, g, b, ct):
         return mx.vjp(apply, [x, g, b], [ct])
 
+    def eager_fwd():
+        mx.eval(apply(x, g, b), layer.state)
+
+    def eager_bwd():
+        mx.eval(mx.vjp(apply, [x, g, b], [ct]), layer.state)
+
     g, b = layer.gamma, layer.beta
-    fwd = {"mlxnote": lambda: mx.eval(apply(x, g, b), layer.state),
-           "mlxnote+compile": lambda: mx.eval(c_apply(x, g, b), layer.state)}
-    bwd = {"mlxnote": lambda: mx.eval(mx.vjp(apply, [x, g, b], [ct]), layer.state),
-           "mlxnote+compile": lambda: mx.eval(c_vjp(x, g, b, ct), layer.state)}
+    fwd = {"mlxnote": eager_fwd,
+           "mlxnote+compile": lambda: mx.eval(c_apply(x, g, b), layer.state),
+           "mlxnote-noext": without_extension(eager_fwd)}
+    bwd = {"mlxnote": eager_bwd,
+           "mlxnote+compile": lambda: mx.eval(c_vjp(x, g, b, ct), layer.state),
+           "mlxnote-noext": without_extension(eager_bwd)}
     return fwd, bwd
 
 
@@ -64,6 +84,18 @@ def _raw_fns(f, x, g, b, ct):
     bwd = {"mlx": lambda: mx.eval(mx.vjp(f, [x, g, b], [ct])),
            "mlx+compile": lambda: mx.eval(c_vjp(x, g, b, ct))}
     return fwd, bwd
+
+
+def _torch_norm(kind: str, c: int):
+    """``torch.nn.BatchNorm2d`` (training mode) or ``LayerNorm`` over the last axis, gamma
+    1 and beta 0 like the others; ``None`` without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if kind == "bn":
+        return torch.nn.BatchNorm2d(c, eps=EPS, momentum=0.01).train()
+    return torch.nn.LayerNorm(c, eps=EPS)
 
 
 def _benches(quick: bool) -> list[Bench]:
@@ -77,6 +109,8 @@ def _benches(quick: bool) -> list[Bench]:
         ("batch_norm", (4, 16, 16, 64) if quick else (16, 64, 64, 64),
          lambda c: nn.batch_norm(c), keras.layers.BatchNormalization, "bn"),
         ("layer_norm", (8, 64, 512) if quick else (64, 256, 512),
+         lambda c: nn.layer_norm(c), keras.layers.LayerNormalization, "ln"),
+        ("layer_norm", (4, 32, 512) if quick else (32, 128, 512),
          lambda c: nn.layer_norm(c), keras.layers.LayerNormalization, "ln"),
     ]:
         c = shape[-1]
@@ -92,11 +126,18 @@ def _benches(quick: bool) -> list[Bench]:
         kl = k_layer(epsilon=EPS)
         kl.build(shape)
         call = (lambda x, kl=kl: kl(x, training=True)) if name == "batch_norm" else kl
-        tf_f, tf_b = (dict(tf=t) for t in tf_timers(call, kl.trainable_variables, x_np,
-                                                      cotangent=ct_np))
+        tf_f, tf_b = tf_timers(call, kl.trainable_variables, x_np, cotangent=ct_np)
+        fwd, bwd = {**fwd, **rf, "tf": tf_f}, {**bwd, **rb, "tf": tf_b}
+        module = _torch_norm(raw, c)
+        if module is not None:
+            # batch norm: NCHW (torch's layout), the cotangent moved with it
+            move = (lambda a: np.moveaxis(a, -1, 1)) if raw == "bn" else (lambda a: a)
+            fwd["torch"], bwd["torch"] = torch_timers(module, move(x_np),
+                                                      cotangent=move(ct_np))
         label = f"{name} {'x'.join(map(str, shape))}" + (" train" if raw == "bn" else "")
-        out.append(Bench("norm", label, fwd={**fwd, **rf, **tf_f}, bwd={**bwd, **rb, **tf_b},
-                         repeat=3 if quick else 9))
+        out.append(Bench("norm", label, fwd=fwd, bwd=bwd, interleaved=True,
+                         repeat=QUICK_REPEAT if quick else REPEAT, burst=BURST,
+                         busy=("mlxnote", "tf", "torch")))
     return out
 
 

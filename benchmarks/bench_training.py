@@ -1,27 +1,39 @@
 """Training: the digits CNN (examples/digits_cnn.py) with mlxnote ``fit``, a hand-written
-compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights; and a
-small U-Net (``benchmarks/unet.py``: conv, conv2d_transpose, batch norm) training step,
-mlxnote against Keras, from the same initial weights.
+compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights; a
+small U-Net (``benchmarks/unet.py``: conv, conv2d_transpose, batch norm), a small
+Transformer language model and an LSTM text classifier training step, mlxnote against
+Keras, from the same initial weights.
 
-* the harness rows, interleaved min of N: one compiled train step (fwd+bwd+Adam) on a
-  batch of 32. Digits: ``mlx`` is the network on ``mx.conv_general``, ``mlx+kernel`` on
-  mlxnote's conv kernel, ``tf`` Keras ``train_on_batch``. U-Net (32x32x3 images, MSE):
-  ``mlxnote`` the step ``fit`` runs, ``mlxnote-noext`` the same on a second copy of the
-  model traced with the C++ extension off, ``tf`` a ``tf.function`` GradientTape + Adam
-  step; the note gives both frameworks' loss after the first step (the same weights, so
-  they should agree);
+* the harness rows, interleaved min of N: one compiled train step (fwd+bwd+Adam).
+  Digits (batch 32): ``mlx`` is the network on ``mx.conv_general``, ``mlx+kernel`` on
+  mlxnote's conv kernel, ``tf`` Keras ``train_on_batch``. U-Net (32x32x3 images, batch
+  32, MSE), Transformer LM and LSTM classifier: ``mlxnote`` the step ``fit`` runs (the
+  compiled ``mlxnote.training.steps.train_step``), ``mlxnote-noext`` the same on a second
+  copy of the model traced with the C++ extension off, ``tf`` a ``tf.function``
+  GradientTape + Adam step (Keras's defaults, as mlxnote's ``'adam'``); the note gives
+  the three losses after the first step (the same weights, so they should agree);
+
+  - Transformer LM: token embedding (vocabulary 1000), 2 pre-norm encoder layers
+    (d_model 256, 8 heads, feed-forward 1024, dropout 0, final LayerNorm) with the
+    causal mask (mlxnote ``is_causal=True``, Keras ``use_causal_mask=True``), a dense
+    head over the vocabulary; next-token cross-entropy from logits, batch 16, T = 128;
+  - LSTM classifier: token embedding (vocabulary 1000, 64 features), ``LSTM(128)`` (last
+    state), dense softmax over 4 classes; sparse categorical cross-entropy, batch 32,
+    T = 100;
 * ``extra``: whole epochs, E of them per implementation: mlxnote ``fit`` and the two
   raw loops take turns epoch by epoch (``fit(epochs=e + 1, initial_epoch=e)``; its
   History times the epoch alone), Keras trains in one ``fit(epochs=E)``. The table gives
   the median epoch time over epochs 2..E (epoch 1 includes compilation), the minimum,
   the ratios of the medians, and the test accuracy after E epochs. On a shared machine
-  the medians move with the load; the minimums are the steadier comparison.
+  the medians move with the load; the minimums are the steadier comparison. It writes
+  ``reports/bench_training.json`` (``$BENCH_TRAINING_JSON`` overrides the path).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import statistics
 import time
 from functools import partial
@@ -30,6 +42,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as mnn
 import mlx.optimizers as optim
+import numpy as np
 
 from . import unet
 from .harness import Bench, without_extension
@@ -170,10 +183,10 @@ def benches(quick: bool) -> list[Bench]:
                   bwd={"mlxnote": ours, "mlx": raw, "mlx+kernel": rawk, "tf": keras_step},
                   repeat=QUICK_REPEAT if quick else REPEAT, warmup=3, interleaved=True,
                   note="tf: Keras train_on_batch"),
-            unet_bench(quick)]
+            unet_bench(quick), lm_bench(quick), lstm_classifier_bench(quick)]
 
 
-def _unet_step(model, xb, yb):
+def _note_step(model, xb, yb):
     """``run()`` for one mlxnote fit step of ``model`` on (xb, yb), and the loss it gives."""
     model._init_optimizer()
     model.train()
@@ -202,7 +215,7 @@ def unet_bench(quick: bool) -> Bench:
     model2 = unet.mlxnote_model(UNET_WIDTH)
     for l, w in zip(unet.note_layers(model2), w0, strict=True):
         l.set_weights(w)
-    ours, noext = _unet_step(model, xb, yb), without_extension(_unet_step(model2, xb, yb))
+    ours, noext = _note_step(model, xb, yb), without_extension(_note_step(model2, xb, yb))
     km = unet.keras_model(UNET_WIDTH, w0)
     kstep = unet.keras_step(km)
     xt, yt = tf.constant(x_np), tf.constant(y_np)
@@ -213,6 +226,127 @@ def unet_bench(quick: bool) -> Bench:
                  bwd={"mlxnote": ours, "mlxnote-noext": noext, "tf": tf_step},
                  repeat=QUICK_REPEAT if quick else REPEAT, warmup=2, interleaved=True,
                  note="step-1 loss " + ", ".join(f"{k} {v:.5f}" for k, v in first.items()))
+
+
+def _pair_bench(name: str, make, keras_model, loss, x_np, y_np, quick: bool,
+                note: str = "") -> Bench:
+    """A training-step Bench: ``make()`` builds the mlxnote Model (compiled, built; called
+    twice, the second copy given the first's weights), ``keras_model(model)`` the Keras
+    model on the same weights, ``loss`` the Keras loss; the first step's three losses go
+    into the note."""
+    import tensorflow as tf
+
+    xb, yb = mx.array(x_np), mx.array(y_np)
+    mx.random.seed(0)
+    model = make()
+    model2 = make()
+    model2.set_weights(model.get_weights())
+    ours, noext = _note_step(model, xb, yb), without_extension(_note_step(model2, xb, yb))
+    kstep = unet.keras_step(keras_model(model), loss)
+    xt, yt = tf.constant(x_np), tf.constant(y_np)
+    tf_step = lambda: float(kstep(xt, yt).numpy())  # noqa: E731
+    first = {k: f() for k, f in (("ours", ours), ("noext", noext), ("keras", tf_step))}
+    return Bench("training", name, bwd={"mlxnote": ours, "mlxnote-noext": noext, "tf": tf_step},
+                 repeat=QUICK_REPEAT if quick else REPEAT, warmup=2, interleaved=True,
+                 note=(note + "; " if note else "") + "step-1 loss "
+                 + ", ".join(f"{k} {v:.5f}" for k, v in first.items()))
+
+
+LM_VOCAB, LM_LAYERS = 1000, 2
+
+
+def lm_bench(quick: bool) -> Bench:
+    """A small Transformer language model (see the module docstring): one training step of
+    next-token prediction on random tokens."""
+    import keras
+
+    from mlxnote import Model, nn
+    from mlxnote.training import SparseCategoricalCrossentropy
+
+    from .bench_attention import FF, D, H, keras_encoder, set_keras_encoder
+
+    b, t = (4, 32) if quick else (16, 128)
+    tokens = np.random.default_rng(0).integers(0, LM_VOCAB, (b, t + 1)).astype(np.int32)
+    x_np, y_np = tokens[:, :-1], tokens[:, 1:]
+
+    class LM(Model):
+        def __init__(self):
+            super().__init__()
+            self.embed = mnn.Embedding(LM_VOCAB, D)
+            layer = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, LM_LAYERS,
+                                                 nn.layer_norm(D, epsilon=1e-5))
+            self.head = nn.dense(LM_VOCAB, D)
+
+        def __call__(self, x):
+            return self.head(self.encoder(self.embed(x), is_causal=True))
+
+    def make():
+        m = LM()
+        m.compile("adam", SparseCategoricalCrossentropy(from_logits=True))
+        m(mx.array(x_np[:1]))
+        return m
+
+    def keras_model(m):
+        call, blocks, final = keras_encoder(LM_LAYERS, causal=True)
+        emb, head = keras.layers.Embedding(LM_VOCAB, D), keras.layers.Dense(LM_VOCAB)
+        inp = keras.Input((t,), dtype="int32")
+        km = keras.Model(inp, head(call(emb(inp))))
+        emb.set_weights([np.array(m.embed.weight)])
+        set_keras_encoder(blocks, final, m.encoder)
+        head.set_weights(m.head.get_weights(layout="keras"))
+        return km
+
+    return _pair_bench(f"Transformer LM train step, batch {b}, T {t}, d{D} h{H} "
+                       f"{LM_LAYERS} layers, vocab {LM_VOCAB}", make, keras_model,
+                       keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       x_np, y_np, quick, "causal, next-token CE")
+
+
+CLS_VOCAB, CLS_EMBED, CLS_UNITS, CLS_CLASSES = 1000, 64, 128, 4
+
+
+def lstm_classifier_bench(quick: bool) -> Bench:
+    """An LSTM text classifier (see the module docstring): one training step on random
+    tokens and labels."""
+    import keras
+
+    from mlxnote import Model, nn
+
+    b, t = (8, 20) if quick else (32, 100)
+    rng = np.random.default_rng(0)
+    x_np = rng.integers(0, CLS_VOCAB, (b, t)).astype(np.int32)
+    y_np = rng.integers(0, CLS_CLASSES, (b,)).astype(np.int32)
+
+    class Classifier(Model):
+        def __init__(self):
+            super().__init__()
+            self.embed = mnn.Embedding(CLS_VOCAB, CLS_EMBED)
+            self.lstm = nn.LSTM(CLS_UNITS, CLS_EMBED)
+            self.out = nn.dense(CLS_CLASSES, CLS_UNITS, activation="softmax")
+
+        def __call__(self, x):
+            return self.out(self.lstm(self.embed(x)))
+
+    def make():
+        m = Classifier()
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m(mx.array(x_np[:1]))
+        return m
+
+    def keras_model(m):
+        L = keras.layers
+        emb, lstm = L.Embedding(CLS_VOCAB, CLS_EMBED), L.LSTM(CLS_UNITS, unit_forget_bias=False)
+        out = L.Dense(CLS_CLASSES, activation="softmax")
+        km = keras.Sequential([keras.Input((t,), dtype="int32"), emb, lstm, out])
+        emb.set_weights([np.array(m.embed.weight)])
+        lstm.set_weights(m.lstm.get_weights(layout="keras"))
+        out.set_weights(m.out.get_weights(layout="keras"))
+        return km
+
+    return _pair_bench(f"LSTM classifier train step, batch {b}, T {t}, embed {CLS_EMBED}, "
+                       f"LSTM {CLS_UNITS}, {CLS_CLASSES} classes", make, keras_model,
+                       keras.losses.SparseCategoricalCrossentropy(), x_np, y_np, quick)
 
 
 def _epoch_times_keras(km, x, y, epochs):
@@ -275,8 +409,8 @@ def extra(console, quick: bool) -> None:
                   f"{med[k] / med['Keras fit']:.2f}x",
                   f"{acc:.4f}")
     console.print(t)
-    out = ROOT / "reports" / "bench_training.json"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(os.environ.get("BENCH_TRAINING_JSON", ROOT / "reports" / "bench_training.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "epochs": epochs, "batch_size": BATCH, "images": len(x), "quick": quick,
         "results": {k: {"ms_per_epoch": med[k], "epoch_ms": [1e3 * v for v in times],
@@ -284,4 +418,4 @@ def extra(console, quick: bool) -> None:
         "mlxnote_over_raw": med["mlxnote fit"] / med["raw MLX loop"],
         "mlxnote_over_raw_same_conv": med["mlxnote fit"] / med["raw MLX loop, mlxnote conv"],
         "mlxnote_over_keras": med["mlxnote fit"] / med["Keras fit"]}, indent=1))
-    console.print(f"wrote {out.relative_to(ROOT)}")
+    console.print(f"wrote {out}")

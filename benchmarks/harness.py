@@ -152,12 +152,16 @@ def busy_cores(n: int | None = None) -> Iterator[int]:
             p.wait()
 
 
-def torch_timers(module, x_np, threads: int | None = None):
+def torch_timers(module, x_np, threads: int | None = None, *, call: Callable | None = None,
+                 wrt_input: bool = True, cotangent=None):
     """``(fwd, bwd)`` closures timing the PyTorch (CPU, eager) ``module`` on the constant
     input ``x_np`` (in torch's layout, e.g. NCHW): the forward under ``torch.no_grad``,
-    and the gradients of ``sum(module(x))`` with respect to ``x`` and every parameter.
-    ``None`` when torch cannot be imported (it is a benchmark-only peer, never a
-    dependency). Runs on ``threads`` intra-op threads (default: the usable cores)."""
+    and the gradients of ``sum(y)`` (or of ``y`` against ``cotangent``, a NumPy array in
+    the output's layout) with respect to ``x`` (unless ``wrt_input`` is False) and every
+    parameter, where ``y = call(x)`` (default ``module(x)``; e.g. one element of a
+    recurrent layer's tuple). ``None`` when torch cannot be imported (it is a
+    benchmark-only peer, never a dependency). Runs on ``threads`` intra-op threads
+    (default: the usable cores)."""
     try:
         import torch
     except ImportError:
@@ -165,16 +169,20 @@ def torch_timers(module, x_np, threads: int | None = None):
     import numpy as np
 
     torch.set_num_threads(threads or usable_cpus())
+    call = module if call is None else call
     x = torch.from_numpy(np.ascontiguousarray(x_np))
-    xg = x.clone().requires_grad_(True)
+    xg = x.clone().requires_grad_(True) if wrt_input else x
+    ct = None if cotangent is None else torch.from_numpy(np.ascontiguousarray(cotangent))
     params = list(module.parameters())
 
     def fwd():
         with torch.no_grad():
-            return module(x)
+            return call(x)
 
     def bwd():
-        return torch.autograd.grad(module(xg).sum(), [xg, *params])
+        y = call(xg)
+        wrt = ([xg] if wrt_input else []) + params
+        return torch.autograd.grad(y.sum() if ct is None else y, wrt, grad_outputs=ct)
 
     return fwd, bwd
 

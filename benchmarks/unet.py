@@ -87,13 +87,14 @@ def keras_model(width: int, note_weights: list[list[np.ndarray]]):
     return model
 
 
-def keras_step(model):
-    """A ``tf.function`` training step ``step(x, y) -> loss`` (MSE, Adam)."""
+def keras_step(model, loss_fn=None):
+    """A ``tf.function`` training step ``step(x, y) -> loss`` (``loss_fn``, default MSE;
+    Adam with Keras's defaults)."""
     import keras
     import tensorflow as tf
 
     opt = keras.optimizers.Adam()
-    loss_fn = keras.losses.MeanSquaredError()
+    loss_fn = keras.losses.MeanSquaredError() if loss_fn is None else loss_fn
     variables = model.trainable_variables
 
     @tf.function
