@@ -18,7 +18,8 @@ Modules:
 Optimizers, losses and metrics by name follow Keras: ``'adam'`` is Keras's Adam
 (learning rate 1e-3, betas 0.9/0.999, epsilon 1e-7, Keras's update rule), ``'sgd'`` has
 learning rate 0.01, ``'sparse_categorical_crossentropy'`` expects probabilities unless
-``SparseCategoricalCrossentropy(from_logits=True)`` is given.
+``SparseCategoricalCrossentropy(from_logits=True)`` is given. Every optimizer here takes
+Keras's ``clipnorm``, ``clipvalue`` or ``global_clipnorm``.
 """
 
 from . import (  # noqa: F401  (the modules)
@@ -48,13 +49,24 @@ from .losses import (
 )
 from .metrics import get_metric
 from .model import Model
-from .optimizers import Adagrad, Adam, Adamax, AdamW, RMSprop, get_optimizer
+from .optimizers import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Lion,
+    RMSprop,
+    get_optimizer,
+)
 from .sequential import Sequential
 
 __all__ = [
     "Model", "Sequential",
     "Callback", "History", "ModelCheckpoint", "EarlyStopping", "ProgbarLogger",
-    "Adam", "AdamW", "Adamax", "RMSprop", "Adagrad", "get_optimizer",
+    "Adam", "AdamW", "Adamax", "RMSprop", "Adagrad", "SGD", "Adadelta", "Lion",
+    "get_optimizer",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "get_loss", "get_metric",
     "CheckpointError",
