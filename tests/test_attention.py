@@ -406,18 +406,25 @@ def test_favor_features_redraw_and_seed():
 
 
 def test_favor_causal_matches_loop():
+    # Seeded (the features and the inputs); the loop runs in float64. Outputs are weighted
+    # means of v and can lie near 0, so the tolerance is relative to the largest one: over
+    # 200 seeds the float32 layer's worst error was 2e-7 of it, and 8e-5 elementwise.
+    mx.random.seed(11)
     f = nn.FAVOR_attention(4, m=4, causal=True, redraw=False, chunk_size=3, kernel_eps=0.01)
-    k, v, q = mx.random.normal((1, 4, 7)), mx.random.normal((1, 2, 7)), mx.random.normal((1, 4, 7))
-    out = _np(f(k, v, q))
-    w = _np(f.features)
+    kk = mx.random.split(mx.random.key(12), 3)
+    k, v, q = (mx.random.normal(s, key=key) for s, key in
+               zip(((1, 4, 7), (1, 2, 7), (1, 4, 7)), kk))
+    out = _np(f(k, v, q)).astype(np.float64)
+    w = _np(f.features).astype(np.float64)
 
     def phi(x):
         return np.maximum(x.T @ w.T, 0) + 0.01  # h = sqrt(m), so the scale is 1
 
-    pk, pq, vv = phi(_np(k)[0]), phi(_np(q)[0]), _np(v)[0].T
-    for i in range(7):
-        num = pq[i] @ (pk[:i + 1].T @ vv[:i + 1])
-        np.testing.assert_allclose(out[0, :, i], num / (pq[i] @ pk[:i + 1].sum(0)), rtol=1e-5)
+    pk, pq = phi(_np(k)[0].astype(np.float64)), phi(_np(q)[0].astype(np.float64))
+    vv = _np(v)[0].T.astype(np.float64)
+    ref = np.stack([pq[i] @ (pk[:i + 1].T @ vv[:i + 1]) / (pq[i] @ pk[:i + 1].sum(0))
+                    for i in range(7)], axis=-1)
+    np.testing.assert_allclose(out[0], ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
 # -- Linformer_self_attention --------------------------------------------------------------
