@@ -39,7 +39,7 @@ from . import checkpoint, data, display, steps
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .losses import get_loss
-from .metrics import get_metric
+from .metrics import Metric, get_metrics
 from .optimizers import get_optimizer
 
 __all__ = ["Model"]
@@ -130,16 +130,18 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
             loss: a Keras name (``'sparse_categorical_crossentropy'``, ``'mse'``, ...),
                 a loss object (``SparseCategoricalCrossentropy(from_logits=True)``), an
                 ``mlx.nn.losses`` function, or ``fn(y_true, y_pred)``.
-            metrics: a list of names (``'accuracy'``, ``'mae'``, ...) or callables.
+            metrics: a list of names (``'accuracy'``, ``'mae'``, ``'precision'``,
+                ``'auc'``, ``'sparse_top_k_categorical_accuracy'``, ...), metric objects
+                (``AUC(num_thresholds=50)``, ...) or callables (:mod:`.metrics`).
         """
         self._set("optimizer", get_optimizer(optimizer, self.name))
         mx.eval(self.optimizer.state)  # a scheduled learning rate is lazy: any thread may fit
         self._set("loss", None if loss is None else get_loss(loss, self.name))
         if metrics is None:
             metrics = []
-        if isinstance(metrics, str) or callable(metrics):
+        if isinstance(metrics, (str, Metric)) or callable(metrics):
             metrics = [metrics]
-        self._set("metric_specs", [get_metric(m, self.loss, self.name) for m in metrics])
+        self._set("metric_specs", get_metrics(metrics, self.loss, self.name))
         self._set("_metric_raw", list(metrics))
         self._steps.clear()
 

@@ -10,9 +10,10 @@ Train and eval are compiled separately, because the train/eval mode is baked int
 * eval ``step(x, y, w) -> stats``; predict ``step(*x) -> outputs``;
 
 where ``x`` is a tuple of inputs, ``w`` the per-sample weights ``[B]`` (0 on padding),
-and ``stats`` = ``[sum(loss * w), sum(metric * w) for each metric, sum(w)]``, summed over
-the group's ranks. With ``scale = size / n`` (``n`` rows in the whole batch) the averaged
-gradient is the gradient of the whole batch's mean loss.
+and ``stats`` = ``[sum(loss * w), each metric's sums (:func:`~.metrics.weighted_sums`:
+``sum(metric * w)``, or a stateful metric's counts), sum(w)]``, summed over the group's
+ranks. With ``scale = size / n`` (``n`` rows in the whole batch) the averaged gradient
+is the gradient of the whole batch's mean loss.
 
 :class:`StepCache` traces each step once per configuration and reuses it across
 ``fit``/``evaluate``/``predict`` calls; :func:`run_train`, :func:`run_eval` and
@@ -37,7 +38,7 @@ from mlx.utils import tree_flatten
 
 from .._validation import Desc, error
 from . import checkpoint, labels
-from .metrics import Totals
+from .metrics import Totals, weighted_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from .callbacks import CallbackList
@@ -136,9 +137,9 @@ def _stats(model: Model, y: mx.array, pred: mx.array, w: mx.array,
     """The weighted sums of the loss and metrics; records what the trace saw in ``info``."""
     info["classes"] = pred.shape[-1] if pred.ndim else 0
     info["sparse"] = labels.users(model.loss, model.metric_specs, y, pred)
-    vals = [mx.sum(model.loss(y, pred) * w)]
+    vals = [mx.sum(model.loss(y, pred) * w).reshape(1)]
     for _, f in model.metric_specs:
-        vals.append(mx.sum(f(y, pred) * w))
+        vals.append(weighted_sums(f, y, pred, w))
     return vals
 
 
@@ -150,7 +151,7 @@ def train_step(model: Model, group: Any) -> Step:
 
     def loss_fn(x, y, w, scale):
         vals = _stats(model, y, model(*x), w, info)
-        return vals[0] * scale, vals
+        return vals[0][0] * scale, vals
 
     vg = mnn.value_and_grad(model, loss_fn)
 
@@ -160,7 +161,7 @@ def train_step(model: Model, group: Any) -> Step:
         if group is not None:
             grads = mnn.average_gradients(grads, group=group)
         opt.update(model, grads)
-        stats = mx.stack(vals + [w.sum()])
+        stats = mx.concatenate(vals + [w.sum().reshape(1)])
         if group is not None:
             stats = mx.distributed.all_sum(stats, group=group)
         return stats
@@ -177,7 +178,7 @@ def eval_step(model: Model, group: Any) -> Step:
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(x, y, w):
-        stats = mx.stack(_stats(model, y, model(*x), w, info) + [w.sum()])
+        stats = mx.concatenate(_stats(model, y, model(*x), w, info) + [w.sum().reshape(1)])
         if group is not None:
             stats = mx.distributed.all_sum(stats, group=group)
         return stats
@@ -271,7 +272,7 @@ def seed_epoch(base: int, epoch: int, rank: int) -> None:
 
 
 def _totals(model: Model) -> Totals:
-    return Totals([n for n, _ in model.metric_specs])
+    return Totals(model.metric_specs)
 
 
 _WORKERS: set[int] = set()  # native ids of the non-main threads that ran a step
@@ -309,7 +310,8 @@ def _guard(watch: Any, what: str) -> Any:
 def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
               shuffle_seed: Any, owner: str, watch: Any = None) -> dict[str, float]:
     """One training epoch (model in train mode); returns the epoch's logs.
-    ``on_train_batch_end`` gets the running logs after each step. ``watch``: the
+    ``on_train_batch_end`` gets the running logs after each step; a callback setting
+    ``model.stop_training`` there ends the epoch after that step. ``watch``: the
     collective watchdog (:class:`~.distributed.Watchdog`) or ``None``."""
     totals = _totals(model)
     model.train()
@@ -318,6 +320,8 @@ def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
                          guard=_guard(watch, f"training batch {i + 1}"))
         totals.add(stats)
         cbs.on_train_batch_end(i, totals.logs())
+        if model.stop_training:  # a callback stopped mid-epoch (TerminateOnNaN), as Keras
+            break
     if not totals.batches:
         raise error(owner, "x", Desc("no batches"), "at least one batch per epoch")
     return totals.logs()
