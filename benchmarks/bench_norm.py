@@ -11,7 +11,9 @@ formulation, eager); ``mlx`` (batch norm: one-pass moments ``E[x^2] - E[x]^2`` a
 ``x * a + c``, autodiff, the fastest raw composition measured here; layer norm:
 ``mx.fast.layer_norm``); ``mlx+compile`` (the same, compiled); ``tf``; ``torch``
 (``torch.nn.BatchNorm2d`` in training mode, NCHW, momentum 0.01 = Keras's 0.99, running
-statistics updated in the forward too; ``torch.nn.LayerNorm``). Epsilon 1e-3 (Keras's).
+statistics updated in the forward too; ``torch.nn.LayerNorm``; ``torch.nn.GroupNorm``,
+NCHW). Epsilon 1e-3 (Keras's). Group norm: 8 groups; its ``mlx`` column one-pass moments
+over the (N, S, G, C/G) view.
 Rows: the first issue's shapes, and issue 17's layer norm 32x128x512 (an 8 MB input). The
 ``@busy`` columns time mlxnote, TF and PyTorch again while one process per core spins
 (``harness.busy_cores``).
@@ -42,6 +44,18 @@ def _raw_bn(red):
         a = g * mx.rsqrt(v + EPS)
         return x * a + (b - m * a)
     return f
+
+
+GROUPS = 8
+
+
+def _raw_gn(x, g, b):
+    """Group norm: one-pass moments per sample and group over (N, S, G, C/G), x * a + c."""
+    xg = x.reshape(x.shape[0], -1, GROUPS, x.shape[-1] // GROUPS)
+    m = mx.mean(xg, (1, 3), keepdims=True)
+    v = mx.maximum(mx.mean(xg * xg, (1, 3), keepdims=True) - m * m, 0.0)
+    a = g.reshape(1, 1, GROUPS, -1) * mx.rsqrt(v + EPS)
+    return (xg * a + (b.reshape(1, 1, GROUPS, -1) - m * a)).reshape(x.shape)
 
 
 def _raw_ln(x, g, b):
@@ -95,6 +109,8 @@ def _torch_norm(kind: str, c: int):
         return None
     if kind == "bn":
         return torch.nn.BatchNorm2d(c, eps=EPS, momentum=0.01).train()
+    if kind == "gn":
+        return torch.nn.GroupNorm(GROUPS, c, eps=EPS)
     return torch.nn.LayerNorm(c, eps=EPS)
 
 
@@ -112,6 +128,9 @@ def _benches(quick: bool) -> list[Bench]:
          lambda c: nn.layer_norm(c), keras.layers.LayerNormalization, "ln"),
         ("layer_norm", (4, 32, 512) if quick else (32, 128, 512),
          lambda c: nn.layer_norm(c), keras.layers.LayerNormalization, "ln"),
+        ("group_norm", (4, 16, 16, 64) if quick else (16, 64, 64, 64),
+         lambda c: nn.group_norm(GROUPS, c), partial(keras.layers.GroupNormalization, GROUPS),
+         "gn"),
     ]:
         c = shape[-1]
         x_np = rng.standard_normal(shape).astype(np.float32)
@@ -120,7 +139,7 @@ def _benches(quick: bool) -> list[Bench]:
         layer = make(c)
         mx.eval(x, ct, layer.parameters())
         fwd, bwd = _layer_fns(layer, x, ct)
-        f = _raw_bn(tuple(range(len(shape) - 1))) if raw == "bn" else _raw_ln
+        f = {"bn": _raw_bn(tuple(range(len(shape) - 1))), "gn": _raw_gn, "ln": _raw_ln}[raw]
         g, b = mx.ones((c,)), mx.zeros((c,))
         rf, rb = _raw_fns(f, x, g, b, ct)
         kl = k_layer(epsilon=EPS)
@@ -130,8 +149,8 @@ def _benches(quick: bool) -> list[Bench]:
         fwd, bwd = {**fwd, **rf, "tf": tf_f}, {**bwd, **rb, "tf": tf_b}
         module = _torch_norm(raw, c)
         if module is not None:
-            # batch norm: NCHW (torch's layout), the cotangent moved with it
-            move = (lambda a: np.moveaxis(a, -1, 1)) if raw == "bn" else (lambda a: a)
+            # batch and group norm: NCHW (torch's layout), the cotangent moved with it
+            move = (lambda a: np.moveaxis(a, -1, 1)) if raw != "ln" else (lambda a: a)
             fwd["torch"], bwd["torch"] = torch_timers(module, move(x_np),
                                                       cotangent=move(ct_np))
         label = f"{name} {'x'.join(map(str, shape))}" + (" train" if raw == "bn" else "")

@@ -1,7 +1,8 @@
 """The C++ normalizations against plain MLX compositions differentiated by MLX's autodiff:
 the layer norm (``_core.layer_norm``) against :func:`mlxnote.kernels.norm.layer_norm`
-``impl='plain'``, the training batch norm (``_core.batch_norm_train``) against the
-two-pass moments of ``tf.nn.moments``'s definition: forward, every gradient, grad of grad,
+``impl='plain'``, the training batch norm (``_core.batch_norm_train``) and the group norm
+(``_core.group_norm``, the same primitive per sample) against two-pass moments written from
+their definitions: forward, every gradient, grad of grad,
 jvp, vmap (weights mapped or not) and compile, one thread and several; the layers through
 them."""
 
@@ -21,7 +22,7 @@ def _close(a, b, tol=3e-6):
     close(a, b, tol)
 
 pytestmark = pytest.mark.skipif(
-    EXT is None or not {"layer_norm", "batch_norm_train"} <= set(EXT.KERNELS),
+    EXT is None or not {"layer_norm", "batch_norm_train", "group_norm"} <= set(EXT.KERNELS),
     reason=f"extension not loaded: {extension.reason()}")
 
 rng = np.random.default_rng(0)
@@ -124,35 +125,63 @@ def test_the_layer_takes_the_kernel(monkeypatch):
         _close(g[k], gr[k])
 
 
-# -- batch norm ----------------------------------------------------------------------------
+# -- batch norm and group norm (one primitive) -------------------------------------------
 XB = mx.array((2 * rng.standard_normal((3, 4, 5, 6)) + 1).astype(np.float32))
 GB = mx.array(rng.standard_normal(6).astype(np.float32))
 BB = mx.array(rng.standard_normal(6).astype(np.float32))
 CB = mx.array(rng.standard_normal(XB.shape).astype(np.float32))
 
 
-def _bn_ours(x, g, b):
-    return EXT.batch_norm_train(x, g, b, 1e-3)[0]
+def _stats_ref(x, groups):
+    """(mean, var) of the documented statistics: batch norm (``groups=None``) over every
+    axis but the last; group norm per sample over each group of adjacent channels."""
+    if groups is None:
+        red = tuple(range(x.ndim - 1))
+        return x.mean(red), x.var(red)
+    xg = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
+    red = tuple(range(1, x.ndim - 1)) + (x.ndim,)
+    return xg.mean(red), xg.var(red)
 
 
-def _bn_ref(x, g, b):
-    red = tuple(range(x.ndim - 1))
-    m = x.mean(red, keepdims=True)
-    v = ((x - m) ** 2).mean(red, keepdims=True)
-    return (x - m) * mx.rsqrt(v + 1e-3) * g + b
+def _ref(groups):
+    def f(x, g, b):
+        if groups is None:
+            m, v = (t.reshape(-1) for t in _stats_ref(x, None))
+        else:  # each channel's group statistics, broadcast back to (N, 1..., C)
+            k = x.shape[-1] // groups
+            m, v = (mx.repeat(t, k, axis=-1).reshape(x.shape[0], *[1] * (x.ndim - 2), -1)
+                    for t in _stats_ref(x, groups))
+        return (x - m) * mx.rsqrt(v + 1e-3) * g + b
+    return f
+
+
+def _ours(groups):
+    if groups is None:
+        return lambda x, g, b: EXT.batch_norm_train(x, g, b, 1e-3)[0]
+    return lambda x, g, b: EXT.group_norm(x, g, b, groups, 1e-3)[0]
+
+
+def _full(x, g, b, groups):
+    return (EXT.batch_norm_train(x, g, b, 1e-3) if groups is None
+            else EXT.group_norm(x, g, b, groups, 1e-3))
 
 
 def _bn_loss(f):
     return lambda x, g, b: (f(x, g, b) * CB).sum()
 
 
-def test_batch_norm_statistics_forward_gradients_and_transforms():
-    y, mean, var = EXT.batch_norm_train(XB, GB, BB, 1e-3)
-    red = (0, 1, 2)
-    _close(y, _bn_ref(XB, GB, BB))
-    _close(mean, XB.mean(red))
-    _close(var, XB.var(red))
-    grads = [mx.grad(_bn_loss(f), argnums=(0, 1, 2))(XB, GB, BB) for f in (_bn_ours, _bn_ref)]
+GROUPS = [None, 1, 3, 6]  # batch norm; group norm with 1, 3 and 6 (= C) groups
+
+
+@pytest.mark.parametrize("groups", GROUPS)
+def test_statistics_forward_gradients_and_transforms(groups):
+    ours, ref = _ours(groups), _ref(groups)
+    y, mean, var = _full(XB, GB, BB, groups)
+    _close(y, ref(XB, GB, BB))
+    want_m, want_v = _stats_ref(XB, groups)
+    _close(mean, want_m)
+    _close(var, want_v)
+    grads = [mx.grad(_bn_loss(f), argnums=(0, 1, 2))(XB, GB, BB) for f in (ours, ref)]
     for o, r in zip(*grads):
         _close(o, r)
 
@@ -160,38 +189,41 @@ def test_batch_norm_statistics_forward_gradients_and_transforms():
         def h(x, g, b):
             return sum((t ** 2).sum() for t in mx.grad(_bn_loss(f), argnums=(0, 1, 2))(x, g, b))
         return mx.grad(h, argnums=(0, 1, 2))(XB, GB, BB)
-    for o, r in zip(second(_bn_ours), second(_bn_ref)):
+    for o, r in zip(second(ours), second(ref)):
         _close(o, r, 1e-5)
     t = mx.array(rng.standard_normal(XB.shape).astype(np.float32))
-    _close(mx.jvp(lambda x: _bn_ours(x, GB, BB), [XB], [t])[1][0],
-           mx.jvp(lambda x: _bn_ref(x, GB, BB), [XB], [t])[1][0])
+    _close(mx.jvp(lambda x: ours(x, GB, BB), [XB], [t])[1][0],
+           mx.jvp(lambda x: ref(x, GB, BB), [XB], [t])[1][0])
     xs, gs = mx.stack([XB, 3 * XB + 1]), mx.stack([GB, -GB])
-    _close(mx.vmap(lambda x, g: _bn_ours(x, g, BB))(xs, gs),
-           mx.vmap(lambda x, g: _bn_ref(x, g, BB))(xs, gs))
+    _close(mx.vmap(lambda x, g: ours(x, g, BB))(xs, gs),
+           mx.vmap(lambda x, g: ref(x, g, BB))(xs, gs))
+    for o, r in zip(mx.vmap(lambda x: _full(x, GB, BB, groups)[1:])(xs),
+                    mx.vmap(lambda x: _stats_ref(x, groups))(xs)):
+        _close(o, r)
 
     def vgrad(f):
         return mx.vmap(lambda x: mx.grad(_bn_loss(f), argnums=(0, 1, 2))(x, GB, BB))(xs)
-    for o, r in zip(vgrad(_bn_ours), vgrad(_bn_ref)):
+    for o, r in zip(vgrad(ours), vgrad(ref)):
         _close(o, r)
-    _close(mx.compile(mx.grad(_bn_loss(_bn_ours)))(XB, GB, BB),
-           mx.grad(_bn_loss(_bn_ref))(XB, GB, BB))
+    _close(mx.compile(mx.grad(_bn_loss(ours)))(XB, GB, BB), mx.grad(_bn_loss(ref))(XB, GB, BB))
 
 
-def test_batch_norm_over_threads_and_a_planted_error():
+@pytest.mark.parametrize("groups", [None, 8])
+def test_over_threads_and_a_planted_error(groups):
     x = mx.array((rng.standard_normal((8, 33, 17, 40)) + 3).astype(np.float32))
     g = mx.array(rng.standard_normal(40).astype(np.float32))
     ct = mx.array(rng.standard_normal(x.shape).astype(np.float32))
-    want = mx.grad(lambda x, g: (_bn_ref(x, g, g) * ct).sum(), argnums=(0, 1))(x, g)
+    ours, ref = _ours(groups), _ref(groups)
+    want = mx.grad(lambda x, g: (ref(x, g, g) * ct).sum(), argnums=(0, 1))(x, g)
     for n in thread_counts(EXT):
         with threads(EXT, n):
-            got = mx.grad(lambda x, g: (_bn_ours(x, g, g) * ct).sum(), argnums=(0, 1))(x, g)
+            got = mx.grad(lambda x, g: (ours(x, g, g) * ct).sum(), argnums=(0, 1))(x, g)
             for o, r in zip(got, want):
                 _close(o, r, 2e-5)
-    # The comparison can fail: the unbiased variance is not the batch norm's.
-    red = (0, 1, 2)
-    wrong = (x - x.mean(red)) * mx.rsqrt(x.var(red, ddof=1) + 1e-3) * g + g
+    # The comparison can fail: the statistics of the neighbouring layout are not these.
+    wrong = _ref(4 if groups else 40)(x, g, g) if groups else _ref(8)(x, g, g)
     with pytest.raises(AssertionError):
-        _close(_bn_ours(x, g, g), wrong)
+        _close(ours(x, g, g), wrong)
 
 
 def test_the_batch_norm_layer_trains_through_the_kernel(monkeypatch):
@@ -221,10 +253,45 @@ def test_the_batch_norm_layer_trains_through_the_kernel(monkeypatch):
     _close(ours[3], ref[3])
 
 
+@pytest.mark.parametrize("scale,center", AFFINE)
+def test_the_group_norm_layer_takes_the_kernel(monkeypatch, scale, center):
+    import mlx.nn as mnn
+
+    from mlxnote import nn
+
+    calls = []
+    real = EXT.group_norm
+    monkeypatch.setattr(EXT, "group_norm", lambda *a: calls.append(1) or real(*a))
+
+    weights = {k: mx.array(rng.standard_normal(6).astype(np.float32)) for k in ("gamma", "beta")}
+
+    def run(on, x=XB, **kw):
+        layer = nn.group_norm(3, 6, scale=scale, center=center, **kw)
+        layer.update({k: v for k, v in weights.items() if k in layer})
+        with extension.enabled(on):
+            loss, dx = mx.value_and_grad(lambda x: (layer(x) * x).sum())(x)
+            grads = (mnn.value_and_grad(layer, lambda m, x: (m(x) * x).sum())(layer, x)[1]
+                     if scale or center else {})
+        return loss, {"x": dx, **grads}
+    ours = run(True)
+    assert calls
+    calls.clear()
+    ref = run(False)
+    assert not calls
+    _close(ours[0], ref[0])
+    for k in ref[1]:
+        _close(ours[1][k], ref[1][k])
+    run(True, mask=mx.ones(XB.shape[:-1] + (1,), mx.bool_))  # masked: the MLX moments
+    run(True, mx.moveaxis(XB, -1, 1), axis=1)  # channels not last: the MLX formulation
+    assert not calls
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: EXT.batch_norm_train(XB.astype(mx.float16), GB, BB, 1e-3), "float32 inputs only"),
     (lambda: EXT.batch_norm_train(XB, GB[:2], BB, 1e-3), r"gamma and beta of shape \(C,\)"),
     (lambda: EXT.batch_norm_train(XB[:0], GB, BB, 1e-3), "at least one row"),
+    (lambda: EXT.group_norm(XB, GB, BB, 4, 1e-3), "groups must divide the 6 channels, got 4"),
+    (lambda: EXT.group_norm(XB, GB[:2], BB, 3, 1e-3), r"group_norm: gamma and beta"),
 ])
 def test_batch_norm_bad_calls_are_refused(call, match):
     with pytest.raises(ValueError, match=match):

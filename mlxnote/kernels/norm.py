@@ -6,6 +6,8 @@ over trailing axes, and the distributed sum the synchronized batch norm reduces 
 * :func:`moments`: (masked, optionally all-reduced) mean and biased variance;
 * :func:`normalize`: ``(x - mean) * rsqrt(var + eps) * gamma + beta`` as one
   multiply-add;
+* :func:`group_norm`: statistics per sample and group of channels (masked or not); channels
+  last in float32 on the C++ extension's kernel (the batch norm's, per sample);
 * :func:`layer_norm`: over the last axis; ``mx.fast.layer_norm`` (fused) on a GPU, on the
   CPU the C++ extension's (one pass per row forward and backward, multi-threaded) or else
   an MLX kernel with its own VJP (``impl='plain'``: the autodiff oracle).
@@ -141,6 +143,40 @@ def batch_norm_train(x: mx.array, g: mx.array, b: mx.array, red: tuple[int, ...]
         y, mean, var = fused(x, g.reshape(c), b.reshape(c), float(eps))
         return y, mean.reshape(g.shape), var.reshape(g.shape)
     return _bn_train_kernel(tuple(red), float(eps))(x, g, b)
+
+
+def group_norm(x: mx.array, groups: int, axis: int, eps: float, g: mx.array | None = None,
+               b: mx.array | None = None, mask: mx.array | None = None) -> mx.array:
+    """Group norm of float32 ``x (N, ..., C, ...)`` whose channel axis ``axis`` (> 0) holds
+    ``groups`` groups of adjacent channels: per sample and group, the mean and biased
+    variance over the group's channels and every other non-batch axis (weighted by
+    ``mask``, broadcastable to ``x``: a group with no weight gives 0), then ``* g + b``
+    (each ``(C,)`` or ``None``). Channels last and unmasked runs the C++ kernel where the
+    extension is on."""
+    c = x.shape[axis]
+    fused = extension.kernel("group_norm")
+    if fused is not None and mask is None and axis == x.ndim - 1 and x.size:
+        one = mx.ones((c,), mx.float32)
+        return fused(x, one if g is None else to_float32(g),
+                     mx.zeros((c,), mx.float32) if b is None else to_float32(b),
+                     int(groups), float(eps))[0]
+    gshape = list(x.shape[:axis]) + [groups, c // groups] + list(x.shape[axis + 1:])
+    xg = x.reshape(gshape)
+    red = tuple(i for i in range(1, xg.ndim) if i != axis)
+    if mask is None:
+        mean = mx.mean(xg, red, keepdims=True)
+        var = mx.mean(mx.square(xg - mean), red, keepdims=True)
+    else:
+        w = mx.broadcast_to(to_float32(mask), x.shape).reshape(gshape)
+        sw = mx.sum(w, red, keepdims=True)
+        empty = sw == 0
+        safe = mx.where(empty, 1.0, sw)
+        mean = mx.where(empty, 0.0, mx.sum(w * xg, red, keepdims=True) / safe)
+        var = mx.where(empty, 0.0, mx.sum(w * mx.square(xg - mean), red, keepdims=True) / safe)
+    pshape = [1] * xg.ndim
+    pshape[axis], pshape[axis + 1] = groups, c // groups
+    return normalize(xg, mean, var, eps, None if g is None else to_float32(g).reshape(pshape),
+                     None if b is None else to_float32(b).reshape(pshape)).reshape(x.shape)
 
 
 def moments(x: mx.array, red: tuple[int, ...], mask: mx.array | None = None,

@@ -274,30 +274,9 @@ class group_norm(Layer):
             mask = check_mask(self, mask, tuple(x.shape), expand=False)
         if x.size == 0:  # the empty result (no sum over an empty axis: it can hang MLX)
             return mx.zeros(x.shape, self.dtype)
-        G = self.n_groups
-        gshape = list(x.shape[:axis]) + [G, x.shape[axis] // G] + list(x.shape[axis + 1:])
-        xg = _f32(x).reshape(gshape)
-        red = tuple(i for i in range(1, xg.ndim) if i != axis)
-        if mask is None:
-            mean = mx.mean(xg, red, keepdims=True)
-            var = mx.mean(mx.square(xg - mean), red, keepdims=True)
-        else:
-            w = mx.broadcast_to(_f32(mask), x.shape).reshape(gshape)
-            sw = mx.sum(w, red, keepdims=True)
-            empty = sw == 0
-            safe = mx.where(empty, 1.0, sw)
-            mean = mx.where(empty, 0.0, mx.sum(w * xg, red, keepdims=True) / safe)
-            var = mx.where(empty, 0.0,
-                           mx.sum(w * mx.square(xg - mean), red, keepdims=True) / safe)
-        pshape = [1] * xg.ndim
-        pshape[axis], pshape[axis + 1] = G, x.shape[axis] // G
-        inv = mx.rsqrt(var + self.epsilon)
-        if self.scale:
-            inv = inv * _f32(self.gamma).reshape(pshape)
-        res = -mean * inv
-        if self.center:
-            res = res + _f32(self.beta).reshape(pshape)
-        y = (xg * inv + res).reshape(x.shape)
+        y = K.group_norm(_f32(x), self.n_groups, axis, self.epsilon,
+                                    self.gamma if self.scale else None,
+                                    self.beta if self.center else None, mask)
         return y if y.dtype == self.dtype else y.astype(self.dtype)
 
 

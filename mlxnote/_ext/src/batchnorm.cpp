@@ -17,156 +17,292 @@ namespace mlxnote {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-  throw std::invalid_argument("mlxnote batch_norm_train: " + what);
+[[noreturn]] void fail(const char* who, const std::string& what) {
+  throw std::invalid_argument(std::string("mlxnote ") + who + ": " + what);
 }
 
 using Arrays = std::vector<mx::array>;
 
 // ---- the same math with MLX ops (higher derivatives, jvp, vmap) ------------------------
-// Statistics over every axis but the last `keep` ones (keep = 2 under vmap: the mapped
-// axis is the first and is kept too, moved next to the channels by the caller).
-std::vector<int> stat_axes(const mx::array& x, int skip_front) {
-  std::vector<int> axes;
-  for (int i = skip_front; i + 1 < static_cast<int>(x.ndim()); ++i) {
-    axes.push_back(i);
+// The first `lead` axes of x are its samples (a vmapped axis, then group norm's batch
+// axis); x is viewed as (samples, rows, G, k) and g/b (C) or, mapped, (V, C) as
+// (samples or 1, 1, G, k).
+struct Form {
+  float eps;
+  bool per_sample;
+  int k;
+  int mapped;  // 1 under vmap (the mapped axis first in every input)
+
+  int lead() const { return mapped + (per_sample ? 1 : 0); }
+
+  int samples(const mx::array& x, int from = 0) const {
+    int n = 1;
+    for (int i = from; i < lead(); ++i) {
+      n *= x.shape(i);
+    }
+    return n;
   }
-  return axes;
-}
 
-Arrays plain_forward(const Arrays& in, float eps, int skip_front, mx::Stream s) {
-  const auto& x = in[0];
-  const auto axes = stat_axes(x, skip_front);
-  auto m = mx::mean(x, axes, true, s);
-  auto v = mx::mean(mx::square(mx::subtract(x, m, s), s), axes, true, s);
-  auto a = mx::multiply(in[1], mx::rsqrt(mx::add(v, mx::array(eps), s), s), s);
-  auto y = mx::add(mx::multiply(x, a, s), mx::subtract(in[2], mx::multiply(m, a, s), s), s);
-  return {y, m, v};
-}
+  mx::array view(const mx::array& x, mx::Stream s) const {
+    const int c = x.shape(-1);
+    return mx::reshape(x, {samples(x), -1, c / k, k}, s);
+  }
 
-// (x, g, dy) -> (dx, dg, db).
-Arrays plain_backward(const Arrays& in, float eps, int skip_front, mx::Stream s) {
-  const auto& x = in[0];
-  const auto& g = in[1];
-  const auto& dy = in[2];
-  const auto axes = stat_axes(x, skip_front);
-  auto m = mx::mean(x, axes, true, s);
-  auto xc = mx::subtract(x, m, s);
-  auto r = mx::rsqrt(mx::add(mx::mean(mx::square(xc, s), axes, true, s), mx::array(eps), s), s);
-  const double n = static_cast<double>(x.size()) / m.size();
-  auto db = mx::sum(dy, axes, true, s);
-  auto dg = mx::multiply(mx::sum(mx::multiply(dy, xc, s), axes, true, s), r, s);
-  auto a = mx::multiply(g, r, s);
-  auto inv_n = mx::array(static_cast<float>(1.0 / n));
-  auto dx = mx::subtract(
-      mx::subtract(mx::multiply(dy, a, s),
-                   mx::multiply(xc, mx::multiply(mx::multiply(a, r, s),
-                                                 mx::multiply(dg, inv_n, s), s), s), s),
-      mx::multiply(a, mx::multiply(db, inv_n, s), s), s);
-  return {dx, dg, db};
-}
+  mx::array view_channels(const mx::array& g, const mx::array& x, mx::Stream s) const {
+    const int c = g.shape(-1);
+    if (!mapped) {
+      return mx::reshape(g, {1, 1, c / k, k}, s);
+    }
+    const int v = g.shape(0);
+    const int n = samples(x, 1);  // samples within one mapped entry
+    auto gb = mx::broadcast_to(mx::reshape(g, {v, 1, c}, s), {v, n, c}, s);
+    return mx::reshape(gb, {v * n, 1, c / k, k}, s);
+  }
+
+  // The statistics' shape: the sample axes, then the groups.
+  mx::Shape stat_shape(const mx::array& x) const {
+    mx::Shape shape(x.shape().begin(), x.shape().begin() + lead());
+    shape.push_back(x.shape(-1) / k);
+    return shape;
+  }
+
+  // Per-sample (samples, 1, G, k) channel sums to (C) or, mapped, (V, C).
+  mx::array channel_total(const mx::array& t, const mx::array& x, mx::Stream s) const {
+    const int c = x.shape(-1);
+    if (!mapped) {
+      return mx::reshape(mx::sum(t, 0, false, s), {c}, s);
+    }
+    return mx::sum(mx::reshape(t, {x.shape(0), -1, c}, s), 1, false, s);
+  }
+
+  Arrays forward(const Arrays& in, mx::Stream s) const {
+    const auto& x = in[0];
+    auto x4 = view(x, s);
+    auto m = mx::mean(x4, {1, 3}, true, s);
+    auto v = mx::mean(mx::square(mx::subtract(x4, m, s), s), {1, 3}, true, s);
+    auto a = mx::multiply(view_channels(in[1], x, s),
+                          mx::rsqrt(mx::add(v, mx::array(eps), s), s), s);
+    auto c = mx::subtract(view_channels(in[2], x, s), mx::multiply(m, a, s), s);
+    auto y = mx::add(mx::multiply(x4, a, s), c, s);
+    return {mx::reshape(y, x.shape(), s), mx::reshape(m, stat_shape(x), s),
+            mx::reshape(v, stat_shape(x), s)};
+  }
+
+  // (x, g, dy) -> (dx, dg, db): dx = r (dxh - mean(dxh) - xc r mean(dxh xc r)), dxh = dy g.
+  Arrays backward(const Arrays& in, mx::Stream s) const {
+    const auto& x = in[0];
+    auto x4 = view(x, s);
+    auto dy4 = view(in[2], s);
+    auto g4 = view_channels(in[1], x, s);
+    auto m = mx::mean(x4, {1, 3}, true, s);
+    auto xc = mx::subtract(x4, m, s);
+    auto r = mx::rsqrt(mx::add(mx::mean(mx::square(xc, s), {1, 3}, true, s), mx::array(eps), s),
+                       s);
+    auto db = mx::sum(dy4, 1, true, s);
+    auto dg = mx::multiply(mx::sum(mx::multiply(dy4, xc, s), 1, true, s), r, s);
+    auto dxh = mx::multiply(dy4, g4, s);
+    auto mean_dxh = mx::mean(dxh, {1, 3}, true, s);
+    auto mean_dxh_xh = mx::multiply(mx::mean(mx::multiply(dxh, xc, s), {1, 3}, true, s), r, s);
+    auto dx = mx::multiply(
+        r, mx::subtract(mx::subtract(dxh, mean_dxh, s),
+                        mx::multiply(mx::multiply(xc, r, s), mean_dxh_xh, s), s), s);
+    return {mx::reshape(dx, x.shape(), s), channel_total(dg, x, s), channel_total(db, x, s)};
+  }
+};
 
 // ---- the CPU kernels -------------------------------------------------------------------
-// Column sums of `pass` over rows [0, rows), into `out` (2 * c values when `two`).
+// x as n samples of `rows` rows of c channels.
+struct Rows {
+  int64_t n, rows;
+  int c;
+};
+
+// Per-sample column sums: pass(sample, first_row, count, acc) adds rows of one sample into
+// acc (width values); out[sample * width + j], in double.
 template <class Pass>
-void column_reduce(int64_t rows, int c, bool two, Pass pass, std::vector<double>& out) {
+void column_reduce(const Rows& v, bool two, Pass pass, std::vector<double>& out) {
   auto& pool = ThreadPool::instance();
   const int workers = pool.threads();
-  const int width = two ? 2 * c : c;
-  std::vector<std::vector<float>> part(workers, std::vector<float>(width));
-  std::vector<std::vector<double>> total(workers, std::vector<double>(width, 0.0));
+  const int width = two ? 2 * v.c : v.c;
   // Chunks of about 64K floats (a float partial per chunk, then double).
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max(1, c));
-  pool.parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int w) {
-    std::fill(part[w].begin(), part[w].end(), 0.0f);
-    pass(lo, static_cast<int>(hi - lo), part[w].data());
-    for (int j = 0; j < width; ++j) {
-      total[w][j] += part[w][j];
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max(1, v.c));
+  const int64_t chunks = (v.rows + grain - 1) / grain;
+  std::vector<std::vector<float>> part(workers, std::vector<float>(width));
+  std::vector<std::vector<double>> total(workers, std::vector<double>(v.n * width, 0.0));
+  pool.parallel_for(v.n * chunks, 1, [&](int64_t lo, int64_t hi, int w) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t smp = i / chunks;
+      const int64_t r0 = (i % chunks) * grain;
+      std::fill(part[w].begin(), part[w].end(), 0.0f);
+      pass(smp, smp * v.rows + r0, static_cast<int>(std::min(grain, v.rows - r0)),
+           part[w].data());
+      double* t = total[w].data() + smp * width;
+      for (int j = 0; j < width; ++j) {
+        t[j] += part[w][j];
+      }
     }
   });
-  out.assign(width, 0.0);
+  out.assign(v.n * width, 0.0);
   for (const auto& t : total) {
-    for (int j = 0; j < width; ++j) {
+    for (size_t j = 0; j < out.size(); ++j) {
       out[j] += t[j];
     }
   }
 }
 
+// pass(sample, first_row, count) over every row, never across two samples.
 template <class Pass>
-void each_rows(int64_t rows, int c, Pass pass) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max(1, c));
-  ThreadPool::instance().parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {
-    pass(lo, static_cast<int>(hi - lo));
+void each_rows(const Rows& v, Pass pass) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max(1, v.c));
+  ThreadPool::instance().parallel_for(v.n * v.rows, grain, [&](int64_t lo, int64_t hi, int) {
+    while (lo < hi) {
+      const int64_t smp = lo / v.rows;
+      const int64_t end = std::min(hi, (smp + 1) * v.rows);
+      pass(smp, lo, static_cast<int>(end - lo));
+      lo = end;
+    }
   });
 }
 
-void forward(const float* x, const float* g, const float* b, float eps, float* y,
-             float* mean, float* var, int64_t rows, int c) {
+// Group totals of per-sample channel sums (n * width values, the first c of each used).
+std::vector<double> group_sums(const std::vector<double>& sums, const Rows& v, int width,
+                               int k) {
+  const int groups = v.c / k;
+  std::vector<double> out(v.n * groups, 0.0);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    for (int j = 0; j < v.c; ++j) {
+      out[smp * groups + j / k] += sums[smp * width + j];
+    }
+  }
+  return out;
+}
+
+void forward(const float* x, const float* g, const float* b, float eps, int k, float* y,
+             float* mean, float* var, const Rows& v) {
+  const int c = v.c;
+  const int groups = c / k;
+  const double count = static_cast<double>(v.rows) * k;
   std::vector<double> sums;
-  column_reduce(rows, c, false, [&](int64_t lo, int n, float* acc) {
-    kernels::column_sums(x + lo * c, nullptr, false, acc, n, c);
+  column_reduce(v, false, [&](int64_t, int64_t row, int n, float* acc) {
+    kernels::column_sums(x + row * c, nullptr, false, acc, n, c);
   }, sums);
-  for (int j = 0; j < c; ++j) {
-    mean[j] = static_cast<float>(sums[j] / rows);
+  auto gs = group_sums(sums, v, c, k);
+  std::vector<float> shift(v.n * c);  // each channel's group mean
+  for (int64_t i = 0; i < v.n * groups; ++i) {
+    mean[i] = static_cast<float>(gs[i] / count);
   }
-  column_reduce(rows, c, false, [&](int64_t lo, int n, float* acc) {
-    kernels::column_sums(x + lo * c, mean, true, acc, n, c);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    for (int j = 0; j < c; ++j) {
+      shift[smp * c + j] = mean[smp * groups + j / k];
+    }
+  }
+  column_reduce(v, false, [&](int64_t smp, int64_t row, int n, float* acc) {
+    kernels::column_sums(x + row * c, shift.data() + smp * c, true, acc, n, c);
   }, sums);
-  std::vector<float> a(c), sh(c);
-  for (int j = 0; j < c; ++j) {
-    var[j] = static_cast<float>(sums[j] / rows);
-    a[j] = g[j] / std::sqrt(var[j] + eps);
-    sh[j] = b[j] - mean[j] * a[j];
+  gs = group_sums(sums, v, c, k);
+  std::vector<float> a(v.n * c), sh(v.n * c);
+  for (int64_t i = 0; i < v.n * groups; ++i) {
+    var[i] = static_cast<float>(gs[i] / count);
   }
-  each_rows(rows, c, [&](int64_t lo, int n) {
-    kernels::scale_shift(x + lo * c, a.data(), sh.data(), y + lo * c, n, c);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    for (int j = 0; j < c; ++j) {
+      const int64_t i = smp * c + j;
+      a[i] = g[j] / std::sqrt(var[smp * groups + j / k] + eps);
+      sh[i] = b[j] - shift[i] * a[i];
+    }
+  }
+  each_rows(v, [&](int64_t smp, int64_t row, int n) {
+    kernels::scale_shift(x + row * c, a.data() + smp * c, sh.data() + smp * c, y + row * c, n,
+                         c);
   });
 }
 
+// dx = r (dxh - SA / M - xc r^2 SB / M) with dxh = dy g, SA = sum dxh, SB = sum dxh xc over
+// a group (M values): dx = dy * a + x * p + q per channel of each sample.
 void backward(const float* x, const float* g, const float* mean, const float* var,
-              const float* dy, float eps, float* dx, float* dg, float* db, int64_t rows, int c) {
-  std::vector<double> sums;
-  column_reduce(rows, c, true, [&](int64_t lo, int n, float* acc) {
-    kernels::column_grad_sums(x + lo * c, dy + lo * c, mean, acc, n, c);
-  }, sums);
-  // dx = a (dy - db/n - xhat dg/n) = dy * a + x * p + q.
-  std::vector<float> a(c), p(c), q(c);
-  const double n = static_cast<double>(rows);
-  for (int j = 0; j < c; ++j) {
-    const double r = 1.0 / std::sqrt(static_cast<double>(var[j]) + eps);
-    const double dgj = sums[c + j] * r;
-    db[j] = static_cast<float>(sums[j]);
-    dg[j] = static_cast<float>(dgj);
-    const double aj = g[j] * r;
-    const double pj = -aj * r * dgj / n;
-    a[j] = static_cast<float>(aj);
-    p[j] = static_cast<float>(pj);
-    q[j] = static_cast<float>(-aj * sums[j] / n - mean[j] * pj);
+              const float* dy, float eps, int k, float* dx, float* dg, float* db,
+              const Rows& v) {
+  const int c = v.c;
+  const int groups = c / k;
+  const double count = static_cast<double>(v.rows) * k;
+  std::vector<float> shift(v.n * c);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    for (int j = 0; j < c; ++j) {
+      shift[smp * c + j] = mean[smp * groups + j / k];
+    }
   }
-  each_rows(rows, c, [&](int64_t lo, int k) {
-    kernels::scale_shift2(x + lo * c, dy + lo * c, a.data(), p.data(), q.data(), dx + lo * c,
-                          k, c);
+  std::vector<double> sums;  // per sample: sum dy (c), then sum dy (x - mean) (c)
+  column_reduce(v, true, [&](int64_t smp, int64_t row, int n, float* acc) {
+    kernels::column_grad_sums(x + row * c, dy + row * c, shift.data() + smp * c, acc, n, c);
+  }, sums);
+  std::vector<double> dgd(c, 0.0), dbd(c, 0.0);
+  std::vector<float> a(v.n * c), p(v.n * c), q(v.n * c);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    const double* s1 = sums.data() + smp * 2 * c;
+    const double* s2 = s1 + c;
+    for (int gi = 0; gi < groups; ++gi) {
+      const double r = 1.0 / std::sqrt(static_cast<double>(var[smp * groups + gi]) + eps);
+      double sa = 0.0, sb = 0.0;
+      for (int j = gi * k; j < (gi + 1) * k; ++j) {
+        sa += g[j] * s1[j];
+        sb += g[j] * s2[j];
+        dgd[j] += s2[j] * r;
+        dbd[j] += s1[j];
+      }
+      const double pj = -r * r * r * sb / count;
+      const double qj = -r * sa / count - mean[smp * groups + gi] * pj;
+      for (int j = gi * k; j < (gi + 1) * k; ++j) {
+        a[smp * c + j] = static_cast<float>(g[j] * r);
+        p[smp * c + j] = static_cast<float>(pj);
+        q[smp * c + j] = static_cast<float>(qj);
+      }
+    }
+  }
+  for (int j = 0; j < c; ++j) {
+    dg[j] = static_cast<float>(dgd[j]);
+    db[j] = static_cast<float>(dbd[j]);
+  }
+  each_rows(v, [&](int64_t smp, int64_t row, int n) {
+    const int64_t o = smp * c;
+    kernels::scale_shift2(x + row * c, dy + row * c, a.data() + o, p.data() + o, q.data() + o,
+                          dx + row * c, n, c);
   });
 }
 
-Arrays make(float eps, bool backward, Arrays ins, mx::Stream s) {
+Arrays make(float eps, bool per_sample, int k, bool backward, Arrays ins, mx::Stream s) {
   for (auto& a : ins) {
     a = mx::contiguous(a, false, s);
   }
-  auto prim = std::make_shared<BatchNorm>(s, eps, backward);
+  auto prim = std::make_shared<ChannelNorm>(s, eps, per_sample, k, backward);
   auto shapes = prim->output_shapes(ins);
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
   return mx::array::make_arrays(std::move(shapes), dtypes, prim, ins);
 }
 
+Arrays pick(const Arrays& all, const std::vector<int>& argnums) {
+  Arrays out;
+  for (int arg : argnums) {
+    out.push_back(all[arg]);
+  }
+  return out;
+}
+
 }  // namespace
 
-void BatchNorm::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+const char* ChannelNorm::name() const {
+  if (per_sample_) {
+    return backward_ ? "MlxnoteGroupNormGrad" : "MlxnoteGroupNorm";
+  }
+  return backward_ ? "MlxnoteBatchNormGrad" : "MlxnoteBatchNorm";
+}
+
+void ChannelNorm::eval_cpu(const std::vector<mx::array>& inputs,
+                           std::vector<mx::array>& outputs) {
   auto& encoder = mx::cpu::get_command_encoder(stream());
   std::vector<const float*> in;
   for (const auto& a : inputs) {
     if (a.dtype() != mx::float32 || !a.flags().row_contiguous) {
-      fail("inputs must be row-contiguous float32 arrays");
+      fail(name(), "inputs must be row-contiguous float32 arrays");
     }
     encoder.set_input_array(a);
     in.push_back(a.data<float>());
@@ -177,73 +313,59 @@ void BatchNorm::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::a
     encoder.set_output_array(o);
     out.push_back(o.data<float>());
   }
-  const int c = inputs[0].shape(-1);
-  const int64_t rows = static_cast<int64_t>(inputs[0].size() / c);
-  encoder.dispatch([eps = eps_, bwd = backward_, in = std::move(in), out = std::move(out), c,
-                    rows]() {
+  const auto& x = inputs[0];
+  const int c = x.shape(-1);
+  const int64_t n = per_sample_ ? x.shape(0) : 1;
+  const Rows v{n, static_cast<int64_t>(x.size() / c) / n, c};
+  encoder.dispatch([eps = eps_, k = k_, bwd = backward_, in = std::move(in),
+                    out = std::move(out), v]() {
     if (bwd) {
-      backward(in[0], in[1], in[2], in[3], in[4], eps, out[0], out[1], out[2], rows, c);
+      backward(in[0], in[1], in[2], in[3], in[4], eps, k, out[0], out[1], out[2], v);
     } else {
-      forward(in[0], in[1], in[2], eps, out[0], out[1], out[2], rows, c);
+      forward(in[0], in[1], in[2], eps, k, out[0], out[1], out[2], v);
     }
   });
 }
 
-void BatchNorm::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("mlxnote batch_norm_train: CPU only");
+void ChannelNorm::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  fail(name(), "CPU only");
 }
 
-std::vector<mx::Shape> BatchNorm::output_shapes(const std::vector<mx::array>& inputs) {
+std::vector<mx::Shape> ChannelNorm::output_shapes(const std::vector<mx::array>& inputs) {
   const auto& x = inputs[0];
-  const mx::Shape ch{x.shape(-1)};
-  return {x.shape(), ch, ch};
+  if (backward_) {
+    const mx::Shape ch{x.shape(-1)};
+    return {x.shape(), ch, ch};
+  }
+  const auto stats = Form{eps_, per_sample_, k_, 0}.stat_shape(x);
+  return {x.shape(), stats, stats};
 }
 
-std::vector<mx::array> BatchNorm::vjp(const std::vector<mx::array>& primals,
-                                      const std::vector<mx::array>& cotangents,
-                                      const std::vector<int>& argnums,
-                                      const std::vector<mx::array>& outputs) {
+std::vector<mx::array> ChannelNorm::vjp(const std::vector<mx::array>& primals,
+                                        const std::vector<mx::array>& cotangents,
+                                        const std::vector<int>& argnums,
+                                        const std::vector<mx::array>& outputs) {
   auto s = stream();
-  std::vector<mx::array> res;
   if (!backward_) {
-    // The statistics are for the moving averages (used under stop_gradient): their
-    // cotangents are not propagated.
-    auto grads = make(eps_, true, {primals[0], primals[1], outputs[1], outputs[2],
-                                   cotangents[0]}, s);
-    for (int arg : argnums) {
-      res.push_back(grads[arg]);
-    }
-    return res;
+    // The statistics are for the moving averages (used under stop_gradient) or internal:
+    // their cotangents are not propagated.
+    return pick(make(eps_, per_sample_, k_, true,
+                     {primals[0], primals[1], outputs[1], outputs[2], cotangents[0]}, s),
+                argnums);
   }
-  // The backward's own gradient: its MLX-op form of (x, g, dy), statistics recomputed
+  // The backward's own gradient: its MLX-op form of (x, g, dy), the statistics recomputed
   // from x (so the mean/var inputs get none).
-  const float eps = eps_;
-  const Arrays args{primals[0], primals[1], primals[4]};
-  Arrays cts{cotangents[0], mx::reshape(cotangents[1], {1, -1}, s),
-             mx::reshape(cotangents[2], {1, -1}, s)};
-  auto x2 = mx::reshape(args[0], {-1, args[0].shape(-1)}, s);
-  auto dy2 = mx::reshape(args[2], {-1, args[2].shape(-1)}, s);
-  auto grads = mx::vjp([eps, s](const Arrays& a) {
-    auto o = plain_backward({a[0], mx::reshape(a[1], {1, -1}, s), a[2]}, eps, 0, s);
-    return Arrays{o[0], o[1], o[2]};
-  }, {x2, args[1], dy2}, {mx::reshape(cts[0], x2.shape(), s), cts[1], cts[2]}).second;
-  for (int arg : argnums) {
-    if (arg == 0) {
-      res.push_back(mx::reshape(grads[0], primals[0].shape(), s));
-    } else if (arg == 1) {
-      res.push_back(grads[1]);
-    } else if (arg == 4) {
-      res.push_back(mx::reshape(grads[2], primals[4].shape(), s));
-    } else {
-      res.push_back(mx::zeros_like(primals[arg], s));
-    }
-  }
-  return res;
+  const Form form{eps_, per_sample_, k_, 0};
+  auto grads = mx::vjp([form, s](const Arrays& a) { return form.backward(a, s); },
+                       {primals[0], primals[1], primals[4]}, cotangents).second;
+  Arrays all{grads[0], grads[1], mx::zeros_like(primals[2], s), mx::zeros_like(primals[3], s),
+             grads[2]};
+  return pick(all, argnums);
 }
 
-std::vector<mx::array> BatchNorm::jvp(const std::vector<mx::array>& primals,
-                                      const std::vector<mx::array>& tangents,
-                                      const std::vector<int>& argnums) {
+std::vector<mx::array> ChannelNorm::jvp(const std::vector<mx::array>& primals,
+                                        const std::vector<mx::array>& tangents,
+                                        const std::vector<int>& argnums) {
   auto s = stream();
   Arrays t;
   for (const auto& a : primals) {
@@ -252,28 +374,20 @@ std::vector<mx::array> BatchNorm::jvp(const std::vector<mx::array>& primals,
   for (size_t i = 0; i < argnums.size(); ++i) {
     t[argnums[i]] = tangents[i];
   }
-  const float eps = eps_;
-  const int c = primals[0].shape(-1);
-  auto flat = [&](const mx::array& a) { return mx::reshape(a, {-1, c}, s); };
-  auto row = [&](const mx::array& a) { return mx::reshape(a, {1, c}, s); };
+  const Form form{eps_, per_sample_, k_, 0};
   if (!backward_) {
-    auto out = mx::jvp([eps, s](const Arrays& a) { return plain_forward(a, eps, 0, s); },
-                       {flat(primals[0]), row(primals[1]), row(primals[2])},
-                       {flat(t[0]), row(t[1]), row(t[2])}).second;
-    return {mx::reshape(out[0], primals[0].shape(), s), mx::reshape(out[1], {c}, s),
-            mx::reshape(out[2], {c}, s)};
+    return mx::jvp([form, s](const Arrays& a) { return form.forward(a, s); }, primals, t)
+        .second;
   }
-  auto out = mx::jvp([eps, s](const Arrays& a) { return plain_backward(a, eps, 0, s); },
-                     {flat(primals[0]), row(primals[1]), flat(primals[4])},
-                     {flat(t[0]), row(t[1]), flat(t[4])}).second;
-  return {mx::reshape(out[0], primals[0].shape(), s), mx::reshape(out[1], {c}, s),
-          mx::reshape(out[2], {c}, s)};
+  return mx::jvp([form, s](const Arrays& a) { return form.backward(a, s); },
+                 {primals[0], primals[1], primals[4]}, {t[0], t[1], t[4]})
+      .second;
 }
 
-std::pair<std::vector<mx::array>, std::vector<int>> BatchNorm::vmap(
+std::pair<std::vector<mx::array>, std::vector<int>> ChannelNorm::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
-  // Per mapped entry the statistics are over its own rows: the MLX-op form over
-  // (V, R, C), the mapped axis kept.
+  // Per mapped entry its own statistics: the MLX-op form, the mapped axis first and kept
+  // as a sample axis.
   auto s = stream();
   int size = 1;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -281,54 +395,59 @@ std::pair<std::vector<mx::array>, std::vector<int>> BatchNorm::vmap(
       size = inputs[i].shape(axes[i]);
     }
   }
-  const int c = inputs[0].shape(-1);
   Arrays ins;
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto a = axes[i] >= 0 ? mx::moveaxis(inputs[i], axes[i], 0, s)
                           : mx::expand_dims(inputs[i], 0, s);
     auto shape = a.shape();
     shape[0] = size;
-    a = mx::broadcast_to(a, shape, s);
-    // Rows (V, R, C) for x-shaped inputs, (V, 1, C) for per-channel ones.
-    const bool per_channel = a.ndim() == 2;
-    ins.push_back(mx::reshape(a, {size, per_channel ? 1 : -1, c}, s));
+    ins.push_back(mx::broadcast_to(a, shape, s));
   }
-  Arrays out;
-  if (!backward_) {
-    out = plain_forward({ins[0], ins[1], ins[2]}, eps_, 1, s);
-  } else {
-    out = plain_backward({ins[0], ins[1], ins[4]}, eps_, 1, s);
-  }
-  auto xshape = inputs[0].shape();
-  if (axes[0] >= 0) {
-    xshape.erase(xshape.begin() + axes[0]);
-  }
-  xshape.insert(xshape.begin(), size);
-  return {{mx::reshape(out[0], xshape, s), mx::reshape(out[1], {size, c}, s),
-           mx::reshape(out[2], {size, c}, s)},
-          {0, 0, 0}};
+  const Form form{eps_, per_sample_, k_, 1};
+  auto out = backward_ ? form.backward({ins[0], ins[1], ins[4]}, s)
+                       : form.forward({ins[0], ins[1], ins[2]}, s);
+  return {out, {0, 0, 0}};
 }
 
-bool BatchNorm::is_equivalent(const mx::Primitive& other) const {
-  const auto* o = dynamic_cast<const BatchNorm*>(&other);
-  return o != nullptr && o->eps_ == eps_ && o->backward_ == backward_;
+bool ChannelNorm::is_equivalent(const mx::Primitive& other) const {
+  const auto* o = dynamic_cast<const ChannelNorm*>(&other);
+  return o != nullptr && o->eps_ == eps_ && o->per_sample_ == per_sample_ && o->k_ == k_ &&
+         o->backward_ == backward_;
 }
 
-std::vector<mx::array> batch_norm_train(const mx::array& x, const mx::array& g,
-                                        const mx::array& b, float eps, mx::StreamOrDevice s) {
+namespace {
+
+void check_args(const char* who, const mx::array& x, const mx::array& g, const mx::array& b) {
   if (x.ndim() < 2 || x.shape(-1) < 1 || x.size() / x.shape(-1) < 1) {
-    fail("x (..., C) with at least one row and one channel");
+    fail(who, "x (..., C) with at least one row and one channel");
   }
   const int c = x.shape(-1);
   if (g.ndim() != 1 || b.ndim() != 1 || g.shape(0) != c || b.shape(0) != c) {
-    fail("gamma and beta of shape (C,)");
+    fail(who, "gamma and beta of shape (C,)");
   }
   for (const auto& a : {x, g, b}) {
     if (a.dtype() != mx::float32) {
-      fail("float32 inputs only");
+      fail(who, "float32 inputs only");
     }
   }
-  return make(eps, false, {x, g, b}, mx::to_stream(s));
+}
+
+}  // namespace
+
+std::vector<mx::array> batch_norm_train(const mx::array& x, const mx::array& g,
+                                        const mx::array& b, float eps, mx::StreamOrDevice s) {
+  check_args("batch_norm_train", x, g, b);
+  return make(eps, false, 1, false, {x, g, b}, mx::to_stream(s));
+}
+
+std::vector<mx::array> group_norm(const mx::array& x, const mx::array& g, const mx::array& b,
+                                  int groups, float eps, mx::StreamOrDevice s) {
+  check_args("group_norm", x, g, b);
+  if (groups < 1 || x.shape(-1) % groups) {
+    fail("group_norm", "groups must divide the " + std::to_string(x.shape(-1)) +
+                           " channels, got " + std::to_string(groups));
+  }
+  return make(eps, true, x.shape(-1) / groups, false, {x, g, b}, mx::to_stream(s));
 }
 
 }  // namespace mlxnote

@@ -1,9 +1,13 @@
-// Training-mode batch norm over every axis but the last (channels last: x viewed as (R, C)),
-// float32, as MLX primitives. Forward: column means, the centred variances (two passes, as
-// tf.nn.moments), then y = x * a + c in a third; backward: the column sums of dy and
-// dy * (x - mean) in one pass, dx in a second. Rows split over mlxnote's pool, per-worker
-// partial sums added in double. Higher derivatives, jvp and vmap go through the same math
-// written with MLX ops.
+// Batch norm (training statistics) and group norm, channels last, float32, as one MLX
+// primitive. x (..., C) is viewed as samples of rows of C channels cut into groups of k
+// adjacent channels; the statistics are per (sample, group) over the sample's rows and the
+// group's channels:
+// * batch norm: one sample (every axis but the last), k = 1 (a group per channel);
+// * group norm: the samples are the first axis, k = C / groups.
+// Forward: the means, the centred variances (two passes, as tf.nn.moments), then
+// y = x * a + c in a third; backward: the per-sample column sums of dy and dy * (x - mean)
+// in one pass, dx in a second. Rows split over mlxnote's pool, per-worker partial sums
+// added in double. Higher derivatives, jvp and vmap go through the same math in MLX ops.
 #pragma once
 
 #include "mlx/ops.h"
@@ -13,12 +17,17 @@ namespace mlxnote {
 
 namespace mx = mlx::core;
 
-// Forward inputs: x, g (C), b (C) -> y, mean (C), var (C) (biased). Backward inputs: x, g,
-// mean, var, dy -> dx, dg, db.
-class BatchNorm : public mx::Primitive {
+// Forward inputs: x, g (C), b (C) -> y, mean, var (biased), the statistics of shape
+// (G,) for batch norm and (N, G) for group norm. Backward inputs: x, g, mean, var, dy ->
+// dx, dg, db.
+class ChannelNorm : public mx::Primitive {
  public:
-  BatchNorm(mx::Stream stream, float eps, bool backward)
-      : mx::Primitive(stream), eps_(eps), backward_(backward) {}
+  ChannelNorm(mx::Stream stream, float eps, bool per_sample, int group_size, bool backward)
+      : mx::Primitive(stream),
+        eps_(eps),
+        per_sample_(per_sample),
+        k_(group_size),
+        backward_(backward) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
@@ -32,19 +41,23 @@ class BatchNorm : public mx::Primitive {
   std::pair<std::vector<mx::array>, std::vector<int>> vmap(
       const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override {
-    return backward_ ? "MlxnoteBatchNormGrad" : "MlxnoteBatchNorm";
-  }
+  const char* name() const override;
   bool is_equivalent(const mx::Primitive& other) const override;
 
  private:
   float eps_;
+  bool per_sample_;
+  int k_;
   bool backward_;
 };
 
-// (y, mean, var) of x (..., C) with gamma and beta (C).
+// (y, mean (C,), var (C,)) of x (..., C) over every axis but the last.
 std::vector<mx::array> batch_norm_train(const mx::array& x, const mx::array& g,
                                         const mx::array& b, float eps,
                                         mx::StreamOrDevice s = {});
+
+// (y, mean (N, G), var (N, G)) of x (N, ..., C) in `groups` groups of adjacent channels.
+std::vector<mx::array> group_norm(const mx::array& x, const mx::array& g, const mx::array& b,
+                                  int groups, float eps, mx::StreamOrDevice s = {});
 
 }  // namespace mlxnote

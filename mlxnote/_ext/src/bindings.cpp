@@ -83,7 +83,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train", "group_norm"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -173,4 +173,12 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("gamma"), nb::arg("beta"), nb::arg("eps"),
       "Training-mode batch norm of float32 x (..., C) over every axis but the last:\n"
       "(y, mean (C,), biased var (C,)).");
+  m.def(
+      "group_norm",
+      [](const mx::array& x, const mx::array& g, const mx::array& b, int groups, float eps) {
+        return mlxnote::group_norm(x, g, b, groups, eps);
+      },
+      nb::arg("x"), nb::arg("gamma"), nb::arg("beta"), nb::arg("groups"), nb::arg("eps"),
+      "Group norm of float32 x (N, ..., C) in `groups` groups of adjacent channels, the\n"
+      "statistics per sample and group: (y, mean (N, groups), biased var (N, groups)).");
 }
