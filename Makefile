@@ -51,6 +51,19 @@ notebooks: $(STAMP)
 strip-notebooks: $(STAMP)
 	$(BIN)/python notebooks/strip_outputs.py
 
+# Mutation testing of the conformance suite (conformance/mutation): a seeded sample of
+# mutants of the lines it executes in mlxnote/nn and mlxnote/kernels, each judged by the
+# cases that execute its line; reports/mutation.json and reports/mutation.txt (the kill
+# rate, the survivors, the reviewed equivalents). The baseline is cached in reports/.
+MUTATION_SAMPLE ?= 150
+MUTATION_SEED   ?= 0
+MUTATION_BUDGET ?= 3600
+MUTATION_JOBS   ?= 1
+.PHONY: mutation
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python -m conformance.mutation --sample $(MUTATION_SAMPLE) \
+	  --seed $(MUTATION_SEED) --time-budget $(MUTATION_BUDGET) --jobs $(MUTATION_JOBS)
+
 # The property-based layer tests at length (make test runs them with 100 examples each).
 FUZZ_EXAMPLES ?= 2000
 fuzz: $(STAMP)

@@ -1,0 +1,386 @@
+"""Drives a mutation run: the baseline (coverage and references, cached), the seeded
+sample, the workers with their timeouts, the equivalents list, and the reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import pickle
+import random
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from . import operators
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_FILES = ("mlxnote/nn/*.py", "mlxnote/kernels/**/*.py")
+EQUIVALENT = Path(__file__).with_name("equivalent.toml")
+
+
+# -- workers -----------------------------------------------------------------------------
+class WorkerProcess:
+    """``python -m conformance.mutation.worker`` with a request/answer line protocol."""
+
+    def __init__(self, log: Path, refs: Path | None):
+        env = dict(os.environ)
+        if refs is not None:
+            env["MLXNOTE_MUTATION_REFS"] = str(refs)
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conformance.mutation.worker"], cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            start_new_session=True)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+        if self._read(600) is None:
+            raise RuntimeError(f"mutation worker did not start: see {log}")
+
+    def _read(self, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise EOFError("the worker exited")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def request(self, msg: dict, timeout: float) -> dict | None:
+        """The answer, or None after ``timeout`` seconds (the worker is then killed)."""
+        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+        self.proc.stdin.flush()
+        try:
+            reply = self._read(timeout)
+        except EOFError:
+            self.close(kill=True)
+            return {"status": "killed", "by": "crash",
+                    "detail": f"the worker died (exit {self.proc.wait()})"}
+        if reply is None:
+            self.close(kill=True)
+        return reply
+
+    def close(self, kill: bool = False):
+        if self.proc.poll() is None:
+            if kill:
+                os.killpg(self.proc.pid, 9)
+            else:
+                try:
+                    self.proc.stdin.write(b'{"cmd": "quit"}\n')
+                    self.proc.stdin.flush()
+                except BrokenPipeError:
+                    pass
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+# -- the baseline ------------------------------------------------------------------------
+def _digest(paths) -> str:
+    h = hashlib.sha1(sys.version.encode())
+    for p in paths:
+        h.update(str(p.relative_to(ROOT)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def case_keys(cases, specs, targets: list[str]) -> dict[str, str]:
+    """A key per case id that changes when what its baseline depends on changes: the target
+    files, mlxnote's top-level modules, the references, and the case's family module (the
+    engine is left out: ``--refresh`` recomputes everything after changing it)."""
+    common = _digest([ROOT / t for t in targets] + sorted(ROOT.glob("mlxnote/*.py"))
+                     + sorted(ROOT.glob("conformance/reference/*.py")))
+    fam = {}
+    out = {}
+    for c in cases:
+        f = specs[c.layer].family
+        if f not in fam:
+            fam[f] = _digest([ROOT / "conformance" / "families" / f"{f}.py"])
+        out[c.id] = f"{common}-{fam[f]}"
+    return out
+
+
+def target_files(patterns) -> list[str]:
+    out = set()
+    for pat in patterns:
+        for p in glob.glob(str(ROOT / pat), recursive=True):
+            if p.endswith(".py"):
+                out.add(str(Path(p).relative_to(ROOT)))
+    return sorted(out)
+
+
+def baseline(cache: Path, targets: list[str], jobs: int, log, say,
+             layers=None, refresh: bool = False) -> tuple[list, Path]:
+    """Every case's status and executed target lines, and the reference cache's file. Kept
+    in ``cache`` per case (:func:`case_keys`): only the cases whose key changed, or new
+    ones, run again (all of them with ``refresh``)."""
+    from .. import families
+
+    fam = families.load()
+    chosen = [c for c in fam.cases if not layers or c.layer in layers]
+    keys = case_keys(chosen, fam.specs, targets)
+    rows_file, refs = cache / "baseline.json", cache / "refs.pkl"
+    stored = json.loads(rows_file.read_text()) if rows_file.exists() and not refresh else {}
+    todo = [c.id for c in chosen if stored.get(c.id, {}).get("key") != keys[c.id]]
+    if todo:
+        say(f"baseline: {len(todo)} of {len(chosen)} cases under the line tracer, "
+            f"{jobs} worker(s) ...")
+        t0 = time.perf_counter()
+        fresh, new_refs = _baseline_run(cache, todo, targets, jobs, log)
+        for r in fresh:
+            r["key"] = keys[r["id"]]
+            stored[r["id"]] = r
+        old = {}
+        if refs.exists() and not refresh:
+            with open(refs, "rb") as fh:
+                old = pickle.load(fh)
+        redone = set(todo)
+        old = {k: v for k, v in old.items() if k[0] not in redone}
+        old.update(new_refs)
+        with open(refs, "wb") as fh:
+            pickle.dump(old, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        rows_file.write_text(json.dumps(stored))
+        say(f"baseline: {time.perf_counter() - t0:.0f} s")
+    rows = [stored[c.id] for c in chosen]
+    bad = sum(not r["ok"] for r in rows)
+    say(f"baseline: {len(rows)} cases ({len(rows) - len(todo)} cached), {bad} not ok on "
+        f"the unmutated code")
+    return rows, refs
+
+
+def _baseline_run(cache: Path, ids: list[str], targets: list[str], jobs: int, log):
+    jobs = max(1, min(jobs, len(ids)))
+    chunks = [ids[k::jobs] for k in range(jobs)]
+    errors = []
+
+    def one(k):
+        w = WorkerProcess(log, None)
+        r = w.request({"cmd": "baseline", "cases": chunks[k], "targets": targets,
+                       "out": str(cache), "tag": str(k)}, timeout=4 * 3600)
+        w.close()
+        if not r or not r.get("ok"):
+            errors.append(r)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"baseline failed: {errors}")
+    rows, refs = [], {}
+    for k in range(jobs):
+        rows += json.loads((cache / f"baseline-{k}.json").read_text())
+        with open(cache / f"refs-{k}.pkl", "rb") as fh:
+            refs.update(pickle.load(fh))
+        (cache / f"baseline-{k}.json").unlink()
+        (cache / f"refs-{k}.pkl").unlink()
+    return rows, refs
+
+
+# -- the sample --------------------------------------------------------------------------
+def plan(rows: list, targets: list[str], n: int, seed: int, max_cases: int):
+    """The seeded sample: ``n`` distinct covered sites, one variant each, with the cases
+    that execute the site's line (those ok on the unmutated code), float32 first and the
+    layers taken in turn, at most ``max_cases``."""
+    cover: dict = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r["ok"]:
+            for f, lines in r["lines"].items():
+                for ln in lines:
+                    cover[(f, ln)].append(i)
+    candidates = []
+    for path in targets:
+        src = (ROOT / path).read_text()
+        for s in operators.sites(path, src):
+            idx = set(cover.get((path, s.lineno), ())) | set(cover.get((path, s.stmt_lineno),
+                                                                         ()))
+            if idx:
+                candidates.append((s, sorted(idx)))
+    rng = random.Random(seed)
+    chosen = rng.sample(candidates, min(n, len(candidates)))
+    out = []
+    for s, idx in chosen:
+        variant = rng.randrange(s.nvariants)
+        _, m = operators.mutate((ROOT / s.path).read_text(), s, variant)
+        out.append((m, _order([rows[i] for i in idx], max_cases)))
+    return out, len(candidates)
+
+
+def _order(rows: list, max_cases: int) -> list:
+    by_layer: dict = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r["dtype"] != "float32"):
+        by_layer[r["layer"]].append(r)
+    queues, out = list(by_layer.values()), []
+    while queues and len(out) < max_cases:
+        for q in list(queues):
+            out.append(q.pop(0))
+            if not q:
+                queues.remove(q)
+            if len(out) >= max_cases:
+                break
+    return out
+
+
+def load_equivalents(path: Path = EQUIVALENT) -> dict[str, dict]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text())
+    out = {}
+    for e in data.get("equivalent", []):
+        if not str(e.get("reason", "")).strip():
+            raise ValueError(f"{path}: equivalent mutant {e.get('id')} has no reason")
+        out[e["id"]] = e
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------
+def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
+        files=DEFAULT_FILES, out: str | Path = "reports", jobs: int = 1,
+        max_cases: int = 300, recycle: int = 40, equivalents: Path = EQUIVALENT,
+        layers=None, refresh: bool = False, say=print) -> dict:
+    """Run a seeded sample of ``sample`` mutants of the covered lines of ``files`` (globs
+    relative to the repository) for at most ``time_budget`` seconds after the baseline;
+    ``layers`` restricts the suite to those layers' cases. Writes ``out/mutation.json``
+    and ``out/mutation.txt``; returns the summary, the mutants and the text."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "mutation-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    log = cache / "workers.log"
+    targets = target_files(files)
+    t_start = time.perf_counter()
+    rows, refs = baseline(cache, targets, jobs, log, say, layers, refresh)
+    t_base = time.perf_counter() - t_start
+    mutants, n_sites = plan(rows, targets, sample, seed, max_cases)
+    say(f"sample: {len(mutants)} of {n_sites} covered sites in {len(targets)} files "
+        f"(seed {seed}); time budget {time_budget:.0f} s")
+    results: list[dict | None] = [None] * len(mutants)
+    lock = threading.Lock()
+    next_i = [0]
+    t0 = time.perf_counter()
+
+    def take():
+        with lock:
+            i = next_i[0]
+            if i >= len(mutants) or time.perf_counter() - t0 > time_budget:
+                return None
+            next_i[0] += 1
+            return i
+
+    def work():
+        w, used = None, 0
+        while (i := take()) is not None:
+            m, cases = mutants[i]
+            if w is None or not w.alive or used >= recycle:
+                if w is not None:
+                    w.close()
+                w, used = WorkerProcess(log, refs), 0
+            used += 1
+            limit = 60 + 5 * sum(r["seconds"] for r in cases)
+            msg = {"cmd": "mutant", "path": m.site.path,
+                   "site": dataclasses.asdict(m.site), "variant": m.variant,
+                   "cases": [r["id"] for r in cases]}
+            r = w.request(msg, limit)
+            if r is None:
+                r = {"status": "killed", "by": "timeout",
+                     "detail": f"no answer within {limit:.0f} s"}
+            if r.get("status") == "error":
+                r = {"status": "not-applied", "detail": r.get("detail")}
+            r.update(id=m.id, diff=m.diff, op=m.site.op, file=m.site.path,
+                     line=m.site.lineno, function=m.site.qualname,
+                     layers=sorted({c["layer"] for c in cases}), cases_planned=len(cases))
+            results[i] = r
+            say(f"[{sum(x is not None for x in results)}/{len(mutants)}] {r['status']:<11}"
+                f" {r.get('by', ''):<8} {m.diff[:110]}")
+        if w is not None:
+            w.close()
+
+    threads = [threading.Thread(target=work) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [r for r in results if r is not None]
+    summary = summarize(done, load_equivalents(equivalents))
+    summary.update(seed=seed, sample=sample, judged=len(done), covered_sites=n_sites,
+                   files=targets, baseline_seconds=round(t_base, 1),
+                   mutant_seconds=round(time.perf_counter() - t0, 1), max_cases=max_cases,
+                   time_budget=time_budget)
+    (out / "mutation.json").write_text(json.dumps({"summary": summary, "mutants": done},
+                                                  indent=1))
+    text = report_text(summary, done)
+    (out / "mutation.txt").write_text(text)
+    return {"summary": summary, "mutants": done, "text": text}
+
+
+def summarize(done: list[dict], equivalents: dict) -> dict:
+    for r in done:
+        r["equivalent"] = r["id"] in equivalents
+        if r["equivalent"]:
+            r["equivalent_reason"] = equivalents[r["id"]]["reason"]
+    applied = [r for r in done if r["status"] != "not-applied"]
+    killed = [r for r in applied if r["status"] == "killed"]
+    equiv = [r for r in applied if r["equivalent"] and r["status"] == "survived"]
+    survivors = [r for r in applied if r["status"] == "survived" and not r["equivalent"]]
+    wrongly = [r["id"] for r in killed if r["equivalent"]]
+    considered = len(killed) + len(survivors)
+    by = defaultdict(int)
+    for r in killed:
+        by[r["by"]] += 1
+    return {"mutants": len(done), "not_applied": len(done) - len(applied),
+            "killed": len(killed), "equivalent": len(equiv), "survived": len(survivors),
+            "kill_rate": round(len(killed) / considered, 4) if considered else None,
+            "killed_by": dict(by), "listed_equivalent_but_killed": wrongly}
+
+
+def report_text(s: dict, done: list[dict]) -> str:
+    rate = "n/a" if s["kill_rate"] is None else f"{100 * s['kill_rate']:.1f}%"
+    by = ", ".join(f"{k} {v}" for k, v in sorted(s["killed_by"].items()))
+    lines = [f"mlxnote mutation testing (conformance suite alone), seed {s['seed']}: "
+             f"{s['mutants']} mutants of {s['covered_sites']} covered sites",
+             f"kill rate {rate}: {s['killed']} killed ({by}), {s['survived']} survived, "
+             f"{s['equivalent']} equivalent (conformance/mutation/equivalent.toml), "
+             f"{s['not_applied']} not applied",
+             f"time: baseline {s['baseline_seconds']} s, mutants {s['mutant_seconds']} s "
+             f"(at most {s['max_cases']} cases per mutant)", ""]
+    if s["listed_equivalent_but_killed"]:
+        lines += ["listed as equivalent but killed (remove them from the list): "
+                  + ", ".join(s["listed_equivalent_but_killed"]), ""]
+    for title, pick in (("survivors", lambda r: r["status"] == "survived" and
+                         not r["equivalent"]),
+                        ("equivalent (reviewed)", lambda r: r["status"] == "survived" and
+                         r["equivalent"]),
+                        ("not applied", lambda r: r["status"] == "not-applied")):
+        chosen = [r for r in done if pick(r)]
+        if chosen:
+            lines.append(f"{title}:")
+            for r in chosen:
+                extra = (f"  [{r['equivalent_reason']}]" if r.get("equivalent") else
+                         f"  [{r.get('detail')}]" if r["status"] == "not-applied" else
+                         f"  ({r['cases_run']} cases of {', '.join(r['layers'][:4])})")
+                lines.append(f"  {r['id']} {r['op']:<8} {r['diff']}{extra}")
+            lines.append("")
+    return "\n".join(lines) + "\n"
