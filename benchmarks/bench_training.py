@@ -1,8 +1,9 @@
 """Training: the digits CNN (examples/digits_cnn.py) with mlxnote ``fit``, a hand-written
 compiled raw-MLX loop, and Keras ``fit``, in one run, from the same initial weights; a
-small U-Net (``benchmarks/unet.py``: conv, conv2d_transpose, batch norm), a small
-Transformer language model and an LSTM text classifier training step, mlxnote against
-Keras, from the same initial weights.
+small U-Net (``benchmarks/unet.py``, the model of ``examples/shapes_unet.py``: conv,
+conv2d_transpose, batch norm), a small Transformer language model and an LSTM text
+classifier training step, mlxnote against Keras, from the same initial weights; and
+whole epochs of ``fit`` for three of them.
 
 * the harness rows, interleaved min of N: one compiled train step (fwd+bwd+Adam).
   Digits (batch 32): ``mlx`` is the network on ``mx.conv_general``, ``mlx+kernel`` on
@@ -20,18 +21,25 @@ Keras, from the same initial weights.
   - LSTM classifier: token embedding (vocabulary 1000, 64 features), ``LSTM(128)`` (last
     state), dense softmax over 4 classes; sparse categorical cross-entropy, batch 32,
     T = 100;
-* ``extra``: whole epochs, E of them per implementation: mlxnote ``fit`` and the two
-  raw loops take turns epoch by epoch (``fit(epochs=e + 1, initial_epoch=e)``; its
-  History times the epoch alone), Keras trains in one ``fit(epochs=E)``. The table gives
-  the median epoch time over epochs 2..E (epoch 1 includes compilation), the minimum,
-  the ratios of the medians, and the test accuracy after E epochs. On a shared machine
-  the medians move with the load; the minimums are the steadier comparison. It writes
+* ``extra``: whole epochs, E of them per implementation, for three models: the digits
+  CNN, the Transformer LM (on random token windows) and the U-Net (on ``unet.data``).
+  mlxnote ``fit`` and the raw loops take turns epoch by epoch (``fit(epochs=e + 1,
+  initial_epoch=e)``; its History times the epoch alone), Keras trains afterwards in one
+  ``fit(epochs=E)`` (its epochs timed by a callback), all from the same initial weights.
+  ``raw MLX loop, same model`` is a hand-written compiled loop over a copy of the same
+  mlxnote model (the kernels ``fit`` runs: the mean loss, ``value_and_grad``, the
+  optimizer, one ``mx.eval`` per batch; no per-sample weights, metrics, logs or
+  callbacks): ``fit`` over it is ``fit``'s own overhead. The digits table also has the
+  network written on ``mx.conv_general`` (``raw MLX loop``) and on mlxnote's conv kernel.
+  Each table gives the median and the minimum epoch time over epochs 2..E (epoch 1
+  includes compilation), the first epoch, the ratios of the medians (and of the minimums),
+  and the test accuracy (digits) or held-out loss after E epochs. On a shared machine the
+  medians move with the load; the minimums are the steadier comparison. It writes
   ``reports/bench_training.json`` (``$BENCH_TRAINING_JSON`` overrides the path).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import statistics
@@ -53,14 +61,6 @@ REPEAT, QUICK_REPEAT = 20, 5
 TITLE = f"training: interleaved min of {REPEAT} steps (ms; --quick: {QUICK_REPEAT})"
 UNET_WIDTH = 32  # channels of the first block (then 2x, 4x)
 NOTES = True
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location("digits_cnn", ROOT / "examples" /
-                                                  "digits_cnn.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class RawCNN(mnn.Module):
@@ -143,7 +143,7 @@ def _keras_model(note_weights):
 
 
 def _setup():
-    ex = _example()
+    ex = unet.example("digits_cnn")
     (x, y), (xt, yt) = ex.load_data()
     mx.random.seed(0)
     model = ex.make_model()
@@ -255,19 +255,16 @@ def _pair_bench(name: str, make, keras_model, loss, x_np, y_np, quick: bool,
 LM_VOCAB, LM_LAYERS = 1000, 2
 
 
-def lm_bench(quick: bool) -> Bench:
-    """A small Transformer language model (see the module docstring): one training step of
-    next-token prediction on random tokens."""
+def lm_models(t: int):
+    """``(make, keras_model)`` for the Transformer LM on windows of ``t`` tokens (see the
+    module docstring): ``make()`` the mlxnote Model (compiled, built), ``keras_model(m)``
+    the same network in Keras with ``m``'s weights (not compiled)."""
     import keras
 
     from mlxnote import Model, nn
     from mlxnote.training import SparseCategoricalCrossentropy
 
     from .bench_attention import FF, D, H, keras_encoder, set_keras_encoder
-
-    b, t = (4, 32) if quick else (16, 128)
-    tokens = np.random.default_rng(0).integers(0, LM_VOCAB, (b, t + 1)).astype(np.int32)
-    x_np, y_np = tokens[:, :-1], tokens[:, 1:]
 
     class LM(Model):
         def __init__(self):
@@ -284,7 +281,7 @@ def lm_bench(quick: bool) -> Bench:
     def make():
         m = LM()
         m.compile("adam", SparseCategoricalCrossentropy(from_logits=True))
-        m(mx.array(x_np[:1]))
+        m(mx.zeros((1, t), mx.int32))
         return m
 
     def keras_model(m):
@@ -297,6 +294,25 @@ def lm_bench(quick: bool) -> Bench:
         head.set_weights(m.head.get_weights(layout="keras"))
         return km
 
+    return make, keras_model
+
+
+def lm_tokens(n: int, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random token windows of ``t`` and their next tokens (int32)."""
+    tokens = np.random.default_rng(seed).integers(0, LM_VOCAB, (n, t + 1)).astype(np.int32)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def lm_bench(quick: bool) -> Bench:
+    """A small Transformer language model (see the module docstring): one training step of
+    next-token prediction on random tokens."""
+    import keras
+
+    from .bench_attention import D, H
+
+    b, t = (4, 32) if quick else (16, 128)
+    x_np, y_np = lm_tokens(b, t)
+    make, keras_model = lm_models(t)
     return _pair_bench(f"Transformer LM train step, batch {b}, T {t}, d{D} h{H} "
                        f"{LM_LAYERS} layers, vocab {LM_VOCAB}", make, keras_model,
                        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -349,7 +365,7 @@ def lstm_classifier_bench(quick: bool) -> Bench:
                        keras.losses.SparseCategoricalCrossentropy(), x_np, y_np, quick)
 
 
-def _epoch_times_keras(km, x, y, epochs):
+def _epoch_times_keras(km, x, y, epochs, batch=BATCH):
     import keras
 
     times = []
@@ -361,61 +377,181 @@ def _epoch_times_keras(km, x, y, epochs):
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    km.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[T()])
+    km.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[T()])
     return times
 
 
-def extra(console, quick: bool) -> None:
-    from rich.table import Table
+def _same_model_loop(model):
+    """``epoch(x, y, batch) -> seconds``: a hand-written compiled loop (the mean loss,
+    ``value_and_grad``, the optimizer update; one ``mx.eval`` of the state per batch) over
+    ``model``, an mlxnote Model: the kernels ``fit`` runs, without ``fit``'s per-sample
+    weights, metrics, logs and callbacks."""
+    model._init_optimizer()
+    model.train()
+    opt, loss = model.optimizer, model.loss
+    state = [model.state, opt.state, mx.random.state]
+    vg = mnn.value_and_grad(model, lambda x, y: loss(y, model(x)).mean())
 
-    epochs = 3 if quick else 15
-    ex, (x, y), (xt, yt), model, w0 = _setup()
-    results = {}
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x, y):
+        value, grads = vg(x, y)
+        opt.update(model, grads)
+        return value
 
-    # mlxnote and the raw loops take turns epoch by epoch, so that a change of load
-    # on a shared machine hits all three alike; Keras runs its own fit(epochs=E).
-    mx.random.seed(1)
-    xm, ym = mx.array(x), mx.array(y)
-    raws = {name: _raw_trainer(w0, kernel) for name, kernel in
-            (("raw MLX loop", False), ("raw MLX loop, mlxnote conv", True))}
-    times = {"mlxnote fit": [], **{k: [] for k in raws}}
+    def epoch(x, y, batch):
+        t = time.perf_counter()
+        perm = mx.random.permutation(x.shape[0])
+        xp, yp = x[perm], y[perm]
+        for i in range(0, x.shape[0], batch):
+            mx.eval(step(xp[i:i + batch], yp[i:i + batch]), state)
+        return time.perf_counter() - t
+
+    return epoch
+
+
+def _interleaved(impls: dict, epochs: int) -> dict[str, list[float]]:
+    """``impls``: name -> ``epoch(e) -> seconds``; each runs epoch ``e`` in turn, so that a
+    change of load on a shared machine hits them alike."""
+    times = {k: [] for k in impls}
     for e in range(epochs):
-        h = model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=BATCH, verbose=0)
-        times["mlxnote fit"] += h.times
-        for name, (_, _, raw_epoch, _) in raws.items():
-            t = time.perf_counter()
-            raw_epoch(xm, ym)
-            times[name].append(time.perf_counter() - t)
-    results["mlxnote fit"] = (times["mlxnote fit"], model.evaluate(xt, yt, verbose=0)[1])
-    for name, (_, _, _, raw_acc) in raws.items():
-        results[name] = (times[name], raw_acc(mx.array(xt), mx.array(yt)))
+        for k, f in impls.items():
+            times[k].append(f(e))
+    return times
 
-    km = _keras_model(w0)
-    times = _epoch_times_keras(km, x, y, epochs)
-    results["Keras fit"] = (times, float(km.evaluate(xt, yt, verbose=0)[1]))
+
+def _fit_epoch(model, x, y, batch):
+    return lambda e: model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=batch,
+                               verbose=0).times[0]
+
+
+RAW_SAME = "raw MLX loop, same model"
+
+
+def _epoch_table(console, title: str, results: dict, epochs: int, quality: str,
+                 baselines: tuple[str, ...]) -> dict:
+    """Print one epochs table; ``results``: name -> (epoch seconds, quality value). The
+    medians are over epochs 2..E (epoch 1 compiles); returns the JSON record."""
+    from rich.table import Table
 
     med = {k: 1e3 * statistics.median(t[1:] if len(t) > 1 else t)
            for k, (t, _) in results.items()}
-    t = Table(title=f"digits CNN: ms per epoch ({len(x)} images, batch {BATCH}, median of "
-              f"epochs 2..{epochs}) and test accuracy after {epochs} epochs",
-              title_justify="left")
-    for c in ("implementation", "ms/epoch", "min ms", "first epoch ms", "vs raw MLX",
-              "vs raw + same conv", "vs Keras", "test accuracy"):
-        t.add_column(c, justify="left" if c == "implementation" else "right")
-    for k, (times, acc) in results.items():
-        t.add_row(k, f"{med[k]:.1f}", f"{1e3 * min(times):.1f}", f"{1e3 * times[0]:.0f}",
-                  f"{med[k] / med['raw MLX loop']:.2f}x",
-                  f"{med[k] / med['raw MLX loop, mlxnote conv']:.2f}x",
-                  f"{med[k] / med['Keras fit']:.2f}x",
-                  f"{acc:.4f}")
-    console.print(t)
+    low = {k: 1e3 * min(t[1:] if len(t) > 1 else t) for k, (t, _) in results.items()}
+    tab = Table(title=f"{title}: ms per epoch, median and min of epochs 2..{epochs}",
+                title_justify="left")
+    cols = ["implementation", "ms/epoch", "min ms", "first epoch ms",
+            *(f"vs {b}" for b in baselines), quality]
+    for c in cols:
+        tab.add_column(c, justify="left" if c == "implementation" else "right")
+    for k, (t, q) in results.items():
+        tab.add_row(k, f"{med[k]:.1f}", f"{low[k]:.1f}", f"{1e3 * t[0]:.0f}",
+                    *(f"{med[k] / med[b]:.2f}x (min {low[k] / low[b]:.2f}x)"
+                      for b in baselines), f"{q:.4f}")
+    console.print(tab)
+    return {"epochs": epochs, "quality": quality,
+            "results": {k: {"ms_per_epoch": med[k], "min_ms": low[k],
+                            "epoch_ms": [1e3 * v for v in t], quality: q}
+                        for k, (t, q) in results.items()},
+            "ratios": {f"mlxnote fit / {b}": {"median": med["mlxnote fit"] / med[b],
+                                             "min": low["mlxnote fit"] / low[b]}
+                       for b in baselines if b != "mlxnote fit"}}
+
+
+def digits_epochs(console, quick: bool) -> dict:
+    """The digits CNN: mlxnote fit, the hand-written raw loops, the same-model loop and
+    Keras fit (see the module docstring)."""
+    epochs = 3 if quick else 15
+    ex, (x, y), (xt, yt), model, w0 = _setup()
+    mx.random.seed(1)
+    xm, ym, xtm, ytm = (mx.array(a) for a in (x, y, xt, yt))
+    raws = {name: _raw_trainer(w0, kernel) for name, kernel in
+            (("raw MLX loop", False), ("raw MLX loop, mlxnote conv", True))}
+    same = ex.make_model()
+    same(xm[:1])
+    same.set_weights(w0)
+    same_epoch = _same_model_loop(same)
+
+    def timed(f):
+        def run(e):
+            t = time.perf_counter()
+            f(xm, ym)
+            return time.perf_counter() - t
+        return run
+
+    times = _interleaved({"mlxnote fit": _fit_epoch(model, x, y, BATCH),
+                          **{k: timed(r[2]) for k, r in raws.items()},
+                          RAW_SAME: lambda e: same_epoch(xm, ym, BATCH)}, epochs)
+    results = {"mlxnote fit": (times["mlxnote fit"], model.evaluate(xt, yt, verbose=0)[1])}
+    for name, (_, _, _, raw_acc) in raws.items():
+        results[name] = (times[name], raw_acc(xtm, ytm))
+    results[RAW_SAME] = (times[RAW_SAME], same.evaluate(xt, yt, verbose=0)[1])
+    km = _keras_model(w0)
+    results["Keras fit"] = (_epoch_times_keras(km, x, y, epochs),
+                            float(km.evaluate(xt, yt, verbose=0)[1]))
+    return _epoch_table(console, f"digits CNN ({len(x)} images, batch {BATCH})", results,
+                        epochs, "test accuracy",
+                        ("raw MLX loop", "raw MLX loop, mlxnote conv", RAW_SAME, "Keras fit"))
+
+
+def _pair_epochs(console, title: str, make, keras_model, keras_loss, data, held, batch,
+                 epochs) -> dict:
+    """mlxnote fit and the same-model loop (interleaved), then Keras fit, on the same
+    data from the same initial weights; the quality column is the held-out loss."""
+    import keras
+
+    (x, y), (xv, yv) = data, held
+    mx.random.seed(0)
+    model = make()
+    same = make()
+    same.set_weights(model.get_weights())
+    km = keras_model(model)
+    km.compile(optimizer=keras.optimizers.Adam(), loss=keras_loss)
+    xm, ym = mx.array(x), mx.array(y)
+    same_epoch = _same_model_loop(same)
+    times = _interleaved({"mlxnote fit": _fit_epoch(model, x, y, batch),
+                          RAW_SAME: lambda e: same_epoch(xm, ym, batch)}, epochs)
+    results = {"mlxnote fit": (times["mlxnote fit"], model.evaluate(xv, yv, verbose=0)),
+               RAW_SAME: (times[RAW_SAME], same.evaluate(xv, yv, verbose=0))}
+    results["Keras fit"] = (_epoch_times_keras(km, x, y, epochs, batch),
+                            float(km.evaluate(xv, yv, batch_size=batch, verbose=0)))
+    return _epoch_table(console, title, results, epochs, "held-out loss",
+                        (RAW_SAME, "Keras fit"))
+
+
+def lm_epochs(console, quick: bool) -> dict:
+    import keras
+
+    from .bench_attention import D, H
+
+    b, t, n, epochs = (4, 32, 32, 3) if quick else (16, 128, 320, 6)
+    make, keras_model = lm_models(t)
+    return _pair_epochs(console, f"Transformer LM ({n} random windows, batch {b}, T {t}, "
+                        f"d{D} h{H} {LM_LAYERS} layers, vocab {LM_VOCAB})", make,
+                        keras_model, keras.losses.SparseCategoricalCrossentropy(
+                            from_logits=True), lm_tokens(n, t), lm_tokens(2 * b, t, 1), b,
+                        epochs)
+
+
+def unet_epochs(console, quick: bool) -> dict:
+    import keras
+
+    n, epochs = (64, 3) if quick else (640, 6)
+    return _pair_epochs(console, f"U-Net ({n} images {unet.SIZE}x{unet.SIZE}x"
+                        f"{unet.CHANNELS}, width {UNET_WIDTH}, batch {BATCH}, MSE)",
+                        lambda: unet.mlxnote_model(UNET_WIDTH),
+                        lambda m: unet.keras_model(UNET_WIDTH,
+                                                   [l.get_weights() for l in
+                                                    unet.note_layers(m)]),
+                        keras.losses.MeanSquaredError(), unet.data(n),
+                        unet.data(2 * BATCH, seed=1), BATCH, epochs)
+
+
+def extra(console, quick: bool) -> None:
     out = Path(os.environ.get("BENCH_TRAINING_JSON", ROOT / "reports" / "bench_training.json"))
+    record = {"quick": quick, "batch_size": BATCH, "loadavg_start": os.getloadavg()}
+    for name, f in (("digits", digits_epochs), ("transformer_lm", lm_epochs),
+                    ("unet", unet_epochs)):
+        record[name] = f(console, quick)
+    record["loadavg_end"] = os.getloadavg()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "epochs": epochs, "batch_size": BATCH, "images": len(x), "quick": quick,
-        "results": {k: {"ms_per_epoch": med[k], "epoch_ms": [1e3 * v for v in times],
-                        "test_accuracy": acc} for k, (times, acc) in results.items()},
-        "mlxnote_over_raw": med["mlxnote fit"] / med["raw MLX loop"],
-        "mlxnote_over_raw_same_conv": med["mlxnote fit"] / med["raw MLX loop, mlxnote conv"],
-        "mlxnote_over_keras": med["mlxnote fit"] / med["Keras fit"]}, indent=1))
+    out.write_text(json.dumps(record, indent=1))
     console.print(f"wrote {out}")

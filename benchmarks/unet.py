@@ -1,5 +1,6 @@
-"""A small U-Net (conv, transposed conv, batch norm) for ``bench_training``, built once of
-mlxnote layers and once of Keras layers, with the same initial weights.
+"""The U-Net of ``examples/shapes_unet.py`` for ``bench_training``, once of mlxnote layers
+(the example's model) and once of Keras layers (the same wiring), with the same initial
+weights; and :func:`example`, which loads a module of ``examples/``.
 
 (B, 32, 32, 3) -> conv-bn-relu (w) -> two down blocks, conv-bn-relu at stride 2 (2w, 4w:
 16x16, 8x8) -> two up blocks, conv2d_transpose-bn-relu at stride 2, the skip concatenated,
@@ -9,45 +10,34 @@ padding; MSE loss, Adam (Keras defaults).
 
 from __future__ import annotations
 
-import mlx.core as mx
-import mlx.nn as mnn
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE, CHANNELS = 32, 3
 
-# (filters as a multiple of the width, stride, transposed) of the seven conv-bn-relu blocks
-BLOCKS = ((1, 1, False), (2, 2, False), (4, 2, False),
-          (2, 2, True), (2, 1, False), (1, 2, True), (1, 1, False))
 
-
-def _forward(blocks, head, concat, x):
-    """The U-Net wiring, shared by both builds: ``blocks[i](x)`` is conv-bn-relu."""
-    e1 = blocks[0](x)
-    e2 = blocks[1](e1)
-    h = blocks[2](e2)
-    h = blocks[4](concat(blocks[3](h), e2))
-    h = blocks[6](concat(blocks[5](h), e1))
-    return head(h)
+def example(name: str):
+    """The module ``examples/<name>.py`` (loaded once; the examples are scripts, not a
+    package)."""
+    key = f"_examples.{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, EXAMPLES / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules[key] = mod
+    return sys.modules[key]
 
 
 def mlxnote_model(width: int):
-    """The U-Net as an ``mlxnote.Model`` (compiled with ``'adam'`` and ``'mse'``, built)."""
-    from mlxnote import Model, Sequential, nn
+    """The example's U-Net with ``CHANNELS`` outputs, compiled (``'adam'``, ``'mse'``) and
+    built on (1, 32, 32, 3)."""
+    import mlx.core as mx
 
-    class UNet(Model):
-        def __init__(self):
-            super().__init__()
-            self.blocks = [Sequential(
-                (nn.conv2d_transpose if t else nn.conv2d)(m * width, 3, strides=s,
-                                                          padding="SAME"),
-                nn.batch_norm(), mnn.relu) for m, s, t in BLOCKS]
-            self.head = nn.conv2d(CHANNELS, 1)
-
-        def __call__(self, x):
-            return _forward(self.blocks, self.head,
-                            lambda a, b: mx.concatenate([a, b], axis=-1), x)
-
-    model = UNet()
+    model = example("shapes_unet").UNet(width, CHANNELS)
     model.compile("adam", "mse")
     model(mx.zeros((1, SIZE, SIZE, CHANNELS)))
     return model
@@ -73,12 +63,13 @@ def keras_model(width: int, note_weights: list[list[np.ndarray]]):
         layers.extend([conv, bn])
         return lambda x: L.ReLU()(bn(conv(x)))
 
-    blocks = [block(*b) for b in BLOCKS]
+    ex = example("shapes_unet")
+    blocks = [block(*b) for b in ex.BLOCKS]
     head = L.Conv2D(CHANNELS, 1)
     layers.append(head)
     inp = keras.Input((SIZE, SIZE, CHANNELS))
-    model = keras.Model(inp, _forward(blocks, head, lambda a, b: L.Concatenate()([a, b]),
-                                      inp))
+    model = keras.Model(inp, ex.forward(blocks, head, lambda a, b: L.Concatenate()([a, b]),
+                                        inp))
     for layer, w in zip(layers, note_weights, strict=True):
         if isinstance(layer, L.BatchNormalization):
             mm, mv, beta, gamma = w
