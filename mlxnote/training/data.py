@@ -1,17 +1,22 @@
 """Data adapters and the epoch iterator of ``fit``/``evaluate``/``predict``.
 
-Two adapters give batches ``(xs, y)`` (``xs`` a tuple: one array per model input, ``y``
-``None`` when there are no labels):
+Two adapters give batches ``(xs, y, sw)`` (``xs`` a tuple: one array per model input,
+``y`` ``None`` when there are no labels, ``sw`` the batch's sample weights ``[b]`` or
+``None``; see :mod:`.weighting` for Keras's semantics):
 
 * :class:`ArrayAdapter`: in-memory NumPy/MLX arrays (a tuple of arrays for several
-  inputs), sliced into ``batch_size`` rows, from one permuted copy per epoch when
-  shuffling; :meth:`ArrayAdapter.split` holds out the last fraction (``validation_split``);
-* :class:`BatchAdapter`: an iterable of ``(x, y)`` batches re-iterated every epoch, a
-  callable returning one, or a one-shot iterator (one epoch only).
+  inputs) and optional sample weights, sliced into ``batch_size`` rows, from one permuted
+  copy per epoch when shuffling; :meth:`ArrayAdapter.split` holds out the last fraction
+  (``validation_split``, the sample weights with it), :meth:`ArrayAdapter.weigh_classes`
+  turns a ``class_weight`` into sample weights;
+* :class:`BatchAdapter`: an iterable of ``(x, y)`` or ``(x, y, sample_weight)`` batches
+  re-iterated every epoch, a callable returning one, or a one-shot iterator (one epoch
+  only); a ``class_weight`` weighs each batch.
 
 :class:`EpochIterator` (as Keras's ``trainers/epoch_iterator.py``) runs an adapter for
 one epoch and gives each step this rank's shard of the batch with per-sample weights
-(0 on the padding that equalizes the ranks' shapes): see :func:`shard`.
+(0 on the padding that equalizes the ranks' shapes; see :func:`shard`) and the sample
+weights (the same, times the batch's ``sample_weight`` when there is one).
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ import numpy as np
 
 from .._validation import Desc, error
 from . import distributed as dist
-from . import labels
+from . import labels, weighting
 
 __all__ = ["ArrayAdapter", "BatchAdapter", "EpochIterator", "adapter", "fit_adapters",
-           "validation_adapter", "shard", "collate"]
+           "validation_adapter", "shard", "shard_weighted", "collate"]
 
-Batch = tuple[tuple[mx.array, ...], mx.array | None]
+Batch = tuple[tuple[mx.array, ...], mx.array | None, mx.array | None]
 
 
 def is_arraylike(a: Any) -> bool:
@@ -64,14 +69,18 @@ def inputs(x: Any, owner: str, arg: str = "x") -> tuple[mx.array, ...]:
 
 
 class ArrayAdapter:
-    """In-memory arrays ``x`` (``[N, ...]``, or a tuple of them) and ``y`` (``[N, ...]`` or
-    ``None``), ``ceil(N / batch_size)`` batches; the last may be short."""
+    """In-memory arrays ``x`` (``[N, ...]``, or a tuple of them), ``y`` (``[N, ...]`` or
+    ``None``) and ``sample_weight`` (``[N]`` or ``[N, 1]``, or ``None``; named
+    ``sw_arg`` in errors), ``ceil(N / batch_size)`` batches; the last may be short."""
 
-    def __init__(self, x: Any, y: Any, batch_size: int, owner: str, arg: str = "y") -> None:
+    def __init__(self, x: Any, y: Any, batch_size: int, owner: str, arg: str = "y",
+                 sample_weight: Any = None, sw_arg: str = "sample_weight") -> None:
         self.arg = arg  # the argument the labels came in (named in label errors)
         self.x = inputs(x, owner)
         self.y = None if y is None else to_mx(y, owner, "y")
         self.n = self.x[0].shape[0]
+        self.sw = None if sample_weight is None else \
+            weighting.check_sample_weight(owner, sw_arg, sample_weight, self.n)
         self.batch_size, self.owner = batch_size, owner
         for a in self.x[1:] + ((self.y,) if self.y is not None else ()):
             if a.shape[0] != self.n:
@@ -92,34 +101,49 @@ class ArrayAdapter:
     def split(self, fraction: float) -> tuple[ArrayAdapter, ArrayAdapter]:
         """``(first 1 - fraction of the rows, the rest)``, as Keras's validation_split."""
         cut = int(self.n * (1 - fraction))
-        y = self.y
+        y, sw = self.y, self.sw
 
         def part(s: slice) -> ArrayAdapter:
             return ArrayAdapter(tuple(a[s] for a in self.x), None if y is None else y[s],
-                                self.batch_size, self.owner, self.arg)
+                                self.batch_size, self.owner, self.arg,
+                                None if sw is None else sw[s])
 
         return part(slice(None, cut)), part(slice(cut, None))
 
+    def weigh_classes(self, class_weight: dict[int, float] | None) -> None:
+        """Set the sample weights from ``class_weight`` (checked by
+        :func:`~.weighting.check_class_weight`; ``None``: nothing)."""
+        if class_weight is None:
+            return
+        if self.y is None:
+            raise error(self.owner, "class_weight", class_weight, "None when there are no "
+                        "labels y")
+        self.sw = weighting.class_weight_to_sample_weights(self.owner, self.y, class_weight)
+
     def batches(self, perm: np.ndarray | None = None) -> Iterator[Batch]:
         """The batches in order, or in the order ``perm`` (a permutation of the rows)."""
-        xs, y = self.x, self.y
+        xs, y, sw = self.x, self.y, self.sw
         if perm is not None:
             idx = mx.array(perm.astype(np.int32))
             xs = tuple(a[idx] for a in xs)
             y = None if y is None else y[idx]
+            sw = None if sw is None else sw[idx]
         for i in range(0, self.n, self.batch_size):
             j = min(i + self.batch_size, self.n)
-            yield tuple(a[i:j] for a in xs), (None if y is None else y[i:j])
+            yield (tuple(a[i:j] for a in xs), None if y is None else y[i:j],
+                   None if sw is None else sw[i:j])
 
 
 class BatchAdapter:
-    """An iterable of ``(x, y)`` batches (or ``x`` alone / ``(x,)`` for predict), or a
-    callable returning one; re-iterated every epoch. A one-shot iterator (a generator)
-    gives one epoch: ``one_shot`` says so."""
+    """An iterable of ``(x, y)`` or ``(x, y, sample_weight)`` batches (or ``x`` alone /
+    ``(x,)`` for predict), or a callable returning one; re-iterated every epoch. A
+    one-shot iterator (a generator) gives one epoch: ``one_shot`` says so.
+    ``class_weight`` (set by :meth:`weigh_classes`) weighs each batch by its labels."""
 
     def __init__(self, data: Any, owner: str, arg: str = "x") -> None:
         self.data, self.owner, self.arg = data, owner, arg
         self._peek = None
+        self.class_weight: dict[int, float] | None = None
         src = data() if callable(data) else data
         if not isinstance(src, Iterable):
             raise error(owner, arg, Desc(type(data).__name__),
@@ -137,15 +161,29 @@ class BatchAdapter:
         except TypeError:
             return None
 
+    def weigh_classes(self, class_weight: dict[int, float] | None) -> None:
+        self.class_weight = class_weight
+
     def _split(self, item: Any) -> Batch:
         if is_arraylike(item):
-            return (to_mx(item, self.owner),), None
-        if isinstance(item, (tuple, list)) and 1 <= len(item) <= 2:
+            return (to_mx(item, self.owner),), None, None
+        if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3:
             x = inputs(item[0], self.owner)
-            y = to_mx(item[1], self.owner, "y") if len(item) == 2 else None
-            return x, y
+            y = to_mx(item[1], self.owner, "y") if len(item) >= 2 else None
+            sw = None
+            if len(item) == 3 and item[2] is not None:
+                if self.class_weight is not None:
+                    raise error(self.owner, "class_weight", self.class_weight,
+                                "None when the batches carry sample weights (as in Keras)")
+                sw = weighting.check_sample_weight(self.owner, "sample_weight", item[2],
+                                                   x[0].shape[0])
+            elif self.class_weight is not None and y is not None:
+                sw = weighting.class_weight_to_sample_weights(self.owner, y,
+                                                              self.class_weight)
+            return x, y, sw
         raise error(self.owner, self.arg, Desc(f"a batch of type {type(item).__name__}"),
-                    "(x, y) pairs of arrays (x may be a tuple of arrays)", TypeError)
+                    "(x, y) pairs or (x, y, sample_weight) triples of arrays (x may be a "
+                    "tuple of arrays)", TypeError)
 
     def first(self) -> tuple[mx.array, ...]:
         """The inputs of the first batch (kept for :meth:`batches` if one-shot)."""
@@ -170,31 +208,53 @@ class BatchAdapter:
 Adapter = ArrayAdapter | BatchAdapter
 
 
-def adapter(x: Any, y: Any, batch_size: int, owner: str) -> Adapter:
+def adapter(x: Any, y: Any, batch_size: int, owner: str,
+            sample_weight: Any = None) -> Adapter:
     """Arrays: an array, a tuple of arrays (several inputs), or a list of arrays when
     ``y`` is given. Anything else (a list of batches, a generator, ...) is batches."""
     if is_arraylike(x) or (_several(x) and (isinstance(x, tuple) or y is not None)):
-        return ArrayAdapter(x, y, batch_size, owner)
+        return ArrayAdapter(x, y, batch_size, owner, sample_weight=sample_weight)
     if y is not None:
         raise error(owner, "y", Desc("an array with x given as batches"),
                     "y=None when x is an iterable of (x, y) batches", TypeError)
+    if sample_weight is not None:
+        raise error(owner, "sample_weight", Desc("weights with x given as batches"),
+                    "None when x is an iterable of batches (give (x, y, sample_weight) "
+                    "batches, as in Keras)", TypeError)
     return BatchAdapter(x, owner)
 
 
 def validation_adapter(data: Any, batch_size: int, owner: str) -> Adapter | None:
-    """``validation_data``: ``(x_val, y_val)`` arrays or an iterable of batches."""
+    """``validation_data``: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``
+    arrays, or an iterable of batches."""
     if data is None:
         return None
-    if isinstance(data, (tuple, list)) and len(data) == 2 and is_arraylike(data[1]):
-        return ArrayAdapter(data[0], data[1], batch_size, owner, "validation_data")
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and is_arraylike(data[1]):
+        sw = data[2] if len(data) == 3 else None
+        return ArrayAdapter(data[0], data[1], batch_size, owner, "validation_data", sw,
+                            "validation_data")
     return BatchAdapter(data, owner, "validation_data")
 
 
 def fit_adapters(x: Any, y: Any, batch_size: int, validation_data: Any,
-                 validation_split: float, epochs: int, owner: str
+                 validation_split: float, epochs: int, owner: str,
+                 sample_weight: Any = None, class_weight: Any = None
                  ) -> tuple[Adapter, Adapter | None]:
-    """The training and validation adapters of ``fit`` (``epochs``: the epochs to run)."""
-    train = adapter(x, y, batch_size, owner)
+    """The training and validation adapters of ``fit`` (``epochs``: the epochs to run).
+    ``class_weight`` weighs the training data only (after ``validation_split``)."""
+    if class_weight is not None:
+        if sample_weight is not None:
+            raise error(owner, "class_weight", class_weight,
+                        "None when sample_weight is given (as in Keras)")
+        class_weight = weighting.check_class_weight(owner, class_weight)
+    train = adapter(x, y, batch_size, owner, sample_weight)
+    train, val = _split(train, validation_data, validation_split, epochs, batch_size, owner)
+    train.weigh_classes(class_weight)
+    return train, val
+
+
+def _split(train: Adapter, validation_data: Any, validation_split: float, epochs: int,
+           batch_size: int, owner: str) -> tuple[Adapter, Adapter | None]:
     if validation_split:
         if not isinstance(train, ArrayAdapter):
             raise error(owner, "validation_split", validation_split,
@@ -238,6 +298,19 @@ def shard(x: tuple[mx.array, ...], y: mx.array | None, rank: int, size: int
     return x, y, w, n
 
 
+def shard_weighted(x: tuple[mx.array, ...], y: mx.array | None, sw: mx.array | None,
+                   rank: int, size: int
+                   ) -> tuple[tuple[mx.array, ...], mx.array | None, mx.array, mx.array, int]:
+    """:func:`shard` with the batch's sample weights ``sw`` (``[b]`` or ``None``):
+    ``(x, y, w, sw, n)``, ``sw`` this rank's weights times ``w`` (``w`` itself when
+    ``None``)."""
+    if sw is None:
+        x, y, w, n = shard(x, y, rank, size)
+        return x, y, w, w, n
+    xs, y, w, n = shard((*x, sw), y, rank, size)
+    return xs[:-1], y, w, xs[-1] * w, n
+
+
 class EpochIterator:
     """One adapter's batches, epoch after epoch, sharded for ``rank`` of ``size``.
 
@@ -257,8 +330,9 @@ class EpochIterator:
         return self.data.num_batches
 
     def enumerate_epoch(self, shuffle_seed: Any = None
-                        ) -> Iterator[tuple[int, tuple[Any, Any, mx.array, int]]]:
-        """``(step, (x, y, w, n))`` for each batch of one epoch (see :func:`shard`).
+                        ) -> Iterator[tuple[int, tuple[Any, Any, mx.array, mx.array, int]]]:
+        """``(step, (x, y, w, sw, n))`` for each batch of one epoch (see
+        :func:`shard_weighted`).
 
         With ``shuffle_seed``, array data is permuted by
         ``np.random.default_rng(shuffle_seed)`` first (batches are taken as they come).
@@ -266,12 +340,12 @@ class EpochIterator:
         perm = None
         if shuffle_seed is not None and isinstance(self.data, ArrayAdapter):
             perm = np.random.default_rng(shuffle_seed).permutation(self.data.n)
-        for step, (xb, yb) in enumerate(self.data.batches(perm)):
+        for step, (xb, yb, swb) in enumerate(self.data.batches(perm)):
             if yb is None and self.labels is not None:
                 raise error(self.owner, self.labels, Desc("a batch without labels"),
                             "(x, y) batches", TypeError)
             self.batch_y = yb
-            yield step, shard(xb, yb, self.rank, self.size)
+            yield step, shard_weighted(xb, yb, swb, self.rank, self.size)
 
     def check_labels(self, info: dict[str, Any]) -> None:
         """The labels against the classes a step's trace saw (``info``: see

@@ -35,7 +35,7 @@ from mlx.utils import tree_flatten
 from .._validation import check_bool, check_float, check_int, error
 from ..nn import weights
 from ..nn.layer import Layer, TrainMode
-from . import checkpoint, data, display, steps
+from . import checkpoint, data, display, steps, weighting
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .losses import get_loss
@@ -43,6 +43,15 @@ from .metrics import Metric, get_metrics
 from .optimizers import get_optimizer
 
 __all__ = ["Model"]
+
+
+def _as_list(metrics: Any) -> list:
+    """``compile``'s metrics as a list (``None``: none; one name, object or callable)."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, Metric)) or callable(metrics):
+        return [metrics]
+    return list(metrics)
 
 
 class Model(TrainMode, weights.NoteWeights, mnn.Module):
@@ -79,6 +88,7 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
         for name, value in (("optimizer", None), ("loss", None), ("metric_specs", []),
                             ("_metric_raw", []), ("history", None), ("stop_training", False),
                             ("epoch", 0), ("_seed", None), ("_pending_opt", None),
+                            ("weighted_specs", []), ("_weighted_raw", []),
                             ("_group", None)):
             self._set(name, value)
         self._set("_steps", steps.StepCache(self))
@@ -120,7 +130,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
         return display.table_html(display.summary_table(self))
 
     # -- configuration -------------------------------------------------------------
-    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None) -> None:
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None,
+                weighted_metrics: Any = None) -> None:
         """Set the optimizer (name or object), the loss and the metrics (Keras-style).
 
         Args:
@@ -132,17 +143,21 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 ``mlx.nn.losses`` function, or ``fn(y_true, y_pred)``.
             metrics: a list of names (``'accuracy'``, ``'mae'``, ``'precision'``,
                 ``'auc'``, ``'sparse_top_k_categorical_accuracy'``, ...), metric objects
-                (``AUC(num_thresholds=50)``, ...) or callables (:mod:`.metrics`).
+                (``AUC(num_thresholds=50)``, ...) or callables (:mod:`.metrics`); not
+                weighted by ``sample_weight``/``class_weight`` (as in Keras).
+            weighted_metrics: metrics as ``metrics``, weighted by the sample weights
+                (Keras's; a name ``metrics`` has gets the prefix ``weighted_``).
         """
         self._set("optimizer", get_optimizer(optimizer, self.name))
         mx.eval(self.optimizer.state)  # a scheduled learning rate is lazy: any thread may fit
         self._set("loss", None if loss is None else get_loss(loss, self.name))
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, (str, Metric)) or callable(metrics):
-            metrics = [metrics]
+        metrics, weighted_metrics = _as_list(metrics), _as_list(weighted_metrics)
         self._set("metric_specs", get_metrics(metrics, self.loss, self.name))
-        self._set("_metric_raw", list(metrics))
+        self._set("_metric_raw", metrics)
+        self._set("weighted_specs", weighting.weighted_specs(
+            get_metrics(weighted_metrics, self.loss, self.name),
+            [n for n, _ in self.metric_specs]))
+        self._set("_weighted_raw", weighted_metrics)
         self._steps.clear()
 
     def _configure(self, optimizer: Any, loss: Any, metrics: Any, where: str) -> None:
@@ -151,7 +166,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 or self.optimizer is None:
             self.compile(optimizer if optimizer is not None else (self.optimizer or "adam"),
                          loss if loss is not None else self.loss,
-                         metrics if metrics is not None else self._metric_raw)
+                         metrics if metrics is not None else self._metric_raw,
+                         self._weighted_raw)
         if self.loss is None:
             raise error(where, "loss", None, "a loss name, object or callable (compile(loss="
                         "...) or fit(loss=...))")
@@ -171,18 +187,20 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
             validation_split: float = 0.0, initial_epoch: int = 0,
             resume: str | os.PathLike | None = None, optimizer: Any = None, loss: Any = None,
             metrics: Any = None, group: Any = None,
-            collective_timeout: float | None = None) -> History:
+            collective_timeout: float | None = None, sample_weight: Any = None,
+            class_weight: dict[int, float] | None = None) -> History:
         """Train for ``epochs`` epochs; returns a :class:`History` of per-epoch numbers.
 
         Args:
             x, y: arrays (NumPy or MLX; ``x`` may be a tuple of arrays for several
-                inputs), or ``x`` an iterable of ``(x, y)`` batches (a list, a re-iterable,
-                or a callable returning an iterator; a one-shot generator allows one epoch)
-                with ``y=None``.
+                inputs), or ``x`` an iterable of ``(x, y)`` or ``(x, y, sample_weight)``
+                batches (a list, a re-iterable, or a callable returning an iterator; a
+                one-shot generator allows one epoch) with ``y=None``.
             epochs (int): train until this epoch count (Keras's ``epochs``).
             batch_size (int): rows per step for array inputs (32).
-            validation_data: ``(x_val, y_val)`` arrays or an iterable of batches;
-                evaluated after every epoch (``val_`` logs).
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``
+                arrays or an iterable of batches; evaluated after every epoch (``val_``
+                logs).
             shuffle (bool): reshuffle array inputs every epoch. Randomness is
                 reproducible and resumable: a base seed is drawn from MLX's generator
                 when ``fit`` starts (``mx.random.seed`` fixes it; checkpoints save it);
@@ -205,6 +223,13 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
             collective_timeout (float): distributed: the seconds a step may wait for the
                 other ranks (default ``$MLXNOTE_COLLECTIVE_TIMEOUT``, unset: no limit); a
                 rank waiting longer ends naming itself and the step (:class:`.Watchdog`).
+            sample_weight: ``[N]`` (or ``[N, 1]``) weights of the samples of array
+                inputs: the loss of a batch of ``B`` samples is ``sum(loss_i * w_i) / B``
+                (Keras's ``sum_over_batch_size``); ``weighted_metrics`` use them,
+                ``metrics`` do not (:mod:`.weighting`).
+            class_weight: ``{class index: weight}``: each training sample weighs its
+                class's weight (1 for a class not given; the label, or a one-hot
+                label's argmax); not with ``sample_weight``, as in Keras.
         """
         where = f"{self.name}.fit"
         self._configure(optimizer, loss, metrics, where)
@@ -218,7 +243,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
         rank, size = dist.rank_and_size(group)
         progbar = ProgbarLogger(0 if rank else verbose, where)
         train, val = data.fit_adapters(x, y, batch_size, validation_data, validation_split,
-                                       epochs - initial_epoch, where)
+                                       epochs - initial_epoch, where, sample_weight,
+                                       class_weight)
         initial_epoch = self._start(train, resume, initial_epoch, group, watch)
         history = History()
         cbs = CallbackList([history, progbar, *(callbacks or [])], self,
@@ -284,11 +310,12 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32,
                  verbose: int | str = "auto", return_dict: bool = False, group: Any = None,
                  callbacks: Sequence[Callback] | None = None,
-                 collective_timeout: float | None = None) -> Any:
+                 collective_timeout: float | None = None, sample_weight: Any = None) -> Any:
         """Loss and metrics in eval mode: a float (no metrics), ``[loss, *metrics]``,
         or a dict with ``return_dict``. Distributed: each rank evaluates its shard and
         the sums are combined, so every rank gets the full-data numbers
-        (``collective_timeout`` as in :meth:`fit`)."""
+        (``collective_timeout`` as in :meth:`fit`). ``sample_weight`` as in
+        :meth:`fit` (Keras's ``evaluate`` has no ``class_weight``)."""
         where = f"{self.name}.evaluate"
         if self.loss is None:
             raise error(where, "loss", None, "a compiled loss (compile(loss=...) or fit)")
@@ -297,7 +324,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
         watch = dist.watchdog(dist.collective_timeout(collective_timeout, where), group, where)
         rank, size = dist.rank_and_size(group)
         progbar = ProgbarLogger(0 if rank else verbose, where)
-        it = data.EpochIterator(data.adapter(x, y, batch_size, where), where, rank, size, "y")
+        it = data.EpochIterator(data.adapter(x, y, batch_size, where, sample_weight), where,
+                                rank, size, "y")
         self._build(it.data.first())
         with self._inference([progbar, *(callbacks or [])], it, verbose, watch) as cbs:
             cbs.on_test_begin()

@@ -5,12 +5,14 @@ the model's state (so that batch norm's moving statistics update), the optimizer
 state (train), and ``mx.random.state`` (or dropout would repeat its mask on every call).
 Train and eval are compiled separately, because the train/eval mode is baked into a trace.
 
-* train ``step(x, y, w, scale) -> stats``: forward, ``loss_sum * scale`` backward,
-  gradients averaged over the group, the optimizer update;
-* eval ``step(x, y, w) -> stats``; predict ``step(*x) -> outputs``;
+* train ``step(x, y, w, scale, sw=None) -> stats``: forward, ``loss_sum * scale``
+  backward, gradients averaged over the group, the optimizer update;
+* eval ``step(x, y, w, sw=None) -> stats``; predict ``step(*x) -> outputs``;
 
 where ``x`` is a tuple of inputs, ``w`` the per-sample weights ``[B]`` (0 on padding),
-and ``stats`` = ``[sum(loss * w), each metric's sums (:func:`~.metrics.weighted_sums`:
+``sw`` the sample weights times ``w`` (``w`` itself without ``sample_weight``): the loss
+and ``weighted_metrics`` are weighted by ``sw``, the metrics by ``w`` (:mod:`.weighting`);
+and ``stats`` = ``[sum(loss * sw), each metric's sums (:func:`~.metrics.weighted_sums`:
 ``sum(metric * w)``, or a stateful metric's counts), sum(w)]``, summed over the group's
 ranks. With ``scale = size / n`` (``n`` rows in the whole batch) the averaged gradient
 is the gradient of the whole batch's mean loss.
@@ -132,14 +134,18 @@ class Step:
         return out
 
 
-def _stats(model: Model, y: mx.array, pred: mx.array, w: mx.array,
+def _stats(model: Model, y: mx.array, pred: mx.array, w: mx.array, sw: mx.array,
            info: dict[str, Any]) -> list[mx.array]:
-    """The weighted sums of the loss and metrics; records what the trace saw in ``info``."""
+    """The weighted sums of the loss (by ``sw``), the metrics (by ``w``) and the weighted
+    metrics (by ``sw``); records what the trace saw in ``info``."""
     info["classes"] = pred.shape[-1] if pred.ndim else 0
-    info["sparse"] = labels.users(model.loss, model.metric_specs, y, pred)
-    vals = [mx.sum(model.loss(y, pred) * w).reshape(1)]
+    specs = model.metric_specs + model.weighted_specs
+    info["sparse"] = labels.users(model.loss, specs, y, pred)
+    vals = [mx.sum(model.loss(y, pred) * sw).reshape(1)]
     for _, f in model.metric_specs:
         vals.append(weighted_sums(f, y, pred, w))
+    for _, f in model.weighted_specs:
+        vals.append(weighted_sums(f, y, pred, sw))
     return vals
 
 
@@ -149,15 +155,15 @@ def train_step(model: Model, group: Any) -> Step:
     state = [model.state, opt.state, mx.random.state]
     info: dict[str, Any] = {}
 
-    def loss_fn(x, y, w, scale):
-        vals = _stats(model, y, model(*x), w, info)
+    def loss_fn(x, y, w, sw, scale):
+        vals = _stats(model, y, model(*x), w, sw, info)
         return vals[0][0] * scale, vals
 
     vg = mnn.value_and_grad(model, loss_fn)
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y, w, scale):
-        (_, vals), grads = vg(x, y, w, scale)
+    def step(x, y, w, scale, sw=None):
+        (_, vals), grads = vg(x, y, w, w if sw is None else sw, scale)
         if group is not None:
             grads = mnn.average_gradients(grads, group=group)
         opt.update(model, grads)
@@ -177,8 +183,9 @@ def eval_step(model: Model, group: Any) -> Step:
     info: dict[str, Any] = {}
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y, w):
-        stats = mx.concatenate(_stats(model, y, model(*x), w, info) + [w.sum().reshape(1)])
+    def step(x, y, w, sw=None):
+        stats = mx.concatenate(_stats(model, y, model(*x), w, w if sw is None else sw, info)
+                               + [w.sum().reshape(1)])
         if group is not None:
             stats = mx.distributed.all_sum(stats, group=group)
         return stats
@@ -272,7 +279,7 @@ def seed_epoch(base: int, epoch: int, rank: int) -> None:
 
 
 def _totals(model: Model) -> Totals:
-    return Totals(model.metric_specs)
+    return Totals(model.metric_specs + model.weighted_specs)
 
 
 _WORKERS: set[int] = set()  # native ids of the non-main threads that ran a step
@@ -315,8 +322,8 @@ def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
     collective watchdog (:class:`~.distributed.Watchdog`) or ``None``."""
     totals = _totals(model)
     model.train()
-    for i, (x, y, w, n) in it.enumerate_epoch(shuffle_seed):
-        stats = step.run(x, y, w, scale(it.size, n), check=it.check_labels,
+    for i, (x, y, w, sw, n) in it.enumerate_epoch(shuffle_seed):
+        stats = step.run(x, y, w, scale(it.size, n), sw, check=it.check_labels,
                          guard=_guard(watch, f"training batch {i + 1}"))
         totals.add(stats)
         cbs.on_train_batch_end(i, totals.logs())
@@ -332,8 +339,8 @@ def run_eval(model: Model, step: Step, it: EpochIterator, owner: str,
     """One pass of the eval step over ``it`` (run it in eval mode); the totals.
     ``on_test_batch_end`` gets the running logs after each step when ``cbs`` is given."""
     totals = _totals(model)
-    for i, (x, y, w, _) in it.enumerate_epoch():
-        stats = step.run(x, y, w, check=it.check_labels,
+    for i, (x, y, w, sw, _) in it.enumerate_epoch():
+        stats = step.run(x, y, w, sw, check=it.check_labels,
                          guard=_guard(watch, f"evaluation batch {i + 1}"))
         totals.add(stats)
         if cbs is not None:
@@ -346,7 +353,7 @@ def run_eval(model: Model, step: Step, it: EpochIterator, owner: str,
 def run_predict(step: Step, it: EpochIterator, cbs: CallbackList) -> list[mx.array]:
     """The predict step's outputs for every batch of ``it`` (run it in eval mode)."""
     outs = []
-    for i, (x, _, _, _) in it.enumerate_epoch():
+    for i, (x, *_) in it.enumerate_epoch():
         outs.append(step.run(*x))
         cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
     return outs
