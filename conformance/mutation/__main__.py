@@ -21,13 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-cases", type=int, default=300,
                    help="cases per mutant at most (float32 first, the layers in turn)")
     p.add_argument("--out", default="reports")
+    p.add_argument("--rejudge", metavar="MUTATION_JSON",
+                   help="run a previous report's mutants again (its killed ones carried over)")
     p.add_argument("--refresh", action="store_true",
                    help="recompute the whole baseline (after changing the engine)")
     p.add_argument("--min-rate", type=float, default=None,
                    help="exit 1 when the kill rate is below this (0..1)")
     a = p.parse_args(argv)
     res = driver.run(a.sample, a.seed, a.time_budget, a.files, a.out, a.jobs, a.max_cases,
-                     layers=a.layer, refresh=a.refresh, say=lambda s: print(s, flush=True))
+                     layers=a.layer, refresh=a.refresh, rejudge=a.rejudge,
+                     say=lambda s: print(s, flush=True))
     print(res["text"], end="")
     rate = res["summary"]["kill_rate"]
     if res["summary"]["listed_equivalent_but_killed"]:

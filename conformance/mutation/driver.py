@@ -29,8 +29,8 @@ EQUIVALENT = Path(__file__).with_name("equivalent.toml")
 class WorkerProcess:
     """``python -m conformance.mutation.worker`` with a request/answer line protocol."""
 
-    def __init__(self, log: Path, refs: Path | None):
-        env = dict(os.environ)
+    def __init__(self, log: Path, refs: Path | None, targets: list[str] = ()):
+        env = dict(os.environ, MLXNOTE_MUTATION_TARGETS=json.dumps(list(targets)))
         if refs is not None:
             env["MLXNOTE_MUTATION_REFS"] = str(refs)
         self.log = open(log, "ab")
@@ -197,24 +197,34 @@ def _baseline_run(cache: Path, ids: list[str], targets: list[str], jobs: int, lo
 
 
 # -- the sample --------------------------------------------------------------------------
-def plan(rows: list, targets: list[str], n: int, seed: int, max_cases: int):
-    """The seeded sample: ``n`` distinct covered sites, one variant each, with the cases
-    that execute the site's line (those ok on the unmutated code), float32 first and the
-    layers taken in turn, at most ``max_cases``."""
+def coverage_map(rows: list) -> dict:
+    """``(file, line) -> [row index]`` over the cases ok on the unmutated code."""
     cover: dict = defaultdict(list)
     for i, r in enumerate(rows):
         if r["ok"]:
             for f, lines in r["lines"].items():
                 for ln in lines:
                     cover[(f, ln)].append(i)
+    return cover
+
+
+def covering(cover: dict, site: operators.Site) -> list[int]:
+    return sorted(set(cover.get((site.path, site.lineno), ()))
+                  | set(cover.get((site.path, site.stmt_lineno), ())))
+
+
+def plan(rows: list, targets: list[str], n: int, seed: int, max_cases: int):
+    """The seeded sample: ``n`` distinct covered sites, one variant each, with the cases
+    that execute the site's line (those ok on the unmutated code), float32 first and the
+    layers taken in turn, at most ``max_cases``."""
+    cover = coverage_map(rows)
     candidates = []
     for path in targets:
         src = (ROOT / path).read_text()
         for s in operators.sites(path, src):
-            idx = set(cover.get((path, s.lineno), ())) | set(cover.get((path, s.stmt_lineno),
-                                                                         ()))
+            idx = covering(cover, s)
             if idx:
-                candidates.append((s, sorted(idx)))
+                candidates.append((s, idx))
     rng = random.Random(seed)
     chosen = rng.sample(candidates, min(n, len(candidates)))
     out = []
@@ -223,6 +233,18 @@ def plan(rows: list, targets: list[str], n: int, seed: int, max_cases: int):
         _, m = operators.mutate((ROOT / s.path).read_text(), s, variant)
         out.append((m, _order([rows[i] for i in idx], max_cases)))
     return out, len(candidates)
+
+
+def replan(rows: list, previous: list[dict], max_cases: int):
+    """The mutants of a previous report, with the cases that execute them now."""
+    cover, out = coverage_map(rows), []
+    for r in previous:
+        s = operators.Site(**r["site"])
+        _, m = operators.mutate((ROOT / s.path).read_text(), s, r["variant"])
+        if m.id != r["id"]:
+            raise ValueError(f"mutant {r['id']} ({r['diff']}) no longer matches its file")
+        out.append((m, _order([rows[i] for i in covering(cover, s)], max_cases)))
+    return out
 
 
 def _order(rows: list, max_cases: int) -> list:
@@ -260,10 +282,13 @@ def load_equivalents(path: Path = EQUIVALENT) -> dict[str, dict]:
 def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
         files=DEFAULT_FILES, out: str | Path = "reports", jobs: int = 1,
         max_cases: int = 300, recycle: int = 40, equivalents: Path = EQUIVALENT,
-        layers=None, refresh: bool = False, say=print) -> dict:
+        layers=None, refresh: bool = False, rejudge: str | Path | None = None,
+        say=print) -> dict:
     """Run a seeded sample of ``sample`` mutants of the covered lines of ``files`` (globs
     relative to the repository) for at most ``time_budget`` seconds after the baseline;
-    ``layers`` restricts the suite to those layers' cases. Writes ``out/mutation.json``
+    ``layers`` restricts the suite to those layers' cases. ``rejudge`` (a previous
+    ``mutation.json``) runs that report's mutants again instead of a new sample, except
+    those it found killed (carried over, marked ``carried``). Writes ``out/mutation.json``
     and ``out/mutation.txt``; returns the summary, the mutants and the text."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,15 +300,25 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
     rows, refs = baseline(cache, targets, jobs, log, say, layers, refresh)
     t_base = time.perf_counter() - t_start
     mutants, n_sites = plan(rows, targets, sample, seed, max_cases)
-    say(f"sample: {len(mutants)} of {n_sites} covered sites in {len(targets)} files "
-        f"(seed {seed}); time budget {time_budget:.0f} s")
     results: list[dict | None] = [None] * len(mutants)
+    if rejudge:
+        prev = json.loads(Path(rejudge).read_text())
+        mutants = replan(rows, prev["mutants"], max_cases)
+        results = [dict(r, carried=True) if r["status"] == "killed" else None
+                   for r in prev["mutants"]]
+        seed, sample = prev["summary"]["seed"], prev["summary"]["sample"]
+    say(f"sample: {len(mutants)} of {n_sites} covered sites in {len(targets)} files "
+        f"(seed {seed}); time budget {time_budget:.0f} s"
+        + (f"; {sum(r is not None for r in results)} killed in {rejudge} carried over"
+           if rejudge else ""))
     lock = threading.Lock()
     next_i = [0]
     t0 = time.perf_counter()
 
     def take():
         with lock:
+            while next_i[0] < len(mutants) and results[next_i[0]] is not None:
+                next_i[0] += 1
             i = next_i[0]
             if i >= len(mutants) or time.perf_counter() - t0 > time_budget:
                 return None
@@ -297,7 +332,7 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
             if w is None or not w.alive or used >= recycle:
                 if w is not None:
                     w.close()
-                w, used = WorkerProcess(log, refs), 0
+                w, used = WorkerProcess(log, refs, targets), 0
             used += 1
             limit = 60 + 5 * sum(r["seconds"] for r in cases)
             msg = {"cmd": "mutant", "path": m.site.path,
@@ -310,6 +345,7 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
             if r.get("status") == "error":
                 r = {"status": "not-applied", "detail": r.get("detail")}
             r.update(id=m.id, diff=m.diff, op=m.site.op, file=m.site.path,
+                     site=dataclasses.asdict(m.site), variant=m.variant,
                      line=m.site.lineno, function=m.site.qualname,
                      layers=sorted({c["layer"] for c in cases}), cases_planned=len(cases))
             results[i] = r
@@ -325,7 +361,9 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
         t.join()
     done = [r for r in results if r is not None]
     summary = summarize(done, load_equivalents(equivalents))
-    summary.update(seed=seed, sample=sample, judged=len(done), covered_sites=n_sites,
+    summary.update(seed=seed, sample=sample, rejudged_from=str(rejudge) if rejudge else None,
+                   carried=sum(bool(r.get("carried")) for r in done), judged=len(done),
+                   covered_sites=n_sites,
                    files=targets, baseline_seconds=round(t_base, 1),
                    mutant_seconds=round(time.perf_counter() - t0, 1), max_cases=max_cases,
                    time_budget=time_budget)
@@ -363,7 +401,9 @@ def report_text(s: dict, done: list[dict]) -> str:
              f"{s['mutants']} mutants of {s['covered_sites']} covered sites",
              f"kill rate {rate}: {s['killed']} killed ({by}), {s['survived']} survived, "
              f"{s['equivalent']} equivalent (conformance/mutation/equivalent.toml), "
-             f"{s['not_applied']} not applied",
+             f"{s['not_applied']} not applied"
+             + (f"; {s['carried']} kills carried over from {s['rejudged_from']}"
+                if s.get("rejudged_from") else ""),
              f"time: baseline {s['baseline_seconds']} s, mutants {s['mutant_seconds']} s "
              f"(at most {s['max_cases']} cases per mutant)", ""]
     if s["listed_equivalent_but_killed"]:

@@ -229,6 +229,9 @@ def main() -> int:
     from mlxnote import _config
 
     worker = Worker()
+    # Snapshot the targets' caches before any case fills them (a cache filled by the
+    # unmutated code would hide a mutant of the code it caches).
+    worker.targets(json.loads(os.environ.get("MLXNOTE_MUTATION_TARGETS", "[]")))
     with _config.formulation(_config.formulation_setting()):
         proto.write(json.dumps({"ready": True}) + "\n")
         for line in sys.stdin:
