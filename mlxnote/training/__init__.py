@@ -7,8 +7,12 @@ Modules:
 * :mod:`.model`, :mod:`.sequential`: Model and Sequential (thin fit/evaluate/predict);
 * :mod:`.steps`: the compiled train/eval/predict steps, their cache, one epoch's run;
 * :mod:`.data`: data adapters, the epoch iterator, per-rank sharding;
-* :mod:`.optimizers`, :mod:`.losses`, :mod:`.metrics`: Keras semantics and names;
-* :mod:`.callbacks`: History, EarlyStopping, ModelCheckpoint, ProgbarLogger;
+* :mod:`.optimizers`, :mod:`.losses`, :mod:`.metrics`: Keras semantics and names
+  (:mod:`.confusion`: Precision, Recall, AUC, accumulated over batches and ranks);
+* :mod:`.callbacks` (one module each): History, EarlyStopping, ModelCheckpoint,
+  ProgbarLogger, LearningRateScheduler, ReduceLROnPlateau (the learning rate set in the
+  optimizer's state between compiled steps, no new trace), CSVLogger, TerminateOnNaN,
+  BackupAndRestore (a backup that a rerun of ``fit`` resumes exactly);
   :mod:`.display`: the progress display and the summary table;
 * :mod:`.checkpoint`: atomic safetensors save, strict all-or-nothing load;
   :mod:`.integrity`: a CRC-32 per tensor; :mod:`.labels`: class labels checked;
@@ -25,6 +29,7 @@ Keras's ``clipnorm``, ``clipvalue`` or ``global_clipnorm``.
 from . import (  # noqa: F401  (the modules)
     callbacks,
     checkpoint,
+    confusion,
     data,
     display,
     distributed,
@@ -35,8 +40,20 @@ from . import (  # noqa: F401  (the modules)
     optimizers,
     steps,
 )
-from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, ProgbarLogger
+from .callbacks import (
+    BackupAndRestore,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgbarLogger,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from .checkpoint import CheckpointError
+from .confusion import AUC, Precision, Recall
 from .losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -47,7 +64,7 @@ from .losses import (
     SparseCategoricalCrossentropy,
     get_loss,
 )
-from .metrics import get_metric
+from .metrics import SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, get_metric
 from .model import Model
 from .optimizers import (
     SGD,
@@ -65,6 +82,9 @@ from .sequential import Sequential
 __all__ = [
     "Model", "Sequential",
     "Callback", "History", "ModelCheckpoint", "EarlyStopping", "ProgbarLogger",
+    "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN",
+    "BackupAndRestore", "Precision", "Recall", "AUC", "SparseTopKCategoricalAccuracy",
+    "TopKCategoricalAccuracy",
     "Adam", "AdamW", "Adamax", "RMSprop", "Adagrad", "SGD", "Adadelta", "Lion",
     "get_optimizer",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",

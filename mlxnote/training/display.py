@@ -34,8 +34,15 @@ def in_jupyter() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def format_logs(logs: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+def _value(v: Any) -> str:
+    """A log value: 4 decimals; an array (a metric at several thresholds) as a list."""
+    if np.ndim(v):
+        return np.array2string(np.asarray(v), precision=4, separator=", ")
+    return f"{v:.4f}"
+
+
+def format_logs(logs: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {_value(v)}" for k, v in logs.items())
 
 
 def style_for(verbose: Any, owner: str) -> str:

@@ -89,7 +89,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                             ("_metric_raw", []), ("history", None), ("stop_training", False),
                             ("epoch", 0), ("_seed", None), ("_pending_opt", None),
                             ("weighted_specs", []), ("_weighted_raw", []),
-                            ("_group", None)):
+                            ("_group", None), ("_initial_epoch", None),
+                            ("_initial_batch", None), ("_epoch_totals", None)):
             self._set(name, value)
         self._set("_steps", steps.StepCache(self))
 
@@ -207,7 +208,9 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 every epoch reseeds MLX from (base seed, epoch, rank) and shuffles from
                 (base seed, epoch).
             callbacks (list): :class:`Callback` objects (:class:`ModelCheckpoint`,
-                :class:`EarlyStopping`, ...), run after the History and the progress bar.
+                :class:`EarlyStopping`, :class:`LearningRateScheduler`, ...), run before
+                the History and the progress bar (as in Keras: logs a callback adds, such
+                as ``learning_rate``, are recorded).
             verbose: ``'auto'``/1 a progress bar (terminal or Jupyter; a line per epoch
                 when the output is not a terminal), 2 a line per epoch, 0 silent.
             validation_split (float): hold out this last fraction of array inputs.
@@ -247,7 +250,7 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                                        class_weight)
         initial_epoch = self._start(train, resume, initial_epoch, group, watch)
         history = History()
-        cbs = CallbackList([history, progbar, *(callbacks or [])], self,
+        cbs = CallbackList([*(callbacks or []), history, progbar], self,
                            {"epochs": epochs, "steps": train.num_batches, "verbose": verbose})
         its = [None if d is None else data.EpochIterator(d, where, rank, size, arg)
                for d, arg in ((train, "x"), (val, "y"))]
@@ -275,21 +278,31 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                     cbs: CallbackList, group: Any, epochs: range, shuffle: bool,
                     where: str, watch: Any) -> None:
         """The epoch loop: train, validate, callbacks; the mode is restored, the callbacks
-        and the watchdog closed also when something raised."""
+        and the watchdog closed also when something raised. A callback's
+        ``on_train_begin`` may set ``_initial_epoch`` (and ``_initial_batch``: the batches
+        done, the sums and the random key of a backup written mid-epoch) to start there
+        (:class:`~.callbacks.BackupAndRestore`)."""
         self._set("stop_training", False)
         self._set("_group", group)
         mode = self.training
         try:
             step = self._steps.get("train", group)
             vstep = None if val is None else self._steps.get("eval", group)
+            self._set("_initial_epoch", None)
+            self._set("_initial_batch", None)
             cbs.on_train_begin()
+            if self._initial_epoch is not None:  # a callback restored a backup
+                epochs = range(self._initial_epoch, epochs.stop)
+            resume, self._initial_batch = self._initial_batch, None
             for epoch in epochs:
                 cbs.on_epoch_begin(epoch)
                 if watch is not None:
                     watch.context = f"epoch {epoch + 1}/{epochs.stop}"
                 steps.seed_epoch(self._seed, epoch, it.rank)
                 logs = steps.run_train(self, step, it, cbs,
-                                       [self._seed, epoch] if shuffle else None, where, watch)
+                                       [self._seed, epoch] if shuffle else None, where, watch,
+                                       resume)
+                resume = None
                 if val is not None:
                     self.eval()
                     logs.update(steps.run_eval(self, vstep, val, where, None, watch)

@@ -315,14 +315,27 @@ def _guard(watch: Any, what: str) -> Any:
 
 
 def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
-              shuffle_seed: Any, owner: str, watch: Any = None) -> dict[str, float]:
+              shuffle_seed: Any, owner: str, watch: Any = None,
+              resume: dict[str, Any] | None = None) -> dict[str, float]:
     """One training epoch (model in train mode); returns the epoch's logs.
     ``on_train_batch_end`` gets the running logs after each step; a callback setting
     ``model.stop_training`` there ends the epoch after that step. ``watch``: the
-    collective watchdog (:class:`~.distributed.Watchdog`) or ``None``."""
+    collective watchdog (:class:`~.distributed.Watchdog`) or ``None``. ``resume``
+    (``batch``, ``sums``, ``key``: a mid-epoch backup) skips the batches done, starts
+    from their sums and sets MLX's random key; the running totals are
+    ``model._epoch_totals``."""
     totals = _totals(model)
+    skip = 0
+    if resume is not None:
+        skip, totals.sums, totals.batches = resume["batch"], np.array(resume["sums"]), \
+            resume["batch"]
+        hi, lo = resume["key"]
+        mx.random.seed((int(hi) << 32) | int(lo))  # the key [hi, lo] (see restore)
+    model._set("_epoch_totals", totals)
     model.train()
     for i, (x, y, w, sw, n) in it.enumerate_epoch(shuffle_seed):
+        if i < skip:  # done before the backup
+            continue
         stats = step.run(x, y, w, scale(it.size, n), sw, check=it.check_labels,
                          guard=_guard(watch, f"training batch {i + 1}"))
         totals.add(stats)
