@@ -37,9 +37,9 @@ from mlx.utils import tree_flatten
 
 from . import integrity
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_V1", "write", "require", "read", "compare",
-           "mismatch", "assign", "clean_stale", "clean_stale_like", "contents", "restore",
-           "restore_optimizer", "parse_metadata"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_V1", "write", "require", "read",
+           "model_shapes", "compare", "mismatch", "assign", "clean_stale", "clean_stale_like",
+           "contents", "restore", "restore_optimizer", "parse_metadata"]
 
 FORMAT = "mlxnote-checkpoint/2"
 FORMAT_V1 = "mlxnote-checkpoint/1"  # no checksums: loaded with a warning
@@ -140,6 +140,20 @@ def require(path: str | os.PathLike, owner: str) -> None:
     """``FileNotFoundError`` (naming ``owner``) unless ``path`` exists."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{owner}: no checkpoint at {os.fspath(path)!r}")
+
+
+def model_shapes(path: str | os.PathLike, owner: str) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the ``model.`` tensors of checkpoint ``path`` (the prefix
+    removed), from its header alone; a :class:`CheckpointError` naming ``owner`` when
+    the header cannot be read (:func:`read` checks the rest)."""
+    path = os.fspath(path)
+    try:
+        info, _ = integrity.header(path)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{owner}: {path!r} is not a readable safetensors "
+                              f"file ({e})") from e
+    return {k[len("model."):]: tuple(v["shape"]) for k, v in info.items()
+            if k.startswith("model.") and isinstance(v, dict) and "shape" in v}
 
 
 def read(path: str | os.PathLike, owner: str

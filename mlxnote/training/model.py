@@ -35,7 +35,7 @@ from mlx.utils import tree_flatten
 from .._validation import check_bool, check_float, check_int, error
 from ..nn import weights
 from ..nn.layer import Layer, TrainMode
-from . import checkpoint, data, display, steps, weighting
+from . import checkpoint, data, display, rebuild, steps, weighting
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .losses import get_loss
@@ -424,9 +424,15 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
         optimizer is created, if it is not yet). A checkpoint from before checksums
         (format 1) loads with a warning (see :mod:`~mlxnote.training.checkpoint`). Returns
         ``{'epoch': int, ...metadata}`` (``seed`` an int); ``self.epoch`` is set.
+
+        Layers not built yet (no ``input_size``, never called) are first built for the
+        input sizes the checkpoint's weight shapes imply (:mod:`~.rebuild`; they stay
+        built if the load then fails).
         """
         where, path = f"{self.name}.load", os.fspath(path)
         checkpoint.require(path, where)
+        if self.unbuilt():
+            rebuild.build_from_shapes(self, checkpoint.model_shapes(path, where))
         self._check_built("load")
         meta, pending = checkpoint.restore(path, where, self, self.optimizer)
         if pending is not None:
