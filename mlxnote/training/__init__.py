@@ -7,6 +7,11 @@ Modules:
 * :mod:`.model`, :mod:`.sequential`: Model and Sequential (thin fit/evaluate/predict);
 * :mod:`.steps`: the compiled train/eval/predict steps, their cache, one epoch's run;
 * :mod:`.data`: data adapters, the epoch iterator, per-rank sharding;
+  :mod:`.weighting`: ``sample_weight``, ``class_weight`` and ``weighted_metrics`` with
+  Keras's semantics;
+* :mod:`.mixed_precision`: Keras's ``mixed_bfloat16``/``mixed_float16`` policies
+  (``set_global_policy``, ``model.dtype_policy``; float32 weights, 16-bit compute) and
+  :class:`LossScaleOptimizer` (dynamic loss scaling, skipped non-finite steps);
 * :mod:`.optimizers`, :mod:`.losses`, :mod:`.metrics`: Keras semantics and names
   (:mod:`.confusion`: Precision, Recall, AUC, accumulated over batches and ranks);
 * :mod:`.callbacks` (one module each): History, EarlyStopping, ModelCheckpoint,
@@ -37,8 +42,10 @@ from . import (  # noqa: F401  (the modules)
     labels,
     losses,
     metrics,
+    mixed_precision,
     optimizers,
     steps,
+    weighting,
 )
 from .callbacks import (
     BackupAndRestore,
@@ -65,6 +72,7 @@ from .losses import (
     get_loss,
 )
 from .metrics import SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, get_metric
+from .mixed_precision import LossScaleOptimizer, set_global_policy
 from .model import Model
 from .optimizers import (
     SGD,
@@ -86,10 +94,10 @@ __all__ = [
     "BackupAndRestore", "Precision", "Recall", "AUC", "SparseTopKCategoricalAccuracy",
     "TopKCategoricalAccuracy",
     "Adam", "AdamW", "Adamax", "RMSprop", "Adagrad", "SGD", "Adadelta", "Lion",
-    "get_optimizer",
+    "get_optimizer", "LossScaleOptimizer", "set_global_policy",
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "get_loss", "get_metric",
     "CheckpointError",
     "callbacks", "checkpoint", "data", "display", "distributed", "losses", "metrics",
-    "optimizers", "steps",
+    "optimizers", "steps", "mixed_precision", "weighting",
 ]

@@ -4,6 +4,9 @@ Each step is an ``mx.compile`` of one batch's work that captures the state it ch
 the model's state (so that batch norm's moving statistics update), the optimizer's
 state (train), and ``mx.random.state`` (or dropout would repeat its mask on every call).
 Train and eval are compiled separately, because the train/eval mode is baked into a trace.
+The forward runs under the model's dtype policy (:func:`~.mixed_precision.forward`: 16-bit
+compute on float32 weights), and a :class:`~.mixed_precision.LossScaleOptimizer` scales the
+loss it differentiates.
 
 * train ``step(x, y, w, scale, sw=None) -> stats``: forward, ``loss_sum * scale``
   backward, gradients averaged over the group, the optimizer update;
@@ -39,7 +42,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .._validation import Desc, error
-from . import checkpoint, labels
+from . import checkpoint, labels, mixed_precision
 from .metrics import Totals, weighted_sums
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,8 +159,11 @@ def train_step(model: Model, group: Any) -> Step:
     info: dict[str, Any] = {}
 
     def loss_fn(x, y, w, sw, scale):
-        vals = _stats(model, y, model(*x), w, sw, info)
-        return vals[0][0] * scale, vals
+        vals = _stats(model, y, mixed_precision.forward(model, x), w, sw, info)
+        loss = vals[0][0] * scale
+        if isinstance(opt, mixed_precision.LossScaleOptimizer):
+            loss = opt.scale_loss(loss)
+        return loss, vals
 
     vg = mnn.value_and_grad(model, loss_fn)
 
@@ -184,7 +190,8 @@ def eval_step(model: Model, group: Any) -> Step:
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(x, y, w, sw=None):
-        stats = mx.concatenate(_stats(model, y, model(*x), w, w if sw is None else sw, info)
+        pred = mixed_precision.forward(model, x)
+        stats = mx.concatenate(_stats(model, y, pred, w, w if sw is None else sw, info)
                                + [w.sum().reshape(1)])
         if group is not None:
             stats = mx.distributed.all_sum(stats, group=group)
@@ -201,7 +208,7 @@ def predict_step(model: Model, group: Any = None) -> Step:
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(*xs):
-        return model(*xs)
+        return mixed_precision.forward(model, xs)
 
     return Step(step, [model.state])
 
