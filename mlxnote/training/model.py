@@ -35,7 +35,7 @@ from mlx.utils import tree_flatten
 from .._validation import check_bool, check_float, check_int, error
 from ..nn import weights
 from ..nn.layer import Layer, TrainMode
-from . import checkpoint, data, display, mixed_precision, rebuild, steps, weighting
+from . import checkpoint, data, display, keras_h5, rebuild, steps, weighting
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .losses import get_loss
@@ -93,34 +93,9 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                             ("_initial_batch", None), ("_epoch_totals", None)):
             self._set(name, value)
         self._set("_steps", steps.StepCache(self))
-        self._set("_dtype_policy", mixed_precision.global_policy())
-        self._set("_auto_scale_loss", True)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-
-    @property
-    def dtype_policy(self) -> mixed_precision.Policy:
-        """Keras's dtype policy (:mod:`.mixed_precision`): ``'float32'``,
-        ``'mixed_bfloat16'`` or ``'mixed_float16'`` (float32 weights, 16-bit compute in
-        fit/evaluate/predict); the global policy when the model was created. Setting it
-        (a name or a Policy) re-traces the steps and, for ``'mixed_float16'``, wraps a
-        compiled optimizer in a LossScaleOptimizer as ``compile`` does."""
-        return self._dtype_policy
-
-    @dtype_policy.setter
-    def dtype_policy(self, policy: Any) -> None:
-        self._set("_dtype_policy", mixed_precision.Policy(policy))
-        self._steps.clear()
-        self._scale_loss()
-
-    def _scale_loss(self) -> None:
-        """Keras's ``auto_scale_loss``: ``mixed_float16`` wraps the optimizer in a
-        :class:`~.mixed_precision.LossScaleOptimizer` (once)."""
-        opt = self.optimizer
-        if self._auto_scale_loss and self._dtype_policy.name == "mixed_float16" \
-                and opt is not None and not isinstance(opt, mixed_precision.LossScaleOptimizer):
-            self._set("optimizer", mixed_precision.LossScaleOptimizer(opt))
 
     @property
     def name(self) -> str:
@@ -157,7 +132,7 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
 
     # -- configuration -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None,
-                weighted_metrics: Any = None, auto_scale_loss: bool = True) -> None:
+                weighted_metrics: Any = None) -> None:
         """Set the optimizer (name or object), the loss and the metrics (Keras-style).
 
         Args:
@@ -173,13 +148,8 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 weighted by ``sample_weight``/``class_weight`` (as in Keras).
             weighted_metrics: metrics as ``metrics``, weighted by the sample weights
                 (Keras's; a name ``metrics`` has gets the prefix ``weighted_``).
-            auto_scale_loss (bool): with the ``'mixed_float16'`` policy, wrap the
-                optimizer in a :class:`~.mixed_precision.LossScaleOptimizer` (Keras's).
         """
         self._set("optimizer", get_optimizer(optimizer, self.name))
-        self._set("_auto_scale_loss", check_bool(self.name, "auto_scale_loss",
-                                                 auto_scale_loss))
-        self._scale_loss()
         mx.eval(self.optimizer.state)  # a scheduled learning rate is lazy: any thread may fit
         self._set("loss", None if loss is None else get_loss(loss, self.name))
         metrics, weighted_metrics = _as_list(metrics), _as_list(weighted_metrics)
@@ -413,6 +383,37 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
             self.train(mode)
             if watch is not None:
                 watch.close()
+
+    # -- weight files --------------------------------------------------------------
+    def save_weights(self, file: str | os.PathLike, overwrite: bool = True) -> None:
+        """The weights alone: a name ending in ``.weights.h5`` writes Keras 3's file
+        (:mod:`~.keras_h5`; Keras's ``load_weights`` reads it into a model of the
+        corresponding layers), ``.npz``/``.safetensors`` MLX's (parameter paths, as
+        ``mlx.nn.Module.save_weights``). ``overwrite=False`` refuses an existing file."""
+        if keras_h5.is_keras_file(file):
+            keras_h5.save(self, file, f"{self.name}.save_weights", overwrite)
+            return
+        file = os.fspath(file)
+        if not overwrite and os.path.exists(file):
+            raise FileExistsError(f"{self.name}.save_weights: {file!r} exists (overwrite=False)")
+        if file.endswith(".h5"):
+            raise error(f"{self.name}.save_weights", "file", file,
+                        "a name ending in '.weights.h5' (Keras 3's weights file), '.npz' or "
+                        "'.safetensors'")
+        super().save_weights(file)
+
+    def load_weights(self, file_or_weights: Any, strict: bool = True) -> Model:
+        """Load weights saved by :meth:`save_weights`: Keras 3's ``.weights.h5`` (also
+        one Keras wrote; strict, all or nothing: :mod:`~.keras_h5`), MLX's
+        ``.npz``/``.safetensors`` or a list of ``(path, array)`` pairs
+        (``mlx.nn.Module.load_weights``; ``strict`` as there)."""
+        if keras_h5.is_keras_file(file_or_weights):
+            keras_h5.load(self, file_or_weights, f"{self.name}.load_weights")
+            return self
+        if isinstance(file_or_weights, os.PathLike):
+            file_or_weights = os.fspath(file_or_weights)
+        super().load_weights(file_or_weights, strict=strict)
+        return self
 
     # -- checkpoints ---------------------------------------------------------------
     def _checkpoint_arrays(self) -> tuple[dict[str, mx.array], dict[str, str]]:
