@@ -35,7 +35,7 @@ from mlx.utils import tree_flatten
 from .._validation import check_bool, check_float, check_int, error
 from ..nn import weights
 from ..nn.layer import Layer, TrainMode
-from . import checkpoint, data, display, keras_h5, rebuild, steps, weighting
+from . import checkpoint, data, display, keras_h5, mixed_precision, rebuild, steps, weighting
 from . import distributed as dist
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .losses import get_loss
@@ -93,9 +93,34 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                             ("_initial_batch", None), ("_epoch_totals", None)):
             self._set(name, value)
         self._set("_steps", steps.StepCache(self))
+        self._set("_dtype_policy", mixed_precision.global_policy())
+        self._set("_auto_scale_loss", True)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
+
+    @property
+    def dtype_policy(self) -> mixed_precision.Policy:
+        """Keras's dtype policy (:mod:`.mixed_precision`): ``'float32'``,
+        ``'mixed_bfloat16'`` or ``'mixed_float16'`` (float32 weights, 16-bit compute in
+        fit/evaluate/predict); the global policy when the model was created. Setting it
+        (a name or a Policy) re-traces the steps and, for ``'mixed_float16'``, wraps a
+        compiled optimizer in a LossScaleOptimizer as ``compile`` does."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, policy: Any) -> None:
+        self._set("_dtype_policy", mixed_precision.Policy(policy))
+        self._steps.clear()
+        self._scale_loss()
+
+    def _scale_loss(self) -> None:
+        """Keras's ``auto_scale_loss``: ``mixed_float16`` wraps the optimizer in a
+        :class:`~.mixed_precision.LossScaleOptimizer` (once)."""
+        opt = self.optimizer
+        if self._auto_scale_loss and self._dtype_policy.name == "mixed_float16" \
+                and opt is not None and not isinstance(opt, mixed_precision.LossScaleOptimizer):
+            self._set("optimizer", mixed_precision.LossScaleOptimizer(opt))
 
     @property
     def name(self) -> str:
@@ -132,7 +157,7 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
 
     # -- configuration -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None,
-                weighted_metrics: Any = None) -> None:
+                weighted_metrics: Any = None, auto_scale_loss: bool = True) -> None:
         """Set the optimizer (name or object), the loss and the metrics (Keras-style).
 
         Args:
@@ -148,8 +173,13 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 weighted by ``sample_weight``/``class_weight`` (as in Keras).
             weighted_metrics: metrics as ``metrics``, weighted by the sample weights
                 (Keras's; a name ``metrics`` has gets the prefix ``weighted_``).
+            auto_scale_loss (bool): with the ``'mixed_float16'`` policy, wrap the
+                optimizer in a :class:`~.mixed_precision.LossScaleOptimizer` (Keras's).
         """
         self._set("optimizer", get_optimizer(optimizer, self.name))
+        self._set("_auto_scale_loss", check_bool(self.name, "auto_scale_loss",
+                                                 auto_scale_loss))
+        self._scale_loss()
         mx.eval(self.optimizer.state)  # a scheduled learning rate is lazy: any thread may fit
         self._set("loss", None if loss is None else get_loss(loss, self.name))
         metrics, weighted_metrics = _as_list(metrics), _as_list(weighted_metrics)
