@@ -19,7 +19,9 @@ Modules:
   optimizer's state between compiled steps, no new trace), CSVLogger, TerminateOnNaN,
   BackupAndRestore (a backup that a rerun of ``fit`` resumes exactly);
   :mod:`.display`: the progress display and the summary table;
-* :mod:`.checkpoint`: atomic safetensors save, strict all-or-nothing load;
+* :mod:`.checkpoint`: atomic safetensors save, strict all-or-nothing load (into a lazily
+  built model too: :mod:`.rebuild` builds its layers from the checkpoint's shapes);
+  :mod:`.keras_h5`: Keras 3's ``.weights.h5`` (``save_weights``/``load_weights``);
   :mod:`.integrity`: a CRC-32 per tensor; :mod:`.labels`: class labels checked;
 * :mod:`.distributed`: data-parallel helpers on ``mx.distributed`` and the collective
   timeout; :mod:`.launch`: ``python -m mlxnote.launch``, which fails when a rank fails.
