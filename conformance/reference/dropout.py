@@ -15,23 +15,24 @@ MASKS: list[np.ndarray] = []
 
 @contextlib.contextmanager
 def record_masks():
-    """Record every ``mx.random.bernoulli`` draw (the dropout masks) made inside."""
-    import mlx.core as mx
+    """Record the mask of every dropout draw (``mlxnote.kernels.dropout.apply``) made inside:
+    each drawn again from its seed by ``keep_mask``, a separate call, so a kernel that
+    applies another mask than the one it draws is caught."""
+    from mlxnote.kernels import dropout as kernels
 
-    orig = mx.random.bernoulli
+    orig = kernels.apply
     MASKS.clear()
     drawn = []
 
-    def spy(*args, **kwargs):
-        out = orig(*args, **kwargs)
-        drawn.append(out)
-        return out
+    def spy(x, keep, shape, seed):
+        drawn.append(kernels.keep_mask(shape, keep, seed))
+        return orig(x, keep, shape, seed)
 
-    mx.random.bernoulli = spy
+    kernels.apply = spy
     try:
         yield
     finally:
-        mx.random.bernoulli = orig
+        kernels.apply = orig
         MASKS.extend(drawn)
 
 

@@ -8,6 +8,7 @@ import mlx.core as mx
 
 from .._config import compute_dtype
 from .._validation import MAX_DIM, MAX_SEED, is_int, is_sequence
+from ..kernels import dropout as dropout_kernels
 from ..kernels.linear import linear
 from .layer import Layer, materialize, shape_desc
 from .typing import Activation, ArrayLike, DTypeLike, Initializer, PadSpec
@@ -158,13 +159,11 @@ class _RandomLayer(Layer):
         shape = self._noise_shape(x)
         if x.size == 0:
             return x
+        sub = None
         if self.seed is not None:
             self._key, sub = mx.random.split(self._key)
             materialize(self._key, wait=False)  # any thread can draw the next mask
-            mask = mx.random.bernoulli(keep, shape, key=sub)
-        else:
-            mask = mx.random.bernoulli(keep, shape)
-        return x * (mask.astype(x.dtype) * mx.array(1.0 / keep, dtype=x.dtype))
+        return dropout_kernels.apply(x, keep, shape, dropout_kernels.draw_seed(sub))
 
 
 class dropout(_RandomLayer):

@@ -12,6 +12,7 @@
 #include "mlx/version.h"
 
 #include "batchnorm.h"
+#include "dropout.h"
 #include "depthwise.h"
 #include "im2col.h"
 #include "layernorm.h"
@@ -83,7 +84,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train", "group_norm"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -181,4 +182,20 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("gamma"), nb::arg("beta"), nb::arg("groups"), nb::arg("eps"),
       "Group norm of float32 x (N, ..., C) in `groups` groups of adjacent channels, the\n"
       "statistics per sample and group: (y, mean (N, groups), biased var (N, groups)).");
+  m.def(
+      "dropout",
+      [](const mx::array& x, const mx::array& seed, float keep) {
+        return mlxnote::dropout(x, seed, keep);
+      },
+      nb::arg("x"), nb::arg("seed"), nb::arg("keep"),
+      "Dropout of float32 x: x * mask / keep, the mask drawn from seed (uint32 (2,), e.g. an\n"
+      "MLX random key) and each element's flat index (dropout_mask draws the same mask).");
+  m.def(
+      "dropout_mask",
+      [](const mx::array& seed, const std::vector<int>& shape, float keep) {
+        return mlxnote::dropout_mask(seed, mx::Shape(shape.begin(), shape.end()), keep);
+      },
+      nb::arg("seed"), nb::arg("shape"), nb::arg("keep"),
+      "The boolean keep mask (True with probability keep) that dropout(x, seed, keep)\n"
+      "applies to an x of this shape.");
 }
