@@ -384,7 +384,15 @@ class Model(TrainMode, weights.NoteWeights, mnn.Module):
                 callbacks: Sequence[Callback] | None = None) -> Any:
         """Outputs in eval mode, batch by batch (compiled), concatenated on axis 0.
 
-        Returns NumPy when ``x`` is NumPy (bfloat16 as float32), MLX otherwise.
+        Returns NumPy when ``x`` is NumPy (bfloat16 as float32), MLX otherwise; under a
+        mixed policy, in the compute dtype (:mod:`.mixed_precision`).
+
+        ``predict`` (and ``evaluate``) always run in eval mode and put the mode back. A
+        direct call ``model(x)`` runs in the model's mode, which is training by default
+        and after ``fit`` (Note's convention, decisions.md items 2 and 40): dropout is
+        active and batch norm uses (and updates) batch statistics, so two calls on the
+        same ``x`` can differ. Call ``model.eval()`` before calling the model for
+        inference (``model.train()`` to go back).
         """
         where = f"{self.name}.predict"
         batch_size = check_int(where, "batch_size", batch_size, 1)
