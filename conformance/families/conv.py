@@ -98,6 +98,10 @@ for n in (1, 2, 3):
     CASES += grid(f"conv{n}d", [dict(filters=5, kernel_size=3, input_size=4, dilations=3,
                                     padding="SAME")],
                   _input(n), call_kwargs=DILATION_CALL[1:])
+    # 1x1 kernels: the plain-GEMM formulation (stride 1), and strided, which must not take it
+    CASES += grid(f"conv{n}d", [dict(filters=5, kernel_size=1, input_size=4),
+                                dict(filters=5, kernel_size=1, input_size=4, strides=2)],
+                  _input(n), dtypes=("float32",))
     CASES += grid(f"conv{n}d_transpose", transpose_args(n), _input(n), smoke=2)
     CASES += grid(f"conv{n}d_transpose", [dict(filters=5, kernel_size=3, input_size=4)],
                   _input(n), call_kwargs=DILATION_CALL[1:])

@@ -59,6 +59,10 @@ for n in (1, 2, 3):
         CASES += grid(name, _first(n), [_channels_first(SHAPE[n])])
         CASES += grid(name, [dict(kernel_size=2, strides=1, padding="SAME",
                                   data_format="channels_last")], [(3, *[4] * n, 1)])
+        # One output position per axis (the window covers the input): the uniform-count
+        # division reads the only count there is.
+        CASES += grid(name, [dict(kernel_size=3, padding="VALID")], [(2, *[3] * n, 2)],
+                      dtypes=("float32",))
         SPECS.append(LayerSpec(name, ["kernel_size", "strides", "padding", "data_format"],
                                reference=ref.pooling(n, op), has_dtype=False))
 
