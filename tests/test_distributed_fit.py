@@ -40,15 +40,17 @@ def _env():
 
 
 def launch(out: Path, mode: str, n: int = 2, ours: bool = False,
-           options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """``mlx.launch`` (or, ``ours``, ``python -m mlxnote.launch``) of dist_worker.py."""
+           options: tuple[str, ...] = (), script: str = "dist_worker.py"
+           ) -> subprocess.CompletedProcess:
+    """``mlx.launch`` (or, ``ours``, ``python -m mlxnote.launch``) of ``script``
+    (dist_worker.py) with ``out`` and ``mode``."""
     if ours:
         launcher = [sys.executable, "-m", "mlxnote.launch", *options]
     else:
         launcher = [str(LAUNCH) if LAUNCH.exists() else shutil.which("mlx.launch")]
     cmd = [*launcher, "--backend", "ring", "--hosts", "127.0.0.1", "-n", str(n),
            "--starting-port", str(_free_port()), "--python", sys.executable,
-           str(HERE / "dist_worker.py"), str(out), mode]
+           str(HERE / script), str(out), mode]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env(),
                           cwd=HERE.parent, stdin=subprocess.DEVNULL)
 
