@@ -167,19 +167,22 @@ def test_bf16_weights_stall_where_the_policy_learns():
     assert moved > 1e-3  # ten updates of < 1e-3 each, every one lost in bf16
 
 
-def test_loss_scale_optimizer_matches_keras(keras):
+@pytest.mark.parametrize("clip", [{}, {"clipnorm": 0.5}])
+def test_loss_scale_optimizer_matches_keras(keras, clip):
     """Scaled gradients with an inf and a NaN step: the same weights, scale and step
-    count as Keras's LossScaleOptimizer(SGD(momentum)) step by step."""
+    count as Keras's LossScaleOptimizer(SGD(momentum)) step by step (with clipping: the
+    inner optimizer clips the unscaled gradients, as Keras's)."""
     rng = np.random.default_rng(1)
     w0 = rng.normal(size=(3, 2)).astype(np.float32)
     grads = [rng.normal(size=(3, 2)).astype(np.float32) for _ in range(7)]
     grads[2][0, 0] = np.inf
     grads[5][1, 1] = np.nan
     kopt = keras.optimizers.LossScaleOptimizer(
-        keras.optimizers.SGD(0.1, momentum=0.9), initial_scale=8.0, dynamic_growth_steps=2)
+        keras.optimizers.SGD(0.1, momentum=0.9, **clip), initial_scale=8.0,
+        dynamic_growth_steps=2)
     kv = keras.Variable(w0)
     kopt.build([kv])
-    ours = LossScaleOptimizer(T.SGD(0.1, momentum=0.9), initial_scale=8.0,
+    ours = LossScaleOptimizer(T.SGD(0.1, momentum=0.9, **clip), initial_scale=8.0,
                               dynamic_growth_steps=2)
     params = {"w": mx.array(w0)}
     ours.init(params)

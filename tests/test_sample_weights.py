@@ -72,6 +72,31 @@ def test_evaluate_loss_and_metrics_weighted_as_keras(keras):
     assert plain["accuracy"] == ours["accuracy"]
 
 
+def test_weighted_stateful_metrics_against_keras(keras):
+    """A Metric object (counts, not a per-sample mean) in weighted_metrics takes the
+    sample weights in its counts, as keras.metrics.Precision/AUC with sample_weight."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    y = rng.integers(0, 2, (12, 1)).astype(np.float32)
+    sw = rng.uniform(0, 2, 12).astype(np.float32)
+    k = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    m = Linear(1)
+    m.set_weights(k.get_weights(), layout="keras")
+
+    class Sig(Linear):
+        def __call__(self, x):
+            return mx.sigmoid(self.fc(x))
+
+    s = Sig(1)
+    s.set_weights(m.get_weights())
+    s.compile("sgd", "binary_crossentropy", ["precision"], [T.Precision(), T.AUC()])
+    k.compile("sgd", "binary_crossentropy", metrics=["precision"],
+              weighted_metrics=[keras.metrics.Precision(), keras.metrics.AUC()])
+    ours = s.evaluate(x, y, batch_size=5, sample_weight=sw, verbose=0, return_dict=True)
+    theirs = k.evaluate(x, y, batch_size=5, sample_weight=sw, verbose=0, return_dict=True)
+    _close(ours, theirs, rtol=1e-4)
+
+
 def test_batch_loss_is_sum_over_batch_size(keras):
     """One batch: ``sum(loss_i * w_i) / B`` (Keras's ``compute_loss``), not over sum(w)."""
     x, y, sw = _data(n=6)
