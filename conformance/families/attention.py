@@ -222,6 +222,10 @@ CASES += grid("FAVOR_attention",
               _fav(lk=(10,), lq=(10,)), smoke=1)
 CASES += grid("FAVOR_attention", [dict(key_dim=8, m=4, redraw=False, causal=True,
                                        chunk_size=2)], _fav(lk=(2, 3), lq=(3, 2)))
+# No keys: zeros, as softmax attention without keys (and no graph: MLX's sum over an empty
+# axis must not run).
+CASES += grid("FAVOR_attention", [dict(key_dim=8, m=4, redraw=False)], _fav(lk=(0,)),
+              dtypes=("float32",))
 # eps: a sign-changing feature map makes |normalizer| <= eps happen (float32: the
 # threshold is a discontinuity).
 CASES += grid("FAVOR_attention", [dict(key_dim=8, m=4, redraw=False, f=[Fn("sin")],

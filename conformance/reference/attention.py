@@ -218,6 +218,8 @@ def favor_fn(case, features: np.ndarray, dtype):
             out = tf.matmul(pq, tf.matmul(pk, vf, transpose_a=True))
             norm = tf.matmul(pq, tf.reduce_sum(pk, axis=1, keepdims=True), transpose_b=True)
         norm = norm + 2.0 * eps * tf.cast(tf.abs(norm) <= eps, dtype)
+        if kf.shape[1] == 0:  # no keys: zeros, as softmax attention over no keys
+            return tf.zeros([b, dv, *lq], dtype)
         out = out / norm
         return tf.reshape(tf.transpose(out, [0, 2, 1]), [b, dv, *lq])
 
