@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports")
     p.add_argument("--rejudge", metavar="MUTATION_JSON",
                    help="run a previous report's mutants again (its killed ones carried over)")
+    p.add_argument("--no-suite-checks", action="store_true",
+                   help="judge by the cases alone (not the kernel-form, contract and "
+                   "precision checks a full run also makes)")
     p.add_argument("--refresh", action="store_true",
                    help="recompute the whole baseline (after changing the engine)")
     p.add_argument("--min-rate", type=float, default=None,
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = driver.run(a.sample, a.seed, a.time_budget, a.files, a.out, a.jobs, a.max_cases,
                      layers=a.layer, refresh=a.refresh, rejudge=a.rejudge,
+                     suite=not a.no_suite_checks,
                      say=lambda s: print(s, flush=True))
     print(res["text"], end="")
     rate = res["summary"]["kill_rate"]

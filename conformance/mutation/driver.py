@@ -29,8 +29,10 @@ EQUIVALENT = Path(__file__).with_name("equivalent.toml")
 class WorkerProcess:
     """``python -m conformance.mutation.worker`` with a request/answer line protocol."""
 
-    def __init__(self, log: Path, refs: Path | None, targets: list[str] = ()):
-        env = dict(os.environ, MLXNOTE_MUTATION_TARGETS=json.dumps(list(targets)))
+    def __init__(self, log: Path, refs: Path | None, targets: list[str] = (),
+                 suite: bool = False):
+        env = dict(os.environ, MLXNOTE_MUTATION_TARGETS=json.dumps(list(targets)),
+                   MLXNOTE_MUTATION_SUITE="1" if suite else "0")
         if refs is not None:
             env["MLXNOTE_MUTATION_REFS"] = str(refs)
         self.log = open(log, "ab")
@@ -41,8 +43,10 @@ class WorkerProcess:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.buf = b""
-        if self._read(600) is None:
+        ready = self._read(1800)
+        if ready is None:
             raise RuntimeError(f"mutation worker did not start: see {log}")
+        self.suite_seconds = ready.get("suite_seconds", 0.0)
 
     def _read(self, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
@@ -103,19 +107,40 @@ def _digest(paths) -> str:
 
 
 def case_keys(cases, specs, targets: list[str]) -> dict[str, str]:
-    """A key per case id that changes when what its baseline depends on changes: the target
-    files, mlxnote's top-level modules, the references, and the case's family module (the
-    engine is left out: ``--refresh`` recomputes everything after changing it)."""
-    common = _digest([ROOT / t for t in targets] + sorted(ROOT.glob("mlxnote/*.py"))
-                     + sorted(ROOT.glob("conformance/reference/*.py")))
-    fam = {}
+    """A key per case id that changes when what its baseline depends on changes, the target
+    files aside (:func:`fresh` checks those the case executed): the target list, mlxnote's
+    top-level modules, the case's family module and the modules of its spec's reference and
+    check (the engine is left out: ``--refresh`` recomputes everything after changing it)."""
+    common = _digest(sorted(ROOT.glob("mlxnote/*.py"))) + hashlib.sha1(
+        json.dumps(targets).encode()).hexdigest()[:8]
+    memo: dict = {}
+
+    def of(path: Path) -> str:
+        if path not in memo:
+            memo[path] = _digest([path]) if path.exists() else "-"
+        return memo[path]
+
     out = {}
     for c in cases:
-        f = specs[c.layer].family
-        if f not in fam:
-            fam[f] = _digest([ROOT / "conformance" / "families" / f"{f}.py"])
-        out[c.id] = f"{common}-{fam[f]}"
+        spec = specs[c.layer]
+        parts = [of(ROOT / "conformance" / "families" / f"{spec.family}.py")]
+        for fn in (spec.reference, spec.check):
+            mod = sys.modules.get(getattr(fn, "__module__", None) or "")
+            if getattr(mod, "__file__", None):
+                parts.append(of(Path(mod.__file__)))
+        out[c.id] = "-".join([common, *parts])
     return out
+
+
+def fresh(row: dict, key: str, memo: dict) -> bool:
+    """Is a stored baseline row still valid: the same key, and the same contents of the
+    target files the case executed?"""
+    if row.get("key") != key:
+        return False
+    for f in row["lines"]:
+        if f not in memo:
+            memo[f] = _digest([ROOT / f]) if (ROOT / f).exists() else "-"
+    return row.get("files") == {f: memo[f] for f in row["lines"]}
 
 
 def target_files(patterns) -> list[str]:
@@ -139,14 +164,20 @@ def baseline(cache: Path, targets: list[str], jobs: int, log, say,
     keys = case_keys(chosen, fam.specs, targets)
     rows_file, refs = cache / "baseline.json", cache / "refs.pkl"
     stored = json.loads(rows_file.read_text()) if rows_file.exists() and not refresh else {}
-    todo = [c.id for c in chosen if stored.get(c.id, {}).get("key") != keys[c.id]]
+    memo: dict = {}
+    todo = [c.id for c in chosen if not fresh(stored.get(c.id, {}), keys[c.id], memo)]
     if todo:
         say(f"baseline: {len(todo)} of {len(chosen)} cases under the line tracer, "
             f"{jobs} worker(s) ...")
         t0 = time.perf_counter()
-        fresh, new_refs = _baseline_run(cache, todo, targets, jobs, log)
-        for r in fresh:
+        rows_new, new_refs = _baseline_run(cache, todo, targets, jobs, log)
+        memo = {}
+        for r in rows_new:
             r["key"] = keys[r["id"]]
+            for f in r["lines"]:
+                if f not in memo:
+                    memo[f] = _digest([ROOT / f])
+            r["files"] = {f: memo[f] for f in r["lines"]}
             stored[r["id"]] = r
         old = {}
         if refs.exists() and not refresh:
@@ -283,12 +314,14 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
         files=DEFAULT_FILES, out: str | Path = "reports", jobs: int = 1,
         max_cases: int = 300, recycle: int = 40, equivalents: Path = EQUIVALENT,
         layers=None, refresh: bool = False, rejudge: str | Path | None = None,
-        say=print) -> dict:
+        suite: bool = True, say=print) -> dict:
     """Run a seeded sample of ``sample`` mutants of the covered lines of ``files`` (globs
     relative to the repository) for at most ``time_budget`` seconds after the baseline;
     ``layers`` restricts the suite to those layers' cases. ``rejudge`` (a previous
     ``mutation.json``) runs that report's mutants again instead of a new sample, except
-    those it found killed (carried over, marked ``carried``). Writes ``out/mutation.json``
+    those it found killed (carried over, marked ``carried``). ``suite``: a mutant that
+    survives its cases also meets the suite-level checks (kernel forms, contracts,
+    precision bounds: :data:`worker.SUITE_CHECKS`) that pass unmutated. Writes ``out/mutation.json``
     and ``out/mutation.txt``; returns the summary, the mutants and the text."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -332,10 +365,10 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
             if w is None or not w.alive or used >= recycle:
                 if w is not None:
                     w.close()
-                w, used = WorkerProcess(log, refs, targets), 0
+                w, used = WorkerProcess(log, refs, targets, suite), 0
             used += 1
-            limit = 60 + 5 * sum(r["seconds"] for r in cases)
-            msg = {"cmd": "mutant", "path": m.site.path,
+            limit = 60 + 5 * sum(r["seconds"] for r in cases) + 5 * w.suite_seconds
+            msg = {"cmd": "mutant", "path": m.site.path, "suite": suite,
                    "site": dataclasses.asdict(m.site), "variant": m.variant,
                    "cases": [r["id"] for r in cases]}
             r = w.request(msg, limit)
@@ -366,6 +399,7 @@ def run(sample: int = 150, seed: int = 0, time_budget: float = 3600.0,
                    covered_sites=n_sites,
                    files=targets, baseline_seconds=round(t_base, 1),
                    mutant_seconds=round(time.perf_counter() - t0, 1), max_cases=max_cases,
+                   suite_checks=suite,
                    time_budget=time_budget)
     (out / "mutation.json").write_text(json.dumps({"summary": summary, "mutants": done},
                                                   indent=1))
@@ -405,7 +439,8 @@ def report_text(s: dict, done: list[dict]) -> str:
              + (f"; {s['carried']} kills carried over from {s['rejudged_from']}"
                 if s.get("rejudged_from") else ""),
              f"time: baseline {s['baseline_seconds']} s, mutants {s['mutant_seconds']} s "
-             f"(at most {s['max_cases']} cases per mutant)", ""]
+             f"(at most {s['max_cases']} cases per mutant"
+             + ("; then the suite-level checks)" if s.get("suite_checks") else ")"), ""]
     if s["listed_equivalent_but_killed"]:
         lines += ["listed as equivalent but killed (remove them from the list): "
                   + ", ".join(s["listed_equivalent_but_killed"]), ""]

@@ -39,6 +39,9 @@ from . import operators
 
 ROOT = Path(__file__).resolve().parents[2]
 _REFS: dict = {}
+# The suite-level checks a full run makes besides the cases (modules of ``conformance``
+# with ``run() -> rows``, each row with ``.name`` and ``.passed``), where they exist.
+SUITE_CHECKS = ("kernel_forms", "contracts", "precision")
 
 
 def _digest(arrays) -> str:
@@ -100,6 +103,33 @@ class Worker:
         self.modules: dict[str, types.ModuleType] = {}
         self.snapshots: list[tuple[dict, dict]] = []
         self.caches: list = []
+        self.suite_ok: set[str] | None = None  # suite-level rows passing unmutated
+
+    # -- the suite-level checks ------------------------------------------------------------
+    def suite_rows(self) -> list[tuple[str, bool, str]]:
+        """``(name, passed, detail)`` of every suite-level check row."""
+        rows = []
+        for name in SUITE_CHECKS:
+            try:
+                mod = importlib.import_module(f"conformance.{name}")
+            except ImportError:
+                continue
+            if not callable(getattr(mod, "run", None)):
+                continue
+            try:
+                found = mod.run()
+            except Exception as e:  # a mutant may break them
+                rows.append((name, False, f"{type(e).__name__}: {e}"))
+                continue
+            rows += [(f"{name}:{r.name}", bool(r.passed), str(getattr(r, "detail", "")))
+                     for r in found]
+        return rows
+
+    def suite_baseline(self) -> float:
+        """Run the suite-level checks unmutated; returns their seconds."""
+        t0 = time.perf_counter()
+        self.suite_ok = {n for n, ok, _ in self.suite_rows() if ok}
+        return time.perf_counter() - t0
 
     # -- the target modules' caches ------------------------------------------------------
     def targets(self, paths):
@@ -210,7 +240,14 @@ class Worker:
                     return {"status": "killed", "by": "crash" if r.error else "numeric",
                             "case": cid, "cases_run": n + 1, "detail": detail[:300],
                             "seconds": round(time.perf_counter() - t0, 3)}
+            if msg.get("suite") and self.suite_ok:
+                for name, ok, detail in self.suite_rows():
+                    if name in self.suite_ok and not ok:
+                        return {"status": "killed", "by": "suite-check", "case": name,
+                                "cases_run": len(msg["cases"]), "detail": detail[:300],
+                                "seconds": round(time.perf_counter() - t0, 3)}
             return {"status": "survived", "cases_run": len(msg["cases"]),
+                    "suite_checks": bool(msg.get("suite") and self.suite_ok),
                     "seconds": round(time.perf_counter() - t0, 3)}
         finally:
             for f, c in swapped:
@@ -233,7 +270,11 @@ def main() -> int:
     # unmutated code would hide a mutant of the code it caches).
     worker.targets(json.loads(os.environ.get("MLXNOTE_MUTATION_TARGETS", "[]")))
     with _config.formulation(_config.formulation_setting()):
-        proto.write(json.dumps({"ready": True}) + "\n")
+        suite_seconds = worker.suite_baseline() if os.environ.get(
+            "MLXNOTE_MUTATION_SUITE") == "1" else 0.0
+        worker.reset()
+        proto.write(json.dumps({"ready": True, "suite_seconds": suite_seconds,
+                                "suite_rows": len(worker.suite_ok or ())}) + "\n")
         for line in sys.stdin:
             msg = json.loads(line)
             if msg["cmd"] == "quit":
