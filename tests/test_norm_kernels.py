@@ -226,14 +226,27 @@ def test_over_threads_and_a_planted_error(groups):
         _close(ours(x, g, g), wrong)
 
 
+def _on_and_off(monkeypatch, kernel, run):
+    """``run(on)`` with the extension on (it must call ``EXT.<kernel>``) and off (it must
+    not); both results compared (tuples of arrays and dicts of arrays)."""
+    calls = []
+    real = getattr(EXT, kernel)
+    monkeypatch.setattr(EXT, kernel, lambda *a: calls.append(1) or real(*a))
+    ours = run(True)
+    assert calls
+    calls.clear()
+    ref = run(False)
+    assert not calls
+    for o, r in zip(ours, ref, strict=True):
+        for k in (r if isinstance(r, dict) else [None]):
+            _close(o if k is None else o[k], r if k is None else r[k])
+    return calls
+
+
 def test_the_batch_norm_layer_trains_through_the_kernel(monkeypatch):
     import mlx.nn as mnn
 
     from mlxnote import nn
-
-    calls = []
-    real = EXT.batch_norm_train
-    monkeypatch.setattr(EXT, "batch_norm_train", lambda *a: calls.append(1) or real(*a))
 
     def run(on):
         layer = nn.batch_norm(6)
@@ -241,16 +254,7 @@ def test_the_batch_norm_layer_trains_through_the_kernel(monkeypatch):
         with extension.enabled(on):
             loss, grads = step(layer, XB)
         return loss, grads, layer.moving_mean, layer.moving_variance
-    ours = run(True)
-    assert calls
-    calls.clear()
-    ref = run(False)
-    assert not calls
-    _close(ours[0], ref[0])
-    for k in ref[1]:
-        _close(ours[1][k], ref[1][k])
-    _close(ours[2], ref[2])
-    _close(ours[3], ref[3])
+    _on_and_off(monkeypatch, "batch_norm_train", run)
 
 
 @pytest.mark.parametrize("scale,center", AFFINE)
@@ -258,10 +262,6 @@ def test_the_group_norm_layer_takes_the_kernel(monkeypatch, scale, center):
     import mlx.nn as mnn
 
     from mlxnote import nn
-
-    calls = []
-    real = EXT.group_norm
-    monkeypatch.setattr(EXT, "group_norm", lambda *a: calls.append(1) or real(*a))
 
     weights = {k: mx.array(rng.standard_normal(6).astype(np.float32)) for k in ("gamma", "beta")}
 
@@ -273,14 +273,7 @@ def test_the_group_norm_layer_takes_the_kernel(monkeypatch, scale, center):
             grads = (mnn.value_and_grad(layer, lambda m, x: (m(x) * x).sum())(layer, x)[1]
                      if scale or center else {})
         return loss, {"x": dx, **grads}
-    ours = run(True)
-    assert calls
-    calls.clear()
-    ref = run(False)
-    assert not calls
-    _close(ours[0], ref[0])
-    for k in ref[1]:
-        _close(ours[1][k], ref[1][k])
+    calls = _on_and_off(monkeypatch, "group_norm", run)
     run(True, mask=mx.ones(XB.shape[:-1] + (1,), mx.bool_))  # masked: the MLX moments
     run(True, mx.moveaxis(XB, -1, 1), axis=1)  # channels not last: the MLX formulation
     assert not calls
