@@ -90,8 +90,10 @@ def test_weighted_stateful_metrics_against_keras(keras):
     s = Sig(1)
     s.set_weights(m.get_weights())
     s.compile("sgd", "binary_crossentropy", ["precision"], [T.Precision(), T.AUC()])
-    k.compile("sgd", "binary_crossentropy", metrics=["precision"],
-              weighted_metrics=[keras.metrics.Precision(), keras.metrics.AUC()])
+    # names given: Keras numbers unnamed metric objects by how many it made before
+    k.compile("sgd", "binary_crossentropy", metrics=[keras.metrics.Precision(name="precision")],
+              weighted_metrics=[keras.metrics.Precision(name="precision"),
+                                keras.metrics.AUC(name="auc")])
     ours = s.evaluate(x, y, batch_size=5, sample_weight=sw, verbose=0, return_dict=True)
     theirs = k.evaluate(x, y, batch_size=5, sample_weight=sw, verbose=0, return_dict=True)
     _close(ours, theirs, rtol=1e-4)

@@ -255,6 +255,8 @@ def fit_adapters(x: Any, y: Any, batch_size: int, validation_data: Any,
 
 def _split(train: Adapter, validation_data: Any, validation_split: float, epochs: int,
            batch_size: int, owner: str) -> tuple[Adapter, Adapter | None]:
+    """``validation_split`` held out of ``train`` (arrays only), or ``validation_data``'s
+    adapter; a one-shot iterator is refused for more than one epoch."""
     if validation_split:
         if not isinstance(train, ArrayAdapter):
             raise error(owner, "validation_split", validation_split,
