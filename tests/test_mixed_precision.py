@@ -270,3 +270,42 @@ def test_resume_with_the_policy_is_exact(tmp_path):
                               tree_flatten(again.optimizer.state)):
         np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=k)
     assert int(again.optimizer.step) == int(full.optimizer.step) >= 8  # a skip or none
+
+
+class Tanh(Model):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.dense(8, input_size=4, activation="tanh")
+        self.fc2 = nn.dense(1)
+
+    def __call__(self, x):
+        return self.fc2(self.fc1(x))
+
+
+def _tiny(y_true, y_pred):
+    return 1e-7 * T.MeanSquaredError()(y_true, y_pred)
+
+
+def test_float16_gradients_underflow_without_loss_scaling():
+    """A loss of ~1e-7: its float16 gradients flush to zero without scaling (no step
+    moves a weight); the LossScaleOptimizer's 2^15 keeps them, and its update is the
+    float32 policy's to float16 precision."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = rng.normal(size=(32, 1)).astype(np.float32)
+    moves = {}
+    for policy, scaled in (("float32", False), ("mixed_float16", False),
+                           ("mixed_float16", True)):
+        mx.random.seed(0)
+        m = Tanh()
+        m(mx.array(x))
+        w0 = [np.array(a) for a in m.get_weights()]
+        m.dtype_policy = policy
+        m.compile(T.SGD(1e3), _tiny, auto_scale_loss=scaled)
+        assert isinstance(m.optimizer, LossScaleOptimizer) == scaled
+        m.fit(x, y, epochs=1, batch_size=32, verbose=0)
+        moves[policy, scaled] = [np.array(a) - b for a, b in zip(m.get_weights(), w0)]
+    assert all(np.all(d == 0) for d in moves["mixed_float16", False])
+    for a, b in zip(moves["mixed_float16", True], moves["float32", False]):
+        assert np.abs(b).max() > 1e-6
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=1e-3 * np.abs(b).max())
