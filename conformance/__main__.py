@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, caught, by in outcome.selftest:
         mark = "[green]caught[/]" if caught else "[red]NOT CAUGHT[/]"
         console.print(f"self-test: planted {name}: {mark} {by}")
+    for what, rows in (("precision", outcome.precision), ("kernel form", outcome.forms),
+                       ("contract", outcome.contracts)):
+        bad = [r for r in rows if not r.passed]
+        if rows:
+            console.print(f"{what} checks: {len(rows) - len(bad)} of {len(rows)} hold"
+                          + "".join(f"\n  [red]FAILED[/] {r.name}: {r.detail}" for r in bad),
+                          highlight=False)
     n_ok = sum(r.ok for r in outcome.results)
     console.print(f"{n_ok} passed, {len(outcome.results) - n_ok} failed"
                   + (f"; reports in {a.out}/conformance.md and .json" if a.out else ""))

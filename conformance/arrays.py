@@ -33,9 +33,10 @@ def make_input(spec: Input, rng: np.random.Generator, dtype: str) -> np.ndarray:
 
 
 def to_mx(a: np.ndarray, spec: Input, dtype: str) -> mx.array:
-    """An input as mlxnote gets it: differentiable ones in ``dtype``, the rest as drawn."""
+    """An input as mlxnote gets it: differentiable ones in ``dtype`` (or the dtype the input
+    is ``given`` in), the rest as drawn."""
     if spec.differentiable:
-        return mx.array(a.astype(np.float32)).astype(MX_DTYPES[dtype])
+        return mx.array(a.astype(np.float32)).astype(MX_DTYPES[spec.given or dtype])
     return mx.array(a)
 
 

@@ -36,12 +36,16 @@ class Input:
     """One positional input: its shape, how to fill it, and whether it gets a gradient.
 
     ``kind``: 'normal' (N(0, 1)), 'uniform' (U(-1, 1)), 'positive' (U(0.5, 1.5)),
-    'mask' (0/1 booleans, no gradient) or 'int' (small ints, no gradient).
+    'mask' (0/1 booleans, no gradient) or 'int' (small ints, no gradient). ``given``: the
+    dtype a float input is handed to mlxnote in (default: the case's); its values are
+    still those of the case's dtype, so only the layer's cast to its dtype (decisions.md 3)
+    is tested, and the references are unchanged.
     """
 
     shape: tuple[int, ...]
     kind: str = "normal"
     name: str = "data"
+    given: str | None = None
 
     @property
     def differentiable(self) -> bool:
@@ -72,6 +76,11 @@ FNS: dict[str, FnPair] = {
     "uniform_randomizer": FnPair(  # a FAVOR ``randomizer``: (shape, dtype) -> array
         lambda shape, dtype=mx.float32: mx.random.uniform(-1.0, 1.0, shape, dtype),
         lambda tf: lambda shape, dtype=tf.float32: tf.random.uniform(shape, -1.0, 1.0, dtype)),
+    "uniform_key_randomizer": FnPair(  # the same, drawing from a given key (a seed's)
+        lambda shape, dtype=mx.float32, key=None: mx.random.uniform(-1.0, 1.0, shape, dtype,
+                                                                    key=key),
+        lambda tf: lambda shape, dtype=tf.float32, key=None: tf.random.uniform(
+            shape, -1.0, 1.0, dtype)),
     "identity_encoder": FnPair(  # a Transformer ``custom_encoder``
         lambda src, **kw: src, lambda tf: lambda src, **kw: src),
     "memory_mean_decoder": FnPair(  # a Transformer ``custom_decoder``
@@ -140,7 +149,8 @@ class Case:
     def key(self) -> str:
         """Stable across runs and independent of case order."""
         payload = json.dumps([self.layer, _jsonable(self.kwargs),
-                              [(i.shape, i.kind, i.name) for i in self.inputs], self.mode,
+                              [(i.shape, i.kind, i.name, *([i.given] if i.given else []))
+                               for i in self.inputs], self.mode,
                               _jsonable(self.call_kwargs), self.seed, self.steps],
                              sort_keys=True, default=repr)
         return hashlib.sha1(payload.encode()).hexdigest()[:8]
@@ -233,6 +243,7 @@ class Trial:
     rng: np.random.Generator
     build: Callable[[], Any]
     numeric: Callable[[], list]
+    round_trip: list = field(default_factory=list)  # the engine's set_weights findings
 
 
 @dataclass
@@ -265,6 +276,10 @@ class LayerSpec:
     # (layer, inputs, call_kwargs) -> outputs; default ``layer(*inputs, **call_kwargs)``.
     # For layers whose call groups inputs (e.g. an LSTM's (h, c) initial state).
     call: Callable | None = None
+    # (kwargs with Fn markers resolved, dtype name) -> the layer; default
+    # ``getattr(mlxnote.nn, name)(**kwargs, dtype=dtype)``. For layers built from other
+    # layers (a TransformerEncoder from its encoder_layer, described by a dict).
+    build: Callable | None = None
 
     def __post_init__(self):
         if not self.modes or self.modes[0] != "vjp" or not set(self.modes) <= set(MODES):

@@ -10,8 +10,13 @@ For a numeric case the engine
    vector-Jacobian product with one random cotangent (rounded to the dtype):
    ``mx.value_and_grad`` for mlxnote, ``tf.GradientTape`` for TensorFlow (mode 'vjp');
 4. compares outputs, gradients with respect to every differentiable input and every
-   trainable weight (mapped to Note's layout), and the layer state if it has any;
-5. for each further execution mode the spec declares (``LayerSpec.modes``: 'untraced', a
+   trainable weight (mapped to Note's layout), and the layer state if it has any; and, as
+   the check ``dtypes``, the dtype of each of them (and of every weight) before any
+   conversion against the contract (:func:`expected_dtype`);
+5. before it computes, a ``set_weights`` round trip through the layer and every mlxnote
+   layer inside it (:func:`weight_round_trip`, the check ``set_weights``): new values must
+   come back from ``get_weights`` exactly, and the old ones restore every array;
+6. for each further execution mode the spec declares (``LayerSpec.modes``: 'untraced', a
    plain forward call; 'compiled', the forward call under ``mx.compile``), runs a fresh
    set-up of the case that way and compares its outputs with the same references.
 """
@@ -31,7 +36,7 @@ from mlxnote.nn.layer import resolve_path
 
 from .arrays import make_input, np32, round_to, to_mx
 from .case import TRAIN_FLAGS, Case, Expected, LayerSpec, Trial, resolve
-from .compare import Check, compare
+from .compare import Check, compare, exact
 
 
 @dataclass
@@ -86,6 +91,8 @@ def build_layer(case: Case, spec: LayerSpec, cls: type | None = None):
     from mlxnote import nn
 
     kwargs = resolve(case.kwargs, "mlx")
+    if spec.build is not None and cls is None:
+        return spec.build(kwargs, case.dtype)
     if spec.has_dtype:
         kwargs.setdefault("dtype", case.dtype)
     return (cls or getattr(nn, case.layer))(**kwargs)
@@ -123,15 +130,88 @@ def _ready(trial: Trial, spec: LayerSpec) -> list[np.ndarray]:
         call(layer, trial.xs, {k: v for k, v in trial.call_kwargs.items()
                                if k not in TRAIN_FLAGS})
         layer.train(was)
+    trial.round_trip = weight_round_trip(layer, trial.case)
     weights = layer.get_weights()
     for _ in range(trial.case.steps - 1):
         mx.eval(call(layer, trial.xs, trial.call_kwargs))
     return weights
 
 
+def dtype_name(a) -> str:
+    """``'float32'`` for an mx array of dtype ``mx.float32`` (and so on)."""
+    return str(a.dtype).rsplit(".", 1)[-1]
+
+
+def expected_dtype(case: Case) -> str:
+    """The dtype every floating output, gradient, weight and state of a case must have.
+
+    decisions.md 3: ``dtype`` is the dtype of the weights and of the computation, inputs
+    are cast to it (16-bit layers on the CPU compute in float32 but round at their output:
+    the output is still in the layer's dtype); a layer without ``dtype`` (pooling, flatten;
+    decision 35) keeps its input's dtype, which the engine gives in the case's dtype. A
+    gradient has its primal's dtype (MLX's rule). So every floating quantity is in the
+    case's dtype; an integer or boolean output is not checked.
+    """
+    return case.dtype
+
+
+def dtype_check(case: Case, named: list[tuple], label: str = "dtypes") -> Check:
+    """One check over the dtypes of ``named`` arrays, ``(name, array)`` or ``(name,
+    array, expected dtype)`` (default :func:`expected_dtype`), before any conversion."""
+    floats = [(n[0], dtype_name(n[1]), n[2] if len(n) > 2 else expected_dtype(case))
+              for n in named
+              if isinstance(n[1], mx.array) and mx.issubdtype(n[1].dtype, mx.floating)]
+    bad = [f"{n} is {d}, not {w}" for n, d, w in floats if d != w]
+    return exact(label, not bad, "; ".join(bad), value=float(len(floats)))
+
+
+def _tree_arrays(layer) -> list[tuple[str, mx.array]]:
+    return [(k, v) for k, v in tree_flatten(layer.parameters()) if isinstance(v, mx.array)]
+
+
+def weight_round_trip(layer, case: Case) -> list[str]:
+    """``set_weights`` through the layer and every mlxnote layer inside it: new values
+    (the old ones perturbed, rounded to the case dtype) must come back from
+    ``get_weights`` exactly, and setting the old ones back must restore every stored
+    array bit for bit. Returns the failures (empty: it held); the layer ends as it began."""
+    from mlxnote.nn.layer import Layer
+
+    rng = np.random.default_rng(case.seed + 104729)
+    found = []
+    inner = [("", layer)] + [(p, m) for p, m in layer.named_modules()
+                             if p and isinstance(m, Layer)]
+    for path, lyr in inner:
+        name = f"{type(lyr).__name__}{' at ' + path if path else ''}"
+        try:
+            before = [(k, mx.array(v)) for k, v in _tree_arrays(lyr)]
+            w0 = lyr.get_weights()
+            if not w0:
+                continue
+            w1 = [round_to(np.asarray(w, np.float64) * rng.uniform(0.5, 1.5, np.shape(w))
+                           + rng.uniform(0.01, 0.1, np.shape(w)), case.dtype) for w in w0]
+            lyr.set_weights([w.astype(np.float32) for w in w1])
+            got = lyr.get_weights()
+            bad = [j for j, (a, b) in enumerate(zip(got, w1))
+                   if np.shape(a) != np.shape(b) or not np.array_equal(
+                       np.asarray(a, np.float64), b)]
+            if len(got) != len(w1) or bad:
+                found.append(f"{name}: get_weights after set_weights differs at {bad}")
+            lyr.set_weights(w0)
+            after = dict(_tree_arrays(lyr))
+            changed = [k for k, v in before if k not in after or after[k].dtype != v.dtype
+                       or not mx.array_equal(after[k], v).item()]
+            if changed:
+                found.append(f"{name}: set_weights(get_weights()) changed {changed[:4]}")
+            if not lyr.built:
+                found.append(f"{name}: not built after set_weights")
+        except Exception as e:  # the check reports it
+            found.append(f"{name}: {type(e).__name__}: {e}")
+    return found
+
+
 def run_mlx(trial: Trial, spec: LayerSpec):
     """Mode 'vjp': returns (weights, outputs, input grads, param grads, cotangents), all
-    NumPy float64."""
+    NumPy float64, and the arrays before conversion (named) for the dtype check."""
     case, layer, xs, call_kwargs = trial.case, trial.layer, trial.xs, trial.call_kwargs
     call = _call(spec)
     weights = _ready(trial, spec)
@@ -168,15 +248,27 @@ def run_mlx(trial: Trial, spec: LayerSpec):
         _, outs = forward()
         grads = []
     mx.eval(outs, grads)
+    names = [i.name for i in case.inputs if i.differentiable]
+    raw = [(_out_name(j, len(outs)), o) for j, o in enumerate(outs)]
+    # an input's gradient has the dtype the input was given in (MLX's rule)
+    raw += [(f"grad:{n}", g, case.inputs[k].given or case.dtype)
+            for n, g, k in zip(names, grads[:len(diff)], diff)]
+    raw += [(f"grad:{n}", g) for n, g in zip(pnames, grads[len(diff):])]
+    raw += [(f"weight:{k}", v) for k, v in _tree_arrays(layer)]
     out_np = [np32(o) for o in outs]
     gin = [np32(g) for g in grads[:len(diff)]]
     gparam = [np32(layer.note_value(n, g)) for n, g in zip(pnames, grads[len(diff):])]
-    return weights, out_np, gin, gparam, cts
+    return weights, out_np, gin, gparam, cts, raw
 
 
-def run_forward(trial: Trial, spec: LayerSpec, mode: str) -> list[np.ndarray]:
+def _out_name(j: int, n: int) -> str:
+    return "output" if n == 1 else f"output[{j}]"
+
+
+def run_forward(trial: Trial, spec: LayerSpec, mode: str):
     """Modes 'untraced' and 'compiled': the outputs of one forward call, right after the
-    'vjp' mode's traced one (the layers must tell the two apart by themselves)."""
+    'vjp' mode's traced one (the layers must tell the two apart by themselves), as NumPy
+    float64 and as they came (for the dtype check)."""
     layer, kw, call = trial.layer, trial.call_kwargs, _call(spec)
     _ready(trial, spec)
 
@@ -188,7 +280,7 @@ def run_forward(trial: Trial, spec: LayerSpec, mode: str) -> list[np.ndarray]:
         forward = mx.compile(forward, inputs=state, outputs=state)
     outs = forward(*trial.xs)
     mx.eval(outs)
-    return [np32(o) for o in outs]
+    return [np32(o) for o in outs], outs
 
 
 # -- the reference side ----------------------------------------------------------------
@@ -234,14 +326,14 @@ def numeric(case: Case, spec: LayerSpec, cls: type | None = None) -> list[Check]
 
     tf_dt = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}[case.dtype]
     trial = prepare(case, spec, cls)
-    weights, outs, gin, gparam, cts = run_mlx(trial, spec)
+    weights, outs, gin, gparam, cts, raw = run_mlx(trial, spec)
     r_outs, r_gin, r_gparam, r_state = run_tf(case, spec, weights, trial.inputs, cts, tf_dt)
     o_outs, o_gin, o_gparam, o_state = run_tf(case, spec, weights, trial.inputs, cts,
                                               tf.float64)
     if len(outs) != len(r_outs):
         return [Check("output", False, detail=f"{len(outs)} outputs, reference has "
                       f"{len(r_outs)}")]
-    checks = [compare("output" if len(outs) == 1 else f"output[{j}]", a, b, c, case.dtype)
+    checks = [compare(_out_name(j, len(outs)), a, b, c, case.dtype)
               for j, (a, b, c) in enumerate(zip(outs, r_outs, o_outs))]
     names = [i.name for i in case.inputs if i.differentiable]
     for n, a, b, c in zip(names, gin, r_gin, o_gin):
@@ -256,8 +348,12 @@ def numeric(case: Case, spec: LayerSpec, cls: type | None = None) -> list[Check]
     if spec.state is not None:
         for n, a in spec.state(trial.layer).items():
             checks.append(compare(f"state:{n}", a, r_state[n], o_state.get(n), case.dtype))
+    checks.append(exact("set_weights", not trial.round_trip, "; ".join(trial.round_trip)))
+    checks.append(dtype_check(case, raw))
     for mode in spec.modes[1:] if case.dtype in spec.mode_dtypes else ():
-        m_outs = run_forward(prepare(case, spec, cls), spec, mode)
+        m_outs, m_raw = run_forward(prepare(case, spec, cls), spec, mode)
+        checks.append(dtype_check(case, [(f"{n} {mode}", o) for (n, _), o in
+                                         zip(raw, m_raw)], f"dtypes {mode}"))
         if len(m_outs) != len(r_outs):
             checks.append(Check(f"output {mode}", False, detail=f"{len(m_outs)} outputs, "
                                 f"reference has {len(r_outs)}"))

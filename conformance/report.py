@@ -78,8 +78,20 @@ def print_summary(console: Console, results: list[CaseResult], problems: list[st
         console.print(f"[red]PROBLEM[/] {p}")
 
 
+def dtype_summary(results: list[CaseResult]) -> tuple[int, int, list[str]]:
+    """``(quantities whose dtype was compared, cases, the mismatches)`` over the results."""
+    n, cases, bad = 0, 0, []
+    for r in results:
+        dts = [c for c in r.checks if c.name.startswith("dtypes")]
+        cases += bool(dts)
+        n += int(sum(c.max_abs for c in dts))
+        bad += [f"{r.case.id}: {c.detail}" for c in dts if not c.passed]
+    return n, cases, bad
+
+
 def write_json(path: Path, results: list[CaseResult], coverage: dict, problems: list[str],
-               meta: dict) -> None:
+               meta: dict, outcome=None) -> None:
+    n_dt, n_cases, dt_bad = dtype_summary(results)
     data = {
         "meta": meta,
         "tolerances": {k: {"rtol": v[0], "atol": v[1]} for k, v in TOLERANCES.items()},
@@ -88,14 +100,48 @@ def write_json(path: Path, results: list[CaseResult], coverage: dict, problems: 
                     summarize(results).items()},
         "coverage": coverage,
         "problems": problems,
+        "dtypes": {"quantities": n_dt, "cases": n_cases, "mismatches": dt_bad},
+        "precision": [r.to_json() for r in getattr(outcome, "precision", [])],
+        "kernel_forms": [r.to_json() for r in getattr(outcome, "forms", [])],
+        "contracts": [r.to_json() for r in getattr(outcome, "contracts", [])],
         "cases": [r.to_json() for r in results],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
 
 
+def suite_checks_markdown(outcome) -> list[str]:
+    """The report's sections for the suite-level checks: precision bounds, kernels against
+    MLX's ops, contracts."""
+    lines: list[str] = []
+    rows = getattr(outcome, "precision", [])
+    if rows:
+        lines += ["", "## Precision bounds (the accurate formulations stay accurate)", "",
+                  "Relative error against the float64 oracle (max |ours - oracle| / "
+                  "max |oracle|, float32); the bound each check asserts, and what the plain "
+                  "formulation (patched in for the check) or MLX's own function measured.", "",
+                  "| check | ours | bound | rule | plain / MLX | TF | passed |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            def f(v):
+                return "" if v is None else f"{v:.3g}"
+            lines.append(f"| {r.name} | {f(r.ours)} | {f(r.bound)} | {r.rule} | {f(r.plain)} "
+                         f"| {f(r.tf)} | {'yes' if r.passed else 'NO: ' + r.detail} |")
+    for title, key in (("Kernels against MLX's ops (forward and backward, float32: "
+                        "max err <= 1e-5 x scale + 1e-6; result dtypes)", "forms"),
+                       ("Contracts (conformance/contracts.py)", "contracts")):
+        rows = getattr(outcome, key, [])
+        if rows:
+            bad = [r for r in rows if not r.passed]
+            lines += ["", f"## {title}", "", f"{len(rows) - len(bad)} of {len(rows)} hold.", ""]
+            lines += [f"- {r.name}: " + ("ok" if r.passed else f"FAILED: {r.detail}")
+                      + (f" (worst {r.err:.2g})" if key == "forms" else "") for r in rows]
+    return lines
+
+
 def write_markdown(path: Path, results: list[CaseResult], coverage: dict, problems: list[str],
-                   meta: dict, selftest: list[tuple[str, bool, str]] | None = None) -> None:
+                   meta: dict, selftest: list[tuple[str, bool, str]] | None = None,
+                   outcome=None) -> None:
     lines = [f"# mlxnote conformance report ({meta['tier']} tier)", "",
              f"{header_line(meta)}; {len(results)} cases in {meta['seconds']:.1f} s.", "",
              "Verdict: within the dtype's tolerance of TensorFlow in the same dtype, or within "
@@ -113,8 +159,16 @@ def write_markdown(path: Path, results: list[CaseResult], coverage: dict, proble
     for layer, row in sorted(summarize(results).items()):
         lines.append(f"| {layer} | {row['cases']} | {row['passed']} | {row['failed']} | "
                      f"{row['xfail']} | {row['fwd']:.2e} | {row['grad']:.2e} |")
+    n_dt, n_cases, dt_bad = dtype_summary(results)
+    lines += ["", "## Dtypes", "",
+              f"{n_dt} outputs, gradients and weights of {n_cases} cases had their dtype "
+              "compared, before any conversion, with the contract (the layer's dtype, "
+              "decisions.md 3; a gradient its input's): "
+              + (f"{len(dt_bad)} mismatched." if dt_bad else "all matched.")]
+    lines += [f"- {b}" for b in dt_bad[:50]]
     if problems:
         lines += ["", "## Problems", ""] + [f"- {p}" for p in problems]
+    lines += suite_checks_markdown(outcome)
     bad = [r for r in results if not r.ok]
     lines += ["", f"## Failures ({len(bad)})", ""]
     for r in bad:

@@ -66,10 +66,25 @@ def _mutants():
         def __init__(self, drop_path_rate, noise_shape=None, seed=None, dtype="float32"):
             super().__init__(drop_path_rate, noise_shape, seed, dtype)
 
+    class Float32Output(nn.dense):
+        """Dtype error: a 16-bit layer returns its (exact) result in float32."""
+
+        def __call__(self, data):
+            return super().__call__(data).astype(mx.float32)
+
+    class SetWeightsIgnored(nn.dense):
+        """Weight-contract error: set_weights accepts the arrays and changes nothing."""
+
+        def set_weights(self, weights, layout="note"):
+            pass
+
     dense = dict(output_size=6, input_size=6, bias_initializer="normal")
     x = (Input((4, 6)),)
     drop_in = (Input((64, 32), "positive"),)
     return [
+        ("float32 output of a bfloat16 layer (dtype)", Float32Output,
+         Case("dense", dense, x, "bfloat16")),
+        ("set_weights ignored", SetWeightsIgnored, Case("dense", dense, x)),
         ("bias sign flip (forward)", BiasSignFlip, Case("dense", dense, x)),
         ("weight gradient sign flip", WeightGradSignFlip, Case("dense", dense, x)),
         ("transposed weight", TransposedWeight, Case("dense", dense, x)),
@@ -103,6 +118,47 @@ def inverted_fast_mask(calls: list | None = None) -> Iterator[None]:
         K._fast = original
 
 
+@contextlib.contextmanager
+def uncast_feed_forward() -> Iterator[None]:
+    """Dtype error in a 16-bit Transformer: the feed-forward block's result is not cast to
+    the layer's dtype (float32 on the CPU: the residual sum leaves the dtype)."""
+    from mlxnote.nn import transformer_blocks as TB
+
+    original = TB._Block._ff
+
+    def planted(self, x, t, out_drop):
+        h = self._dropped(self.ff_dropout, self.act(self.linear1.project(x)), t)
+        return self._dropped(out_drop, self.linear2.project(h), t)
+
+    TB._Block._ff = planted
+    try:
+        yield
+    finally:
+        TB._Block._ff = original
+
+
+def patch_mutants() -> list[tuple[str, Callable[..., contextlib.AbstractContextManager], Case]]:
+    """``[(name, patch, case)]``: planted errors patched into mlxnote's code for the run."""
+    from .families.transformer_blocks import B
+
+    enc = Case("TransformerEncoderLayer", dict(B, norm_first=True),
+               (Input((2, 8, 32), name="src"),), "bfloat16", call_kwargs={"inputs": ("src",)})
+    return [("feed-forward not cast to a bfloat16 Transformer layer's dtype",
+             uncast_feed_forward, enc)]
+
+
+def precision_loss() -> tuple[str, bool, str]:
+    """Accuracy error: the dense bias gradient's pairwise sum made MLX's sequential one
+    (patched into the code); the precision check must fail."""
+    from . import precision
+
+    check = next(p for p in precision.LAYER_CHECKS if p.plain is precision.plain_bias_rows)
+    with precision.plain_bias_rows():
+        row = precision.run_layer(check)
+    return ("sequential bias-gradient sum (precision)", not row.passed,
+            row.detail or f"not caught: {row.ours:.3g} <= {row.bound:.3g}")
+
+
 def gpu_mutants() -> list[tuple[str, Callable[..., contextlib.AbstractContextManager], Case]]:
     """``[(name, patch, case)]``: planted errors in branches only the GPU formulation takes."""
     mha = Case("multihead_attention", dict(n_head=2, input_size=8),
@@ -129,6 +185,10 @@ def run() -> list[tuple[str, bool, str]]:
     specs = families.load().specs
     out = [_result(name, run_case(case, specs[case.layer], cls=cls))
            for name, cls, case in _mutants()]
+    for name, patch, case in patch_mutants():
+        with patch():
+            out.append(_result(name, run_case(case, specs[case.layer])))
+    out.append(precision_loss())
     if not cpu_formulation():
         for name, patch, case in gpu_mutants():
             with patch():

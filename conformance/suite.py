@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import coverage, families, report, selftest
+from . import contracts, coverage, families, kernel_forms, precision, report, selftest
 from .case import Case, Expected
 from .engine import CaseResult, run_case
 
@@ -25,11 +25,15 @@ class Outcome:
     selftest: list[tuple[str, bool, str]] = field(default_factory=list)
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)  # report.meta_info: device, formulation, ...
+    precision: list = field(default_factory=list)  # precision.Row (full tier)
+    forms: list = field(default_factory=list)  # kernel_forms.FormRow: kernels vs MLX
+    contracts: list = field(default_factory=list)  # kernel_forms.FormRow: contracts.py
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(r.ok for r in self.results) and all(
-            caught for _, caught, _ in self.selftest)
+            caught for _, caught, _ in self.selftest) and all(
+            r.passed for r in [*self.precision, *self.forms, *self.contracts])
 
 
 def select(tier: str = "smoke", layers: Sequence[str] | None = None,
@@ -124,6 +128,11 @@ def _run(tier, layers, case_ids, dtypes, progress, out, console, run_selftest,
             problems.append(f"{r.case.id} passed but is registered as an expected failure "
                             f"({r.xfail.reason}): remove the entry")
     outcome = Outcome(results, problems, coverage.exercised(specs, chosen))
+    if whole_suite:  # the suite-level checks: kernels against MLX, contracts, precision
+        outcome.forms = kernel_forms.run()
+        outcome.contracts = contracts.run()
+        if tier == "full":
+            outcome.precision = precision.run()
     if run_selftest and whole_suite:
         outcome.selftest = selftest.run()
     outcome.seconds = time.perf_counter() - t0
@@ -131,7 +140,8 @@ def _run(tier, layers, case_ids, dtypes, progress, out, console, run_selftest,
                                            outcome.seconds)
     if out is not None:
         out = Path(out)
-        report.write_json(out / "conformance.json", results, outcome.coverage, problems, meta)
+        report.write_json(out / "conformance.json", results, outcome.coverage, problems, meta,
+                          outcome)
         report.write_markdown(out / "conformance.md", results, outcome.coverage, problems, meta,
-                              outcome.selftest)
+                              outcome.selftest, outcome)
     return outcome

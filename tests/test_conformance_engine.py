@@ -94,7 +94,8 @@ def test_recurrent_cases_run_every_mode_in_float32():
         names = [c.name for c in run_case(case, FAMILIES.specs["LSTM"]).checks]
         extra = [n for n in names if n.endswith(("untraced", "compiled"))]
         if case.dtype == "float32":
-            assert extra == ["output[0] untraced", "output[0] compiled"], names
+            assert extra == ["dtypes untraced", "output[0] untraced", "dtypes compiled",
+                             "output[0] compiled"], names
         else:
             assert extra == [], names
 
@@ -227,4 +228,69 @@ def test_failure_report_has_rerun_command(tmp_path):
 def test_gradients_are_compared_for_every_weight(dtype):
     res = run_case(_dense_case(dtype, activation="tanh"), FAMILIES.specs["dense"])
     names = [c.name for c in res.checks]
-    assert names == ["output", "grad:data", "grad:weight", "grad:bias"] and res.passed
+    assert names == ["output", "grad:data", "grad:weight", "grad:bias", "set_weights",
+                     "dtypes"] and res.passed
+
+
+# -- dtypes, the set_weights round trip, the suite-level checks ------------------------------
+def test_dtypes_are_compared_before_conversion():
+    from mlxnote import nn
+
+    class Float32Out(nn.dense):
+        def __call__(self, data):
+            return super().__call__(data).astype(mx.float32)  # exact values, wrong dtype
+
+    case = _dense_case("bfloat16")
+    res = run_case(case, FAMILIES.specs["dense"], cls=Float32Out)
+    failing = [c for c in res.checks if not c.passed]
+    assert [c.name for c in failing] == ["dtypes"]
+    assert "output is float32, not bfloat16" in failing[0].detail
+    # an input handed over in float32: the output keeps the layer's dtype, the input's
+    # gradient the input's dtype
+    given = Case("dense", dict(output_size=3, input_size=4),
+                 (Input((2, 4), given="float32"),), "bfloat16")
+    assert given.id != Case("dense", dict(output_size=3, input_size=4), (Input((2, 4)),),
+                            "bfloat16").id
+    res = run_case(given, FAMILIES.specs["dense"])
+    assert res.passed, [c.detail for c in res.checks if not c.passed]
+    dt = next(c for c in res.checks if c.name == "dtypes")
+    assert dt.max_abs == 6  # output, 3 gradients, 2 weights
+
+
+def test_set_weights_round_trip_reaches_inner_layers():
+    from conformance.engine import weight_round_trip
+    from conformance.families.transformer_blocks import B
+    from mlxnote import nn
+    from mlxnote.nn import layer_norm
+
+    blk = nn.TransformerEncoderLayer(**B)
+    assert weight_round_trip(blk, _dense_case()) == []
+    assert "set_weights" not in vars(layer_norm)
+    layer_norm.set_weights = lambda self, weights, layout="note": None  # a broken one
+    try:
+        found = weight_round_trip(blk, _dense_case())
+    finally:
+        del layer_norm.set_weights
+    assert any("layer_norm at norm1" in f for f in found), found
+
+
+def test_kernel_forms_and_contracts_hold():
+    from conformance import contracts, kernel_forms
+
+    rows = kernel_forms.run() + contracts.run()
+    assert len(rows) > 60
+    assert all(r.passed for r in rows), [f"{r.name}: {r.detail}" for r in rows if not r.passed]
+
+
+def test_precision_bound_of_a_fast_function():
+    from conformance import precision
+    from mlxnote.kernels import fastmath
+
+    check = next(p for p in precision._fastmath() if p.name == "fast_exp")
+    row = precision.run_function(check)
+    assert row.passed and row.ours < row.bound <= 1e-7 and row.plain > 4 * row.bound
+    fastmath._EXP_IMPL.clear()  # an extra term in the polynomial (recompiled): caught
+    with precision.patched(fastmath, "_EXP_POLY", fastmath._EXP_POLY[:1] +
+                           fastmath._EXP_POLY):
+        assert not precision.run_function(check).passed
+    fastmath._EXP_IMPL.clear()
