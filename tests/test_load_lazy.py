@@ -30,12 +30,13 @@ class Seq(Model):
     def __init__(self):
         super().__init__()
         self.lstm = nn.LSTM(7, return_sequence=True)
+        self.bi = nn.Bidirectional(nn.GRU(3, return_sequence=True))  # built through its two
         self.att = nn.multihead_attention(1)
         self.norm = nn.layer_norm()
         self.out = nn.dense(2)
 
     def __call__(self, x):
-        h = self.lstm(x)
+        h = self.bi(self.lstm(x))
         return self.out(self.norm(self.att(h)[0][:, -1]))
 
 

@@ -159,3 +159,20 @@ def test_errors_name_the_problem_and_change_nothing(tmp_path):
         m.load_weights(tmp_path / "bad.weights.h5")
     m.save_weights(tmp_path / "m.npz")  # MLX's formats still work
     m.load_weights(str(tmp_path / "m.npz"))
+
+
+@pytest.mark.parametrize("make,shape", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_keras_file_into_a_lazily_built_model(tmp_path, make, shape):
+    """A Keras user's first move: build the mlxnote model, load the Keras file, call it."""
+    km = to_keras(_built(make, shape, seed=3), input_shape=shape[1:])
+    _scramble_keras(km, seed=11)
+    path = tmp_path / "k.weights.h5"
+    km.save_weights(str(path))
+    m = make().eval()
+    assert m.unbuilt()
+    key = np.array(mx.random.state[0])
+    m.load_weights(path)
+    np.testing.assert_array_equal(np.array(mx.random.state[0]), key)
+    assert not m.unbuilt()
+    x = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    np.testing.assert_allclose(np.array(m(mx.array(x))), np.asarray(km(x)), **TOL)

@@ -14,7 +14,8 @@ An mlxnote model maps onto that layout through its layers' Keras counterparts
 Model subclass in registration order (the order a Keras Sequential of the same layers
 has). A layer without a Keras counterpart is an error naming it. Loading is strict and
 all or nothing: every layer's group must hold its arrays with Keras's shapes; weightless
-layers may be absent.
+layers may be absent. A lazily built model is first built from the file's shapes
+(:mod:`~.rebuild`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from .._validation import Desc, error
 from ..nn import weights
 from ..nn.layer import Layer
-from . import checkpoint
+from . import checkpoint, rebuild
 
 __all__ = ["SUFFIX", "is_keras_file", "groups", "save", "load"]
 
@@ -91,7 +92,8 @@ def _parts(member: Any, kind: str, path: str, name: str, owner: str
             yield from _parts(inner, ikind, f"{path}/{side}_layer",
                               f"{side}_{_snake(ikind)}", owner)
         return
-    n = len(member.get_weights(layout="keras")) if isinstance(member, Layer) else 0
+    n = 0 if not isinstance(member, Layer) else \
+        len(member.get_weights(layout="keras")) if member.built else -1  # -1: unbuilt
     if kind in _RNN:
         yield path, name, 0
         yield f"{path}/cell", _RNN[kind], n
@@ -162,14 +164,43 @@ def save(model: Any, path: str | os.PathLike, owner: str, overwrite: bool = True
         raise
 
 
+def _build_unbuilt(model: Any, f: Any, owner: str) -> None:
+    """Build the model's unbuilt layers for the input sizes the file's Keras-layout
+    shapes imply (:mod:`~.rebuild`; MLX's random state kept)."""
+    if not model.unbuilt():
+        return
+    with rebuild.same_random_state():
+        for member, parts in groups(model, owner):
+            if isinstance(member, Layer) and not member.built:
+                _build_from(member, _keras_class(member, owner), parts[0][0], f, owner)
+
+
+def _build_from(layer: Layer, kind: str, path: str, f: Any, owner: str) -> None:
+    """Build ``layer`` (a wrapper through its sublayers) from the shapes of its groups
+    under ``path``."""
+    wrapped = rebuild.wrapper_parts(layer)
+    if wrapped is not None:
+        for name, sub in wrapped:
+            _build_from(sub, _keras_class(sub, owner), f"{path}/{name}", f, owner)
+        rebuild.built_through(layer, wrapped)
+        return
+    saved: list[tuple[int, ...]] = []
+    for gpath, _, _ in _parts(layer, kind, path, "", owner):
+        g = f.get(f"{gpath}/vars")
+        saved += [] if g is None else [g[str(i)].shape for i in range(len(g))]
+    size = rebuild.input_size_from(layer, {str(i): s for i, s in enumerate(saved)},
+                                   rebuild.keras_shapes)
+    if size is not None:
+        rebuild.build(layer, size)
+
+
 def load(model: Any, path: str | os.PathLike, owner: str) -> None:
     """Read a Keras 3 ``.weights.h5`` file into ``model``: every layer's arrays, checked
     (count and shapes) for all layers before any is set (a
-    :class:`~.checkpoint.CheckpointError` lists every problem)."""
+    :class:`~.checkpoint.CheckpointError` lists every problem). Layers not built yet are
+    first built for the input sizes the file's shapes imply."""
     path = os.fspath(path)
     checkpoint.require(path, owner)
-    model._check_built("load_weights")
-    plan = groups(model, owner)
     h5py = _h5py()
     problems: list[str] = []
     loads: list[tuple[Layer, list[np.ndarray]]] = []
@@ -179,7 +210,9 @@ def load(model: Any, path: str | os.PathLike, owner: str) -> None:
         raise checkpoint.CheckpointError(f"{owner}: {path!r} is not a readable HDF5 "
                                          f"file ({e})") from e
     with f:
-        for member, parts in plan:
+        _build_unbuilt(model, f, owner)
+        model._check_built("load_weights")
+        for member, parts in groups(model, owner):
             if not isinstance(member, Layer):
                 continue
             want = member.get_weights(layout="keras")
