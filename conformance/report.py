@@ -124,7 +124,7 @@ def suite_checks_markdown(outcome) -> list[str]:
                   "|---|---|---|---|---|---|---|"]
         for r in rows:
             def f(v):
-                return "" if v is None else f"{v:.3g}"
+                return "" if v is None or v != v else f"{v:.3g}"
             lines.append(f"| {r.name} | {f(r.ours)} | {f(r.bound)} | {r.rule} | {f(r.plain)} "
                          f"| {f(r.tf)} | {'yes' if r.passed else 'NO: ' + r.detail} |")
     for title, key in (("Kernels against MLX's ops (forward and backward, float32: "

@@ -294,3 +294,18 @@ def test_precision_bound_of_a_fast_function():
                            fastmath._EXP_POLY):
         assert not precision.run_function(check).passed
     fastmath._EXP_IMPL.clear()
+
+
+def test_precision_checks_apply_where_their_formulation_runs():
+    from conformance import precision
+    from mlxnote import _config
+    from mlxnote.kernels import extension
+
+    by = {p.name.split(" ")[0]: p for p in precision.LAYER_CHECKS}
+    with _config.formulation("cpu"):
+        assert precision.missing_needs(by["conv3d_transpose"]) == ""
+        with extension.enabled(False):
+            assert "extension" in precision.missing_needs(by["batch_norm"])
+    with _config.formulation("gpu"):
+        assert "CPU-formulation" in precision.missing_needs(by["conv3d_transpose"])
+        assert precision.missing_needs(by["dense"]) == ""
