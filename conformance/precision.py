@@ -164,8 +164,9 @@ LAYER_CHECKS: list[LayerPrecision] = [
               Input((2, 12, 12, 12, 8))),
         ("grad:bias",), "plain", 4.0, plain_column_sum),
     LayerPrecision(
-        "conv3d input gradient (mx.conv_general's at stride 1)",
-        "choose(): stride 1 keeps MLX's input gradient, takes the chunked weight gradient",
+        "strided conv3d input gradient (the GEMM formulation's)",
+        "choose(): at stride > 1 the GEMM input gradient (MLX's runs input-dilated convs), at "
+        "stride 1 MLX's; swapping the two formulations loses accuracy",
         _case("conv3d", dict(filters=8, kernel_size=3, input_size=8, padding="SAME",
                              strides=2), Input((2, 12, 12, 12, 8))),
         ("grad:data",), "plain", 1.5, swapped_gradients),

@@ -20,6 +20,7 @@ STATUS_STYLE = {"pass": "green", "xfail": "yellow", "fail": "red", "error": "red
                 "xpass": "magenta"}
 
 
+SHOWN = 32  # values listed per argument in the coverage section (every spelling, mostly)
 DT_SHORT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
@@ -196,8 +197,8 @@ def write_markdown(path: Path, results: list[CaseResult], coverage: dict, proble
     for layer, args in sorted(coverage.items()):
         lines += [f"### {layer}", "", "| argument | values |", "|---|---|"]
         for a, vals in args.items():
-            shown = ", ".join(f"`{v}`" for v in vals[:12])
-            more = f" (+{len(vals) - 12} more)" if len(vals) > 12 else ""
+            shown = ", ".join(f"`{v}`" for v in vals[:SHOWN])
+            more = f" (+{len(vals) - SHOWN} more)" if len(vals) > SHOWN else ""
             lines.append(f"| {a} | {shown}{more} |")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
