@@ -171,12 +171,13 @@ def test_reduce_lr_on_plateau_decides_as_keras(kw):
     assert len(set(want)) > 1  # the case reduces at least once
 
 
-def test_reduce_lr_on_plateau_in_a_run():
+def test_reduce_lr_on_plateau_in_a_run(capsys):
     """min_delta larger than any change: no epoch improves after the first, so each
     later one reduces (patience 0); the logged rate is the one before the reduction."""
     m = _net()
-    h = _fit(m, [ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10)],
-             epochs=4)
+    h = _fit(m, [ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10,
+                                   verbose=1)], epochs=4)
+    assert "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.05" in capsys.readouterr().out
     lr = [float(np.float32(v)) for v in (0.1, 0.1, 0.05, 0.025)]
     assert h.history["learning_rate"] == pytest.approx(lr, rel=1e-7)
     assert float(np.asarray(m.optimizer.learning_rate)) == pytest.approx(0.0125, rel=1e-6)
@@ -331,3 +332,26 @@ def test_backup_and_restore_double_checkpoint_falls_back(tmp_path):
     assert not latest.exists()
     with pytest.raises(ValueError, match="BackupAndRestore: argument 'save_freq'"):
         BackupAndRestore(tmp_path, save_freq="batch")
+
+
+def test_auto_mode_follows_keras_metric_directions():
+    """'auto': larger is better for the metrics Keras marks _direction='up'."""
+    from mlxnote.training.callbacks import mode_sign
+    for name in ("val_accuracy", "auc", "val_auc_1", "precision", "val_recall",
+                 "sparse_top_k_categorical_accuracy"):
+        assert mode_sign("X", "auto", name) == -1.0, name
+    for name in ("loss", "val_loss", "mse", "val_mean_absolute_error"):
+        assert mode_sign("X", "auto", name) == 1.0, name
+    for cls in (keras.metrics.AUC, keras.metrics.Precision, keras.metrics.Recall,
+                keras.metrics.SparseTopKCategoricalAccuracy):
+        assert cls()._direction == "up"
+    assert keras.metrics.MeanSquaredError()._direction == "down"
+
+
+def test_csv_logger_closes_its_file_when_fit_raises(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = CSVLogger(path)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_net(), [logger, Crash(at_epoch=2)], epochs=4)
+    assert logger.csv_file is None
+    assert len(path.read_text().splitlines()) == 3  # the header and epochs 0 and 1
