@@ -156,3 +156,29 @@ def test_fit_clips_inside_the_compiled_step(keras, clip):
     got = m.get_weights(layout="keras")
     np.testing.assert_allclose(np.array(got[0]), w - 0.1 * gw, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(got[1]), b - 0.1 * gb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(_KERAS))
+def test_get_optimizer_reads_keras_serialized_optimizers(keras, name):
+    """``keras.optimizers.serialize(opt)`` (its neutral base options dropped) gives the
+    same optimizer: the same three steps from the same weights."""
+    kopt = getattr(keras.optimizers, _KERAS[name])(learning_rate=0.05, clipnorm=0.7)
+    ours = T.get_optimizer(keras.optimizers.serialize(kopt))
+    assert type(ours) is OPTIMIZERS[name] and ours.clipnorm == 0.7
+    rng = np.random.default_rng(8)
+    w0 = rng.normal(size=(3, 2)).astype(np.float32)
+    kv = keras.Variable(w0)
+    params = {"w": mx.array(w0)}
+    ours.init(params)
+    for _ in range(3):
+        g = rng.normal(0, 2, size=(3, 2)).astype(np.float32)
+        kopt.apply_gradients([(keras.ops.convert_to_tensor(g), kv)])
+        params = ours.apply_gradients({"w": mx.array(g)}, params)
+    np.testing.assert_allclose(np.array(params["w"]), kv.numpy(), rtol=2e-5, atol=2e-6)
+
+
+def test_get_optimizer_refuses_keras_options_it_lacks(keras):
+    config = keras.optimizers.serialize(keras.optimizers.Adam(use_ema=True))
+    with pytest.raises(TypeError, match="argument 'optimizer' got a config of Adam; allowed: "
+                                        "the arguments of Adam here .*use_ema"):
+        T.get_optimizer(config)

@@ -262,10 +262,43 @@ OPTIMIZERS: dict[str, Callable[[], optim.Optimizer]] = {
 }
 
 
+#: Keras's base-optimizer options at the values that change nothing (as in a Keras
+#: ``get_config``): dropped from a config; any other value is refused.
+KERAS_NEUTRAL = {"name": None, "weight_decay": None, "use_ema": False, "ema_momentum": 0.99,
+                 "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                 "gradient_accumulation_steps": None, "amsgrad": False}
+
+
+def _from_config(spec: dict, where: str) -> optim.Optimizer:
+    """Keras's ``{'class_name': ..., 'config': {...}}`` (``keras.optimizers.serialize``'s
+    ``module``/``registered_name`` ignored): the config's arguments, Keras's neutral
+    options (:data:`KERAS_NEUTRAL`; any ``name``) dropped."""
+    name = spec["class_name"].lower()
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        raise error(where, "optimizer", spec, "a 'config' dict of keyword arguments",
+                    TypeError)
+
+    def neutral(k: str, v: Any) -> bool:
+        if k == "name":
+            return True
+        if k == "weight_decay" and name == "adamw":  # AdamW's own argument
+            return False
+        return k in KERAS_NEUTRAL and v == KERAS_NEUTRAL[k]
+
+    keep = {k: v for k, v in config.items() if not neutral(k, v)}
+    try:
+        return OPTIMIZERS[name](**keep)
+    except TypeError as e:
+        raise error(where, "optimizer", Desc(f"a config of {spec['class_name']}"),
+                    f"the arguments of {spec['class_name']} here ({e})", TypeError) from None
+
+
 def get_optimizer(spec: Any, where: str = "Model") -> optim.Optimizer:
     """An optimizer from a Keras name (Keras defaults), Keras's config form
     ``{'class_name': 'Adam', 'config': {'learning_rate': 1e-3, 'clipnorm': 1.0}}`` (as
-    ``keras.optimizers.get``), or an ``mlx.optimizers`` object.
+    ``keras.optimizers.get``; ``keras.optimizers.serialize(opt)`` works), or an
+    ``mlx.optimizers`` object.
 
     ``where`` is the owner named in the error for anything else.
     """
@@ -273,17 +306,10 @@ def get_optimizer(spec: Any, where: str = "Model") -> optim.Optimizer:
         return spec
     if isinstance(spec, str) and spec.lower() in OPTIMIZERS:
         return OPTIMIZERS[spec.lower()]()
-    if isinstance(spec, dict) and set(spec) <= {"class_name", "config"} \
+    if isinstance(spec, dict) and set(spec) <= {"class_name", "config", "module",
+                                                "registered_name"} \
             and str(spec.get("class_name", "")).lower() in OPTIMIZERS:
-        config = spec.get("config") or {}
-        if not isinstance(config, dict):
-            raise error(where, "optimizer", spec, "a 'config' dict of keyword arguments",
-                        TypeError)
-        try:
-            return OPTIMIZERS[spec["class_name"].lower()](**config)
-        except TypeError as e:
-            raise error(where, "optimizer", spec, f"the arguments of {spec['class_name']} "
-                        f"({e})", TypeError) from None
+        return _from_config(spec, where)
     allowed = ("one of " + ", ".join(repr(k) for k in OPTIMIZERS)
                + ", {'class_name': name, 'config': {...}} or an mlx.optimizers.Optimizer")
     raise error(where, "optimizer", spec, allowed,
