@@ -278,23 +278,23 @@ class Totals:
         pairs = [(m, None) if isinstance(m, str) else tuple(m) for m in metrics]
         self.names = ["loss", *(n for n, _ in pairs)]
         self.fns = [None, *(f for _, f in pairs)]
-        self.sums: np.ndarray | None = None
+        self.sums: list[float] | None = None  # Python floats (doubles): cheap per batch
         self.batches = 0
 
     def add(self, stats: mx.array) -> None:
-        s = np.array(stats, dtype=np.float64)
-        self.sums = s if self.sums is None else self.sums + s
+        s = stats.tolist()
+        self.sums = s if self.sums is None else [a + b for a, b in zip(self.sums, s)]
         self.batches += 1
 
     def logs(self, prefix: str = "") -> dict[str, Any]:
-        weight = float(self.sums[-1])
+        weight = self.sums[-1]
         count = max(weight, 1e-12)
         out, i = {}, 0
         for name, fn in zip(self.names, self.fns):
             if isinstance(fn, Metric):
-                out[prefix + name] = fn.result(self.sums[i:i + fn.size], weight)
+                out[prefix + name] = fn.result(np.array(self.sums[i:i + fn.size]), weight)
                 i += fn.size
             else:
-                out[prefix + name] = float(self.sums[i]) / count
+                out[prefix + name] = self.sums[i] / count
                 i += 1
         return out

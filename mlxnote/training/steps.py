@@ -334,7 +334,7 @@ def run_train(model: Model, step: Step, it: EpochIterator, cbs: CallbackList,
     totals = _totals(model)
     skip = 0
     if resume is not None:
-        skip, totals.sums, totals.batches = resume["batch"], np.array(resume["sums"]), \
+        skip, totals.sums, totals.batches = resume["batch"], list(resume["sums"]), \
             resume["batch"]
         hi, lo = resume["key"]
         mx.random.seed((int(hi) << 32) | int(lo))  # the key [hi, lo] (see restore)

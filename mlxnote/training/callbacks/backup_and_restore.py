@@ -100,7 +100,7 @@ class BackupAndRestore(Callback):
             self._since_save = 0
             totals = self.model._epoch_totals
             hi, lo = mx.random.state[0].tolist()
-            self._save({"batch": str(batch + 1), "sums": json.dumps(totals.sums.tolist()),
+            self._save({"batch": str(batch + 1), "sums": json.dumps(totals.sums),
                         "random_key": f"{int(hi)},{int(lo)}"})
 
     def _save(self, extra: dict[str, str] | None = None) -> None:
