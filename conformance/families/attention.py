@@ -141,6 +141,11 @@ MHA_SELF = [
 ]
 CASES += grid("multihead_attention", MHA_SELF, [_x()], call_kwargs=[{"inputs": ("x",)}],
               smoke=2)
+# 16-bit layers given float32 queries and keys: cast to the layer's dtype (decisions.md 3)
+CASES += grid("multihead_attention", [dict(n_head=2, input_size=8)],
+              [Input((2, 5, 8), name="x", given="float32"),
+               Input((2, 6, 8), name="xa", given="float32")],
+              call_kwargs=[{"inputs": ("x", "xa")}], dtypes=("float16", "bfloat16"))
 # cross-attention, kdim / vdim, lazy kdim/vdim
 CASES += grid("multihead_attention",
               [dict(n_head=2, input_size=8, kdim=6, vdim=6), dict(n_head=2)],
