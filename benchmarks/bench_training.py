@@ -30,7 +30,8 @@ whole epochs of ``fit`` for three of them.
   mlxnote model (the kernels ``fit`` runs: the mean loss, ``value_and_grad``, the
   optimizer, one ``mx.eval`` per batch; no per-sample weights, metrics, logs or
   callbacks): ``fit`` over it is ``fit``'s own overhead. The digits table also has the
-  network written on ``mx.conv_general`` (``raw MLX loop``) and on mlxnote's conv kernel.
+  network written on ``mx.conv_general`` (``raw MLX loop``) and on mlxnote's conv kernel,
+  and ``mlxnote fit, loss only`` (compiled without the accuracy metric).
   Each table gives the median and the minimum epoch time over epochs 2..E (epoch 1
   includes compilation), the first epoch, the ratios of the medians (and of the minimums),
   and the test accuracy (digits) or held-out loss after E epochs. On a shared machine the
@@ -365,24 +366,36 @@ def lstm_classifier_bench(quick: bool) -> Bench:
                        keras.losses.SparseCategoricalCrossentropy(), x_np, y_np, quick)
 
 
+def _clock() -> tuple[float, float]:
+    """(wall, CPU) seconds: the CPU time of every thread of this process, less moved by
+    other processes' load than the wall time (though spinning thread pools count)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> tuple[float, float]:
+    t1 = _clock()
+    return t1[0] - t0[0], t1[1] - t0[1]
+
+
 def _epoch_times_keras(km, x, y, epochs, batch=BATCH):
+    """Keras ``fit(epochs=E)``; each epoch's (wall, CPU) seconds."""
     import keras
 
     times = []
 
     class T(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
+            self.t = _clock()
 
         def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t)
+            times.append(_since(self.t))
 
     km.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[T()])
     return times
 
 
 def _same_model_loop(model):
-    """``epoch(x, y, batch) -> seconds``: a hand-written compiled loop (the mean loss,
+    """``epoch(x, y, batch) -> (wall, CPU) seconds``: a hand-written compiled loop (the mean loss,
     ``value_and_grad``, the optimizer update; one ``mx.eval`` of the state per batch) over
     ``model``, an mlxnote Model: the kernels ``fit`` runs, without ``fit``'s per-sample
     weights, metrics, logs and callbacks."""
@@ -399,19 +412,19 @@ def _same_model_loop(model):
         return value
 
     def epoch(x, y, batch):
-        t = time.perf_counter()
+        t = _clock()
         perm = mx.random.permutation(x.shape[0])
         xp, yp = x[perm], y[perm]
         for i in range(0, x.shape[0], batch):
             mx.eval(step(xp[i:i + batch], yp[i:i + batch]), state)
-        return time.perf_counter() - t
+        return _since(t)
 
     return epoch
 
 
-def _interleaved(impls: dict, epochs: int) -> dict[str, list[float]]:
-    """``impls``: name -> ``epoch(e) -> seconds``; each runs epoch ``e`` in turn, so that a
-    change of load on a shared machine hits them alike."""
+def _interleaved(impls: dict, epochs: int) -> dict[str, list[tuple[float, float]]]:
+    """``impls``: name -> ``epoch(e) -> (wall, CPU) seconds``; each runs epoch ``e`` in
+    turn, so that a change of load on a shared machine hits them alike."""
     times = {k: [] for k in impls}
     for e in range(epochs):
         for k, f in impls.items():
@@ -420,39 +433,63 @@ def _interleaved(impls: dict, epochs: int) -> dict[str, list[float]]:
 
 
 def _fit_epoch(model, x, y, batch):
-    return lambda e: model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=batch,
-                               verbose=0).times[0]
+    """``epoch(e) -> (wall, CPU)``: ``fit`` epoch ``e`` alone (History's time; the CPU
+    time from ``on_epoch_begin`` to ``on_epoch_end`` as History's)."""
+    from mlxnote.training import Callback
+
+    class CPU(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.s = time.process_time() - self.t
+
+    def run(e):
+        cpu = CPU()
+        h = model.fit(x, y, epochs=e + 1, initial_epoch=e, batch_size=batch, verbose=0,
+                      callbacks=[cpu])
+        return h.times[0], cpu.s
+
+    return run
 
 
 RAW_SAME = "raw MLX loop, same model"
+FIT_BARE = "mlxnote fit, loss only"
 
 
 def _epoch_table(console, title: str, results: dict, epochs: int, quality: str,
                  baselines: tuple[str, ...]) -> dict:
-    """Print one epochs table; ``results``: name -> (epoch seconds, quality value). The
-    medians are over epochs 2..E (epoch 1 compiles); returns the JSON record."""
+    """Print one epochs table; ``results``: name -> ([(wall, CPU) s per epoch], quality
+    value). The statistics are over epochs 2..E (epoch 1 compiles): the median and the
+    minimum wall time and the median CPU time; returns the JSON record."""
     from rich.table import Table
 
-    med = {k: 1e3 * statistics.median(t[1:] if len(t) > 1 else t)
-           for k, (t, _) in results.items()}
-    low = {k: 1e3 * min(t[1:] if len(t) > 1 else t) for k, (t, _) in results.items()}
-    tab = Table(title=f"{title}: ms per epoch, median and min of epochs 2..{epochs}",
-                title_justify="left")
-    cols = ["implementation", "ms/epoch", "min ms", "first epoch ms",
+    def later(t):
+        return t[1:] if len(t) > 1 else t
+
+    med = {k: 1e3 * statistics.median(w for w, _ in later(t)) for k, (t, _) in results.items()}
+    low = {k: 1e3 * min(w for w, _ in later(t)) for k, (t, _) in results.items()}
+    cpu = {k: 1e3 * statistics.median(c for _, c in later(t)) for k, (t, _) in results.items()}
+    tab = Table(title=f"{title}: ms per epoch over epochs 2..{epochs}; ratios of the median "
+                "wall, the minimum wall and the median CPU time", title_justify="left")
+    cols = ["implementation", "median ms", "min ms", "CPU ms", "first epoch ms",
             *(f"vs {b}" for b in baselines), quality]
     for c in cols:
         tab.add_column(c, justify="left" if c == "implementation" else "right")
     for k, (t, q) in results.items():
-        tab.add_row(k, f"{med[k]:.1f}", f"{low[k]:.1f}", f"{1e3 * t[0]:.0f}",
-                    *(f"{med[k] / med[b]:.2f}x (min {low[k] / low[b]:.2f}x)"
+        tab.add_row(k, f"{med[k]:.1f}", f"{low[k]:.1f}", f"{cpu[k]:.1f}",
+                    f"{1e3 * t[0][0]:.0f}",
+                    *(f"{med[k] / med[b]:.2f} / {low[k] / low[b]:.2f} / {cpu[k] / cpu[b]:.2f}"
                       for b in baselines), f"{q:.4f}")
     console.print(tab)
-    return {"epochs": epochs, "quality": quality,
-            "results": {k: {"ms_per_epoch": med[k], "min_ms": low[k],
-                            "epoch_ms": [1e3 * v for v in t], quality: q}
+    return {"epochs": epochs, "quality": quality, "loadavg": os.getloadavg(),
+            "results": {k: {"ms_per_epoch": med[k], "min_ms": low[k], "cpu_ms": cpu[k],
+                            "epoch_ms": [1e3 * w for w, _ in t],
+                            "epoch_cpu_ms": [1e3 * c for _, c in t], quality: q}
                         for k, (t, q) in results.items()},
             "ratios": {f"mlxnote fit / {b}": {"median": med["mlxnote fit"] / med[b],
-                                             "min": low["mlxnote fit"] / low[b]}
+                                             "min": low["mlxnote fit"] / low[b],
+                                             "cpu": cpu["mlxnote fit"] / cpu[b]}
                        for b in baselines if b != "mlxnote fit"}}
 
 
@@ -465,31 +502,43 @@ def digits_epochs(console, quick: bool) -> dict:
     xm, ym, xtm, ytm = (mx.array(a) for a in (x, y, xt, yt))
     raws = {name: _raw_trainer(w0, kernel) for name, kernel in
             (("raw MLX loop", False), ("raw MLX loop, mlxnote conv", True))}
-    same = ex.make_model()
-    same(xm[:1])
-    same.set_weights(w0)
+    from mlxnote.training import SparseCategoricalCrossentropy
+
+    def copy(metrics=("accuracy",)):
+        m = ex.make_model()
+        m.compile("adam", SparseCategoricalCrossentropy(from_logits=True), list(metrics))
+        m(xm[:1])
+        m.set_weights(w0)
+        return m
+
+    same, bare = copy(), copy(())  # bare: fit with the loss alone (no accuracy in the step)
     same_epoch = _same_model_loop(same)
 
     def timed(f):
         def run(e):
-            t = time.perf_counter()
+            t = _clock()
             f(xm, ym)
-            return time.perf_counter() - t
+            return _since(t)
         return run
 
+    def acc(m):
+        return float((np.argmax(m.predict(xt), axis=-1) == yt).mean())
+
     times = _interleaved({"mlxnote fit": _fit_epoch(model, x, y, BATCH),
+                          FIT_BARE: _fit_epoch(bare, x, y, BATCH),
                           **{k: timed(r[2]) for k, r in raws.items()},
                           RAW_SAME: lambda e: same_epoch(xm, ym, BATCH)}, epochs)
-    results = {"mlxnote fit": (times["mlxnote fit"], model.evaluate(xt, yt, verbose=0)[1])}
+    results = {"mlxnote fit": (times["mlxnote fit"], model.evaluate(xt, yt, verbose=0)[1]),
+               FIT_BARE: (times[FIT_BARE], acc(bare))}
     for name, (_, _, _, raw_acc) in raws.items():
         results[name] = (times[name], raw_acc(xtm, ytm))
-    results[RAW_SAME] = (times[RAW_SAME], same.evaluate(xt, yt, verbose=0)[1])
+    results[RAW_SAME] = (times[RAW_SAME], acc(same))
     km = _keras_model(w0)
     results["Keras fit"] = (_epoch_times_keras(km, x, y, epochs),
                             float(km.evaluate(xt, yt, verbose=0)[1]))
     return _epoch_table(console, f"digits CNN ({len(x)} images, batch {BATCH})", results,
                         epochs, "test accuracy",
-                        ("raw MLX loop", "raw MLX loop, mlxnote conv", RAW_SAME, "Keras fit"))
+                        ("raw MLX loop, mlxnote conv", RAW_SAME, "Keras fit"))
 
 
 def _pair_epochs(console, title: str, make, keras_model, keras_loss, data, held, batch,
