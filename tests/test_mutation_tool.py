@@ -129,3 +129,27 @@ def test_every_operator_compiles_on_the_library():
             assert "\n" not in m.diff and m.before != m.after
             ops.add(s.op)
     assert {"binop", "compare", "constant", "return", "drop"} <= ops
+
+
+def test_a_hang_is_a_kill_by_timeout_and_a_dead_worker_a_crash(tmp_path, monkeypatch):
+    """The driver's side: no answer within the limit kills the worker (the run counts a
+    timeout); a worker that exits mid-request is a crash."""
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(textwrap.dedent('''
+        import json, sys, time
+        print(json.dumps({"ready": True, "suite_seconds": 0.0}), flush=True)
+        for line in sys.stdin:
+            msg = json.loads(line)
+            if msg["cmd"] == "hang":
+                time.sleep(60)
+            if msg["cmd"] == "die":
+                sys.exit(3)
+            print(json.dumps({"status": "survived"}), flush=True)
+    '''))
+    monkeypatch.setattr(driver.WorkerProcess, "command", (sys.executable, str(fake)))
+    w = driver.WorkerProcess(tmp_path / "log", None)
+    assert w.request({"cmd": "mutant"}, 20) == {"status": "survived"}
+    assert w.request({"cmd": "hang"}, 0.5) is None and not w.alive
+    w = driver.WorkerProcess(tmp_path / "log", None)
+    r = w.request({"cmd": "die"}, 20)
+    assert (r["status"], r["by"]) == ("killed", "crash") and "exit 3" in r["detail"]

@@ -29,6 +29,8 @@ EQUIVALENT = Path(__file__).with_name("equivalent.toml")
 class WorkerProcess:
     """``python -m conformance.mutation.worker`` with a request/answer line protocol."""
 
+    command = (sys.executable, "-m", "conformance.mutation.worker")
+
     def __init__(self, log: Path, refs: Path | None, targets: list[str] = (),
                  suite: bool = False):
         env = dict(os.environ, MLXNOTE_MUTATION_TARGETS=json.dumps(list(targets)),
@@ -37,7 +39,7 @@ class WorkerProcess:
             env["MLXNOTE_MUTATION_REFS"] = str(refs)
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conformance.mutation.worker"], cwd=ROOT, env=env,
+            list(self.command), cwd=ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             start_new_session=True)
         self.sel = selectors.DefaultSelector()
