@@ -55,7 +55,7 @@ strip-notebooks: $(STAMP)
 # mutants of the lines it executes in mlxnote/nn and mlxnote/kernels, each judged by the
 # cases that execute its line; reports/mutation.json and reports/mutation.txt (the kill
 # rate, the survivors, the reviewed equivalents). The baseline is cached in reports/.
-MUTATION_SAMPLE ?= 150
+MUTATION_SAMPLE ?= 160
 MUTATION_SEED   ?= 0
 MUTATION_BUDGET ?= 3600
 MUTATION_JOBS   ?= 1
