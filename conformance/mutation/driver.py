@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import pickle
-import random
 import selectors
 import subprocess
 import sys
@@ -246,26 +245,35 @@ def covering(cover: dict, site: operators.Site) -> list[int]:
                   | set(cover.get((site.path, site.stmt_lineno), ())))
 
 
+def _rank(seed: int, *parts) -> int:
+    return int(hashlib.sha1(repr((seed, *parts)).encode()).hexdigest()[:15], 16)
+
+
 def plan(rows: list, targets: list[str], n: int, seed: int, max_cases: int):
-    """The seeded sample: ``n`` distinct covered sites, one variant each, with the cases
-    that execute the site's line (those ok on the unmutated code), float32 first and the
-    layers taken in turn, at most ``max_cases``."""
+    """The seeded sample: the ``n`` covered sites ranked first by a hash of the seed and the
+    site's text (file, function, statement, operator, occurrence; no line numbers), so that
+    the sample stays the same when cases, files or lines elsewhere are added; one variant
+    each (also by hash), with the cases that execute the site's line (those ok on the
+    unmutated code), float32 first and the layers taken in turn, at most ``max_cases``."""
     cover = coverage_map(rows)
-    candidates = []
+    ranked = []
     for path in targets:
         src = (ROOT / path).read_text()
+        lines = src.splitlines()
+        seen: dict = defaultdict(int)
         for s in operators.sites(path, src):
+            key = (path, s.qualname, lines[s.stmt_lineno - 1].strip(), s.op)
+            seen[key] += 1
             idx = covering(cover, s)
             if idx:
-                candidates.append((s, idx))
-    rng = random.Random(seed)
-    chosen = rng.sample(candidates, min(n, len(candidates)))
+                ranked.append((_rank(seed, *key, seen[key]), s, idx, key + (seen[key],)))
+    ranked.sort(key=lambda t: t[0])
     out = []
-    for s, idx in chosen:
-        variant = rng.randrange(s.nvariants)
+    for _, s, idx, key in ranked[:n]:
+        variant = _rank(seed, *key, "variant") % s.nvariants
         _, m = operators.mutate((ROOT / s.path).read_text(), s, variant)
         out.append((m, _order([rows[i] for i in idx], max_cases)))
-    return out, len(candidates)
+    return out, len(ranked)
 
 
 def replan(rows: list, previous: list[dict], max_cases: int):
