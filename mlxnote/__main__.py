@@ -88,12 +88,13 @@ def render(d: dict) -> str:
     if ext["loaded"]:
         lines.append(f"kernels  mlxnote's C++ extension: {', '.join(ext['kernels'])} "
                      f"({ext['isa']}, {ext['threads']} threads; built for MLX {ext['mlx_built']})")
+        lines.append(f"oneDNN   {ext['onednn']}")
     else:
         lines.append(f"kernels  pure MLX (the C++ extension is not used: {ext['reason']})")
     lines.append(f"switches {_platform.ENV_BLAS}=0 (stock BLAS), {_platform.ENV_CACHE}=0 (stock "
                  f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N, MLXNOTE_EXT=0 "
                  "(no C++ kernels), MLXNOTE_THREADS=N, MLXNOTE_FORMULATION=cpu|gpu|auto, "
-                 "MLXNOTE_BLAS_ADAPTIVE=0")
+                 "MLXNOTE_BLAS_ADAPTIVE=0, MLXNOTE_ONEDNN=0 (no oneDNN convs)")
     return "\n".join(lines)
 
 

@@ -153,11 +153,12 @@ def test_choose_per_device(monkeypatch):
     assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == depthwise
     with extension.enabled(False):
         assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
-    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (1, 1)) == "mlx+gemmw"
-    assert kconv.choose((2, 8, 8, 4), (5, 1, 1, 4), (1, 1), (1, 1), 1, (1, 1)) == "gemm"
-    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx+gemm"
-    assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (2, 1), 1, (1, 1)) == "gemm"
-    assert kconv.choose((2, 8, 8, 4), (6, 3, 3, 2), (1, 1), (1, 1), 2, (1, 1)) == "gemm"
+    with extension.onednn_enabled(False):  # the rules without oneDNN (test_dnnl_conv: with)
+        assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (1, 1)) == "mlx+gemmw"
+        assert kconv.choose((2, 8, 8, 4), (5, 1, 1, 4), (1, 1), (1, 1), 1, (1, 1)) == "gemm"
+        assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx+gemm"
+        assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (2, 1), 1, (1, 1)) == "gemm"
+        assert kconv.choose((2, 8, 8, 4), (6, 3, 3, 2), (1, 1), (1, 1), 2, (1, 1)) == "gemm"
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (1, 1), (1, 1), 1, (2, 2)) == "col2im"
     monkeypatch.setattr(kconv, "on_cpu", lambda: False)
     assert kconv.choose((2, 8, 8, 4), (5, 3, 3, 4), (2, 2), (1, 1), 1, (1, 1)) == "mlx-fast"

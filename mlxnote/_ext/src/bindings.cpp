@@ -14,6 +14,7 @@
 #include "batchnorm.h"
 #include "dropout.h"
 #include "depthwise.h"
+#include "dnnl.h"
 #include "im2col.h"
 #include "layernorm.h"
 #include "pool.h"
@@ -100,6 +101,29 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("w"), nb::arg("strides"), nb::arg("padding"),
       nb::arg("dilations"), nb::arg("flip") = false,
       "Depthwise conv of x (N, [H,] W, C) with w (C*dm, [KH,] KW, 1), float32.");
+  m.def(
+      "dnnl_load",
+      [m](const std::string& libdnnl, const std::string& impl) {
+        auto why = mlxnote::dnnl_load(libdnnl, impl);
+        auto kernels = m.attr("KERNELS");
+        if (why.empty() && !nb::cast<bool>(kernels.attr("__contains__")("dnnl_conv"))) {
+          kernels.attr("append")("dnnl_conv");
+        }
+        return why;
+      },
+      nb::arg("libdnnl"), nb::arg("impl"),
+      "Open oneDNN (libdnnl's path) and mlxnote's kernels on it (libmlxnote_dnnl.so's):\n"
+      "'' and 'dnnl_conv' in KERNELS on success, else why not.");
+  m.def("dnnl_version", &mlxnote::dnnl_version, "oneDNN's version ('' when not loaded).");
+  m.def(
+      "dnnl_conv",
+      [](const mx::array& x, const mx::array& w, const std::vector<int>& strides,
+         const std::vector<std::pair<int, int>>& padding, const std::vector<int>& dilations,
+         int groups) { return mlxnote::dnnl_conv(x, w, strides, padding, dilations, groups); },
+      nb::arg("x"), nb::arg("w"), nb::arg("strides"), nb::arg("padding"),
+      nb::arg("dilations"), nb::arg("groups") = 1,
+      "Conv of x (N, *L, C) with w (O, *K, C / groups) on oneDNN (direct algorithm), float32,\n"
+      "as mx.conv_general computes it; after dnnl_load.");
   m.def(
       "im2col",
       [](const mx::array& x, const Ints& out, const Ints& kernel, const Ints& strides,

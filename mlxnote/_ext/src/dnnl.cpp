@@ -1,0 +1,245 @@
+#include "dnnl.h"
+
+#include <dlfcn.h>
+
+#include <optional>
+#include <stdexcept>
+
+#include "mlx/allocator.h"
+#include "mlx/backend/cpu/encoder.h"
+
+#include "pool.h"
+
+namespace mlxnote {
+
+namespace {
+
+MlxnoteDnnlConvFn conv_fn = nullptr;
+MlxnoteDnnlVersionFn version_fn = nullptr;
+
+using Kind = MlxnoteDnnlKind;
+
+void require(const mx::array& a, const char* what) {
+  if (a.dtype() != mx::float32 || !a.flags().row_contiguous) {
+    throw std::invalid_argument(std::string("mlxnote dnnl_conv: ") + what +
+                                " must be row-contiguous float32");
+  }
+}
+
+mx::array make(Kind kind, const mx::array& a, const mx::array& b, const DnnlParams& p,
+               mx::StreamOrDevice s) {
+  auto stream = mx::to_stream(s);
+  std::vector<mx::array> ins = {mx::contiguous(mx::astype(a, mx::float32, stream), false, stream),
+                                mx::contiguous(mx::astype(b, mx::float32, stream), false, stream)};
+  auto prim = std::make_shared<DnnlConv>(stream, p, kind);
+  auto shape = prim->output_shapes(ins)[0];
+  return mx::array(std::move(shape), mx::float32, std::move(prim), std::move(ins));
+}
+
+mx::Shape data_shape(const MlxnoteDnnlConv& c, const int64_t* sizes, int64_t channels) {
+  mx::Shape s = {static_cast<int>(c.n)};
+  for (int j = 0; j < c.nd; ++j) s.push_back(static_cast<int>(sizes[j]));
+  s.push_back(static_cast<int>(channels));
+  return s;
+}
+
+}  // namespace
+
+bool DnnlParams::operator==(const DnnlParams& o) const {
+  const auto &a = c, &b = o.c;
+  if (a.nd != b.nd || a.n != b.n || a.c != b.c || a.o != b.o || a.groups != b.groups) {
+    return false;
+  }
+  for (int j = 0; j < a.nd; ++j) {
+    if (a.l[j] != b.l[j] || a.k[j] != b.k[j] || a.out[j] != b.out[j] || a.s[j] != b.s[j] ||
+        a.d[j] != b.d[j] || a.lo[j] != b.lo[j] || a.hi[j] != b.hi[j]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string dnnl_load(const std::string& libdnnl, const std::string& impl) {
+  if (conv_fn != nullptr) {
+    return "";
+  }
+  // libdnnl first, by its full path and RTLD_GLOBAL: libmlxnote_dnnl.so needs it by soname.
+  if (dlopen(libdnnl.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    return std::string("cannot load oneDNN: ") + dlerror();
+  }
+  void* h = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) {
+    return std::string("cannot load mlxnote's oneDNN kernels: ") + dlerror();
+  }
+  auto conv = reinterpret_cast<MlxnoteDnnlConvFn>(dlsym(h, "mlxnote_dnnl_conv"));
+  auto version = reinterpret_cast<MlxnoteDnnlVersionFn>(dlsym(h, "mlxnote_dnnl_version"));
+  if (conv == nullptr || version == nullptr) {
+    return "libmlxnote_dnnl.so lacks its entry points (rebuild mlxnote)";
+  }
+  version_fn = version;
+  conv_fn = conv;
+  return "";
+}
+
+std::string dnnl_version() {
+  return version_fn == nullptr ? "" : version_fn();
+}
+
+void DnnlConv::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
+  if (conv_fn == nullptr) {
+    throw std::runtime_error("mlxnote dnnl_conv: oneDNN is not loaded");
+  }
+  const auto& a = inputs[0];
+  const auto& b = inputs[1];
+  require(a, "the first input");
+  require(b, "the second input");
+  out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  encoder.set_input_array(a);
+  encoder.set_input_array(b);
+  encoder.set_output_array(out);
+  encoder.dispatch([pa = a.data<float>(), pb = b.data<float>(), po = out.data<float>(),
+                    p = p_.c, kind = kind_, fn = conv_fn]() {
+    char err[512] = {0};
+    if (fn(kind, &p, pa, pb, po, ThreadPool::instance().threads(), err, sizeof(err)) != 0) {
+      throw std::runtime_error(std::string("mlxnote dnnl_conv (oneDNN): ") + err);
+    }
+  });
+}
+
+void DnnlConv::eval_gpu(const std::vector<mx::array>&, mx::array&) {
+  throw std::runtime_error("mlxnote dnnl_conv: CPU only (GPUs use MLX's own convolutions)");
+}
+
+std::vector<mx::Shape> DnnlConv::output_shapes(const std::vector<mx::array>&) {
+  const auto& c = p_.c;
+  switch (kind_) {
+    case MLXNOTE_DNNL_FORWARD:
+      return {data_shape(c, c.out, c.o)};
+    case MLXNOTE_DNNL_BACKWARD_DATA:
+      return {data_shape(c, c.l, c.c)};
+    default: {
+      mx::Shape s = {static_cast<int>(c.o)};
+      for (int j = 0; j < c.nd; ++j) s.push_back(static_cast<int>(c.k[j]));
+      s.push_back(static_cast<int>(c.c / c.groups));
+      return {s};
+    }
+  }
+}
+
+std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
+                                     const std::vector<mx::array>& cotangents,
+                                     const std::vector<int>& argnums,
+                                     const std::vector<mx::array>&) {
+  const auto& a = primals[0];
+  const auto& b = primals[1];
+  const auto& ct = cotangents[0];
+  const auto s = stream();
+  std::vector<mx::array> out;
+  for (int arg : argnums) {
+    switch (kind_) {
+      case MLXNOTE_DNNL_FORWARD:  // y = F(x, w)
+        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, ct, b, p_, s)
+                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, a, ct, p_, s));
+        break;
+      case MLXNOTE_DNNL_BACKWARD_DATA:  // dx = G(dy, w)
+        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_FORWARD, ct, b, p_, s)
+                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, ct, a, p_, s));
+        break;
+      default:  // dw = H(x, dy)
+        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, b, ct, p_, s)
+                               : make(MLXNOTE_DNNL_FORWARD, a, ct, p_, s));
+        break;
+    }
+  }
+  return out;
+}
+
+std::vector<mx::array> DnnlConv::jvp(const std::vector<mx::array>& primals,
+                                     const std::vector<mx::array>& tangents,
+                                     const std::vector<int>& argnums) {
+  // Bilinear: the tangent is the op applied with one argument replaced by its tangent.
+  std::optional<mx::array> sum;
+  for (size_t i = 0; i < argnums.size(); ++i) {
+    auto args = primals;
+    args[argnums[i]] = tangents[i];
+    auto term = make(kind_, args[0], args[1], p_, stream());
+    sum = sum ? mx::add(*sum, term, stream()) : term;
+  }
+  return {*sum};
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> DnnlConv::vmap(
+    const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
+  // One op per entry of the mapped axis, stacked (correct for any mapped inputs).
+  int size = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) size = inputs[i].shape(axes[i]);
+  }
+  std::vector<mx::array> outs;
+  for (int k = 0; k < size; ++k) {
+    std::vector<mx::array> args;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
+    }
+    outs.push_back(make(kind_, args[0], args[1], p_, stream()));
+  }
+  return {{mx::stack(outs, 0, stream())}, {0}};
+}
+
+const char* DnnlConv::name() const {
+  switch (kind_) {
+    case MLXNOTE_DNNL_FORWARD:
+      return "MlxnoteDnnlConv";
+    case MLXNOTE_DNNL_BACKWARD_DATA:
+      return "MlxnoteDnnlConvInputGrad";
+    default:
+      return "MlxnoteDnnlConvWeightGrad";
+  }
+}
+
+bool DnnlConv::is_equivalent(const mx::Primitive& other) const {
+  const auto* o = dynamic_cast<const DnnlConv*>(&other);
+  return o != nullptr && o->kind_ == kind_ && o->p_ == p_;
+}
+
+mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<int>& strides,
+                    const std::vector<std::pair<int, int>>& padding,
+                    const std::vector<int>& dilations, int groups, mx::StreamOrDevice s) {
+  const int nd = x.ndim() - 2;
+  if (nd < 1 || nd > 3 || w.ndim() != x.ndim() || static_cast<int>(strides.size()) != nd ||
+      static_cast<int>(padding.size()) != nd || static_cast<int>(dilations.size()) != nd) {
+    throw std::invalid_argument(
+        "mlxnote dnnl_conv: x (N, *L, C) with 1 to 3 spatial dimensions, w of the same rank, "
+        "one stride, (lo, hi) padding and dilation per dimension");
+  }
+  DnnlParams p;
+  auto& c = p.c;
+  c.nd = nd;
+  c.n = x.shape(0);
+  c.c = x.shape(-1);
+  c.o = w.shape(0);
+  c.groups = groups;
+  if (groups < 1 || c.c % groups || c.o % groups || w.shape(-1) * groups != c.c) {
+    throw std::invalid_argument("mlxnote dnnl_conv: channels, weight and groups do not match");
+  }
+  for (int j = 0; j < nd; ++j) {
+    c.l[j] = x.shape(1 + j);
+    c.k[j] = w.shape(1 + j);
+    c.s[j] = strides[j];
+    c.d[j] = dilations[j];
+    c.lo[j] = padding[j].first;
+    c.hi[j] = padding[j].second;
+    if (c.s[j] < 1 || c.d[j] < 1 || c.lo[j] < 0 || c.hi[j] < 0) {
+      throw std::invalid_argument(
+          "mlxnote dnnl_conv: strides and dilations >= 1, padding >= 0");
+    }
+    c.out[j] = (c.l[j] + c.lo[j] + c.hi[j] - (c.k[j] - 1) * c.d[j] - 1) / c.s[j] + 1;
+    if (c.l[j] + c.lo[j] + c.hi[j] < (c.k[j] - 1) * c.d[j] + 1) {
+      throw std::invalid_argument("mlxnote dnnl_conv: the kernel is larger than the padded input");
+    }
+  }
+  return make(MLXNOTE_DNNL_FORWARD, x, w, p, s);
+}
+
+}  // namespace mlxnote

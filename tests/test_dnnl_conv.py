@@ -1,0 +1,129 @@
+"""oneDNN's convolutions (``_core.dnnl_conv``, the ``'onednn'`` formulation of
+``mlxnote.kernels.conv``) against ``mx.conv_general``: 1-D/2-D/3-D, strides, dilations,
+lo/hi padding, groups, flip; the forward, both gradients (also under ``mx.compile``), grad
+of grad, jvp and vmap. Skipped when oneDNN is not loaded (the ``cpu`` extra)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxnote.kernels import conv as kconv
+from mlxnote.kernels import extension
+
+pytestmark = pytest.mark.skipif(extension.kernel("dnnl_conv") is None,
+                                reason="oneDNN not loaded (pip install 'mlxnote[cpu]')")
+
+# (x shape, w shape, strides, ((lo...), (hi...)), dilations, groups)
+CASES = [
+    ((2, 11, 5), (6, 3, 5), (1,), ((1,), (1,)), (1,), 1),
+    ((2, 13, 4), (6, 3, 2), (2,), ((0,), (2,)), (2,), 2),
+    ((2, 9, 8, 6), (4, 3, 3, 6), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+    ((1, 10, 9, 6), (8, 3, 2, 3), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
+    ((2, 7, 7, 4), (5, 1, 1, 4), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    ((1, 6, 5, 7, 4), (3, 2, 3, 2, 4), (1, 2, 1), ((1, 0, 1), (0, 1, 1)), (1, 1, 2), 1),
+    ((1, 5, 6, 6, 4), (6, 3, 3, 3, 2), (2, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1), 2),
+]
+
+
+def _args(case, seed=0):
+    xs, ws, *_ = case
+    k = mx.random.split(mx.random.key(seed))
+    return mx.random.normal(xs, key=k[0]), mx.random.normal(ws, key=k[1])
+
+
+def _ref(x, w, strides, pads, dil, groups, flip=False):
+    # mx.conv_general (kconv's 'mlx': per group on 3-D, where MLX has no groups)
+    return kconv.conv(x, w, strides, list(zip(*pads)), dil, groups, flip=flip, method="mlx")
+
+
+def _ours(x, w, strides, pads, dil, groups, flip=False):
+    return kconv.conv(x, w, strides, list(zip(*pads)), dil, groups, flip=flip,
+                      method="onednn")
+
+
+def _close(a, b, tol=2e-5):
+    a, b = np.array(a), np.array(b)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{len(c[0]) - 2}d-s{c[2]}-g{c[5]}")
+@pytest.mark.parametrize("flip", [False, True])
+def test_forward_and_gradients(case, flip):
+    x, w = _args(case)
+    _, _, s, p, d, g = case
+    y = _ours(x, w, s, p, d, g, flip)
+    _close(y, _ref(x, w, s, p, d, g, flip))
+    ct = mx.random.normal(y.shape, key=mx.random.key(3))
+
+    def loss(fn):
+        return lambda a, b: (fn(a, b, s, p, d, g, flip) * ct).sum()
+
+    got = mx.grad(loss(_ours), argnums=(0, 1))(x, w)
+    want = mx.grad(loss(_ref), argnums=(0, 1))(x, w)
+    for a, b in zip(got, want):
+        _close(a, b, 1e-4)
+    compiled = mx.compile(mx.grad(loss(_ours), argnums=(0, 1)))(x, w)
+    for a, b in zip(compiled, want):
+        _close(a, b, 1e-4)
+
+
+def test_grad_of_grad_jvp_vmap():
+    case = CASES[3]
+    x, w = _args(case, 1)
+    _, _, s, p, d, g = case
+
+    def inner(fn):
+        return lambda a, b: mx.grad(lambda u: (fn(u, b, s, p, d, g) ** 2).sum())(a).sum()
+
+    for argnums in (0, 1):
+        got = mx.grad(inner(_ours), argnums=argnums)(x, w)
+        _close(got, mx.grad(inner(_ref), argnums=argnums)(x, w), 1e-4)
+    tx, tw = _args(case, 2)
+    _, jo = mx.jvp(lambda a, b: _ours(a, b, s, p, d, g), [x, w], [tx, tw])
+    # MLX's conv has no jvp; the conv is bilinear: conv(tx, w) + conv(x, tw)
+    _close(jo[0], _ref(tx, w, s, p, d, g) + _ref(x, tw, s, p, d, g), 1e-4)
+    xs = mx.stack([x, 2 * x])
+    vo = mx.vmap(lambda a: _ours(a, w, s, p, d, g))(xs)
+    _close(vo, mx.stack([_ref(x, w, s, p, d, g), _ref(2 * x, w, s, p, d, g)]))
+
+
+def test_chosen_on_cpu_and_16_bit_inputs():
+    xs, ws = (2, 8, 8, 4), (6, 3, 3, 4)
+    assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (1, 1), ((1, 1), (1, 1))) == "onednn"
+    # depthwise keeps mlxnote's own kernels; transposed (input-dilated) keeps col2im
+    assert kconv.choose(xs, (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "ext"
+    assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (2, 2)) == "col2im"
+    for off in (extension.enabled(False), extension.onednn_enabled(False)):
+        with off:
+            assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (1, 1), ((1, 1), (1, 1))) == \
+                "mlx+gemmw"
+    x, w = mx.random.normal(xs).astype(mx.bfloat16), mx.random.normal(ws).astype(mx.bfloat16)
+    y = kconv.conv(x, w, 1, 1)
+    assert y.dtype == mx.bfloat16
+    ref = mx.conv_general(x.astype(mx.float32), w.astype(mx.float32), padding=1)
+    _close(y.astype(mx.float32), ref, 2e-2)
+
+
+def test_errors_name_the_argument():
+    x, w = mx.zeros((1, 5, 5, 4)), mx.zeros((2, 3, 3, 4))
+    with pytest.raises(ValueError, match="input_dilation"):
+        kconv.conv(x, w, input_dilation=2, method="onednn")
+    with pytest.raises(ValueError, match="groups"):
+        extension.kernel("dnnl_conv")(x, mx.zeros((2, 3, 3, 3)), [1, 1], [(0, 0)] * 2,
+                                      [1, 1], 3)
+
+
+def test_off_switch_and_info():
+    code = ("import mlxnote; from mlxnote.kernels import extension as e; "
+            "print(e.kernel('dnnl_conv') is None, e.status()['onednn'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MLXNOTE_ONEDNN": "0"}, check=True).stdout
+    assert out.startswith("True not used: turned off by MLXNOTE_ONEDNN=0"), out
+    assert extension.status()["onednn"].startswith("3.")
