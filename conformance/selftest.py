@@ -185,9 +185,11 @@ def run() -> list[tuple[str, bool, str]]:
     specs = families.load().specs
     out = [_result(name, run_case(case, specs[case.layer], cls=cls))
            for name, cls, case in _mutants()]
-    for name, patch, case in patch_mutants():
-        with patch():
-            out.append(_result(name, run_case(case, specs[case.layer])))
+    if cpu_formulation():  # the GPU formulation computes 16-bit layers in 16 bits: the
+        # uncast block is then in the layer's dtype already (nothing to catch)
+        for name, patch, case in patch_mutants():
+            with patch():
+                out.append(_result(name, run_case(case, specs[case.layer])))
     out.append(precision_loss())
     if not cpu_formulation():
         for name, patch, case in gpu_mutants():
