@@ -74,6 +74,35 @@ def test_forward_and_gradients(case, flip):
         _close(a, b, 1e-4)
 
 
+# (x shape, w shape, input_dilation, padding, dilations, flip): transposed convs
+TRANSPOSED = [
+    ((2, 5, 6, 4), (3, 3, 3, 4), (2, 2), [(2, 2), (1, 2)], (1, 1), False),
+    ((2, 7, 3), (5, 3, 3), (3,), [(2, 1)], (1,), True),
+    ((1, 3, 4, 3, 2), (2, 3, 2, 3, 2), (2, 1, 3), [(1, 2), (1, 0), (2, 2)], (1, 2, 1), False),
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: f"{len(c[0]) - 2}d-i{c[2]}")
+def test_transposed(case):
+    xs, ws, idil, pads, dil, flip = case
+    x, w = mx.random.normal(xs, key=mx.random.key(5)), mx.random.normal(ws, key=mx.random.key(6))
+    n = len(xs) - 2
+    assert kconv.choose(xs, ws, (1,) * n, dil, 1, idil, pads) == "onednn"
+    kw = dict(padding=pads, dilations=dil, input_dilation=idil, flip=flip)
+    ref = kconv.conv(x, w, **kw, method="mlx")
+    _close(kconv.conv(x, w, **kw, method="onednn"), ref)
+    ct = mx.random.normal(ref.shape, key=mx.random.key(7))
+
+    def loss(method):
+        return lambda a, b: (kconv.conv(a, b, **kw, method=method) * ct).sum()
+
+    for a, b in zip(mx.grad(loss("onednn"), argnums=(0, 1))(x, w),
+                    mx.grad(loss("mlx"), argnums=(0, 1))(x, w)):
+        _close(a, b, 1e-4)
+    # padding beyond the kernel's reach keeps col2im
+    assert kconv.choose(xs, ws, (1,) * n, dil, 1, idil, [(9, 0)] * n) == "col2im"
+
+
 def test_grad_of_grad_jvp_vmap():
     case = CASES[3]
     x, w = _args(case, 1)
@@ -114,7 +143,7 @@ def test_chosen_on_cpu_and_16_bit_inputs():
 def test_errors_name_the_argument():
     x, w = mx.zeros((1, 5, 5, 4)), mx.zeros((2, 3, 3, 4))
     with pytest.raises(ValueError, match="input_dilation"):
-        kconv.conv(x, w, input_dilation=2, method="onednn")
+        kconv.conv(x, w, strides=2, input_dilation=2, method="onednn")
     with pytest.raises(ValueError, match="groups"):
         extension.kernel("dnnl_conv")(x, mx.zeros((2, 3, 3, 3)), [1, 1], [(0, 0)] * 2,
                                       [1, 1], 3)

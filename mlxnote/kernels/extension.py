@@ -100,8 +100,10 @@ def kernel(name: str) -> Any:
     """The extension's function ``name`` when :func:`get` allows the extension and this
     build has it (an older build without it: ``None``, the pure-MLX formulation)."""
     mod = get()
-    if name == "dnnl_conv" and _STATE["override_onednn"] is False:
+    if name.startswith("dnnl_") and _STATE["override_onednn"] is False:
         return None
+    if mod is not None and name.startswith("dnnl_") and "dnnl_conv" in mod.KERNELS:
+        return getattr(mod, name, None)  # dnnl_conv's companions load with it
     return getattr(mod, name) if mod is not None and name in mod.KERNELS else None
 
 

@@ -125,6 +125,17 @@ NB_MODULE(_core, m) {
       "Conv of x (N, *L, C) with w (O, *K, C / groups) on oneDNN (direct algorithm), float32,\n"
       "as mx.conv_general computes it; after dnnl_load.");
   m.def(
+      "dnnl_conv_input_grad",
+      [](const mx::array& dy, const mx::array& w, const std::vector<int>& length,
+         const std::vector<int>& strides, const std::vector<std::pair<int, int>>& padding,
+         const std::vector<int>& dilations) {
+        return mlxnote::dnnl_conv_input_grad(dy, w, length, strides, padding, dilations);
+      },
+      nb::arg("dy"), nb::arg("w"), nb::arg("length"), nb::arg("strides"), nb::arg("padding"),
+      nb::arg("dilations"),
+      "The input gradient (a transposed conv) of dnnl_conv(x, w, ...) for x of spatial size\n"
+      "length: dy (N, *out, O), w (O, *K, C) -> (N, *length, C); groups 1.");
+  m.def(
       "im2col",
       [](const mx::array& x, const Ints& out, const Ints& kernel, const Ints& strides,
          const Ints& dilations, const Ints& pad, int c0, int cg) {

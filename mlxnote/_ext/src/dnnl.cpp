@@ -203,43 +203,73 @@ bool DnnlConv::is_equivalent(const mx::Primitive& other) const {
   return o != nullptr && o->kind_ == kind_ && o->p_ == p_;
 }
 
-mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<int>& strides,
-                    const std::vector<std::pair<int, int>>& padding,
-                    const std::vector<int>& dilations, int groups, mx::StreamOrDevice s) {
-  const int nd = x.ndim() - 2;
-  if (nd < 1 || nd > 3 || w.ndim() != x.ndim() || static_cast<int>(strides.size()) != nd ||
+namespace {
+
+// The parameters of a conv of an input (n, *length, c) with w (o, *K, c / groups).
+DnnlParams params(int n, const std::vector<int>& length, int c, const mx::array& w,
+                  const std::vector<int>& strides,
+                  const std::vector<std::pair<int, int>>& padding,
+                  const std::vector<int>& dilations, int groups) {
+  const int nd = static_cast<int>(length.size());
+  if (nd < 1 || nd > 3 || static_cast<int>(w.ndim()) != nd + 2 || static_cast<int>(strides.size()) != nd ||
       static_cast<int>(padding.size()) != nd || static_cast<int>(dilations.size()) != nd) {
     throw std::invalid_argument(
-        "mlxnote dnnl_conv: x (N, *L, C) with 1 to 3 spatial dimensions, w of the same rank, "
-        "one stride, (lo, hi) padding and dilation per dimension");
+        "mlxnote dnnl_conv: 1 to 3 spatial dimensions, w of rank 2 + that, one stride, "
+        "(lo, hi) padding and dilation per dimension");
   }
   DnnlParams p;
-  auto& c = p.c;
-  c.nd = nd;
-  c.n = x.shape(0);
-  c.c = x.shape(-1);
-  c.o = w.shape(0);
-  c.groups = groups;
-  if (groups < 1 || c.c % groups || c.o % groups || w.shape(-1) * groups != c.c) {
+  auto& q = p.c;
+  q.nd = nd;
+  q.n = n;
+  q.c = c;
+  q.o = w.shape(0);
+  q.groups = groups;
+  if (groups < 1 || q.c % groups || q.o % groups || w.shape(-1) * groups != q.c) {
     throw std::invalid_argument("mlxnote dnnl_conv: channels, weight and groups do not match");
   }
   for (int j = 0; j < nd; ++j) {
-    c.l[j] = x.shape(1 + j);
-    c.k[j] = w.shape(1 + j);
-    c.s[j] = strides[j];
-    c.d[j] = dilations[j];
-    c.lo[j] = padding[j].first;
-    c.hi[j] = padding[j].second;
-    if (c.s[j] < 1 || c.d[j] < 1 || c.lo[j] < 0 || c.hi[j] < 0) {
+    q.l[j] = length[j];
+    q.k[j] = w.shape(1 + j);
+    q.s[j] = strides[j];
+    q.d[j] = dilations[j];
+    q.lo[j] = padding[j].first;
+    q.hi[j] = padding[j].second;
+    if (q.l[j] < 1 || q.s[j] < 1 || q.d[j] < 1 || q.lo[j] < 0 || q.hi[j] < 0) {
       throw std::invalid_argument(
-          "mlxnote dnnl_conv: strides and dilations >= 1, padding >= 0");
+          "mlxnote dnnl_conv: sizes, strides and dilations >= 1, padding >= 0");
     }
-    c.out[j] = (c.l[j] + c.lo[j] + c.hi[j] - (c.k[j] - 1) * c.d[j] - 1) / c.s[j] + 1;
-    if (c.l[j] + c.lo[j] + c.hi[j] < (c.k[j] - 1) * c.d[j] + 1) {
+    if (q.l[j] + q.lo[j] + q.hi[j] < (q.k[j] - 1) * q.d[j] + 1) {
       throw std::invalid_argument("mlxnote dnnl_conv: the kernel is larger than the padded input");
     }
+    q.out[j] = (q.l[j] + q.lo[j] + q.hi[j] - (q.k[j] - 1) * q.d[j] - 1) / q.s[j] + 1;
   }
+  return p;
+}
+
+}  // namespace
+
+mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<int>& strides,
+                    const std::vector<std::pair<int, int>>& padding,
+                    const std::vector<int>& dilations, int groups, mx::StreamOrDevice s) {
+  if (x.ndim() < 3 || x.ndim() > 5) {
+    throw std::invalid_argument("mlxnote dnnl_conv: x is (N, *L, C), 1 to 3 spatial dims");
+  }
+  std::vector<int> length(x.shape().begin() + 1, x.shape().end() - 1);
+  auto p = params(x.shape(0), length, x.shape(-1), w, strides, padding, dilations, groups);
   return make(MLXNOTE_DNNL_FORWARD, x, w, p, s);
+}
+
+mx::array dnnl_conv_input_grad(const mx::array& dy, const mx::array& w,
+                               const std::vector<int>& length, const std::vector<int>& strides,
+                               const std::vector<std::pair<int, int>>& padding,
+                               const std::vector<int>& dilations, mx::StreamOrDevice s) {
+  auto p = params(dy.shape(0), length, w.shape(-1), w, strides, padding, dilations, 1);
+  for (int j = 0; j < p.c.nd; ++j) {
+    if (static_cast<int>(dy.ndim()) != p.c.nd + 2 || dy.shape(1 + j) != p.c.out[j] || dy.shape(-1) != p.c.o) {
+      throw std::invalid_argument("mlxnote dnnl_conv_input_grad: dy's shape is not the conv's output");
+    }
+  }
+  return make(MLXNOTE_DNNL_BACKWARD_DATA, dy, w, p, s);
 }
 
 }  // namespace mlxnote

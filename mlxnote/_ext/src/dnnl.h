@@ -41,4 +41,12 @@ mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<in
                     const std::vector<int>& dilations, int groups,
                     mx::StreamOrDevice s = {});
 
+// The input gradient of conv(., w) with strides/padding/dilations for an input of
+// spatial size `length` (a transposed convolution): dy (N, *out, O), w (O, *K, C) -> (N,
+// *length, C); groups 1.
+mx::array dnnl_conv_input_grad(const mx::array& dy, const mx::array& w,
+                               const std::vector<int>& length, const std::vector<int>& strides,
+                               const std::vector<std::pair<int, int>>& padding,
+                               const std::vector<int>& dilations, mx::StreamOrDevice s = {});
+
 }  // namespace mlxnote

@@ -71,6 +71,10 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation,
         # mlxnote's C++ depthwise kernels (1-D and 2-D), else shifted multiply-adds.
         return "ext" if len(x_shape) in (3, 4) and extension.get() is not None else "shift"
     if any(s != 1 for s in input_dilation):
+        if (groups == 1 and all(s == 1 for s in strides) and pads is not None
+                and transposed_pads(w_shape, dilations, pads) is not None
+                and extension.kernel("dnnl_conv_input_grad") is not None):
+            return "onednn"  # a strided conv's input gradient on oneDNN
         return "col2im" if groups == 1 and all(s == 1 for s in strides) else "mlx"
     if extension.kernel("dnnl_conv") is not None:
         # oneDNN's direct kernels: 3x3 conv2d 16x64x64 32->64 fwd+bwd 24 ms vs TF 21 ms vs
@@ -198,16 +202,40 @@ def _bounded(x_shape, w_shape, dilations, pads) -> str | None:
     return "col2im" if per_in < per_out else "gemm"
 
 
+def transposed_pads(w_shape, dilations, pads):
+    """For an input-dilated conv, the padding of the strided conv whose input gradient it
+    is: ``(k - 1) * d - lo`` and ``- hi`` per dimension (``None`` where one is negative:
+    padding beyond the kernel's reach)."""
+    tp = [((k - 1) * d - lo, (k - 1) * d - hi)
+          for k, d, (lo, hi) in zip(w_shape[1:-1], dilations, pads)]
+    return None if any(p < 0 for pair in tp for p in pair) else tp
+
+
 def conv_onednn(x, w, strides, pads, dilations, groups, input_dilation, flip, bias):
-    """oneDNN's convolution (float32, any rank 1-3, no input dilation)."""
-    dnnl = extension.kernel("dnnl_conv")
-    if dnnl is None or any(s != 1 for s in input_dilation) or x.ndim > 5:
+    """oneDNN's convolution (float32, 1-3 spatial dimensions). An input-dilated
+    (transposed) conv, groups 1 and strides 1, is the input gradient of the conv with
+    stride ``input_dilation``, padding :func:`transposed_pads` and ``w`` with its channel
+    axes swapped and, unless ``flip``, its taps reversed."""
+    dilated = any(s != 1 for s in input_dilation)
+    kind = "dnnl_conv_input_grad" if dilated else "dnnl_conv"
+    fn = extension.kernel(kind)
+    tp = transposed_pads(w.shape, dilations, pads) if dilated else None
+    if fn is None or x.ndim > 5 or (dilated and (groups != 1 or any(s != 1 for s in strides)
+                                                 or tp is None)):
         why = extension.status().get("onednn", extension.reason())
-        raise ValueError("conv: method 'onednn' needs oneDNN loaded, input_dilation 1 and 1-3 "
-                         f"spatial dimensions (oneDNN: {why})")
-    if flip:
-        w = w[(slice(None),) + (slice(None, None, -1),) * (w.ndim - 2)]
-    y = dnnl(x, w, list(strides), [tuple(p) for p in pads], list(dilations), groups)
+        raise ValueError("conv: method 'onednn' needs oneDNN loaded and 1-3 spatial "
+                         "dimensions; with input_dilation, groups 1, strides 1 and padding "
+                         f"within the kernel's reach (oneDNN: {why})")
+    taps = (slice(None),) + (slice(None, None, -1),) * (w.ndim - 2)
+    if dilated:
+        w = mx.swapaxes(w, 0, -1)
+        w = w if flip else w[taps]
+        length = [(n - 1) * s + 1 + lo + hi - (k - 1) * d for n, s, k, d, (lo, hi) in
+                  zip(x.shape[1:-1], input_dilation, w.shape[1:-1], dilations, pads)]
+        y = fn(x, w, length, list(input_dilation), tp, list(dilations))
+    else:
+        y = fn(x, w[taps] if flip else w, list(strides), [tuple(p) for p in pads],
+               list(dilations), groups)
     return y if bias is None else y + bias
 
 
