@@ -133,8 +133,10 @@ std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
                                      const std::vector<mx::array>&) {
   const auto& a = primals[0];
   const auto& b = primals[1];
-  const auto& ct = cotangents[0];
   const auto s = stream();
+  // Made contiguous once: a broadcast cotangent (the gradient of a sum) would otherwise be
+  // copied by each of the two gradients.
+  const auto ct = argnums.size() > 1 ? mx::contiguous(cotangents[0], false, s) : cotangents[0];
   std::vector<mx::array> out;
   for (int arg : argnums) {
     switch (kind_) {
