@@ -103,6 +103,27 @@ def test_transposed(case):
     assert kconv.choose(xs, ws, (1,) * n, dil, 1, idil, [(9, 0)] * n) == "col2im"
 
 
+def test_bias_gradients():
+    """The bias (added with a custom vjp) against y + b, for a sum and a weighted loss,
+    also grad of grad."""
+    x, w = _args(CASES[2])
+    b = mx.random.normal((w.shape[0],), key=mx.random.key(4))
+    ct = mx.random.normal((2, 9, 8, 4), key=mx.random.key(8))
+    def loss(method, weigh):
+        return lambda a, c, d: weigh(kconv.conv(a, c, 1, 1, bias=d, method=method))
+
+    for weigh in (lambda y: y.sum(), lambda y: (y * ct).sum(), lambda y: (y ** 2).sum()):
+        got = mx.grad(loss("onednn", weigh), argnums=(0, 1, 2))(x, w, b)
+        for g, r in zip(got, mx.grad(loss("mlx", weigh), argnums=(0, 1, 2))(x, w, b)):
+            _close(g, r, 1e-4)
+
+    def gg(method):
+        inner = mx.grad(loss(method, lambda y: (y ** 2).sum()), argnums=2)
+        return mx.grad(lambda d: inner(x, w, d).sum())(b)
+
+    _close(gg("onednn"), gg("mlx"), 1e-4)
+
+
 def test_grad_of_grad_jvp_vmap():
     case = CASES[3]
     x, w = _args(case, 1)

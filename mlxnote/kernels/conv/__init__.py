@@ -236,7 +236,21 @@ def conv_onednn(x, w, strides, pads, dilations, groups, input_dilation, flip, bi
     else:
         y = fn(x, w[taps] if flip else w, list(strides), [tuple(p) for p in pads],
                list(dilations), groups)
-    return y if bias is None else y + bias
+    return y if bias is None else _add_bias(y, bias)
+
+
+@mx.custom_function
+def _add_bias(y, b):
+    """``y + b`` whose gradient sums a contiguous copy of the cotangent: MLX reduces a
+    broadcast cotangent (the gradient of a sum) 4x slower than it copies and sums it
+    (16x64x64x64: 13.9 ms vs 2.6 + 0.8)."""
+    return y + b
+
+
+@_add_bias.vjp
+def _add_bias_vjp(primals, cotangent, output):
+    ct = mx.contiguous(cotangent)
+    return ct, ct.sum(axis=tuple(range(ct.ndim - 1)))
 
 
 def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
