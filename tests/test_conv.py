@@ -150,7 +150,8 @@ def _formulation_matches(method, xs, ws, kw, dtype):
 
 def test_choose_per_device(monkeypatch):
     depthwise = "ext" if extension.get() is not None else "shift"  # the C++ kernel if built
-    assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == depthwise
+    with extension.onednn_enabled(False):  # with oneDNN: 'onednn' (test_dnnl_conv)
+        assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == depthwise
     with extension.enabled(False):
         assert kconv.choose((2, 8, 8, 4), (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "shift"
     with extension.onednn_enabled(False):  # the rules without oneDNN (test_dnnl_conv: with)

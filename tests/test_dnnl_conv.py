@@ -28,6 +28,8 @@ CASES = [
     ((2, 7, 7, 4), (5, 1, 1, 4), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
     ((1, 6, 5, 7, 4), (3, 2, 3, 2, 4), (1, 2, 1), ((1, 0, 1), (0, 1, 1)), (1, 1, 2), 1),
     ((1, 5, 6, 6, 4), (6, 3, 3, 3, 2), (2, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1), 2),
+    ((2, 9, 8, 4), (8, 3, 3, 1), (2, 1), ((1, 1), (1, 0)), (1, 2), 4),  # depthwise, dm 2
+    ((2, 12, 4), (4, 5, 1), (1,), ((2,), (2,)), (1,), 4),  # depthwise 1-D
 ]
 
 
@@ -147,8 +149,8 @@ def test_grad_of_grad_jvp_vmap():
 def test_chosen_on_cpu_and_16_bit_inputs():
     xs, ws = (2, 8, 8, 4), (6, 3, 3, 4)
     assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (1, 1), ((1, 1), (1, 1))) == "onednn"
-    # depthwise keeps mlxnote's own kernels; transposed (input-dilated) keeps col2im
-    assert kconv.choose(xs, (4, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "ext"
+    assert kconv.choose(xs, (8, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "onednn"  # depthwise
+    # transposed (input-dilated) without its padding (or beyond the kernel's reach): col2im
     assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (2, 2)) == "col2im"
     for off in (extension.enabled(False), extension.onednn_enabled(False)):
         with off:
