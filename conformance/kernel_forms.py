@@ -155,6 +155,11 @@ def conv_rows() -> list[FormRow]:
         oracle = _conv_oracle(_per_dim(strides, n), pairs, _per_dim(dil, n), groups,
                               _per_dim(idil, n), flip, with_bias)
         args = [x, w, b] if with_bias else [x, w]
+        dilated = any(s != 1 for s in _per_dim(idil, n))
+        if extension.kernel("dnnl_conv") is not None and (not dilated or (
+                groups == 1 and all(s == 1 for s in _per_dim(strides, n))
+                and kconv.transposed_pads(w.shape, _per_dim(dil, n), pairs) is not None)):
+            methods = (*methods, "onednn")  # oneDNN's kernels, where loaded and applicable
         for method in methods:
             if method == "ext" and extension.get() is None:
                 continue
