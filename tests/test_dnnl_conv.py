@@ -150,6 +150,7 @@ def test_chosen_on_cpu_and_16_bit_inputs():
     xs, ws = (2, 8, 8, 4), (6, 3, 3, 4)
     assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (1, 1), ((1, 1), (1, 1))) == "onednn"
     assert kconv.choose(xs, (8, 3, 3, 1), (1, 1), (1, 1), 4, (1, 1)) == "onednn"  # depthwise
+    assert kconv.choose((2, 8, 4), (8, 3, 1), (1,), (1,), 4, (1,)) == "ext"  # 1-D: ours
     # transposed (input-dilated) without its padding (or beyond the kernel's reach): col2im
     assert kconv.choose(xs, ws, (1, 1), (1, 1), 1, (2, 2)) == "col2im"
     for off in (extension.enabled(False), extension.onednn_enabled(False)):

@@ -30,7 +30,7 @@ ungrouped undilated convs keep MLX's own forward (an explicit im2col + GEMM) and
 our chunked weight gradient (and, at stride > 1, our input gradient: MLX's runs on naive
 loops there); dilated, grouped and 1x1 convs go to ``'gemm'``; depthwise to ``'shift'``;
 input-dilated (transposed) to ``'col2im'``; with oneDNN loaded, every other conv (dense,
-grouped, strided, dilated, 1x1, depthwise, and transposed where its padding is within the
+grouped, strided, dilated, 1x1, depthwise 2-D/3-D, and transposed where its padding is within the
 kernel's reach) goes to ``'onednn'``. Batches whose column buffer would pass
 :data:`COLS_BUDGET` run in chunks chained by ``mx.depends`` (MLX's own CPU conv has no such
 bound and runs out of memory on the documented conv3d_transpose example).
@@ -69,9 +69,9 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation,
         return "mlx-fast"
     cin = x_shape[-1]
     if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
-        if extension.kernel("dnnl_conv") is not None:
-            # oneDNN's depthwise kernels: 16x64x64x64 3x3 gradients 7 ms vs our C++ 25;
-            # 16x1024x64 k3 fwd 1.6 vs 0.8 ms but gradients 3.3 vs 6.3 (fwd+bwd wins).
+        if len(x_shape) != 3 and extension.kernel("dnnl_conv") is not None:
+            # oneDNN's depthwise kernels, 16x64x64x64 3x3: fwd+bwd 13 ms vs our C++ 30-35.
+            # 1-D keeps ours (16x1024x64 k3: fwd 1.0 vs oneDNN's 2.3 ms, fwd+bwd 7.5 both).
             return "onednn"
         # mlxnote's C++ depthwise kernels (1-D and 2-D), else shifted multiply-adds.
         return "ext" if len(x_shape) in (3, 4) and extension.get() is not None else "shift"
