@@ -14,7 +14,7 @@ export MLXNOTE_REQUIRE_EXT ?= $(shell command -v c++ >/dev/null 2>&1 && echo 1 |
 $(STAMP): pyproject.toml $(EXT)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[conformance,dev]'
+	$(BIN)/python -m pip install -q -e '.[conformance,dev,cpu]'  # cpu: oneDNN (Linux x86-64)
 	$(BIN)/python -m mlxnote info  # builds the BLAS shim once; shows BLAS, cache, C++ kernels
 	touch $(STAMP)
 

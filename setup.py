@@ -78,6 +78,11 @@ class OptionalCMakeBuild(build_ext):
             raise RuntimeError(f"no _core module in {build}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(built[0], target)
+        # The oneDNN wrapper (built when oneDNN's headers were found) sits next to _core,
+        # in the build tree (wheels) and the sources (editable installs): _core opens it.
+        for lib in build.glob("libmlxnote_dnnl.so"):
+            shutil.copy2(lib, target.parent / lib.name)
+            shutil.copy2(lib, SOURCE / lib.name)
 
 
 setup(ext_modules=[CMakeExtension("mlxnote._ext._core")],
