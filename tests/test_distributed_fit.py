@@ -143,3 +143,22 @@ def test_trust4_collective_timeout_ends_a_run_whose_rank_hangs(tmp_path):
             "did not finish within 15 s") in out, out
     assert "mlxnote.launch: rank 0 exited with status 124" in out, out
     assert not (tmp_path / "rank1.json").exists()  # rank 1 never got past its sleep
+
+
+def parallel_and_single(tmp_path, script: str) -> tuple[dict, list[dict]]:
+    """``tests/<script>`` on 2 ranks (python -m mlxnote.launch) and as one process: the
+    single process's result and each rank's (every one checked to have run)."""
+    par, single = tmp_path / "par", tmp_path / "single"
+    par.mkdir()
+    single.mkdir()
+    proc = launch(par, "parallel", ours=True, script=script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ref = subprocess.run([sys.executable, str(HERE / script), str(single), "single"],
+                         capture_output=True, text=True, timeout=120)
+    assert ref.returncode == 0, ref.stderr
+
+    def result(out, rank):
+        res = json.loads((out / f"rank{rank}.json").read_text())
+        assert res["status"] == "ok", res.get("traceback")
+        return res
+    return result(single, 0), [result(par, r) for r in (0, 1)]

@@ -3,31 +3,13 @@ part A): 2 ranks (padded shards of odd batches) train as one process does: the w
 are averaged over the ranks' weighted sums, the global norm is of the averaged gradients,
 and the loss scale moves alike on every rank."""
 
-import json
-import subprocess
-import sys
 
 import numpy as np
-from test_distributed_fit import HERE, launch, pytestmark  # noqa: F401  (its marks)
-
-
-def _result(out, rank):
-    res = json.loads((out / f"rank{rank}.json").read_text())
-    assert res["status"] == "ok", res.get("traceback")
-    return res
+from test_distributed_fit import parallel_and_single, pytestmark  # noqa: F401  (its marks)
 
 
 def test_two_ranks_train_as_one_process(tmp_path):
-    par, single = tmp_path / "par", tmp_path / "single"
-    par.mkdir()
-    single.mkdir()
-    proc = launch(par, "parallel", ours=True, script="dist_weights_worker.py")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = subprocess.run([sys.executable, str(HERE / "dist_weights_worker.py"), str(single),
-                          "single"], capture_output=True, text=True, timeout=120)
-    assert ref.returncode == 0, ref.stderr
-    want = _result(single, 0)
-    r0, r1 = (_result(par, r) for r in (0, 1))
+    want, (r0, r1) = parallel_and_single(tmp_path, "dist_weights_worker.py")
     assert r0 == r1  # every rank the same weights and logs
     for policy, rtol in (("float32", 1e-5), ("mixed_float16", 2e-2)):
         got, ref_ = r0[policy], want[policy]
