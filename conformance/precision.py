@@ -61,7 +61,8 @@ class LayerPrecision:
     factor: float
     plain: Callable[[], contextlib.AbstractContextManager] | None = None
     # 'cpu': the formulation exists in the CPU formulation only (the GPU one runs MLX's
-    # kernels); 'ext': it is mlxnote's C++ extension's
+    # kernels); 'ext': it is mlxnote's C++ extension's; 'gemm': one of the GEMM conv
+    # formulations, which oneDNN (when installed) replaces: measured with oneDNN off
     needs: tuple[str, ...] = ("cpu",)
 
 
@@ -162,26 +163,26 @@ LAYER_CHECKS: list[LayerPrecision] = [
         "GEMM formulation: the bias gradient over 8192 rows sums 16 chunks",
         _case("conv3d_transpose", dict(filters=8, kernel_size=3, dilations=2, input_size=8),
               Input((2, 12, 12, 12, 8))),
-        ("grad:bias",), "plain", 4.0, plain_column_sum),
+        ("grad:bias",), "plain", 4.0, plain_column_sum, ("cpu", "gemm")),
     LayerPrecision(
         "strided conv3d input gradient (the GEMM formulation's)",
         "choose(): at stride > 1 the GEMM input gradient (MLX's runs input-dilated convs), at "
         "stride 1 MLX's; swapping the two formulations loses accuracy",
         _case("conv3d", dict(filters=8, kernel_size=3, input_size=8, padding="SAME",
                              strides=2), Input((2, 12, 12, 12, 8))),
-        ("grad:data",), "plain", 1.5, swapped_gradients),
+        ("grad:data",), "plain", 1.5, swapped_gradients, ("cpu", "gemm")),
     LayerPrecision(
         "conv1d weight gradient over 70 rows (chunked partial products)",
         "the weight gradient sums 16 partial products from 64 rows on",
         _case("conv1d", dict(filters=64, kernel_size=3, input_size=32),
               Input((1, 72, 32), "positive")),
-        ("grad:weight",), "plain", 1.5, plain_row_product),
+        ("grad:weight",), "plain", 1.5, plain_row_product, ("cpu", "gemm")),
     LayerPrecision(
         "conv2d weight gradient (chunked partial products)",
         "the weight gradient over 8192 rows sums 16 partial products",
         _case("conv2d", dict(filters=16, kernel_size=3, input_size=8, padding="SAME"),
               Input((1, 32, 32, 8), "positive")),
-        ("grad:weight",), "plain", 2.0, plain_row_product),
+        ("grad:weight",), "plain", 2.0, plain_row_product, ("cpu", "gemm")),
     LayerPrecision(
         "dense bias gradient (pairwise row sum)",
         "kernels.linear sums the cotangent's 16384 rows pairwise",
@@ -246,6 +247,15 @@ def _worst(checks, names) -> tuple[float, float]:
 
 
 def run_layer(p: LayerPrecision) -> Row:
+    from mlxnote.kernels import extension
+
+    if "gemm" in p.needs:  # the GEMM formulations' claims, where oneDNN would replace them
+        with extension.onednn_enabled(False):
+            return _run_layer(p)
+    return _run_layer(p)
+
+
+def _run_layer(p: LayerPrecision) -> Row:
     from . import families
     from .engine import numeric
 

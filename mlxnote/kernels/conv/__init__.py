@@ -49,6 +49,7 @@ import mlx.core as mx
 from ..._config import REDUCED as _REDUCED
 from ..._config import cpu_formulation as on_cpu
 from .. import extension
+from . import _gemm
 from ._common import as_pairs, as_tuple, out_size
 from ._gemm import conv_col2im, conv_gemm
 from ._mlx import conv_mlx, conv_mlx_fast, mlx_forward_gemm_backward
@@ -255,7 +256,7 @@ def _add_bias(y, b):
 @_add_bias.vjp
 def _add_bias_vjp(primals, cotangent, output):
     ct = mx.contiguous(cotangent)
-    return ct, ct.sum(axis=tuple(range(ct.ndim - 1)))
+    return ct, _gemm._sum_cols(ct.reshape(-1, ct.shape[-1]))  # chunked: the GEMM path's sum
 
 
 def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
