@@ -389,20 +389,7 @@ std::pair<std::vector<mx::array>, std::vector<int>> ChannelNorm::vmap(
   // Per mapped entry its own statistics: the MLX-op form, the mapped axis first and kept
   // as a sample axis.
   auto s = stream();
-  int size = 1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) {
-      size = inputs[i].shape(axes[i]);
-    }
-  }
-  Arrays ins;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    auto a = axes[i] >= 0 ? mx::moveaxis(inputs[i], axes[i], 0, s)
-                          : mx::expand_dims(inputs[i], 0, s);
-    auto shape = a.shape();
-    shape[0] = size;
-    ins.push_back(mx::broadcast_to(a, shape, s));
-  }
+  auto ins = mapped_first(inputs, axes, s);
   const Form form{eps_, per_sample_, k_, 1};
   auto out = backward_ ? form.backward({ins[0], ins[1], ins[4]}, s)
                        : form.forward({ins[0], ins[1], ins[2]}, s);

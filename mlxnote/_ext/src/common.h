@@ -14,6 +14,7 @@
 
 #include <vector>
 
+#include "mlx/ops.h"
 #include "mlx/primitives.h"
 
 namespace mlxnote {
@@ -30,7 +31,48 @@ class Parameterized : public mlx::core::UnaryPrimitive {
   Kind kind_;
 };
 
+// vmap's inputs with the mapped axis first, every one broadcast to the mapped size (an
+// unmapped input gets a new leading axis).
+inline std::vector<mlx::core::array> mapped_first(const std::vector<mlx::core::array>& inputs,
+                                                  const std::vector<int>& axes,
+                                                  mlx::core::Stream s) {
+  namespace mx = mlx::core;
+  int size = 1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) {
+      size = inputs[i].shape(axes[i]);
+    }
+  }
+  std::vector<mx::array> out;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto a = axes[i] >= 0 ? mx::moveaxis(inputs[i], axes[i], 0, s)
+                          : mx::expand_dims(inputs[i], 0, s);
+    auto shape = a.shape();
+    shape[0] = size;
+    out.push_back(mx::broadcast_to(a, shape, s));
+  }
+  return out;
+}
+
 }  // namespace mlxnote
+
+// The methods of a multi-output MLX primitive (eval into several outputs), as below.
+#define MLXNOTE_MULTI_PRIMITIVE_METHODS                                                   \
+  void eval_cpu(const std::vector<mx::array>& inputs,                                    \
+                std::vector<mx::array>& outputs) override;                               \
+  void eval_gpu(const std::vector<mx::array>& inputs,                                    \
+                std::vector<mx::array>& outputs) override;                               \
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,                      \
+                             const std::vector<mx::array>& tangents,                     \
+                             const std::vector<int>& argnums) override;                  \
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,                      \
+                             const std::vector<mx::array>& cotangents,                   \
+                             const std::vector<int>& argnums,                            \
+                             const std::vector<mx::array>& outputs) override;            \
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(                              \
+      const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;      \
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;   \
+  bool is_equivalent(const mx::Primitive& other) const override;
 
 // The methods of a single-output MLX primitive with a CPU kernel and closed-form
 // transforms (each primitive defines them in its .cpp).

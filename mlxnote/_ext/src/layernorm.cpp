@@ -273,20 +273,8 @@ std::pair<std::vector<mx::array>, std::vector<int>> LayerNorm::vmap(
   auto s = stream();
   // Mapped axes to the front; x's is one more leading axis. Mapped weights (or a mapped
   // backward) run the MLX-op form with the weights broadcast.
-  int size = 1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) {
-      size = inputs[i].shape(axes[i]);
-    }
-  }
-  Arrays ins;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    auto a = axes[i] >= 0 ? mx::moveaxis(inputs[i], axes[i], 0, s)
-                          : mx::expand_dims(inputs[i], 0, s);
-    auto shape = a.shape();
-    shape[0] = size;
-    ins.push_back(mx::broadcast_to(a, shape, s));
-  }
+  auto ins = mapped_first(inputs, axes, s);
+  const int size = ins[0].shape(0);
   const bool weights_mapped = std::any_of(axes.begin() + 1, axes.end(),
                                           [](int a) { return a >= 0; });
   if (!backward_ && !weights_mapped) {

@@ -10,6 +10,8 @@
 #include "mlx/ops.h"
 #include "mlx/primitives.h"
 
+#include "common.h"
+
 namespace mlxnote {
 
 namespace mx = mlx::core;
@@ -29,22 +31,10 @@ class LayerNorm : public mx::Primitive {
   LayerNorm(mx::Stream stream, LayerNormParams p, bool backward)
       : mx::Primitive(stream), p_(p), backward_(backward) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(
-      const std::vector<mx::array>& inputs, const std::vector<int>& axes) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  MLXNOTE_MULTI_PRIMITIVE_METHODS
   const char* name() const override {
     return backward_ ? "MlxnoteLayerNormGrad" : "MlxnoteLayerNorm";
   }
-  bool is_equivalent(const mx::Primitive& other) const override;
 
  private:
   LayerNormParams p_;

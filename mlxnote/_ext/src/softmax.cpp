@@ -254,21 +254,8 @@ std::vector<mx::array> Softmax::jvp(const std::vector<mx::array>& primals,
 std::pair<std::vector<mx::array>, std::vector<int>> Softmax::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
   // The kernels work on rows: a mapped axis moved to the front is one more leading axis.
-  int size = 1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) {
-      size = inputs[i].shape(axes[i]);
-    }
-  }
   auto s = stream();
-  std::vector<mx::array> ins;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    auto a = axes[i] >= 0 ? mx::moveaxis(inputs[i], axes[i], 0, s)
-                          : mx::expand_dims(inputs[i], 0, s);
-    auto shape = a.shape();
-    shape[0] = size;
-    ins.push_back(mx::broadcast_to(a, shape, s));
-  }
+  auto ins = mapped_first(inputs, axes, s);
   for (size_t i = 1; i < ins.size(); ++i) {  // one shape (the mask broadcast to it)
     ins[i] = mx::broadcast_to(ins[i], ins[0].shape(), s);
   }
