@@ -109,6 +109,10 @@ def run() -> list[FormRow]:
                            [(2, 5, 3, 4), (2, 6, 3, 4), (2, 6, 3, 4)])
     rows.append(_row("layer_norm: a 0-d input refused", lambda: _raises(
         lambda: nn.layer_norm()(mx.array(1.0)), ValueError, "layer_norm", "'data'")))
+    from . import argument_contracts, initial_weights  # they use _row and _raises
+
+    for module in (argument_contracts, initial_weights):
+        rows += module.run()
     return rows
 
 
