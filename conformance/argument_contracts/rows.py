@@ -61,7 +61,7 @@ def resolve(v: Any, rng: np.random.Generator | None = None) -> Any:
 
 
 def _array(a: Arr, rng: np.random.Generator) -> mx.array:
-    dt = getattr(mx, a.dtype)
+    dt = mx.bool_ if a.dtype == "bool" else getattr(mx, a.dtype)
     if a.lazy:
         return mx.broadcast_to(mx.zeros((1,) * len(a.shape), dt), a.shape)
     if a.dtype == "bool":
