@@ -197,3 +197,37 @@ class Special(Row):
 
     def check(self) -> str:
         return self.fn()
+
+
+@dataclass(frozen=True)
+class Oversize(Row):
+    """A call whose ``what`` (an output, a projection, ...) is larger than the memory left
+    (``limit`` bytes, patched in after the construction: the layers refuse what MLX cannot
+    hold, before it segfaults) is refused naming the layer, ``arg`` and ``what``."""
+
+    layer: str
+    kwargs: dict[str, Any]
+    inputs: tuple
+    arg: str
+    what: str
+    limit: int
+    call: dict[str, Any] = field(default_factory=dict)
+
+    def name(self) -> str:
+        args = ", ".join(_short(v) for v in self.inputs)
+        return (f"{self.layer}({_kw(self.kwargs)}) on ({args}) with {self.limit} bytes "
+                f"left refuses its {self.what} naming '{self.arg}'")
+
+    def check(self) -> str:
+        from mlxnote import _validation
+
+        from ..contracts import _raises
+
+        lyr = build(self.layer, self.kwargs)
+        real = _validation.memory_limit
+        _validation.memory_limit = lambda: self.limit
+        try:
+            return _raises(lambda: call(lyr, self.inputs, self.call), ValueError,
+                           f"{self.layer}:", f"'{self.arg}'", self.what)
+        finally:
+            _validation.memory_limit = real
