@@ -16,7 +16,10 @@ For a numeric case the engine
 5. before it computes, a ``set_weights`` round trip through the layer and every mlxnote
    layer inside it (:func:`weight_round_trip`, the check ``set_weights``): new values must
    come back from ``get_weights`` exactly, and the old ones restore every array;
-6. for each further execution mode the spec declares (``LayerSpec.modes``: 'untraced', a
+6. after the compared call, the check ``attributes`` (:mod:`conformance.attributes`): the
+   layer and its parts are built, ``output_size`` is the output's feature size, and
+   ``from_config(get_config())`` with the same weights computes the same outputs;
+7. for each further execution mode the spec declares (``LayerSpec.modes``: 'untraced', a
    plain forward call; 'compiled', the forward call under ``mx.compile``), runs a fresh
    set-up of the case that way and compares its outputs with the same references.
 """
@@ -34,6 +37,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxnote.nn.layer import resolve_path
 
+from . import attributes
 from .arrays import make_input, np32, round_to, to_mx
 from .case import TRAIN_FLAGS, Case, Expected, LayerSpec, Trial, resolve
 from .compare import Check, compare, exact
@@ -350,6 +354,9 @@ def numeric(case: Case, spec: LayerSpec, cls: type | None = None) -> list[Check]
             checks.append(compare(f"state:{n}", a, r_state[n], o_state.get(n), case.dtype))
     checks.append(exact("set_weights", not trial.round_trip, "; ".join(trial.round_trip)))
     checks.append(dtype_check(case, raw))
+    found = attributes.problems(trial, _call(spec), [r[1] for r in raw
+                                                     if r[0].startswith("output")])
+    checks.append(exact("attributes", not found, "; ".join(found)))
     for mode in spec.modes[1:] if case.dtype in spec.mode_dtypes else ():
         m_outs, m_raw = run_forward(prepare(case, spec, cls), spec, mode)
         checks.append(dtype_check(case, [(f"{n} {mode}", o) for (n, _), o in

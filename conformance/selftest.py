@@ -78,6 +78,19 @@ def _mutants():
         def set_weights(self, weights, layout="note"):
             pass
 
+    class ConfigLosesActivation(nn.dense):
+        """Config error: get_config records no activation (a rebuilt layer is linear)."""
+
+        def get_config(self):
+            return {**super().get_config(), "activation": None}
+
+    class OutputSizeOfInput(nn.dense):
+        """Attribute error: output_size says the input's size."""
+
+        def build(self, input_size):
+            super().build(input_size)
+            self._set("output_size", input_size)
+
     dense = dict(output_size=6, input_size=6, bias_initializer="normal")
     x = (Input((4, 6)),)
     drop_in = (Input((64, 32), "positive"),)
@@ -85,6 +98,10 @@ def _mutants():
         ("float32 output of a bfloat16 layer (dtype)", Float32Output,
          Case("dense", dense, x, "bfloat16")),
         ("set_weights ignored", SetWeightsIgnored, Case("dense", dense, x)),
+        ("get_config without the activation", ConfigLosesActivation,
+         Case("dense", {**dense, "activation": "tanh"}, x)),
+        ("output_size of the input", OutputSizeOfInput,
+         Case("dense", {**dense, "output_size": 5}, x)),
         ("bias sign flip (forward)", BiasSignFlip, Case("dense", dense, x)),
         ("weight gradient sign flip", WeightGradSignFlip, Case("dense", dense, x)),
         ("transposed weight", TransposedWeight, Case("dense", dense, x)),

@@ -229,7 +229,7 @@ def test_gradients_are_compared_for_every_weight(dtype):
     res = run_case(_dense_case(dtype, activation="tanh"), FAMILIES.specs["dense"])
     names = [c.name for c in res.checks]
     assert names == ["output", "grad:data", "grad:weight", "grad:bias", "set_weights",
-                     "dtypes"] and res.passed
+                     "dtypes", "attributes"] and res.passed
 
 
 # -- dtypes, the set_weights round trip, the suite-level checks ------------------------------

@@ -53,6 +53,7 @@ class Bidirectional(Layer):
                              "a layer with go_backwards=False when backward_layer is None "
                              "(its copy runs backwards; Keras's rule)")
         self.config(merge_mode=merge_mode)
+        self._set("_given_backward", backward_layer is not None)
         self._set("dtype", layer.dtype)
         self._set("trainable", layer.trainable)
         self._set("return_sequence", layer.return_sequence)
@@ -65,6 +66,10 @@ class Bidirectional(Layer):
         self._set("built", fwd.built and bwd.built)
         h = fwd.output_size + (bwd.output_size if merge_mode == "concat" else 0)
         self._set("output_size", h)
+
+    def _held_arguments(self) -> dict[str, Any]:
+        return {"layer": self.forward_layer,
+                "backward_layer": self.backward_layer if self._given_backward else None}
 
     # -- construction --------------------------------------------------------------
     def _check_layer(self, arg: str, layer: Any) -> None:
@@ -90,7 +95,7 @@ class Bidirectional(Layer):
     @staticmethod
     def _copy(layer: _Sequence, go_backwards: bool | None = None) -> _Sequence:
         """A new layer of ``layer``'s class and arguments (and weights, once built)."""
-        kwargs = dict(layer._config, dtype=layer.dtype, trainable=layer.trainable)
+        kwargs = layer.get_config()
         if go_backwards is not None:
             kwargs["go_backwards"] = go_backwards
         new = type(layer)(**kwargs)

@@ -25,6 +25,7 @@ argument checks in :mod:`mlxnote._validation`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -129,6 +130,43 @@ class Layer(TrainMode, weights.NoteWeights, mnn.Module):
         for k, v in kwargs.items():
             self._set(k, v)
             self._config[k] = v
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument as this layer holds it (a size found at the first
+        call included; a layer argument is that layer): ``type(layer).from_config(
+        layer.get_config())`` is a new layer like this one, with fresh weights
+        (``set_weights(layer.get_weights())`` copies them)."""
+        cfg, held = {}, self._held_arguments()
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name in held:
+                cfg[p.name] = held[p.name]
+            elif p.name in self._config:
+                cfg[p.name] = self._config[p.name]
+                if p.name == "input_size" and cfg[p.name] is None and self.built:
+                    cfg[p.name] = self.__dict__.get("input_size")  # found at the first call
+            elif p.name == "name":
+                cfg[p.name] = self._config.get("layer_name")
+            elif p.name == "dtype":
+                cfg[p.name] = dtype_name(self.dtype)
+            elif p.name in self.__dict__:
+                cfg[p.name] = self.__dict__[p.name]
+            else:
+                raise NotImplementedError(f"{self.name}.get_config: the argument "
+                                          f"'{p.name}' is not recorded")
+        return cfg
+
+    def _held_arguments(self) -> dict[str, Any]:
+        """Constructor arguments :meth:`get_config` takes from the layer's parts (override)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A new layer from :meth:`get_config`'s arguments; a layer among them is rebuilt
+        from its own config, so the new layer shares nothing with the original."""
+        return cls(**{k: type(v).from_config(v.get_config()) if isinstance(v, Layer) else v
+                      for k, v in config.items()})
 
     @property
     def name(self) -> str:

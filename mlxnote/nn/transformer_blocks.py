@@ -8,6 +8,7 @@ whole ``Transformer`` from them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as mnn
@@ -249,9 +250,10 @@ class _Stack(Layer):
             raise self.error(self.layer_arg, type(layer).__name__,
                              f"a {self.layer_type.__name__}", TypeError)
         num_layers = self.check_int("num_layers", num_layers, low=0)
-        layers = [layer] + [type(layer)(**layer._config, dtype=layer.dtype)
+        layers = [layer] + [type(layer).from_config(layer.get_config())
                             for _ in range(num_layers - 1)] if num_layers else []
         self.config(num_layers=num_layers)
+        self._set("_template", layer)
         self._set("dtype", layer.dtype)
         self.add_sublayer("layers", layers)
         if norm is not None:
@@ -259,6 +261,9 @@ class _Stack(Layer):
         else:
             self._set("norm", None)
         self._set("built", True)
+
+    def _held_arguments(self) -> dict[str, Any]:
+        return {self.layer_arg: self._template, "norm": self.norm}
 
     def _run(self, x: ArrayLike, arg: str,
              step: Callable[[Layer, mx.array], mx.array]) -> mx.array:
