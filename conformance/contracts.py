@@ -5,7 +5,8 @@ public entry point, run with the whole suite and listed in the report.
   draws the features from the layer's own key, so the same seed gives the same features
   whatever the global generator did, another seed other features, and the values are the
   randomizer's (in ``[-1, 1)``);
-* attention dropout at its bounds: ``0.0`` is accepted and draws nothing in training,
+* attention dropout at its bounds (multihead, talking-heads, Linformer, the Transformer's
+  encoder layer): ``0.0`` is accepted and draws nothing in training,
   ``1.0`` and negative rates are refused with a ``ValueError`` naming the layer and
   ``dropout`` (the rates just inside run as numeric cases: ``families/spellings.py``);
 * ``layer_norm`` refuses a 0-d input with a ``ValueError`` naming ``data``.
@@ -107,6 +108,12 @@ def run() -> list[FormRow]:
     rows += dropout_bounds("talking_heads_attention", "dropout_rate",
                            lambda r: nn.talking_heads_attention(dropout_rate=r),
                            [(2, 5, 3, 4), (2, 6, 3, 4), (2, 6, 3, 4)])
+    rows += dropout_bounds("Linformer_self_attention", "dropout",
+                           lambda r: nn.Linformer_self_attention(8, 6, k=4, heads=2, dropout=r),
+                           [(2, 6, 8)])
+    rows += dropout_bounds("TransformerEncoderLayer", "dropout",
+                           lambda r: nn.TransformerEncoderLayer(8, 2, 16, dropout=r),
+                           [(2, 5, 8)])
     rows.append(_row("layer_norm: a 0-d input refused", lambda: _raises(
         lambda: nn.layer_norm()(mx.array(1.0)), ValueError, "layer_norm", "'data'")))
     from . import argument_contracts, initial_weights  # they use _row and _raises

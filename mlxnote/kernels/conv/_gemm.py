@@ -132,11 +132,11 @@ def conv_gemm(x, w, strides, pads, dilations, groups, flip, bias):
 
 # -- GEMM + col2im (input-dilated, i.e. transposed, convolutions) ------------------------
 def conv_col2im(x, w, pads, dilations, input_dilation, flip, bias):
-    nb, *length, cin = x.shape
-    cout, kernel = w.shape[0], w.shape[1:-1]
     ext = extension.get()
     if ext is not None:
         return _col2im_ext(ext, x, w, pads, dilations, input_dilation, flip, bias)
+    nb, *length, cin = x.shape
+    cout, kernel = w.shape[0], w.shape[1:-1]
     n = len(length)
     s, d = input_dilation, dilations
     # full[t*s + p*d] += x[t] . w[tap(p)] (tap(p) = p for flip, else mirrored). With
