@@ -19,10 +19,12 @@ import mlx.core as mx
 from .rows import Accept, Refuse, Row, Special
 
 
-def _all_rows() -> list[Row]:
+def all_rows(*layers: str) -> list[Row]:
+    """Every row, or those of ``layers`` (by public name)."""
     from . import attention, conv, core, norm, recurrent, transformer
 
-    return [r for m in (conv, core, norm, recurrent, attention, transformer) for r in m.ROWS]
+    rows = [r for m in (conv, core, norm, recurrent, attention, transformer) for r in m.ROWS]
+    return [r for r in rows if not layers or getattr(r, "layer", None) in layers]
 
 
 @contextlib.contextmanager
@@ -38,12 +40,13 @@ def _own_generator() -> Iterator[None]:
         mx.random.seed(after)
 
 
-def run() -> list:
+def run(rows: list[Row] | None = None) -> list:
+    """The rows' results (``FormRow``: name, passed, detail), all of them by default."""
     from ..contracts import _row
 
     out, seen = [], set()
     with _own_generator():
-        for r in _all_rows():
+        for r in all_rows() if rows is None else rows:
             name = r.name()
             n = 2
             while name in seen:  # names are the rows' ids (the mutation tool keys them)
@@ -54,4 +57,4 @@ def run() -> list:
     return out
 
 
-__all__ = ["Accept", "Refuse", "Special", "run"]
+__all__ = ["Accept", "Refuse", "Special", "all_rows", "run"]

@@ -20,6 +20,18 @@ def _uniform(shape, dtype=mx.float32):
     return mx.random.uniform(-1.0, 1.0, shape, dtype)
 
 
+def _no_dtype(shape):  # a randomizer without the documented dtype= keyword
+    return mx.random.normal(shape)
+
+
+def _h_row(x):  # h(x) of shape (B, n, 1)
+    return mx.ones((*x.shape[:-1], 1))
+
+
+def _h_wide(x):  # h(x) of shape (B, n, 2): not a per-location scale
+    return mx.ones((*x.shape[:-1], 2))
+
+
 Q, KV = (2, 5, 4), (2, 6, 4)
 ATTENTION: list[Row] = [
     Refuse("attention", dict(use_scale=1), "use_scale", T),
@@ -153,6 +165,8 @@ FAVOR: list[Row] = [
     Refuse("FAVOR_attention", dict(f=3), "f", T),
     Refuse("FAVOR_attention", dict(randomizer="normal"), "randomizer", T),
     Refuse("FAVOR_attention", dict(randomizer=_bad_randomizer), "randomizer"),
+    Refuse("FAVOR_attention", dict(randomizer=_no_dtype), "randomizer", T),
+    Refuse("FAVOR_attention", dict(h=_h_wide), "h", inputs=(FK, FV, FQ)),
     Refuse("FAVOR_attention", dict(eps=-0.1), "eps"),
     Refuse("FAVOR_attention", dict(kernel_eps="0"), "kernel_eps", T),
     Refuse("FAVOR_attention", dict(seed=-1), "seed"),
@@ -176,6 +190,7 @@ FAVOR: list[Row] = [
                                    randomizer=_uniform),
            ((2, 4, 2, 3), (2, 3, 2, 3), (2, 4, 5)), (2, 3, 5)),
     Accept("FAVOR_attention", dict(f="softplus", dtype="float16"), (FK, FV, FQ), (2, 3, 5)),
+    Accept("FAVOR_attention", dict(h=_h_row), (FK, FV, FQ), (2, 3, 5)),
 ]
 
 LX, LC = (2, 6, 8), (2, 6, 8)

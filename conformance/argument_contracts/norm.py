@@ -22,6 +22,7 @@ def _shared(layer: str) -> list[Row]:
         Refuse(layer, dict(axis=[]), "axis", T),
         Refuse(layer, dict(axis=[1, 1]), "axis"),
         Refuse(layer, dict(axis=[1.0]), "axis", T),
+        Refuse(layer, dict(axis=[-1, 1], input_size=[5, 3]), "axis"),  # order set by the rank
         Refuse(layer, dict(momentum=1.01), "momentum"),
         Refuse(layer, dict(momentum=-0.01), "momentum"),
         Refuse(layer, dict(momentum="0.9"), "momentum", T),
@@ -47,6 +48,7 @@ def _shared(layer: str) -> list[Row]:
         Accept(layer, dict(axis=[1, 2], input_size=[3, 5]), (X,), X),
         Accept(layer, dict(axis=[2, 1], input_size=[5, 3]), (X,), X),
         Accept(layer, dict(axis=(-1, -2)), (X,), X),
+        Accept(layer, dict(axis=[-1, 1]), (X,), X),
         Accept(layer, dict(axis=1, center=False, scale=False, dtype="float16"), (X,), X),
         Accept(layer, dict(axis=[-1], input_size=[5], beta_initializer="ones",
                            gamma_initializer="zeros"), (X,), X),

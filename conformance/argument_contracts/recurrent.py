@@ -120,6 +120,8 @@ BIDIRECTIONAL: list[Row] = [
                                                     dtype="float16")), "backward_layer"),
     Refuse("Bidirectional", dict(merge_mode="sum", backward_layer=new(
         "LSTM", output_size=H + 1, go_backwards=True)), "backward_layer"),
+    Refuse("Bidirectional", dict(layer=new("GRU", output_size=H, input_size=I), backward_layer=new(
+        "GRU", output_size=H, input_size=I + 1, go_backwards=True)), "backward_layer"),
     Refuse("Bidirectional", {}, "initial_state", T, inputs=((B, S, I),),
            call=dict(initial_state=[Arr((B, H))])),
     Refuse("Bidirectional", {}, "initial_state", T, inputs=((B, S, I),),

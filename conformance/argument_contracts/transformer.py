@@ -128,6 +128,8 @@ STACKS: list[Row] = [
            "encoder_layer", T),
     Refuse("TransformerEncoder", dict(num_layers=-1), "num_layers"),
     Refuse("TransformerEncoder", dict(num_layers="2"), "num_layers", T),
+    Refuse("TransformerEncoder", dict(norm=3), "norm", T),
+    Refuse("TransformerDecoder", dict(norm="layer_norm"), "norm", T),
     Refuse("TransformerEncoder", {}, "src", inputs=((S, D),)),
     Refuse("TransformerEncoder", {}, "is_causal", T, inputs=(SRC,), call=dict(is_causal=1)),
     Refuse("TransformerEncoder", {}, "src_mask", owner="TransformerEncoderLayer",

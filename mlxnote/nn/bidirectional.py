@@ -83,6 +83,9 @@ class Bidirectional(Layer):
                  ("return_sequence", fwd.return_sequence == bwd.return_sequence,
                   f"return_sequence={fwd.return_sequence} (layer's)"),
                  ("dtype", fwd.dtype == bwd.dtype, f"layer's dtype {fwd.dtype}"),
+                 ("input_size", None in (fwd.input_size, bwd.input_size)
+                  or fwd.input_size == bwd.input_size,
+                  f"input_size={fwd.input_size} (layer's; both read the same data)"),
                  ("output_size", merge_mode in ("concat", None)
                   or fwd.output_size == bwd.output_size,
                   f"output_size={fwd.output_size} (layer's) for merge_mode {merge_mode!r}")]

@@ -15,7 +15,7 @@ from .._config import compute_dtype
 from .._validation import MAX_SEED
 from ..kernels import attention as K
 from . import core
-from .attention import _dropout_fn
+from .attention import _broadcastable, _dropout_fn
 from .layer import Desc, Layer, materialize, shape_desc
 from .typing import Activation, ActivationFn, ArrayLike, DTypeLike
 
@@ -117,7 +117,13 @@ class FAVOR_attention(Layer):
         if self.seed is not None and _accepts_key(rnd):
             self._key, kw["key"] = mx.random.split(self._key)
             materialize(self._key, wait=False)  # any thread can draw the next ones
-        g = mx.array(rnd(shape, dtype=mx.float32, **kw)).astype(mx.float32)
+        try:
+            g = rnd(shape, dtype=mx.float32, **kw)
+        except TypeError as e:  # a signature that does not fit: name the argument
+            raise self.error("randomizer", self.randomizer, "a callable randomizer(shape, "
+                             f"dtype=...) (calling it raised TypeError: {e})",
+                             TypeError) from e
+        g = mx.array(g).astype(mx.float32)
         if tuple(g.shape) != shape:
             raise self.error("randomizer", self.randomizer, f"a callable returning shape "
                              f"{shape}; it returned {tuple(g.shape)}")
@@ -132,7 +138,12 @@ class FAVOR_attention(Layer):
         phi = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1)
         hx = self.h(x) if self.h is not None else math.sqrt(self.m)
         if not isinstance(hx, (int, float)):
-            hx = mx.array(hx).astype(self.dtype)
+            hx = mx.array(hx)
+            want = (*x.shape[:-1], 1)
+            if not _broadcastable(hx.shape, want):
+                raise self.error("h", Desc(f"a callable returning shape {tuple(hx.shape)}"),
+                                 f"a scalar or an array broadcastable to {want} (B, n, 1)")
+            hx = hx.astype(self.dtype)
         return phi * (hx * (1.0 / math.sqrt(self.m))) + self.kernel_eps
 
     def __call__(self, keys: ArrayLike, values: ArrayLike, queries: ArrayLike) -> mx.array:

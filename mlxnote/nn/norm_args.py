@@ -49,6 +49,10 @@ def check_input_size(layer: Layer, input_size: Any,
     n = 1 if isinstance(axis, int) else len(axis)
     if input_size is None:
         return None
+    if n > 1 and any(a < 0 for a in axis) and any(a >= 0 for a in axis):
+        # the weights follow the sorted axes, whose order depends on the input's rank
+        raise layer.error("axis", list(axis), "axes of one sign when input_size is given "
+                          "(or input_size=None: the sizes are then read from the input)")
     if _is_int(input_size) and n == 1:
         return layer.check_int("input_size", input_size)
     allowed = ("None or an int >= 1" if n == 1 else

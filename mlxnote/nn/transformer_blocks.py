@@ -250,6 +250,8 @@ class _Stack(Layer):
             raise self.error(self.layer_arg, type(layer).__name__,
                              f"a {self.layer_type.__name__}", TypeError)
         num_layers = self.check_int("num_layers", num_layers, low=0)
+        if norm is not None and not callable(norm):
+            raise self.error("norm", norm, "None or a layer (e.g. a layer_norm)", TypeError)
         layers = [layer] + [type(layer).from_config(layer.get_config())
                             for _ in range(num_layers - 1)] if num_layers else []
         self.config(num_layers=num_layers)
