@@ -1,6 +1,7 @@
 """The engine's check ``attributes``: what a layer says about itself after the compared call.
 
-* ``built``: the layer and every mlxnote layer inside it are built;
+* ``built``: the layer and every mlxnote layer inside it are built, and a layer given
+  ``input_size`` is built at construction (Note's eager path: weights before any call);
 * ``output_size`` (an int, where the layer has it): the size of the first output's feature
   axis (the last, or axis 1 for a channels-first layer: note-semantics.md, "output
   feature size"), after the layer's activation where it changes the width (glu, crelu);
@@ -67,6 +68,8 @@ def problems(trial: Trial, call: Callable, outs: list[mx.array]) -> list[str]:
     """What is wrong with the layer's attributes after its compared call (empty: nothing).
     It draws from ``mx.random``: the engine runs it after the case's own draws."""
     layer, found = trial.layer, []
+    if trial.case.kwargs.get("input_size") is not None and not trial.build().built:
+        found.append("not built at construction with input_size given (Note's eager path)")
     found += [f"{type(m).__name__}{' at ' + p if p else ''} is not built"
               for p, m in _inner(layer) if getattr(m, "built", True) is not True]
     size = getattr(layer, "output_size", None)

@@ -9,6 +9,7 @@ public entry point, run with the whole suite and listed in the report.
   encoder layer): ``0.0`` is accepted and draws nothing in training,
   ``1.0`` and negative rates are refused with a ``ValueError`` naming the layer and
   ``dropout`` (the rates just inside run as numeric cases: ``families/spellings.py``);
+* Bidirectional's copies of a built layer keep its weights and its ``trainable`` flag;
 * ``layer_norm`` refuses a 0-d input with a ``ValueError`` naming ``data``.
 """
 
@@ -99,6 +100,26 @@ def dropout_bounds(layer: str, arg: str, make: Callable[[float], object],
     ]
 
 
+def bidirectional_copies() -> str:
+    """decisions.md 34: Bidirectional keeps copies of its layer, with the weights of a built
+    one, and says whether it is trainable as the layer does."""
+    from mlxnote import nn
+
+    problems = []
+    for trainable in (True, False):
+        layer = nn.LSTM(3, 4, return_sequence=True, trainable=trainable)
+        bi = nn.Bidirectional(layer)
+        if bi.forward_layer is layer:
+            problems.append("the forward layer is the given layer, not a copy")
+        if not all(np.array_equal(a, b) for a, b in zip(layer.get_weights(),
+                                                         bi.forward_layer.get_weights())):
+            problems.append("the forward copy of a built layer has other weights")
+        if bi.trainable is not trainable or bool(bi.param_names) is not trainable:
+            problems.append(f"over a layer with trainable={trainable}: trainable="
+                            f"{bi.trainable}, {len(bi.param_names)} trainable weights")
+    return "; ".join(problems)
+
+
 def run() -> list[FormRow]:
     from mlxnote import nn
 
@@ -114,6 +135,8 @@ def run() -> list[FormRow]:
     rows += dropout_bounds("TransformerEncoderLayer", "dropout",
                            lambda r: nn.TransformerEncoderLayer(8, 2, 16, dropout=r),
                            [(2, 5, 8)])
+    rows.append(_row("Bidirectional: copies of a built layer keep its weights and "
+                     "trainable flag", bidirectional_copies))
     rows.append(_row("layer_norm: a 0-d input refused", lambda: _raises(
         lambda: nn.layer_norm()(mx.array(1.0)), ValueError, "layer_norm", "'data'")))
     from . import argument_contracts, initial_weights  # they use _row and _raises
