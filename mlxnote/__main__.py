@@ -25,12 +25,14 @@ def probe() -> dict:
     """Run one small float32 matmul on the CPU and report whether it went through the shim."""
     import mlx.core as mx
 
-    before = _platform.blas_calls()
+    before, dnnl_before = _platform.blas_calls(), _platform.dnnl_gemm_calls()
     a = mx.ones((64, 64), dtype=mx.float32)
     mx.eval(mx.matmul(a, a, stream=mx.cpu))
-    after = _platform.blas_calls()
+    after, dnnl_after = _platform.blas_calls(), _platform.dnnl_gemm_calls()
     return {"shim_calls_before": before, "shim_calls_after": after,
-            "mlx_called_openblas": before is not None and after > before}
+            "mlx_called_openblas": before is not None and after > before,
+            "dnnl_gemm_calls": dnnl_after,
+            "mlx_called_onednn": dnnl_before is not None and dnnl_after > dnnl_before}
 
 
 def info() -> dict:
@@ -65,6 +67,10 @@ def render(d: dict) -> str:
                   "         forwards cblas_sgemm/dgemm/cgemm"
                   + (" and MLX's LAPACK routines" if d["lapack_forwarded"] else
                      "; LAPACK stays MLX's reference")]
+        lines.append(f"GEMM     float32: {d['gemm']} ({d['gemm_reason']}"
+                     + (f"; {d['dnnl_gemm_calls']} calls on oneDNN so far, the 64x64 probe "
+                        f"{'did' if d['mlx_called_onednn'] else 'did NOT'} reach it; "
+                        f"{d['gomp_spin']}" if d["dnnl_library"] else "") + ")")
     elif d["blas"] == "custom":
         lines.append(f"BLAS     {d['library']} (from {_platform.ENV_BLAS})")
     else:
@@ -94,7 +100,8 @@ def render(d: dict) -> str:
     lines.append(f"switches {_platform.ENV_BLAS}=0 (stock BLAS), {_platform.ENV_CACHE}=0 (stock "
                  f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N, MLXNOTE_EXT=0 "
                  "(no C++ kernels), MLXNOTE_THREADS=N, MLXNOTE_FORMULATION=cpu|gpu|auto, "
-                 "MLXNOTE_BLAS_ADAPTIVE=0, MLXNOTE_ONEDNN=0 (no oneDNN convs)")
+                 "MLXNOTE_BLAS_ADAPTIVE=0, MLXNOTE_ONEDNN=0 (no oneDNN convs), "
+                 f"{_platform.ENV_DNNL_GEMM}=0|all (float32 GEMMs on oneDNN by shape)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,9 @@
  *
  * - cblas_{s,d,c}gemm: typed C wrappers (portable) that also count calls, so
  *   `python -m mlxnote info` and the tests can prove MLX really calls OpenBLAS, and that
- *   choose OpenBLAS's thread count per call (see "Threads" below).
+ *   choose OpenBLAS's thread count per call (see "Threads" below). cblas_sgemm sends the
+ *   shapes where oneDNN's sgemm is faster to it when mlxnote_shim_dnnl bound it (see
+ *   "oneDNN" below).
  * - LAPACK (x86_64 and aarch64 only): an indirect tail jump through the bound slot, which
  *   passes every argument through untouched, including Fortran's hidden string lengths. On
  *   other architectures these are not defined and MLX keeps its reference LAPACK (correct,
@@ -107,8 +109,10 @@ unsigned long long mlxnote_blas_calls(void) {
  *    MLXNOTE_MAX_BACKOFF while the machine stays busy); then threads are tried again.
  * The single-thread rate per size class (powers of 4 of the multiply-adds) is learned
  * from the single-threaded calls themselves (the first calls of each class run on one
- * thread to measure it). mlxnote_shim_threads(setter, n) turns this on; without it (or
- * n == 1) calls pass through untouched. Races between threads only blur the statistics. */
+ * thread to measure it), per library (OpenBLAS, oneDNN); the busy state is the machine's,
+ * shared. mlxnote_shim_threads(setter, n) turns this on; without it (or n == 1) OpenBLAS's
+ * calls pass through untouched and oneDNN's get n threads. Races between threads only blur
+ * the statistics. */
 #include <time.h>
 
 typedef void (*set_threads_fn)(int);
@@ -116,16 +120,24 @@ typedef void (*set_threads_fn)(int);
 #define MLXNOTE_BUSY_CALLS 64
 #define MLXNOTE_MAX_BACKOFF (1 << 16)
 #define MLXNOTE_CLASSES 12
-static set_threads_fn mlxnote_set_threads;
-static int mlxnote_max_threads = 1, mlxnote_current = -1;
-static double mlxnote_rate1[MLXNOTE_CLASSES]; /* multiply-adds per ns on one thread */
+
+/* A library's thread setter and what it learned. `sticky`: the count set stays set (OpenBLAS's
+ * is global); oneDNN's OpenMP count is the calling thread's, so it is set on every call. */
+struct backend {
+    set_threads_fn set;
+    int sticky, current;
+    double rate1[MLXNOTE_CLASSES]; /* multiply-adds per ns on one thread */
+};
+static struct backend openblas = {NULL, 1, -1, {0}}, onednn = {NULL, 0, -1, {0}};
+static int mlxnote_max_threads = 1, mlxnote_adaptive;
 static int mlxnote_busy_left, mlxnote_backoff = MLXNOTE_BUSY_CALLS;
 static unsigned long long mlxnote_multi_calls, mlxnote_busy_events;
 
 void mlxnote_shim_threads(void *setter, int n) {
-    mlxnote_set_threads = (set_threads_fn)setter;
+    openblas.set = (set_threads_fn)setter;
+    openblas.current = -1;
     mlxnote_max_threads = n > 0 ? n : 1;
-    mlxnote_current = -1;
+    mlxnote_adaptive = setter != NULL && mlxnote_max_threads > 1;
 }
 
 /* Calls run multi-threaded so far, and how often a busy machine was detected. */
@@ -144,29 +156,33 @@ static int size_class(double macs) {
     return c;
 }
 
-static void use_threads(int n) {
-    if (n != mlxnote_current) {
-        mlxnote_set_threads(n);
-        mlxnote_current = n;
+static void use_threads(struct backend *b, int n) {
+    if (!b->sticky || n != b->current) {
+        b->set(n);
+        b->current = n;
     }
 }
 
-/* Before a call: how many threads it gets (0: leave OpenBLAS alone). */
-static int plan(double macs) {
-    if (mlxnote_set_threads == NULL || mlxnote_max_threads == 1) return 0;
+/* Before a call: how many threads it gets (0: leave the library's count alone, untimed). */
+static int plan(struct backend *b, double macs) {
+    if (b->set == NULL) return 0;
+    if (!mlxnote_adaptive) {
+        if (!b->sticky) b->set(mlxnote_max_threads);
+        return 0;
+    }
     int n = 1;
-    if (macs >= MLXNOTE_MIN_MULTI && mlxnote_rate1[size_class(macs)] > 0.0) {
+    if (macs >= MLXNOTE_MIN_MULTI && b->rate1[size_class(macs)] > 0.0) {
         if (mlxnote_busy_left > 0) mlxnote_busy_left--;
         else n = mlxnote_max_threads;
     }
-    use_threads(n);
+    use_threads(b, n);
     return n;
 }
 
 /* After a call of `macs` multiply-adds that took `ns` on `n` threads. */
-static void learn(double macs, int n, double ns) {
+static void learn(struct backend *b, double macs, int n, double ns) {
     if (macs < MLXNOTE_MIN_MULTI || ns <= 0.0) return;
-    double *rate = &mlxnote_rate1[size_class(macs)];
+    double *rate = &b->rate1[size_class(macs)];
     if (n == 1) {
         double r = macs / ns;
         *rate = *rate > 0.0 ? 0.8 * *rate + 0.2 * r : r;
@@ -182,32 +198,97 @@ static void learn(double macs, int n, double ns) {
     }
 }
 
-#define TIMED(macs, call)                                                                       \
+#define TIMED(b, macs, call)                                                                    \
     do {                                                                                        \
-        int n_ = plan(macs);                                                                    \
+        int n_ = plan(b, macs);                                                                 \
         if (n_ == 0) {                                                                          \
             call;                                                                               \
         } else {                                                                                \
             double t0_ = now_ns();                                                              \
             call;                                                                               \
-            learn(macs, n_, now_ns() - t0_);                                                    \
+            learn(b, macs, n_, now_ns() - t0_);                                                 \
         }                                                                                       \
     } while (0)
+
+/* oneDNN. libdnnl's dnnl_sgemm (row-major, 64-bit sizes, OpenMP threads) is faster than
+ * OpenBLAS's sgemm on this kind of CPU for the mid-sized products of dense, attention and
+ * recurrent layers (benchmarks/bench_gemm.py). mlxnote_shim_dnnl(sgemm, omp_set_num_threads,
+ * route) binds it; route MLXNOTE_ROUTE_AUTO sends a call to it when dnnl_wins() (measured
+ * thresholds), MLXNOTE_ROUTE_ALL every call (tests), MLXNOTE_ROUTE_OFF none. A call oneDNN
+ * refuses (a status other than success: bad sizes or leading dimensions) goes to OpenBLAS,
+ * which reports it as BLAS does. */
+typedef int (*dnnl_sgemm_fn)(char, char, long long, long long, long long, float, const float *,
+                             long long, const float *, long long, float, float *, long long);
+enum { MLXNOTE_ROUTE_OFF = 0, MLXNOTE_ROUTE_AUTO = 1, MLXNOTE_ROUTE_ALL = 2 };
+enum { CBLAS_COL_MAJOR = 102, CBLAS_NO_TRANS = 111 };
+static dnnl_sgemm_fn mlxnote_dnnl_sgemm;
+static int mlxnote_route;
+static unsigned long long mlxnote_dnnl_calls;
+
+/* Returns the previous route; sgemm == NULL keeps the bound function (changes the route). */
+int mlxnote_shim_dnnl(void *sgemm, void *omp_set_num_threads, int route) {
+    int old = mlxnote_dnnl_sgemm == NULL ? -1 : mlxnote_route;
+    if (sgemm != NULL) {
+        mlxnote_dnnl_sgemm = (dnnl_sgemm_fn)sgemm;
+        onednn.set = (set_threads_fn)omp_set_num_threads;
+    }
+    if (mlxnote_dnnl_sgemm != NULL) mlxnote_route = route;
+    return old;
+}
+
+/* Number of cblas_sgemm calls oneDNN computed so far. */
+unsigned long long mlxnote_dnnl_gemm_calls(void) {
+    return __atomic_load_n(&mlxnote_dnnl_calls, __ATOMIC_RELAXED);
+}
+
+/* Measured on one thread (AVX-512 Zen): oneDNN's kernels run about 2x OpenBLAS's (190-210
+ * against 85-106 GFLOP/s) from 32x32x32 on, every transpose; below, its call costs more
+ * (0.45 against 0.11 us at 4x4x4, 0.59 against 0.27 at 16^3). The large calls must all go
+ * to one library: two libraries' threads spinning after their calls in turn stalled each
+ * other's next call (milliseconds), so OpenBLAS keeps only calls that run on one thread. */
+#define MLXNOTE_DNNL_MIN (32 * 32 * 32)
+static int dnnl_wins(double macs) { return macs >= MLXNOTE_DNNL_MIN; }
+
+/* The smallest call (multiply-adds) the automatic route sends to oneDNN. */
+long long mlxnote_shim_dnnl_min(void) { return MLXNOTE_DNNL_MIN; }
+
+/* oneDNN's computation of the call, or nonzero when it refused it. Column-major C = A B is
+ * row-major C^T = B^T A^T: the operands and their transposes swap. */
+static int dnnl_call(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
+                     const float *a, blasint lda, const float *b, blasint ldb, float beta,
+                     float *c, blasint ldc) {
+    char fa = ta == CBLAS_NO_TRANS ? 'N' : 'T', fb = tb == CBLAS_NO_TRANS ? 'N' : 'T';
+    if (order == CBLAS_COL_MAJOR)
+        return mlxnote_dnnl_sgemm(fb, fa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
+    return mlxnote_dnnl_sgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
 
 void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
                  const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c,
                  blasint ldc) {
     COUNT();
-    TIMED((double)m * n * k, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a,
-                                                               lda, b, ldb, beta, c, ldc));
+    double macs = (double)m * n * k;
+    int route = mlxnote_route;
+    if (route != MLXNOTE_ROUTE_OFF && macs > 0 && (route == MLXNOTE_ROUTE_ALL || dnnl_wins(macs))) {
+        int status = 0;
+        TIMED(&onednn, macs,
+              status = dnnl_call(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
+        if (status == 0) {
+            __atomic_fetch_add(&mlxnote_dnnl_calls, 1ULL, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    TIMED(&openblas, macs, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a,
+                                                             lda, b, ldb, beta, c, ldc));
 }
 
 void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
                  const double *a, blasint lda, const double *b, blasint ldb, double beta,
                  double *c, blasint ldc) {
     COUNT();
-    TIMED((double)m * n * k, ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a,
-                                                               lda, b, ldb, beta, c, ldc));
+    TIMED(&openblas, (double)m * n * k,
+          ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+                                            c, ldc));
 }
 
 void cblas_cgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, const void *alpha,

@@ -26,6 +26,12 @@ thread would have (other processes keep the cores busy: a helper thread then wai
 scheduler slice on every call). ``MLXNOTE_BLAS_ADAPTIVE=0`` keeps a fixed count
 (measurements: ``docs/performance.md``).
 
+oneDNN. When oneDNN is installed (the ``cpu`` extra: ``libdnnl.so.3`` in the environment's
+``lib`` folder, where the C++ extension finds it too), it is loaded privately as well and the
+shim sends the float32 GEMMs where its ``dnnl_sgemm`` is faster than OpenBLAS's (the shim's
+"oneDNN" comment; ``benchmarks/bench_gemm.py``) to it, with the same per-call thread choice
+(its OpenMP threads). ``STATUS.gemm`` says which routing is in force.
+
 Cache. MLX's CPU allocator keeps at most 32 MiB of freed buffers; larger temporaries go back to
 the OS and are page-faulted in again on every step. On the CPU device only, we raise the limit
 to 1/8 of the memory the process may use (RAM, or the cgroup limit), at least 256 MiB. The
@@ -36,6 +42,8 @@ Switches (environment, read at import):
 - ``MLXNOTE_BLAS``: ``0``/``off`` keeps MLX's stock BLAS; a path loads that library (it must
   export ``cblas_sgemm``, e.g. MKL's ``libmkl_rt.so``) instead of the bundled OpenBLAS.
 - ``MLXNOTE_BLAS_THREADS``: OpenBLAS thread count.
+- ``MLXNOTE_DNNL_GEMM``: ``0``/``off`` keeps every float32 GEMM on OpenBLAS; ``all`` sends
+  every one to oneDNN (tests). ``MLXNOTE_ONEDNN=0`` (no oneDNN at all) turns it off too.
 - ``MLXNOTE_CACHE``: ``0``/``off`` keeps MLX's default; ``2G``, ``512M``, a byte count, or
   ``25%`` of memory sets the limit.
 
@@ -45,6 +53,7 @@ mlxnote (a warning says so once). ``python -m mlxnote info`` shows the outcome (
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import importlib.util
@@ -54,6 +63,7 @@ import platform
 import sys
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +72,9 @@ ENV_THREADS = "MLXNOTE_BLAS_THREADS"
 ENV_CACHE = "MLXNOTE_CACHE"
 ENV_SHIM_DIR = "MLXNOTE_SHIM_DIR"
 ENV_ADAPTIVE = "MLXNOTE_BLAS_ADAPTIVE"
+ENV_DNNL_GEMM = "MLXNOTE_DNNL_GEMM"
+ENV_ONEDNN = "MLXNOTE_ONEDNN"  # oneDNN as a whole (mlxnote/kernels/extension.py)
+ROUTES = {"openblas": 0, "auto": 1, "onednn": 2}  # the shim's MLXNOTE_ROUTE_*
 
 OFF = {"0", "off", "false", "no", "stock"}
 ON = {"", "1", "on", "true", "yes", "auto"}  # the default choice
@@ -90,6 +103,10 @@ class Status:
     threads: int | None = None
     threads_adaptive: bool = False
     threads_source: str = ""
+    gemm: str = "openblas"
+    gemm_reason: str = ""
+    dnnl_library: str = ""
+    gomp_spin: str = ""
     cache_limit: int | None = None
     cache_default: int | None = None
     cache_reason: str = ""
@@ -197,10 +214,12 @@ def _load_blas(choice: str) -> None:
         ob.scipy_openblas_set_num_threads(n)
     threads = ob.scipy_openblas_get_num_threads()
     adaptive = threads > 1 and os.environ.get(ENV_ADAPTIVE, "").strip().lower() not in OFF
-    if adaptive:  # each GEMM picks 1 or all threads (the shim's "Threads" comment)
-        sh.mlxnote_shim_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        sh.mlxnote_shim_threads(ctypes.cast(ob.scipy_openblas_set_num_threads,
-                                            ctypes.c_void_p).value, threads)
+    # adaptive: each GEMM picks 1 or all threads (the shim's "Threads" comment); else
+    # OpenBLAS keeps its count and oneDNN gets the same
+    sh.mlxnote_shim_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    sh.mlxnote_shim_threads(ctypes.cast(ob.scipy_openblas_set_num_threads, ctypes.c_void_p).value
+                            if adaptive else None, threads)
+    _bind_dnnl(sh)
     # Everything is bound and set: only now make the standard names visible to libmlx.so.
     ctypes.CDLL(str(shim), mode=ctypes.RTLD_GLOBAL | os.RTLD_NOLOAD)
     _handles.update(openblas=ob, shim=sh)
@@ -209,6 +228,90 @@ def _load_blas(choice: str) -> None:
     STATUS.lapack_forwarded = bool(sh.mlxnote_lapack_forwarded())
     STATUS.threads = threads
     STATUS.threads_adaptive = adaptive
+
+
+def dnnl_library() -> Path:
+    """Where oneDNN is when the ``cpu`` extra is installed (the C++ extension's path too)."""
+    return Path(sys.prefix) / "lib" / "libdnnl.so.3"
+
+
+def _bind_dnnl(sh: ctypes.CDLL) -> None:
+    """Hands oneDNN's sgemm to the shim when installed and not turned off."""
+    choice = os.environ.get(ENV_DNNL_GEMM, "").strip().lower()
+    if os.environ.get(ENV_ONEDNN, "").strip().lower() in OFF:
+        STATUS.gemm_reason = f"turned off by {ENV_ONEDNN}=0"
+        return
+    if choice in OFF:
+        STATUS.gemm_reason = f"turned off by {ENV_DNNL_GEMM}=0"
+        return
+    if choice not in ON | {"all"}:
+        _warn(f"{ENV_DNNL_GEMM}={choice!r} is not 0, 1 or all; the default (1) is used.")
+    path = dnnl_library()
+    if not path.exists():
+        STATUS.gemm_reason = f"oneDNN is not installed ({path} missing: pip install 'mlxnote[cpu]')"
+        return
+    try:
+        with _gomp_spin():
+            lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
+        sgemm, omp_set = lib.dnnl_sgemm, lib.omp_set_num_threads  # OpenMP: a dependency
+    except (OSError, AttributeError) as e:
+        STATUS.gemm_reason = f"oneDNN could not be loaded ({e})"
+        return
+    sh.mlxnote_shim_dnnl.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    route = "onednn" if choice == "all" else "auto"
+    sh.mlxnote_shim_dnnl(ctypes.cast(sgemm, ctypes.c_void_p).value,
+                         ctypes.cast(omp_set, ctypes.c_void_p).value, ROUTES[route])
+    sh.mlxnote_dnnl_gemm_calls.restype = ctypes.c_ulonglong
+    _handles["dnnl"] = lib
+    STATUS.gemm, STATUS.dnnl_library = route, str(path)
+    sh.mlxnote_shim_dnnl_min.restype = ctypes.c_longlong
+    STATUS.gemm_reason = ("every float32 GEMM on oneDNN" if route == "onednn" else
+                          f"float32 GEMMs of {sh.mlxnote_shim_dnnl_min()} multiply-adds or more "
+                          "on oneDNN, smaller ones on OpenBLAS")
+
+
+GOMP_SPINCOUNT = "30000"  # about 1 ms of spinning here (the default 300000: about 10 ms)
+
+
+@contextlib.contextmanager
+def _gomp_spin() -> Iterator[None]:
+    """GNU OpenMP (oneDNN's threads) reads its settings once, when it loads: unless the user
+    set ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` or it is loaded already, it loads with
+    ``GOMP_SPINCOUNT`` = :data:`GOMP_SPINCOUNT`, then the variable is removed again (other
+    libraries never see it). An idle worker thread spins that long for the next parallel
+    region before it sleeps: measured, the default burnt 9.5 ms of the other core after
+    every multi-threaded GEMM (competing with other processes and mlxnote's own thread
+    pool); 30000 spins still keep back-to-back GEMMs' workers awake."""
+    user = [v for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if os.environ.get(v)]
+    try:
+        with open("/proc/self/maps") as f:
+            loaded = "libgomp" in f.read()
+    except OSError:
+        loaded = False
+    if user or loaded:
+        STATUS.gomp_spin = (f"{', '.join(user)} set by the user" if user else
+                            "GNU OpenMP was loaded before mlxnote: its settings are kept")
+        yield
+        return
+    os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
+    STATUS.gomp_spin = f"GOMP_SPINCOUNT={GOMP_SPINCOUNT} while it loaded"
+    try:
+        yield
+    finally:
+        os.environ.pop("GOMP_SPINCOUNT", None)
+
+
+def gemm_route(route: str) -> str:
+    """Sets where float32 GEMMs go from now on: ``'auto'`` (by shape), ``'onednn'`` (all) or
+    ``'openblas'`` (none to oneDNN); returns the previous route. Tests and benchmarks use it;
+    ValueError names the routes, RuntimeError says why oneDNN is not bound."""
+    if route not in ROUTES:
+        raise ValueError(f"gemm_route: route must be one of {sorted(ROUTES)}, got {route!r}")
+    if "dnnl" not in _handles:
+        raise RuntimeError(f"gemm_route: oneDNN's sgemm is not bound ({STATUS.gemm_reason})")
+    old = _handles["shim"].mlxnote_shim_dnnl(None, None, ROUTES[route])
+    STATUS.gemm = route
+    return {v: k for k, v in ROUTES.items()}[old]
 
 
 def _set_threads_custom(lib: ctypes.CDLL) -> None:
@@ -304,6 +407,12 @@ def blas_calls() -> int | None:
     """cblas_*gemm calls MLX made through the shim so far (None without the shim)."""
     sh = _handles.get("shim")
     return None if sh is None else int(sh.mlxnote_blas_calls())
+
+
+def dnnl_gemm_calls() -> int | None:
+    """cblas_sgemm calls oneDNN computed so far (None when it is not bound)."""
+    sh = _handles.get("shim")
+    return None if sh is None or "dnnl" not in _handles else int(sh.mlxnote_dnnl_gemm_calls())
 
 
 def stock_blas_library() -> str:

@@ -324,16 +324,21 @@ print(json.dumps(out))
 """
 
 
+OPENBLAS_ONLY = {"MLXNOTE_DNNL_GEMM": "0"}  # every float32 GEMM on OpenBLAS
+
+
 @pytest.mark.skipif(not LINUX, reason="Linux only")
 @pytest.mark.slow
 def test_gemm_threads_are_chosen_per_call(tmp_path):
     """With 2 BLAS threads, small GEMMs run on one thread and a size class is measured on
     one thread before threads are used for it (the shim's adaptive threading, which keeps a
-    busy machine from stalling every call); MLXNOTE_BLAS_ADAPTIVE=0 keeps the count fixed."""
-    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="2").stdout)
+    busy machine from stalling every call); MLXNOTE_BLAS_ADAPTIVE=0 keeps the count fixed.
+    OpenBLAS's count is read, so oneDNN's GEMMs are off (tests/test_dnnl_gemm.py checks its
+    threads)."""
+    d = json.loads(run_py(ADAPTIVE, tmp_path, **OPENBLAS_ONLY, MLXNOTE_BLAS_THREADS="2").stdout)
     assert d == {"adaptive": True, "threads": 2, "after_small": 1, "after_first_large": 1}
-    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="2",
+    d = json.loads(run_py(ADAPTIVE, tmp_path, **OPENBLAS_ONLY, MLXNOTE_BLAS_THREADS="2",
                           MLXNOTE_BLAS_ADAPTIVE="0").stdout)
     assert d == {"adaptive": False, "threads": 2, "after_small": 2, "after_first_large": 2}
-    d = json.loads(run_py(ADAPTIVE, tmp_path, MLXNOTE_BLAS_THREADS="1").stdout)
+    d = json.loads(run_py(ADAPTIVE, tmp_path, **OPENBLAS_ONLY, MLXNOTE_BLAS_THREADS="1").stdout)
     assert d["adaptive"] is False and d["after_small"] == 1
