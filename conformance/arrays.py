@@ -25,6 +25,11 @@ def make_input(spec: Input, rng: np.random.Generator, dtype: str) -> np.ndarray:
         return round_to(rng.uniform(-1, 1, spec.shape), dtype)
     if spec.kind == "positive":
         return round_to(rng.uniform(0.5, 1.5, spec.shape), dtype)
+    if spec.kind == "zero_rows":  # N(0, 1) with every other row all zeros: a dense layer's
+        # pre-activation is then exactly its bias there (a kink of relu & co. at bias 0)
+        a = rng.standard_normal(spec.shape)
+        a.reshape(-1, spec.shape[-1])[::2] = 0.0
+        return round_to(a, dtype)
     if spec.kind == "mask":
         return rng.uniform(size=spec.shape) < 0.7
     if spec.kind == "int":

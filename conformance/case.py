@@ -36,6 +36,7 @@ class Input:
     """One positional input: its shape, how to fill it, and whether it gets a gradient.
 
     ``kind``: 'normal' (N(0, 1)), 'uniform' (U(-1, 1)), 'positive' (U(0.5, 1.5)),
+    'zero_rows' (N(0, 1), every other row along the last axis all zeros),
     'mask' (0/1 booleans, no gradient) or 'int' (small ints, no gradient). ``given``: the
     dtype a float input is handed to mlxnote in (default: the case's); its values are
     still those of the case's dtype, so only the layer's cast to its dtype (decisions.md 3)
@@ -49,7 +50,7 @@ class Input:
 
     @property
     def differentiable(self) -> bool:
-        return self.kind in ("normal", "uniform", "positive")
+        return self.kind in ("normal", "uniform", "positive", "zero_rows")
 
 
 # -- the function table ------------------------------------------------------------------

@@ -50,6 +50,12 @@ CASES += grid("dense", DENSE, [(4, 6)], smoke=3)
 CASES += grid("dense", [dict(output_size=8, input_size=6, activation="gelu")], [(2, 3, 6)])
 CASES += grid("dense", [dict(output_size=6, input_size=6, activation=a) for a in ACTIVATIONS],
               [(4, 6)], dtypes=("float32",))
+# Activations at their kink: zero input rows give a pre-activation of exactly the (zero)
+# bias, where the gradient is a convention (TF: relu'(0) = 0, leaky_relu'(0) = alpha).
+KINKED = ["relu", "relu6", "leaky_relu", ["leaky_relu", 1.5], "elu", "celu", "selu", "crelu",
+          "hardswish", "linear"]
+CASES += grid("dense", [dict(output_size=6, input_size=6, activation=a) for a in KINKED],
+              [Input((4, 6), "zero_rows")], dtypes=("float32",))
 CASES += grid("identity", [dict(), dict(input_size=6)], [(4, 3, 6)], smoke=1)
 for n in (1, 2, 3):
     CASES += grid(f"zeropadding{n}d", ZP[n], [ZP_SHAPES[n]], call_kwargs=ZP_CALL[n], smoke=1)

@@ -35,8 +35,9 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def _selu(x: mx.array) -> mx.array:
     # mlx.nn.selu rounds the constants to 6 digits (a 1e-4 gradient error, caught by the
-    # conformance suite); these are the exact ones.
-    return _SELU_SCALE * mx.where(x > 0, x, _SELU_ALPHA * (mx.exp(x) - 1))
+    # conformance suite); these are the exact ones. At 0 the slope is TF's: scale (the
+    # linear branch), not scale * alpha.
+    return _SELU_SCALE * mx.where(x >= 0, x, _SELU_ALPHA * (mx.exp(x) - 1))
 
 
 def _crelu(x: mx.array) -> mx.array:
