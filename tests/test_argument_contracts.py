@@ -95,3 +95,20 @@ def test_transformer_stack_refuses_a_norm_that_is_not_callable(stack, block):
     with pytest.raises(TypeError, match=rf"{stack.__name__}: argument 'norm'"):
         stack(block(8, 2, 16), 1, norm=3)
     assert stack(block(8, 2, 16), 1, norm=nn.layer_norm(8)).norm is not None
+
+
+def test_decoder_layer_causal_flags_named_as_its_arguments():
+    dec = nn.TransformerDecoderLayer(8, 2, 16)
+    tgt, mem = mx.ones((2, 4, 8)), mx.ones((2, 5, 8))
+    for arg in ("tgt_is_causal", "memory_is_causal"):  # were both named 'is_causal'
+        with pytest.raises(TypeError, match=rf"TransformerDecoderLayer: argument '{arg}'"):
+            dec(tgt, mem, **{arg: 1})
+    assert dec(tgt, mem, tgt_is_causal=True).shape == (2, 4, 8)
+
+
+def test_talking_heads_names_the_value_of_the_wrong_rank():
+    q, k = mx.ones((2, 5, 3, 4)), mx.ones((2, 6, 3, 4))
+    with pytest.raises(ValueError, match=r"talking_heads_attention: argument 'value_tensor'"):
+        nn.talking_heads_attention()(q, k, mx.ones((2, 1, 6, 3, 4)))  # was 'key_tensor'
+    with pytest.raises(ValueError, match=r"talking_heads_attention: argument 'key_tensor'"):
+        nn.talking_heads_attention()(q, mx.ones((2, 1, 6, 3, 4)), k)

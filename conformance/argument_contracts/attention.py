@@ -90,6 +90,7 @@ MULTIHEAD: list[Row] = [
     Refuse("multihead_attention", {}, "mask", inputs=(X,),
            call=dict(mask=Arr((2, 3, 5, 5), "bool"))),
     Refuse("multihead_attention", {}, "train_flag", T, inputs=(X,), call=dict(train_flag=0)),
+    Refuse("multihead_attention", {}, "training", T, inputs=(X,), call=dict(training="no")),
     Oversize("multihead_attention", dict(input_size=8), (X, (2, 64, 8)), "x",
              "attention logits", limit=2 * 64 * 8 * 4 + 8),
     Accept("multihead_attention", dict(input_size=8), (X,), [(2, 5, 8), (2, 2, 5, 5)]),
@@ -122,6 +123,9 @@ TALKING: list[Row] = [
     Refuse("talking_heads_attention", {}, "value_tensor", inputs=(QT, KT, (2, 6, 4))),
     Refuse("talking_heads_attention", dict(qkv_rank=5), "query_tensor", inputs=(QT, KT, KT)),
     Refuse("talking_heads_attention", {}, "key_tensor", inputs=(QT, (2, 1, 6, 3, 4), KT)),
+    Refuse("talking_heads_attention", {}, "value_tensor", inputs=(QT, KT, (2, 1, 6, 3, 4))),
+    Refuse("talking_heads_attention", dict(attention_axes=(-4,)), "attention_axes",
+           inputs=(QT, KT, KT)),
     Refuse("talking_heads_attention", dict(attention_axes=(3,)), "attention_axes",
            inputs=(QT, KT, KT)),
     Refuse("talking_heads_attention", dict(num_heads=2), "query_tensor", inputs=(QT, KT, KT)),
@@ -170,6 +174,8 @@ FAVOR: list[Row] = [
     Refuse("FAVOR_attention", dict(eps=-0.1), "eps"),
     Refuse("FAVOR_attention", dict(kernel_eps="0"), "kernel_eps", T),
     Refuse("FAVOR_attention", dict(seed=-1), "seed"),
+    Refuse("FAVOR_attention", dict(seed=2**64), "seed"),
+    Refuse("FAVOR_attention", dict(kernel_eps=float("nan")), "kernel_eps"),
     Refuse("FAVOR_attention", dict(chunk_size=0), "chunk_size"),
     Refuse("FAVOR_attention", dict(dtype="int32"), "dtype", T),
     Refuse("FAVOR_attention", {}, "keys", inputs=((2, 4), FV, FQ)),
@@ -191,6 +197,8 @@ FAVOR: list[Row] = [
            ((2, 4, 2, 3), (2, 3, 2, 3), (2, 4, 5)), (2, 3, 5)),
     Accept("FAVOR_attention", dict(f="softplus", dtype="float16"), (FK, FV, FQ), (2, 3, 5)),
     Accept("FAVOR_attention", dict(h=_h_row), (FK, FV, FQ), (2, 3, 5)),
+    Accept("FAVOR_attention", dict(seed=0, kernel_eps=-0.5, redraw=False), (FK, FV, FQ),
+           (2, 3, 5)),
 ]
 
 LX, LC = (2, 6, 8), (2, 6, 8)

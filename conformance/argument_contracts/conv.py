@@ -59,7 +59,8 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
     bad: list[tuple[dict, str, type]] = [
         (dict(kernel_size=0), "kernel_size", V),
         (dict(kernel_size=[2] * (n + 1)), "kernel_size", T),
-        (dict(kernel_size="2"), "kernel_size", T), (dict(input_size=0), "input_size", V),
+        (dict(kernel_size="2"), "kernel_size", T), (dict(kernel_size=[2.0] * n), "kernel_size", T),
+        (dict(input_size=0), "input_size", V),
         (dict(input_size=2.0), "input_size", T), (dict(strides=0), "strides", V),
         (dict(strides=[1] * (n + 3)), "strides", T), (dict(strides=2.0), "strides", T),
         # TF's full form [1, s.., 1] (channels last) / [1, 1, s..] (channels first) only
@@ -80,6 +81,7 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
         (dict(dtype="int8"), "dtype", T)]
     if kind != "depthwise":
         bad += [(dict(filters=0), "filters", V), (dict(filters=2.5), "filters", T),
+                (dict(filters=2**31), "filters", V),
                 (dict(filters=None), "filters", T)]
     if kind == "conv":
         bad += [(dict(groups=0), "groups", V), (dict(groups=3), "groups", V),
@@ -112,8 +114,11 @@ def _calls(name: str, n: int, kind: str) -> list[Row]:
         Refuse(name, {}, "dilations", T, inputs=(shape(n),),
                call=dict(dilations=[2] * (n + 1) + [1]))]
     if kind == "transpose":
-        rows.append(Refuse(name, dict(strides=2), "dilations", V, inputs=(shape(n),),
-                           call=dict(dilations=2)))
+        rows += [Refuse(name, dict(strides=2), "dilations", V, inputs=(shape(n),),
+                        call=dict(dilations=2)),
+                 Refuse(name, {}, "data", V, inputs=(shape(n, length=0),)),  # VALID: no output
+                 Refuse(name, dict(strides=2**30, padding="SAME"), "data", V,
+                        inputs=(shape(n),), words=("32-bit",))]  # an output of 5 * 2^30
     else:
         rows += [Refuse(name, {}, "data", V, inputs=(shape(n, length=1),)),
                  Refuse(name, {}, "data", V, inputs=(shape(n, c=0),)),
@@ -158,6 +163,7 @@ def _accepts(name: str, n: int, kind: str) -> list[Row]:
                    out(n, kind, out_len(n, kind, d=2), True)),
             Accept(name, {}, (x,), out(n, kind, out_len(n, kind, d=2)), call=dict(dilations=2)),
             Accept(name, dict(padding=1), (x,), out(n, kind, out_len(n, kind, pad=1))),
+            Accept(name, dict(padding=0), (x,), out(n, kind, out_len(n, kind))),
             Accept(name, dict(padding=[(1, 2)] * n), (x,),
                    out(n, kind, out_len(n, kind, pad=(1, 2)))),
             Accept(name, dict(padding=[2] + [(0, 1)] * (n - 1)), (x,),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .rows import BASE, Accept, Refuse, Row, Special
+from .rows import BASE, Accept, Arr, Refuse, Row, Special, build
 
 T, V = TypeError, ValueError
 BASE.update(dense=dict(output_size=4), dropout=dict(rate=0.5),
@@ -12,6 +12,7 @@ BASE.update(dense=dict(output_size=4), dropout=dict(rate=0.5),
 DENSE: list[Row] = [
     Refuse("dense", dict(output_size=0), "output_size"),
     Refuse("dense", dict(output_size=2.0), "output_size", T),
+    Refuse("dense", dict(output_size=2**31), "output_size"),  # MLX's sizes are 32-bit
     Refuse("dense", dict(input_size=0), "input_size"),
     Refuse("dense", dict(input_size="3"), "input_size", T),
     Refuse("dense", dict(weight_initializer="nope"), "weight_initializer"),
@@ -22,6 +23,8 @@ DENSE: list[Row] = [
     Refuse("dense", dict(dtype="float64x"), "dtype", T),
     Refuse("dense", dict(name=3), "name", T),
     Refuse("dense", {}, "data", inputs=((),)),
+    Refuse("dense", {}, "data", T, inputs=(Arr((2, 3), "complex64"),)),
+    Refuse("dense", {}, "data", T, inputs=([["a", "b"]],)),
     Refuse("dense", dict(input_size=3), "data", inputs=((2, 4),)),
     Special("dense: a layer built on 4 features refuses 5 naming 'data'",
             lambda: _second_call("dense", {}, (2, 4), (2, 5), "data")),
@@ -51,6 +54,8 @@ def _random(layer: str, rate: str) -> list[Row]:
         Refuse(layer, dict(noise_shape=3), "noise_shape", T),
         Refuse(layer, dict(noise_shape=[2, "1"]), "noise_shape", T),
         Refuse(layer, dict(seed=-1), "seed"), Refuse(layer, dict(seed=1.5), "seed", T),
+        Refuse(layer, dict(seed=2**64), "seed"),
+        Refuse(layer, dict(noise_shape=[2**31, 1]), "noise_shape"),
         Refuse(layer, dict(dtype="int32"), "dtype", T),
         Refuse(layer, dict(noise_shape=[2, 1, 1]), "noise_shape", inputs=((2, 3),),
                call=dict(train_flag=True)),
@@ -80,6 +85,8 @@ def _padding(n: int) -> list[Row]:
         Refuse(layer, dict(padding=[1] * (n + 1) if n > 1 else [1, 1, 1]), "padding"),
         Refuse(layer, dict(padding=[(1, 2, 3)] * n), "padding"),
         Refuse(layer, dict(padding=[(1, -2)] * n), "padding"),
+        Refuse(layer, dict(padding=[(1, 1.5)] * n), "padding", T),
+        Refuse(layer, dict(padding=2**31), "padding"),
         Refuse(layer, {}, "data", inputs=(x[:-1],)),
         Refuse(layer, dict(input_size=3), "data", inputs=(x,)),
         Refuse(layer, {}, "padding", inputs=(x,), call=dict(padding=-1)),
@@ -132,10 +139,37 @@ def _kernel_padding() -> str:
                     "padding")
         if p:
             problems.append(f"{n}-D padding {bad}: {p}")
+    x, w = mx.ones((1, 4, 4, 1)), mx.ones((1, 2, 2, 1))
+    for what, make in (("strides", lambda: kconv.conv(x, w, [1, 1, 1], 0)),
+                       ("dilations", lambda: kconv.conv(x, w, 1, 0, [2]))):
+        p = _raises(make, ValueError, "conv:", what)
+        if p:
+            problems.append(f"{what}: {p}")
     return "; ".join(problems)
 
 
-ROWS: list[Row] = [*DENSE, *IDENTITY, *_random("dropout", "rate"),
+def _mode(layer: str, kwargs: dict) -> str:
+    """``train_flag`` (Note's mode attribute) and ``train(mode)`` take a bool only."""
+    from ..contracts import _raises
+
+    lyr = build(layer, kwargs)
+    problems = [_raises(lambda: setattr(lyr, "train_flag", 1), TypeError, f"{layer}:",
+                        "'train_flag'"),
+                _raises(lambda: lyr.train("yes"), TypeError, f"{layer}:", "'mode'"),
+                _raises(lambda: lyr.train(True, False), TypeError, f"{layer}:", "'mode'")]
+    lyr.train_flag = False
+    if lyr.training or lyr.train_flag:
+        problems.append("train_flag = False left the layer in training mode")
+    return "; ".join(p for p in problems if p)
+
+
+MODE: list[Row] = [Special(f"{name}: train_flag and train(mode) refuse a non-bool",
+                           lambda n=name, k=kw: _mode(n, k))
+                   for name, kw in (("dense", {}), ("batch_norm", {}), ("dropout", {}),
+                                    ("Transformer", dict(d_model=8, nhead=2,
+                                                         dim_feedforward=8)))]
+
+ROWS: list[Row] = [*DENSE, *IDENTITY, *MODE, *_random("dropout", "rate"),
                    *_random("stochastic_depth", "drop_path_rate"),
                    *_padding(1), *_padding(2), *_padding(3),
                    Special("kernels.conv.conv: every padding form, a wrong count refused",

@@ -65,6 +65,7 @@ BATCH: list[Row] = [
     Refuse("batch_norm", {}, "mask", inputs=(X,), call=dict(mask=Arr((4, 5)))),
     Refuse("batch_norm", {}, "mask", inputs=(X,), call=dict(mask=Arr((4, 3, 5)))),
     Refuse("batch_norm", {}, "mask", T, inputs=(X,), call=dict(mask=[["a"]])),
+    Refuse("batch_norm", {}, "mask", T, inputs=(X,), call=dict(mask=Arr((4, 3), "complex64"))),
     Refuse("batch_norm", {}, "train_flag", T, inputs=(X,), call=dict(train_flag=1)),
     Accept("batch_norm", {}, (X,), X, call=dict(mask=Arr((4, 3), fill=1.0), train_flag=True)),
     Accept("batch_norm", {}, (X,), X, call=dict(mask=Arr((1, 3), "bool"), training=True)),
@@ -100,6 +101,7 @@ GROUP: list[Row] = [
     Refuse("group_norm", dict(mask=[["a"]]), "mask", T),
     Refuse("group_norm", dict(dtype="complex64"), "dtype", T),
     Refuse("group_norm", dict(groups=5), "data", inputs=((4,),)),  # no batch axis besides
+    Refuse("group_norm", dict(groups=-1), "data", inputs=((4, 0),)),  # no channels
     Refuse("group_norm", dict(groups=5, axis=3), "data", inputs=(X,)),
     Refuse("group_norm", dict(groups=5, axis=-3), "axis", inputs=(X,)),  # the batch axis
     Refuse("group_norm", dict(groups=5, input_size=5), "data", inputs=((4, 5, 3),)),

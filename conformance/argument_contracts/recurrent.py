@@ -40,6 +40,7 @@ def _sequence(layer: str) -> list[Row]:
         *_common(layer),
         Refuse(layer, dict(output_size=0), "output_size"),
         Refuse(layer, dict(output_size=None), "output_size", T),
+        Refuse(layer, dict(output_size=2**31), "output_size"),
         Refuse(layer, dict(input_size=0), "input_size"),
         Refuse(layer, dict(input_size=4.0), "input_size", T),
         Refuse(layer, dict(return_sequence="yes"), "return_sequence", T),

@@ -4,7 +4,9 @@ and the errors of the blocks a Transformer builds naming the Transformer."""
 
 from __future__ import annotations
 
-from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, new
+import mlx.core as mx
+
+from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, Special, build, new
 
 T, V = TypeError, ValueError
 D, NH, FF = 8, 2, 16
@@ -69,6 +71,9 @@ TRANSFORMER: list[Row] = [
     Refuse("Transformer", {}, "tgt_is_causal", T, inputs=(SRC, TGT),
            call=dict(tgt_is_causal="yes")),
     Refuse("Transformer", {}, "train_flag", T, inputs=(SRC, TGT), call=dict(train_flag=1)),
+    Refuse("Transformer", {}, "training", T, inputs=(SRC, TGT), call=dict(training="no")),
+    Refuse("Transformer", {}, "memory_is_causal", T, inputs=(SRC, TGT),
+           call=dict(memory_is_causal=1)),
     Oversize("Transformer", {}, (SRC, TGT), "src", "attention logits",
              limit=B * S * D * 4 + 8),  # logits (B, nhead, S, S): 400 bytes
     Oversize("Transformer", {}, (SRC, TGT), "src", "feed-forward activations",
@@ -114,8 +119,10 @@ DECODER_LAYER: list[Row] = [
     Refuse("TransformerDecoderLayer", {}, "memory", inputs=(TGT, (B + 1, S, D))),
     *_masks("TransformerDecoderLayer", (TGT, SRC), "tgt", TL, TL),
     *_masks("TransformerDecoderLayer", (TGT, SRC), "memory", TL, S),
-    Refuse("TransformerDecoderLayer", {}, "is_causal", T, inputs=(TGT, SRC),
+    Refuse("TransformerDecoderLayer", {}, "memory_is_causal", T, inputs=(TGT, SRC),
            call=dict(memory_is_causal=2)),
+    Refuse("TransformerDecoderLayer", {}, "tgt_is_causal", T, inputs=(TGT, SRC),
+           call=dict(tgt_is_causal="yes")),
     Accept("TransformerDecoderLayer", {}, (TGT, SRC), TGT),
     Accept("TransformerDecoderLayer", dict(norm_first=True), (TGT, (B, TL, D)), TGT,
            call=dict(tgt_is_causal=True, memory_is_causal=True, training=True)),
@@ -150,5 +157,20 @@ STACKS: list[Row] = [
     Accept("TransformerDecoder", {}, (TGT, SRC), TGT),
     Accept("TransformerDecoder", dict(num_layers=0), (TGT, SRC), TGT),
 ]
+
+def _gpu() -> str:
+    """``device='gpu'``: where calls run when this MLX has a GPU, else refused naming it."""
+    if mx.is_available(mx.gpu):
+        t = build("Transformer", dict(device="gpu"))
+        out = t(mx.ones(SRC), mx.ones(TGT))
+        return "" if tuple(out.shape) == TGT else f"output shape {tuple(out.shape)}"
+    from ..contracts import _raises
+
+    return _raises(lambda: build("Transformer", dict(device="gpu")), ValueError,
+                   "Transformer:", "'device'")
+
+
+TRANSFORMER.append(Special("Transformer(device='gpu'): runs there, or refused without a GPU",
+                           _gpu))
 
 ROWS: list[Row] = [*TRANSFORMER, *ENCODER_LAYER, *DECODER_LAYER, *STACKS]

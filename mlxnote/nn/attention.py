@@ -399,9 +399,9 @@ class talking_heads_attention(Layer):
         if self.qkv_rank is not None and rank != self.qkv_rank:
             raise self.error("query_tensor", Desc(f"an array of shape {tuple(q.shape)}"),
                              f"rank {self.qkv_rank} (qkv_rank)")
-        if k.ndim != rank or v.ndim != rank:
-            raise self.error("key_tensor", f"arrays of shapes {tuple(k.shape)}, "
-                             f"{tuple(v.shape)}", f"rank {rank}, as the query")
+        for arg, t in (("key_tensor", k), ("value_tensor", v)):
+            if t.ndim != rank:
+                raise self.error(arg, shape_desc(t), f"rank {rank}, as the query")
         axes = self._axes(self.attention_axes, rank)
         batch = tuple(a for a in range(rank - 2) if a not in axes)
         n = q.shape[-2]

@@ -53,15 +53,16 @@ def causal_flag(layer: Layer, arg: str, value: bool | None) -> bool:
 def attention_mask(layer: Layer, attn_mask: MaskLike | None,
                    key_padding_mask: MaskLike | None, is_causal: bool | None, b: int,
                    nhead: int, tq: int, tk: int,
-                   names: tuple[str, str] = ("mask", "key_padding_mask")) -> mx.array | None:
+                   names: tuple[str, ...] = ("mask", "key_padding_mask")) -> mx.array | None:
     """Merge PyTorch's attention mask, key-padding mask and causal flag into one mask
-    broadcastable to ``(B, nhead, L, S)``."""
+    broadcastable to ``(B, nhead, L, S)``; ``names`` are the caller's names of the masks
+    (and of the causal flag, ``'is_causal'`` unless a third is given)."""
     a = _pt_attend(layer, attn_mask, names[0], ((tq, tk), (b * nhead, tq, tk)),
                    lambda m: m if m.ndim == 2 else m.reshape(b, nhead, tq, tk), layer.dtype)
     p = _pt_attend(layer, key_padding_mask, names[1], ((b, tk),),
                    lambda m: m[:, None, None, :], layer.dtype)
     m = K.merge_masks(a, p, layer.dtype)
-    if causal_flag(layer, "is_causal", is_causal):
+    if causal_flag(layer, names[2] if len(names) > 2 else "is_causal", is_causal):
         m = K.merge_masks(m, K.causal_mask(tq, tk), layer.dtype)
     return m
 
@@ -219,9 +220,10 @@ class TransformerDecoderLayer(_Block):
         b, tl, sl = x.shape[0], x.shape[1], mem.shape[1]
         self._check_sizes("tgt", x, max(tl, sl))
         sm = attention_mask(self, tgt_mask, tgt_key_padding_mask, tgt_is_causal, b, self.nhead,
-                            tl, tl, ("tgt_mask", "tgt_key_padding_mask"))
+                            tl, tl, ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal"))
         mm = attention_mask(self, memory_mask, memory_key_padding_mask, memory_is_causal, b,
-                            self.nhead, tl, sl, ("memory_mask", "memory_key_padding_mask"))
+                            self.nhead, tl, sl, ("memory_mask", "memory_key_padding_mask",
+                                                 "memory_is_causal"))
         if x.size == 0:  # the empty result, with no graph (see the encoder layer)
             return mx.zeros(x.shape, self.dtype)
 
