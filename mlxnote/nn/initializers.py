@@ -4,7 +4,8 @@
 TensorFlow layout (spatial dimensions first, then in, then out), which is what the
 fan rules read.
 
-Names (case-insensitive; Keras spellings accepted as aliases):
+Names (case-insensitive; Keras spellings accepted as aliases, with Keras's meaning:
+``'random_normal'`` is N(0, 0.05), ``'random_uniform'`` U(-0.05, 0.05)):
 
 =================  ==========================================================
 ``'Xavier'``       Glorot uniform, ``limit = sqrt(6 / (fan_in + fan_out))``
@@ -20,7 +21,8 @@ Names (case-insensitive; Keras spellings accepted as aliases):
 Truncated normals cut at two standard deviations and are rescaled by 0.8796..., as
 Keras' ``VarianceScaling`` does. List forms: ``['normal', mean, std]``,
 ``['uniform', lo, hi]``, ``['truncated_normal', std]``,
-``['VarianceScaling', scale, mode, distribution]``, ``['Orthogonal', gain]``.
+``['VarianceScaling', scale, mode, distribution]``, ``['Orthogonal', gain[, seed]]`` (a
+seed draws from its own key, whatever the global generator did).
 An array (of the weight's shape) or a callable ``f(shape, dtype)`` is accepted too.
 """
 
@@ -33,7 +35,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from .._validation import Desc, error, is_real
+from .._validation import Desc, error, is_int, is_real
 from .typing import Initializer
 
 TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
@@ -63,11 +65,12 @@ def _scaled(shape: tuple[int, ...], scale: float, mode: str, distribution: str) 
     return std * mx.random.truncated_normal(-2.0, 2.0, shape)
 
 
-def _orthogonal(shape: tuple[int, ...], gain: float = 1.0) -> mx.array:
+def _orthogonal(shape: tuple[int, ...], gain: float = 1.0, seed: int | None = None) -> mx.array:
     if len(shape) < 2:
         raise ValueError("Orthogonal needs a weight of rank >= 2")
     rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
-    a = mx.random.normal((max(rows, cols), min(rows, cols)))
+    key = None if seed is None else mx.random.key(int(seed))
+    a = mx.random.normal((max(rows, cols), min(rows, cols)), key=key)
     q, r = mx.linalg.qr(a, stream=mx.cpu)
     q = q * mx.sign(mx.diagonal(r))
     if rows < cols:
@@ -79,6 +82,7 @@ _NAMED: dict[str, Callable[[tuple], mx.array]] = {
     "zeros": lambda s: mx.zeros(s),
     "ones": lambda s: mx.ones(s),
     "normal": lambda s: mx.random.normal(s),
+    "random_normal": lambda s: 0.05 * mx.random.normal(s),  # Keras's RandomNormal()
     "uniform": lambda s: mx.random.uniform(-0.05, 0.05, s),
     "xavier": lambda s: _scaled(s, 1.0, "fan_avg", "uniform"),
     "xavier_normal": lambda s: _scaled(s, 1.0, "fan_avg", "truncated_normal"),
@@ -90,13 +94,13 @@ _NAMED: dict[str, Callable[[tuple], mx.array]] = {
 }
 _ALIASES = {
     "xavier_uniform": "xavier", "glorot_uniform": "xavier", "glorot_normal": "xavier_normal",
-    "he_normal": "he", "lecun_normal": "lecun", "random_normal": "normal",
+    "he_normal": "he", "lecun_normal": "lecun",
     "random_uniform": "uniform", "zero": "zeros", "one": "ones",
 }
 NAMES = ("Xavier", "Xavier_normal", "He", "He_normal", "He_uniform", "Lecun", "Lecun_normal",
          "Lecun_uniform", "Orthogonal", "zeros", "ones", "normal", "uniform")
 _LIST_FORMS = ("['normal', mean, std]", "['uniform', lo, hi]", "['truncated_normal', std]",
-               "['VarianceScaling', scale, mode, distribution]", "['Orthogonal', gain]")
+               "['VarianceScaling', scale, mode, distribution]", "['Orthogonal', gain[, seed]]")
 
 
 def _list_form(init: Sequence) -> Callable[[tuple], mx.array]:
@@ -118,7 +122,10 @@ def _list_form(init: Sequence) -> Callable[[tuple], mx.array]:
             args[2] in ("truncated_normal", "uniform"):
         return lambda s: _scaled(s, float(args[0]), args[1], args[2])
     if kind == "orthogonal" and len(args) in (1, 2) and nums(1):
-        return lambda s: _orthogonal(s, float(args[0]))
+        seed = args[1] if len(args) == 2 else None
+        if seed is not None and not (is_int(seed) and 0 <= seed < 2**63):
+            raise KeyError(kind)
+        return lambda s: _orthogonal(s, float(args[0]), seed)
     raise KeyError(kind)
 
 

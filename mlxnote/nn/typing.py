@@ -49,7 +49,7 @@ DeviceLike: TypeAlias = str | mx.Device | mx.DeviceType
 InitializerFn: TypeAlias = Callable[[tuple[int, ...], mx.Dtype], ArrayLike]
 #: An initializer list form: ``['normal', mean, std]``, ``['uniform', lo, hi]``,
 #: ``['truncated_normal', std]``, ``['VarianceScaling', scale, mode, distribution]``,
-#: ``['Orthogonal', gain]`` (a list or a tuple).
+#: ``['Orthogonal', gain[, seed]]`` (a list or a tuple).
 InitializerForm: TypeAlias = list[str | float] | tuple[str | float, ...]
 #: A weight initializer: a name (``'Xavier'``, ``'zeros'``, ...), a list form, an array of
 #: the weight's shape (Note's layout) or a callable (:mod:`mlxnote.nn.initializers`).
