@@ -1,7 +1,0 @@
-"""(being written this session)"""
-
-from __future__ import annotations
-
-
-def run() -> list:
-    return []
