@@ -216,23 +216,37 @@ static void learn(struct backend *b, double macs, int n, double ns) {
  * route) binds it; route MLXNOTE_ROUTE_AUTO sends a call to it when dnnl_wins() (measured
  * thresholds), MLXNOTE_ROUTE_ALL every call (tests), MLXNOTE_ROUTE_OFF none. A call oneDNN
  * refuses (a status other than success: bad sizes or leading dimensions) goes to OpenBLAS,
- * which reports it as BLAS does. */
+ * which reports it as BLAS does. A forked child keeps every call on OpenBLAS: GNU OpenMP's
+ * worker threads are not copied by fork, and its next parallel region waits for them
+ * forever (measured: a child's first 512^3 GEMM hung); OpenBLAS restarts its threads. */
+#include <pthread.h>
+
 typedef int (*dnnl_sgemm_fn)(char, char, long long, long long, long long, float, const float *,
                              long long, const float *, long long, float, float *, long long);
 enum { MLXNOTE_ROUTE_OFF = 0, MLXNOTE_ROUTE_AUTO = 1, MLXNOTE_ROUTE_ALL = 2 };
 enum { CBLAS_COL_MAJOR = 102, CBLAS_NO_TRANS = 111 };
 static dnnl_sgemm_fn mlxnote_dnnl_sgemm;
 static int mlxnote_route;
+static int mlxnote_forked;
 static unsigned long long mlxnote_dnnl_calls;
+
+static void dnnl_off_in_child(void) {
+    mlxnote_forked = 1;
+    mlxnote_route = MLXNOTE_ROUTE_OFF;
+}
+
+/* 1 in a process forked after oneDNN was bound (its route then stays off). */
+int mlxnote_shim_dnnl_forked(void) { return mlxnote_forked; }
 
 /* Returns the previous route; sgemm == NULL keeps the bound function (changes the route). */
 int mlxnote_shim_dnnl(void *sgemm, void *omp_set_num_threads, int route) {
     int old = mlxnote_dnnl_sgemm == NULL ? -1 : mlxnote_route;
     if (sgemm != NULL) {
+        if (mlxnote_dnnl_sgemm == NULL) pthread_atfork(NULL, NULL, dnnl_off_in_child);
         mlxnote_dnnl_sgemm = (dnnl_sgemm_fn)sgemm;
         onednn.set = (set_threads_fn)omp_set_num_threads;
     }
-    if (mlxnote_dnnl_sgemm != NULL) mlxnote_route = route;
+    if (mlxnote_dnnl_sgemm != NULL && !mlxnote_forked) mlxnote_route = route;
     return old;
 }
 

@@ -309,7 +309,11 @@ def gemm_route(route: str) -> str:
         raise ValueError(f"gemm_route: route must be one of {sorted(ROUTES)}, got {route!r}")
     if "dnnl" not in _handles:
         raise RuntimeError(f"gemm_route: oneDNN's sgemm is not bound ({STATUS.gemm_reason})")
-    old = _handles["shim"].mlxnote_shim_dnnl(None, None, ROUTES[route])
+    sh = _handles["shim"]
+    if sh.mlxnote_shim_dnnl_forked() and route != "openblas":
+        raise RuntimeError("gemm_route: this process was forked after oneDNN was loaded; its "
+                           "OpenMP threads are gone, so every GEMM stays on OpenBLAS")
+    old = sh.mlxnote_shim_dnnl(None, None, ROUTES[route])
     STATUS.gemm = route
     return {v: k for k, v in ROUTES.items()}[old]
 

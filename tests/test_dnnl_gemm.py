@@ -233,3 +233,44 @@ def test_openmp_threads_and_spin(tmp_path):
     assert d["ok"] and d["omp"] == 1
     d = probe(tmp_path, OMP_WAIT_POLICY="PASSIVE")
     assert d["ok"] and d["spin"] == "OMP_WAIT_POLICY set by the user" and d["env_spin"] is None
+
+
+FORK = """
+    import os, time
+    import numpy as np
+    import mlxnote
+    from mlxnote import _platform
+    from test_dnnl_gemm import sgemm, ROW, NO
+    a = np.ones((256, 256), np.float32)
+    c = np.zeros_like(a)
+    for _ in range(3):  # oneDNN on 2 OpenMP threads: its worker threads exist now
+        assert sgemm(ROW, NO, NO, 256, 256, 256, 1.0, a, 256, a, 256, 0.0, c, 256)[0] == 1
+    pid = os.fork()
+    if pid == 0:
+        calls = sgemm(ROW, NO, NO, 256, 256, 256, 1.0, a, 256, a, 256, 0.0, c, 256)
+        try:
+            _platform.gemm_route("auto")
+            refused = False
+        except RuntimeError as e:
+            refused = "forked" in str(e)
+        os._exit(0 if calls == (0, 1) and (c == 256).all() and refused else 1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("exit", os.waitstatus_to_exitcode(status))
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        print("hung")
+"""
+
+
+@pytest.mark.slow
+def test_forked_child_stays_on_openblas(tmp_path):
+    """GNU OpenMP's workers do not survive fork (a child's next parallel region waits for
+    them forever): a forked child's GEMMs go to OpenBLAS, and gemm_route refuses oneDNN."""
+    r = run_py(FORK, tmp_path, PYTHONPATH=os.path.dirname(__file__), MLXNOTE_DNNL_GEMM="all",
+               MLXNOTE_BLAS_THREADS="2", MLXNOTE_BLAS_ADAPTIVE="0")
+    assert r.stdout.strip().splitlines()[-1] == "exit 0"
