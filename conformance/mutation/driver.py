@@ -280,12 +280,32 @@ def replan(rows: list, previous: list[dict], max_cases: int):
     """The mutants of a previous report, with the cases that execute them now."""
     cover, out = coverage_map(rows), []
     for r in previous:
-        s = operators.Site(**r["site"])
-        _, m = operators.mutate((ROOT / s.path).read_text(), s, r["variant"])
-        if m.id != r["id"]:
-            raise ValueError(f"mutant {r['id']} ({r['diff']}) no longer matches its file")
-        out.append((m, _order([rows[i] for i in covering(cover, s)], max_cases)))
+        m = _find(r)
+        if m is None:
+            raise ValueError(f"mutant {r['id']} ({r['diff']}) no longer matches its file "
+                             "(its statement changed): run a fresh sample")
+        out.append((m, _order([rows[i] for i in covering(cover, m.site)], max_cases)))
     return out
+
+
+def _find(r: dict):
+    """A previous report's mutant in today's file: at its stored site, else at the site
+    whose same mutation has its id (the file changed elsewhere); None if it is gone."""
+    s = operators.Site(**r["site"])
+    path = ROOT / s.path
+    if not path.exists():
+        return None
+    source = path.read_text()
+    candidates = [s] + [t for t in operators.sites(s.path, source)
+                        if t.op == s.op and t.nvariants == s.nvariants]
+    for site in candidates:
+        try:
+            _, m = operators.mutate(source, site, r["variant"])
+        except (ValueError, TypeError, IndexError):
+            continue
+        if m.id == r["id"]:
+            return m
+    return None
 
 
 def _order(rows: list, max_cases: int) -> list:

@@ -144,8 +144,9 @@ class Layer(TrainMode, weights.NoteWeights, mnn.Module):
                 cfg[p.name] = held[p.name]
             elif p.name in self._config:
                 cfg[p.name] = self._config[p.name]
-                if p.name == "input_size" and cfg[p.name] is None and self.built:
-                    cfg[p.name] = self.__dict__.get("input_size")  # found at the first call
+                if p.name in (*self.size_args, "input_size") and cfg[p.name] is None \
+                        and self.built:  # a size found at the first call
+                    cfg[p.name] = self.__dict__.get(p.name)
             elif p.name == "name":
                 cfg[p.name] = self._config.get("layer_name")
             elif p.name == "dtype":
