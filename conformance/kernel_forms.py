@@ -167,6 +167,7 @@ def conv_rows() -> list[FormRow]:
                                      idil, flip, method)
             rows.append(agree(f"conv {label}, method={method!r}", ours, oracle, args,
                               tuple(range(len(args)))))
+    rows += chunked_rows(kconv, rng)
     # 16-bit inputs: the result in the input's dtype, or float32 with keep_float32
     xb, wb = _arrays(rng, (2, 9, 4), (6, 3, 4), dtype=mx.bfloat16)
     o16 = _conv_oracle((1,), ((1, 1),), (1,), 1, (1,), False, False)
@@ -180,6 +181,30 @@ def conv_rows() -> list[FormRow]:
                       [xb, wb], (), dtype=mx.float32
                       if kconv_cpu() else mx.bfloat16))
     rows[-1] = _loose(rows[-1], 1e-2)
+    return rows
+
+
+def chunked_rows(kconv, rng) -> list[FormRow]:
+    """Batches whose column buffer is over ``COLS_BUDGET`` run in chunks (patched to 1
+    value here, so that every batch is over it): batches of 3 (one sample a chunk) and 1
+    (no chunking) are still ``mx.conv_general``'s convolution, forward and backward."""
+    rows = []
+    w, b = _arrays(rng, (5, 3, 3, 4), (5,))
+    oracle = _conv_oracle((2, 1), ((1, 1), (0, 2)), (1, 1), 1, (1, 1), False, True)
+    saved = kconv.COLS_BUDGET
+    kconv.COLS_BUDGET = 1
+    try:
+        for nb in (3, 1):
+            (x,) = _arrays(rng, (nb, 6, 7, 4))
+            for method in ("gemm", "onednn"):
+                ours = functools.partial(_conv_ours, kconv.conv, (2, 1), ((1, 1), (0, 2)), 1,
+                                         1, 1, False, method)
+                if method == "onednn" and kconv.extension.kernel("dnnl_conv") is None:
+                    continue
+                rows.append(agree(f"conv, batch {nb} over the column budget (chunked), "
+                                  f"method={method!r}", ours, oracle, [x, w, b], (0, 1, 2)))
+    finally:
+        kconv.COLS_BUDGET = saved
     return rows
 
 
