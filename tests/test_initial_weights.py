@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -118,6 +116,18 @@ def test_planted_gain_ignored_and_shared_draws(monkeypatch):
     assert failed("GRU: documented defaults") and failed("LSTM: seeded")
 
 
+def test_planted_orthogonal_without_sign_correction(monkeypatch):
+    def uncorrected(shape, gain=1.0, seed=None):
+        rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+        q, _ = mx.linalg.qr(mx.random.normal((max(rows, cols), min(rows, cols))),
+                            stream=mx.cpu)
+        return gain * (q.T if rows < cols else q).reshape(shape)
+
+    assert not failed("(sign-corrected)")
+    monkeypatch.setitem(initializers._NAMED, "orthogonal", uncorrected)  # holds the function
+    assert failed("(sign-corrected)")
+
+
 def test_planted_dtype_dropped(monkeypatch):
     draw = initializers.initialize
     monkeypatch.setattr(initializers, "initialize", lambda init, shape, dtype, *a, **k:
@@ -146,4 +156,3 @@ def test_orthogonal_seed_is_its_own():
     for bad in (["Orthogonal", 1.0, "x"], ["Orthogonal", 1.0, 1.5], ["Orthogonal", 1.0, -1]):
         with pytest.raises(ValueError, match="dense: argument 'weight_initializer'"):
             nn.dense(4, 4, weight_initializer=bad)
-    assert math.isclose(float(np.abs(a).max()), float(np.abs(a).max()))

@@ -54,7 +54,8 @@ MALFORMED = (["normal", 0.0], ["normal", 0.0, "x"], ["normal", "x", 1.0], ["norm
              ["VarianceScaling", 1.0, "fan_in"], ["VarianceScaling", "x", "fan_in", "uniform"],
              ["VarianceScaling", 1.0, "fan_x", "uniform"],
              ["VarianceScaling", 1.0, "fan_in", "normal"], ["Orthogonal"], ["Orthogonal", "x"],
-             ["Orthogonal", 1.0, "x"], ["Orthogonal", 1.0, 2, 3], ["bogus", 1.0], "bogus", "")
+             ["Orthogonal", 1.0, "x"], ["Orthogonal", 1.0, -1], ["Orthogonal", 1.0, 2, 3],
+             ["bogus", 1.0], "bogus", "")
 
 
 def _row(name: str, fn) -> tuple[str, Any]:
@@ -162,7 +163,10 @@ def form_rows() -> list:
     by_name = {s.name: s for s in specs()}
     wide = Spec("dense bias [8192]", lambda **kw: nn.dense(8192, 2, **kw), dense_w(2, 8192),
                 CONV)
-    rows = []
+    big = Spec("dense [512, 384]", lambda **kw: nn.dense(384, 512, **kw), dense_w(512, 384),
+               CONV)
+    rows = [_row(f"{big.name}: weight_initializer='Orthogonal' (sign-corrected)",
+                 lambda: check(big, weight_initializer="Orthogonal"))]
     for spec, arg in ((by_name["dense"], W_INIT), (by_name["conv2d"], W_INIT), (wide, B_INIT)):
         for form in (*NOTE_NAMES, *KERAS_SPELLINGS, *LIST_FORMS):
             if arg == B_INIT and "orthogonal" in str(form).lower():

@@ -14,7 +14,8 @@ a right draw of any seed fails with probability about e^-20 or less):
 * a two-sample Kolmogorov-Smirnov statistic against Keras's draw of the same shape at most
   ``C_ALPHA * sqrt(2 / n)`` (significance ``ALPHA`` = 1e-6, ``C_ALPHA`` = 2.69);
 * orthogonal: the Gram matrix on the short side is ``gain^2 I`` within ``ORTH_TOL``
-  (relative to ``gain^2``);
+  (relative to ``gain^2``), and the diagonal's signs are fair within 6 binomial standard
+  errors (the sign correction; decisive on the [512, 384] kernel row);
 * constants exactly.
 
 The statistics need ``N_STATS`` elements; a smaller weight (a conv's bias) gets the exact
@@ -52,6 +53,7 @@ class Dist:
     a: float = 0.0
     b: float = 0.0
     keras: tuple[str, tuple[tuple[str, Any], ...]] | tuple = field(default=(), compare=False)
+    signs: bool = True  # orth: sign-corrected by sign(diag R), so the diagonal's signs are fair
 
     def __str__(self) -> str:
         return {"const": f"{self.a:g}", "uniform": f"U({self.a:.5g}, {self.b:.5g})",
@@ -147,10 +149,21 @@ def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(fx - fy).max())
 
 
-def _gram_error(w: np.ndarray, gain: float) -> float:
+def _orth_problems(w: np.ndarray, dist: Dist, dtype: str) -> list[str]:
+    """The Gram matrix on the short side is gain^2 I; with the sign correction the diagonal
+    has as many negative entries as positive ones within ``SE`` binomial standard errors
+    (an uncorrected Householder QR gives about 80% negative ones)."""
     m = w.reshape(-1, w.shape[-1]) if w.ndim >= 2 else w.reshape(1, -1)
     g = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
-    return float(np.abs(g - gain**2 * np.eye(g.shape[0])).max() / max(gain**2, 1e-30))
+    gain2 = max(dist.a**2, 1e-30)
+    err = float(np.abs(g - dist.a**2 * np.eye(g.shape[0])).max() / gain2)
+    tol = ORTH_TOL if dtype == "float32" else 8 * REL_EPS[dtype] * math.sqrt(w.size)
+    out = [] if err <= tol else [f"Gram matrix off gain^2 I by {err:.3g} (> {tol:g})"]
+    k = min(m.shape)
+    neg = int((np.diag(m) < 0).sum())
+    if dist.signs and k >= 32 and abs(neg - k / 2) > SE * math.sqrt(k) / 2:
+        out.append(f"{neg} of the {k} diagonal entries negative: not sign-corrected")
+    return out
 
 
 def properties(w: np.ndarray, dist: Dist, dtype: str = "float32") -> list[str]:
@@ -161,9 +174,7 @@ def properties(w: np.ndarray, dist: Dist, dtype: str = "float32") -> list[str]:
         return [] if np.all(flat == dist.a) else \
             [f"not all {dist.a:g} ({flat.min():.6g}..{flat.max():.6g})"]
     if dist.kind == "orth":
-        err = _gram_error(x, dist.a)
-        tol = ORTH_TOL if dtype == "float32" else 8 * REL_EPS[dtype] * math.sqrt(n)
-        return [] if err <= tol else [f"Gram matrix off gain^2 I by {err:.3g} (> {tol:g})"]
+        return _orth_problems(x, dist, dtype)
     out = []
     if dist.kind in ("uniform", "trunc"):
         lo, hi = (dist.a, dist.b) if dist.kind == "uniform" else \
