@@ -163,15 +163,16 @@ static void use_threads(struct backend *b, int n) {
     }
 }
 
-/* Before a call: how many threads it gets (0: leave the library's count alone, untimed). */
-static int plan(struct backend *b, double macs) {
+/* Before a call: how many threads it gets (0: leave the library's count alone, untimed);
+ * multi == 0: one thread at most (a shape threads do not speed up). */
+static int plan(struct backend *b, double macs, int multi) {
     if (b->set == NULL) return 0;
     if (!mlxnote_adaptive) {
-        if (!b->sticky) b->set(mlxnote_max_threads);
+        if (!b->sticky) b->set(multi ? mlxnote_max_threads : 1);
         return 0;
     }
     int n = 1;
-    if (macs >= MLXNOTE_MIN_MULTI && b->rate1[size_class(macs)] > 0.0) {
+    if (multi && macs >= MLXNOTE_MIN_MULTI && b->rate1[size_class(macs)] > 0.0) {
         if (mlxnote_busy_left > 0) mlxnote_busy_left--;
         else n = mlxnote_max_threads;
     }
@@ -198,9 +199,9 @@ static void learn(struct backend *b, double macs, int n, double ns) {
     }
 }
 
-#define TIMED(b, macs, call)                                                                    \
+#define TIMED(b, macs, multi, call)                                                             \
     do {                                                                                        \
-        int n_ = plan(b, macs);                                                                 \
+        int n_ = plan(b, macs, multi);                                                          \
         if (n_ == 0) {                                                                          \
             call;                                                                               \
         } else {                                                                                \
@@ -255,27 +256,47 @@ unsigned long long mlxnote_dnnl_gemm_calls(void) {
     return __atomic_load_n(&mlxnote_dnnl_calls, __ATOMIC_RELAXED);
 }
 
-/* Measured on one thread (AVX-512 Zen): oneDNN's kernels run about 2x OpenBLAS's (190-210
- * against 85-106 GFLOP/s) from 32x32x32 on, every transpose; below, its call costs more
- * (0.45 against 0.11 us at 4x4x4, 0.59 against 0.27 at 16^3). The large calls must all go
- * to one library: two libraries' threads spinning after their calls in turn stalled each
- * other's next call (milliseconds), so OpenBLAS keeps only calls that run on one thread. */
+/* The call as oneDNN's row-major problem: column-major C = A B is row-major C^T = B^T A^T,
+ * so the operands, their transposes and M, N swap. */
+struct rowmajor {
+    char ta, tb;
+    long long m, n, k, lda, ldb;
+    const float *a, *b;
+};
+
+static struct rowmajor as_rowmajor(int order, int ta, int tb, blasint m, blasint n, blasint k,
+                                   const float *a, blasint lda, const float *b, blasint ldb) {
+    char fa = ta == CBLAS_NO_TRANS ? 'N' : 'T', fb = tb == CBLAS_NO_TRANS ? 'N' : 'T';
+    struct rowmajor r = {fa, fb, m, n, k, lda, ldb, a, b};
+    if (order == CBLAS_COL_MAJOR) {
+        struct rowmajor t = {fb, fa, n, m, k, ldb, lda, b, a};
+        r = t;
+    }
+    return r;
+}
+
+/* Measured on one thread (AVX-512 Zen; benchmarks/bench_gemm.py): oneDNN's kernels run about
+ * 2x OpenBLAS's (190-210 against 85-106 GFLOP/s) from 32x32x32 on, every transpose; below,
+ * its call costs more (0.45 against 0.11 us at 4x4x4, 0.59 against 0.27 at 16^3). Except
+ * with B transposed, fewer than 128 rows of A and K >= 512, where N <= 64 or A is
+ * transposed too: oneDNN 22-70 against OpenBLAS 72-100 (32x64x1024 NT: 40 vs 86; 32x256x1024
+ * TT: 38 vs 91; 32x128x1024 NT still 114 vs 88). The large calls should all go to one
+ * library: two libraries' threads spinning after their calls in turn stalled each other's
+ * next call (milliseconds). */
 #define MLXNOTE_DNNL_MIN (32 * 32 * 32)
-static int dnnl_wins(double macs) { return macs >= MLXNOTE_DNNL_MIN; }
+static int dnnl_wins(const struct rowmajor *r, double macs) {
+    if (macs < MLXNOTE_DNNL_MIN) return 0;
+    return !(r->tb == 'T' && r->m < 128 && r->k >= 512 && (r->n <= 64 || r->ta == 'T'));
+}
+
+/* With B transposed, fewer than 128 rows and K >= N oneDNN was slower on two threads than on
+ * one (32x256x1024 NT: 71-73 against 112 GFLOP/s; 32x512x512: 124 against 155): one thread. */
+static int dnnl_multi(const struct rowmajor *r) {
+    return !(r->tb == 'T' && r->m < 128 && r->k >= r->n);
+}
 
 /* The smallest call (multiply-adds) the automatic route sends to oneDNN. */
 long long mlxnote_shim_dnnl_min(void) { return MLXNOTE_DNNL_MIN; }
-
-/* oneDNN's computation of the call, or nonzero when it refused it. Column-major C = A B is
- * row-major C^T = B^T A^T: the operands and their transposes swap. */
-static int dnnl_call(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
-                     const float *a, blasint lda, const float *b, blasint ldb, float beta,
-                     float *c, blasint ldc) {
-    char fa = ta == CBLAS_NO_TRANS ? 'N' : 'T', fb = tb == CBLAS_NO_TRANS ? 'N' : 'T';
-    if (order == CBLAS_COL_MAJOR)
-        return mlxnote_dnnl_sgemm(fb, fa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
-    return mlxnote_dnnl_sgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, float alpha,
                  const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c,
@@ -283,24 +304,28 @@ void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, flo
     COUNT();
     double macs = (double)m * n * k;
     int route = mlxnote_route;
-    if (route != MLXNOTE_ROUTE_OFF && macs > 0 && (route == MLXNOTE_ROUTE_ALL || dnnl_wins(macs))) {
-        int status = 0;
-        TIMED(&onednn, macs,
-              status = dnnl_call(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
-        if (status == 0) {
-            __atomic_fetch_add(&mlxnote_dnnl_calls, 1ULL, __ATOMIC_RELAXED);
-            return;
+    if (route != MLXNOTE_ROUTE_OFF && macs > 0) {
+        struct rowmajor r = as_rowmajor(order, ta, tb, m, n, k, a, lda, b, ldb);
+        if (route == MLXNOTE_ROUTE_ALL || dnnl_wins(&r, macs)) {
+            int status = 0;
+            TIMED(&onednn, macs, dnnl_multi(&r),
+                  status = mlxnote_dnnl_sgemm(r.ta, r.tb, r.m, r.n, r.k, alpha, r.a, r.lda,
+                                              r.b, r.ldb, beta, c, ldc));
+            if (status == 0) {
+                __atomic_fetch_add(&mlxnote_dnnl_calls, 1ULL, __ATOMIC_RELAXED);
+                return;
+            }
         }
     }
-    TIMED(&openblas, macs, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a,
-                                                             lda, b, ldb, beta, c, ldc));
+    TIMED(&openblas, macs, 1, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha,
+                                                                a, lda, b, ldb, beta, c, ldc));
 }
 
 void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
                  const double *a, blasint lda, const double *b, blasint ldb, double beta,
                  double *c, blasint ldc) {
     COUNT();
-    TIMED(&openblas, (double)m * n * k,
+    TIMED(&openblas, (double)m * n * k, 1,
           ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
                                             c, ldc));
 }

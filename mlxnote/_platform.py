@@ -267,7 +267,8 @@ def _bind_dnnl(sh: ctypes.CDLL) -> None:
     sh.mlxnote_shim_dnnl_min.restype = ctypes.c_longlong
     STATUS.gemm_reason = ("every float32 GEMM on oneDNN" if route == "onednn" else
                           f"float32 GEMMs of {sh.mlxnote_shim_dnnl_min()} multiply-adds or more "
-                          "on oneDNN, smaller ones on OpenBLAS")
+                          "on oneDNN but for a few shapes with B transposed, the others on "
+                          "OpenBLAS")
 
 
 GOMP_SPINCOUNT = "30000"  # about 1 ms of spinning here (the default 300000: about 10 ms)

@@ -123,6 +123,15 @@ def test_auto_route_by_size():
         assert check(ROW, NO, TR, 31, 32, 33, 1.0, 0.5, 2) == (0, 1)  # 32736 < 32768
         assert check(ROW, NO, NO, 32, 32, 32, 1.0, 0.0, 0) == (1, 1)
         assert check(COL, TR, TR, 64, 48, 40, 2.0, 1.0, 1) == (1, 1)
+        # B transposed, few rows, long K, narrow N: OpenBLAS (the shim's dnnl_wins)
+        assert check(ROW, NO, TR, 32, 64, 1024, 1.0, 0.0, 0) == (0, 1)
+        assert check(ROW, TR, TR, 32, 256, 512, 1.0, 0.0, 0) == (0, 1)
+        assert check(ROW, NO, TR, 32, 128, 1024, 1.0, 0.0, 0) == (1, 1)
+        assert check(ROW, NO, TR, 128, 64, 1024, 1.0, 0.0, 0) == (1, 1)
+        assert check(ROW, NO, NO, 32, 64, 1024, 1.0, 0.0, 0) == (1, 1)
+        # the same as column-major problems: C^T = B^T A^T, M and N swapped
+        assert check(COL, TR, NO, 64, 32, 1024, 1.0, 0.0, 0) == (0, 1)
+        assert check(COL, TR, NO, 128, 32, 1024, 1.0, 0.0, 0) == (1, 1)
 
 
 def test_zero_sizes_and_refused_calls_stay_on_openblas():
@@ -184,6 +193,10 @@ PROBE = """
         from test_dnnl_gemm import sgemm, ROW, NO
         sgemm(ROW, NO, NO, 64, 64, 64, 1.0, a, 64, a, 64, 0.0, np.zeros_like(a), 64)
         omp = _platform._handles["dnnl"].omp_get_max_threads()
+        b = np.ones((256, 1024), np.float32)  # B^T, 32 rows, K >= N: one thread
+        sgemm(ROW, NO, 112, 32, 256, 1024, 1.0, b, 1024, b, 1024, 0.0, np.zeros((32, 256),
+              np.float32), 256)
+        omp = [omp, _platform._handles["dnnl"].omp_get_max_threads()]
     s = _platform.STATUS
     print(json.dumps({"ok": ok and bool((small == 4).all()), "gemm": s.gemm,
                       "reason": s.gemm_reason, "spin": s.gomp_spin,
@@ -226,11 +239,11 @@ def test_openmp_threads_and_spin(tmp_path):
     adaptation, one thread for a call below the multi-threading size; the user's
     OMP_WAIT_POLICY is left to OpenMP."""
     d = probe(tmp_path, MLXNOTE_BLAS_THREADS="2", MLXNOTE_BLAS_ADAPTIVE="0")
-    assert d["ok"] and d["omp"] == 2
+    assert d["ok"] and d["omp"] == [2, 1]  # the B^T shape threads do not speed up: one
     d = probe(tmp_path, MLXNOTE_BLAS_THREADS="2")
-    assert d["ok"] and d["omp"] == 1  # 262144 multiply-adds: one thread
+    assert d["ok"] and d["omp"] == [1, 1]  # 262144 multiply-adds: one thread
     d = probe(tmp_path, MLXNOTE_BLAS_THREADS="1")
-    assert d["ok"] and d["omp"] == 1
+    assert d["ok"] and d["omp"] == [1, 1]
     d = probe(tmp_path, OMP_WAIT_POLICY="PASSIVE")
     assert d["ok"] and d["spin"] == "OMP_WAIT_POLICY set by the user" and d["env_spin"] is None
 
