@@ -53,6 +53,9 @@ ATTENTION: list[Row] = [
     Oversize("attention", dict(score_mode="concat"), (Q, KV), "query", "scores",
              limit=2 * 5 * 6 * 4 * 4 - 4),
     Accept("attention", {}, (Q, (2, 6, 3), KV), (2, 5, 3)),
+    Accept("attention", {}, (Q, KV), (2, 5, 4), call=dict(mask=[None, Arr((2, 6), "bool")])),
+    Accept("attention", {}, (Q, KV), (2, 5, 4),
+           call=dict(mask=[[[True] * 5] * 2, [[1, 1, 1, 0, 0, 0]] * 2])),  # lists
     Accept("attention", dict(use_scale=True, score_mode="concat"), (Q, KV), [(2, 5, 4),
                                                                             (2, 5, 6)],
            call=dict(return_attention_scores=True, use_causal_mask=True,
@@ -71,6 +74,7 @@ MULTIHEAD: list[Row] = [
     Refuse("multihead_attention", dict(dropout="0.1"), "dropout", T),
     Refuse("multihead_attention", dict(weight_initializer="nope"), "weight_initializer"),
     Refuse("multihead_attention", dict(bias_initializer="nope"), "bias_initializer"),
+    Refuse("multihead_attention", dict(bias_initializer="Orthogonal"), "bias_initializer"),
     Refuse("multihead_attention", dict(use_bias=None), "use_bias", T),
     Refuse("multihead_attention", dict(dtype="int8"), "dtype", T),
     Refuse("multihead_attention", {}, "x", inputs=((5, 8),)),
@@ -94,6 +98,8 @@ MULTIHEAD: list[Row] = [
     Oversize("multihead_attention", dict(input_size=8), (X, (2, 64, 8)), "x",
              "attention logits", limit=2 * 64 * 8 * 4 + 8),
     Accept("multihead_attention", dict(input_size=8), (X,), [(2, 5, 8), (2, 2, 5, 5)]),
+    Accept("multihead_attention", dict(n_head=4, weight_initializer="Orthogonal"), (X,),
+           [(2, 5, 8), (2, 4, 5, 5)], call=dict(mask=Arr((2, 5, 5)))),  # (B, Tq, Tk), B != H
     Accept("multihead_attention", dict(kdim=6, vdim=3), (X, [(2, 6, 6), (2, 6, 3)]),
            [(2, 5, 8), (2, 2, 5, 6)]),
     Accept("multihead_attention", {}, (X, XA), [(2, 5, 8), (2, 2, 5, 6)],
@@ -142,6 +148,8 @@ TALKING: list[Row] = [
     Oversize("talking_heads_attention", dict(num_heads=3), (QT, (2, 64, 3, 4), (2, 64, 3, 4)),
              "query_tensor", "attention scores", limit=2 * 3 * 5 * 64 * 4 - 4),
     Accept("talking_heads_attention", {}, (QT, KT, (2, 6, 3, 2)), [(2, 5, 3, 2), (2, 3, 5, 6)]),
+    Accept("talking_heads_attention", dict(attention_axes=(0,), initializer="Orthogonal"),
+           (QT, (3, 5, 3, 4), (3, 5, 3, 4)), [(2, 5, 3, 4), (5, 3, 2, 3)]),  # axes [0, rank-3]
     Accept("talking_heads_attention", dict(qkv_rank=4, attention_axes=-2, num_heads=3,
                                            dropout_rate=0.999, initializer="He"),
            (QT, KT, KT), [(2, 5, 3, 4), (2, 3, 5, 6)],
@@ -197,6 +205,7 @@ FAVOR: list[Row] = [
            ((2, 4, 2, 3), (2, 3, 2, 3), (2, 4, 5)), (2, 3, 5)),
     Accept("FAVOR_attention", dict(f="softplus", dtype="float16"), (FK, FV, FQ), (2, 3, 5)),
     Accept("FAVOR_attention", dict(h=_h_row), (FK, FV, FQ), (2, 3, 5)),
+    Accept("FAVOR_attention", dict(m=4), (FK, FV, FQ), (2, 3, 5)),  # orthonormal: m = key_dim
     Accept("FAVOR_attention", dict(seed=0, kernel_eps=-0.5, redraw=False), (FK, FV, FQ),
            (2, 3, 5)),
 ]

@@ -63,6 +63,9 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
         (dict(input_size=0), "input_size", V),
         (dict(input_size=2.0), "input_size", T), (dict(strides=0), "strides", V),
         (dict(strides=[1] * (n + 3)), "strides", T), (dict(strides=2.0), "strides", T),
+        # neither n values, nor a full form, nor (1-D) Note's [1, s]
+        (dict(strides=[2, 2] if n == 1 else [1] + [2] * n), "strides", T),
+        (dict(dilations=[2, 2] if n == 1 else [1] + [2] * n), "dilations", T),
         # TF's full form [1, s.., 1] (channels last) / [1, 1, s..] (channels first) only
         (dict(strides=[2] * (n + 1) + [1]), "strides", T),
         (dict(strides=[1] + [2] * (n + 1)), "strides", T),
@@ -72,6 +75,7 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
         (dict(dilations=[1, 2] + [2] * n, data_format=FIRST[n]), "dilations", T),
         (dict(padding="FULL"), "padding", V), (dict(padding=None), "padding", T),
         (dict(weight_initializer="nope"), "weight_initializer", V),
+        (dict(bias_initializer="Orthogonal"), "bias_initializer", V),  # rank 1
         (dict(bias_initializer="nope"), "bias_initializer", V),
         (dict(activation="nope"), "activation", V), (dict(activation=3), "activation", T),
         (dict(data_format="NCDHW" if n != 3 else "NCHW"), "data_format", V),
@@ -150,6 +154,7 @@ def _accepts(name: str, n: int, kind: str) -> list[Row]:
                out(n, kind, out_len(n, kind, s=2))),
         Accept(name, dict(padding="SAME", strides=2), (x,),
                out(n, kind, out_len(n, kind, s=2, pad="SAME"))),
+        Accept(name, dict(weight_initializer="Orthogonal"), (x,), out(n, kind, out_len(n, kind))),
         Accept(name, dict(use_bias=False, trainable=False, activation="relu",
                           weight_initializer="He", bias_initializer="ones", dtype="float16"),
                (x,), out(n, kind, out_len(n, kind)))]
@@ -164,6 +169,8 @@ def _accepts(name: str, n: int, kind: str) -> list[Row]:
             Accept(name, {}, (x,), out(n, kind, out_len(n, kind, d=2)), call=dict(dilations=2)),
             Accept(name, dict(padding=1), (x,), out(n, kind, out_len(n, kind, pad=1))),
             Accept(name, dict(padding=0), (x,), out(n, kind, out_len(n, kind))),
+            Accept(name, dict(padding=[(1, 0)] * n), (shape(n, length=1),),
+                   out(n, kind, 1)),  # fits once padded before
             Accept(name, dict(padding=[(1, 2)] * n), (x,),
                    out(n, kind, out_len(n, kind, pad=(1, 2)))),
             Accept(name, dict(padding=[2] + [(0, 1)] * (n - 1)), (x,),

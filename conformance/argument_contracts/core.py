@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .rows import BASE, Accept, Arr, Refuse, Row, Special, build
+from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, Special, build
 
 T, V = TypeError, ValueError
 BASE.update(dense=dict(output_size=4), dropout=dict(rate=0.5),
@@ -17,6 +17,7 @@ DENSE: list[Row] = [
     Refuse("dense", dict(input_size="3"), "input_size", T),
     Refuse("dense", dict(weight_initializer="nope"), "weight_initializer"),
     Refuse("dense", dict(bias_initializer="nope"), "bias_initializer"),
+    Refuse("dense", dict(bias_initializer="Orthogonal"), "bias_initializer"),  # rank 1
     Refuse("dense", dict(activation="nope"), "activation"),
     Refuse("dense", dict(use_bias="no"), "use_bias", T),
     Refuse("dense", dict(trainable=0), "trainable", T),
@@ -29,6 +30,13 @@ DENSE: list[Row] = [
     Special("dense: a layer built on 4 features refuses 5 naming 'data'",
             lambda: _second_call("dense", {}, (2, 4), (2, 5), "data")),
     Accept("dense", dict(input_size=3), ((2, 3),), (2, 4)),
+    Accept("dense", dict(weight_initializer="Orthogonal"), ((2, 3),), (2, 4)),
+    Oversize("dense", dict(input_size=3), ((64, 3),), "data", "output", limit=64 * 3 * 4 + 8),
+    # a weight too large names the largest of the sizes: output_size, or the input's
+    Oversize("dense", dict(output_size=64, input_size=3), None, "output_size", "weight",
+             limit=256, words=("got 64",)),
+    Oversize("dense", dict(output_size=3), ((2, 64),), "data", "weight", limit=256,
+             words=("an input of size 64",)),
     Accept("dense", {}, ((2, 5, 3),), (2, 5, 4)),
     Accept("dense", {}, ((3,),), (4,)),
     Accept("dense", dict(activation="gelu", use_bias=False, name="d", trainable=False,
@@ -163,7 +171,29 @@ def _mode(layer: str, kwargs: dict) -> str:
     return "; ".join(p for p in problems if p)
 
 
-MODE: list[Row] = [Special(f"{name}: train_flag and train(mode) refuse a non-bool",
+def _train_flag() -> str:
+    """A call's ``train_flag`` overrides the mode, ``training=`` too, ``train_flag`` first
+    (decisions.md item 2)."""
+    import mlx.core as mx
+
+    lyr = build("dropout", dict(rate=0.999, seed=0))
+    x = mx.ones((64,))
+    dropped = {}
+    for mode, kw in (("eval", dict(training=True)), ("eval", dict(train_flag=True)),
+                     ("train", dict(train_flag=False)), ("train", dict(training=False)),
+                     ("eval", dict(train_flag=True, training=False)),
+                     ("train", dict(train_flag=False, training=True))):
+        lyr.train(mode == "train")
+        out = lyr(x, **kw)
+        dropped[(mode, *kw.items())] = not mx.array_equal(out, x).item()
+    want = [True, True, False, False, True, False]
+    wrong = [k for (k, got), w in zip(dropped.items(), want) if got != w]
+    return f"the mode of these calls is wrong: {wrong}" if wrong else ""
+
+
+MODE: list[Row] = [Special("dropout: train_flag= then training= override the mode",
+                           _train_flag)]
+MODE += [Special(f"{name}: train_flag and train(mode) refuse a non-bool",
                            lambda n=name, k=kw: _mode(n, k))
                    for name, kw in (("dense", {}), ("batch_norm", {}), ("dropout", {}),
                                     ("Transformer", dict(d_model=8, nhead=2,

@@ -4,7 +4,7 @@ as ints or lists, input_size per axis, masks."""
 
 from __future__ import annotations
 
-from .rows import Accept, Arr, Refuse, Row
+from .rows import Accept, Arr, Refuse, Row, Special, build
 
 T, V = TypeError, ValueError
 X = (4, 3, 5)  # (B, T, C)
@@ -33,6 +33,8 @@ def _shared(layer: str) -> list[Row]:
         Refuse(layer, dict(scale="yes"), "scale", T),
         Refuse(layer, dict(beta_initializer="nope"), "beta_initializer"),
         Refuse(layer, dict(gamma_initializer="nope"), "gamma_initializer"),
+        Refuse(layer, dict(gamma_initializer="Orthogonal"), "gamma_initializer"),  # rank 1
+        Refuse(layer, dict(beta_initializer="Orthogonal"), "beta_initializer"),
         Refuse(layer, dict(dtype="int8"), "dtype", T),
         # inputs
         Refuse(layer, {}, "data", inputs=((),)),
@@ -49,10 +51,22 @@ def _shared(layer: str) -> list[Row]:
         Accept(layer, dict(axis=[2, 1], input_size=[5, 3]), (X,), X),
         Accept(layer, dict(axis=(-1, -2)), (X,), X),
         Accept(layer, dict(axis=[-1, 1]), (X,), X),
+        Accept(layer, dict(axis=[0, 1], input_size=[4, 3]), (X,), X),
+        Accept(layer, dict(axis=[2, 0], input_size=[5, 4]), (X,), X),  # sorted with the sizes
+        Accept(layer, dict(axis=[1, 2], input_size=[3, 1]), ((4, 3, 1),), (4, 3, 1)),
+        Accept(layer, dict(axis=[1, 2], gamma_initializer="Orthogonal"), (X,), X),  # rank 2
+        Special(f"{layer}(input_size=[5]) reads input_size 5",
+                lambda: _reads(layer, dict(input_size=[5]), input_size=5)),
         Accept(layer, dict(axis=1, center=False, scale=False, dtype="float16"), (X,), X),
         Accept(layer, dict(axis=[-1], input_size=[5], beta_initializer="ones",
                            gamma_initializer="zeros"), (X,), X),
     ]
+
+
+def _reads(layer: str, kwargs: dict, **attrs: object) -> str:
+    lyr = build(layer, kwargs)
+    wrong = {k: getattr(lyr, k) for k, v in attrs.items() if getattr(lyr, k) != v}
+    return f"attributes {wrong}, expected {attrs}" if wrong else ""
 
 
 BATCH: list[Row] = [
@@ -60,6 +74,7 @@ BATCH: list[Row] = [
     Refuse("batch_norm", dict(moving_mean_initializer="nope"), "moving_mean_initializer"),
     Refuse("batch_norm", dict(moving_variance_initializer=3), "moving_variance_initializer", T),
     Refuse("batch_norm", dict(synchronized=1), "synchronized", T),
+    Refuse("batch_norm", dict(moving_mean_initializer="Orthogonal"), "moving_mean_initializer"),
     Refuse("batch_norm", dict(trainable=None), "trainable", T),
     Refuse("batch_norm", dict(axis=[0, 1, 2]), "data", inputs=(X,)),  # nothing to reduce
     Refuse("batch_norm", {}, "mask", inputs=(X,), call=dict(mask=Arr((4, 5)))),

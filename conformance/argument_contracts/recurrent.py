@@ -21,6 +21,7 @@ def _common(layer: str) -> list[Row]:
     rows: list[Row] = [
         Refuse(layer, dict(weight_initializer="nope"), "weight_initializer"),
         Refuse(layer, dict(bias_initializer="nope"), "bias_initializer"),
+        Refuse(layer, dict(bias_initializer="Orthogonal"), "bias_initializer"),  # rank 1
         Refuse(layer, dict(activation="nope"), "activation"),
         Refuse(layer, dict(activation=1), "activation", T),
         Refuse(layer, dict(use_bias=1), "use_bias", T),
@@ -52,7 +53,8 @@ def _sequence(layer: str) -> list[Row]:
         Refuse(layer, {}, "initial_state", inputs=(x,), call=dict(initial_state=Arr((H,)))),
         Refuse(layer, {}, "initial_state", T, inputs=(x,),
                call=dict(initial_state=[state, state, state])),
-        Refuse(layer, {}, "mask", inputs=(x,), call=dict(mask=Arr((B, S + 1), "bool"))),
+        Refuse(layer, {}, "mask", inputs=(x,), call=dict(mask=Arr((B, S + 1), "bool")),
+               words=(f"shape {(B, S)}",)),
         Refuse(layer, {}, "mask", inputs=(x,), call=dict(mask=Arr((B,), "bool"))),
         Oversize(layer, dict(input_size=I), (x,), "data", "input projection",
                  limit=B * S * I * 4 + 8),
@@ -70,8 +72,8 @@ def _sequence(layer: str) -> list[Row]:
         rows.append(Refuse(layer, {}, "initial_state", T, inputs=(x,),
                            call=dict(initial_state=[state, state])))
     if layer == "GRU":
-        rows.append(Accept(layer, dict(reset_after=True, recurrent_activation="hard_sigmoid"),
-                           (x,), (B, H)))
+        rows.append(Accept(layer, dict(reset_after=True, recurrent_activation="hard_sigmoid",
+                                       bias_initializer="Orthogonal"), (x,), (B, H)))
     return rows
 
 

@@ -151,20 +151,14 @@ class Refuse(Row):
     def check(self) -> str:
         from ..contracts import _raises
 
-        owner = self.owner or self.layer
-
-        def make() -> Any:
+        words = (f"{self.owner or self.layer}:", f"'{self.arg}'", *self.words)
+        if self.inputs is None:
+            return _raises(lambda: build(self.layer, self.kwargs), self.exc, *words)
+        try:  # the construction itself must be fine
             lyr = build(self.layer, self.kwargs)
-            if self.inputs is None:
-                return lyr
-            return call(lyr, self.inputs, self.call)
-
-        if self.inputs is not None:  # the construction itself must be fine
-            try:
-                build(self.layer, self.kwargs)
-            except Exception as e:
-                return f"the construction failed: {type(e).__name__}: {e}"
-        return _raises(make, self.exc, f"{owner}:", f"'{self.arg}'", *self.words)
+        except Exception as e:
+            return f"the construction failed: {type(e).__name__}: {e}"
+        return _raises(lambda: call(lyr, self.inputs, self.call), self.exc, *words)
 
 
 @dataclass(frozen=True)
@@ -203,19 +197,22 @@ class Special(Row):
 class Oversize(Row):
     """A call whose ``what`` (an output, a projection, ...) is larger than the memory left
     (``limit`` bytes, patched in after the construction: the layers refuse what MLX cannot
-    hold, before it segfaults) is refused naming the layer, ``arg`` and ``what``."""
+    hold, before it segfaults) is refused naming the layer, ``arg`` and ``what`` (and
+    ``words``). ``inputs=None``: the construction is, under the limit (a weight)."""
 
     layer: str
     kwargs: dict[str, Any]
-    inputs: tuple
+    inputs: tuple | None
     arg: str
     what: str
     limit: int
     call: dict[str, Any] = field(default_factory=dict)
+    words: tuple[str, ...] = ()
 
     def name(self) -> str:
-        args = ", ".join(_short(v) for v in self.inputs)
-        return (f"{self.layer}({_kw(self.kwargs)}) on ({args}) with {self.limit} bytes "
+        where = "" if self.inputs is None else \
+            f" on ({', '.join(_short(v) for v in self.inputs)})"
+        return (f"{self.layer}({_kw(self.kwargs)}){where} with {self.limit} bytes "
                 f"left refuses its {self.what} naming '{self.arg}'")
 
     def check(self) -> str:
@@ -223,11 +220,13 @@ class Oversize(Row):
 
         from ..contracts import _raises
 
-        lyr = build(self.layer, self.kwargs)
+        lyr = None if self.inputs is None else build(self.layer, self.kwargs)
         real = _validation.memory_limit
         _validation.memory_limit = lambda: self.limit
         try:
-            return _raises(lambda: call(lyr, self.inputs, self.call), ValueError,
-                           f"{self.layer}:", f"'{self.arg}'", self.what)
+            make = (lambda: build(self.layer, self.kwargs)) if lyr is None else \
+                (lambda: call(lyr, self.inputs, self.call))
+            return _raises(make, ValueError, f"{self.layer}:", f"'{self.arg}'", self.what,
+                           *self.words)
         finally:
             _validation.memory_limit = real

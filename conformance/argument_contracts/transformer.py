@@ -65,8 +65,10 @@ TRANSFORMER: list[Row] = [
     *_masks("Transformer", (SRC, TGT), "src", S, S),
     *_masks("Transformer", (SRC, TGT), "tgt", TL, TL),
     *_masks("Transformer", (SRC, TGT), "memory", TL, S),
-    Refuse("Transformer", dict(num_encoder_layers=0, num_decoder_layers=0), "src_mask",
-           inputs=(SRC, TGT), call=dict(src_mask=Arr((S, S + 1), "bool"))),
+    *[Refuse("Transformer", dict(num_encoder_layers=0, num_decoder_layers=0), m,
+             inputs=(SRC, TGT), call={m: Arr(shape, "bool")})  # checked with no layers too
+      for m, shape in (("src_mask", (S, S + 1)), ("tgt_mask", (TL, TL + 1)),
+                       ("memory_mask", (TL, S + 1)), ("memory_key_padding_mask", (B, TL)))],
     Refuse("Transformer", {}, "src_is_causal", T, inputs=(SRC, TGT), call=dict(src_is_causal=1)),
     Refuse("Transformer", {}, "tgt_is_causal", T, inputs=(SRC, TGT),
            call=dict(tgt_is_causal="yes")),
