@@ -120,6 +120,99 @@ def bidirectional_copies() -> str:
     return "; ".join(problems)
 
 
+def sync_batch_norm() -> str:
+    """A ``synchronized`` batch norm in a group of 2 (a fake group: a second rank with the
+    same batch, so the statistics are the local ones) all-sums its moments."""
+    from mlxnote import nn
+    from mlxnote.kernels import norm as K
+
+    calls = []
+    original, size = K.all_sum, nn.batch_norm._group_size
+
+    def fake(t):
+        calls.append(t.shape)
+        return 2 * t
+
+    K.all_sum, nn.batch_norm._group_size = fake, lambda self: 2
+    try:
+        x = mx.array(np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32))
+        synced, local = nn.batch_norm(synchronized=True), nn.batch_norm()
+        ys, yl = synced(x, train_flag=True), local(x, train_flag=True)
+        mx.eval(ys, yl)
+    finally:
+        K.all_sum, nn.batch_norm._group_size = original, size
+    if not calls:
+        return "no all_sum of the moments in a group of 2"
+    err = mx.max(mx.abs(ys - yl)).item()
+    return "" if err < 1e-5 else f"the group's statistics differ from the batch's: {err:.2g}"
+
+
+def sizes_named() -> str:
+    """Work too large for any memory is refused before compute, naming what makes it so:
+    a lazily built weight by its input ('data'), a conv output by its batch."""
+    from mlxnote import nn
+
+    problems = [p for p in (
+        _raises(lambda: nn.dense(1 << 15)(mx.zeros((1, 1 << 22))), ValueError, "dense",
+                "'data'", "4194304"),
+        _raises(lambda: nn.conv1d(100000, 1, input_size=1)(mx.zeros((1000000, 1, 1))),
+                ValueError, "conv1d", "'data'", "(1000000, 1, 100000)")) if p]
+    return "; ".join(problems)
+
+
+def zeropadding_output_size() -> str:
+    """note-semantics.md 30-32: ``output_size = input_size`` when input_size is given."""
+    from mlxnote import nn
+
+    bad = [f"zeropadding{n}d(input_size=3).output_size = "
+           f"{getattr(getattr(nn, f'zeropadding{n}d')(input_size=3), 'output_size', None)}"
+           for n in (1, 2, 3)
+           if getattr(getattr(nn, f"zeropadding{n}d")(input_size=3), "output_size", None) != 3]
+    return "; ".join(bad)
+
+
+def custom_blocks_called_plainly() -> str:
+    """A Transformer calls a custom encoder/decoder with only the keywords it is given
+    (no masks that are None, no is_causal=False), so plain functions of the tensors work."""
+    from mlxnote import nn
+
+    rng = np.random.default_rng(0)
+    src, tgt = (mx.array(rng.standard_normal(s).astype(np.float32)) for s in ((2, 5, 8),
+                                                                             (2, 3, 8)))
+    model = nn.Transformer(8, 2, custom_encoder=lambda src: src + 1.0,
+                           custom_decoder=lambda tgt, memory: tgt + mx.mean(memory, axis=1,
+                                                                            keepdims=True))
+    want = tgt + mx.mean(src + 1.0, axis=1, keepdims=True)
+    got = model(src, tgt)
+    return "" if mx.allclose(got, want).item() else "the custom blocks' result differs"
+
+
+def scan_flags_honored() -> str:
+    """``kernels.scan``'s formulation flags are honored: ``fast=False`` (the compile choice
+    left to the policy) computes the plain formulation's values exactly."""
+    from mlxnote.kernels.scan import scan
+
+    rng, bad = np.random.default_rng(1), []
+    for kind, k in (("lstm", 4), ("gru", 3), ("rnn", 1)):
+        xp, wh = (mx.array(rng.standard_normal(s).astype(np.float32) * 0.5)
+                  for s in ((3, 5, k * 4), (4, k * 4)))
+        h0, c0 = mx.zeros((3, 4)), mx.zeros((3, 4)) if kind == "lstm" else None
+        if not mx.array_equal(scan(kind, xp, wh, h0, c0, fast=False)[0],
+                              scan(kind, xp, wh, h0, c0, fused=False)[0]).item():
+            bad.append(kind)
+    return f"fast=False is not the plain formulation for {bad}" if bad else ""
+
+
+def conv_padding_forms() -> str:
+    """``kernels.conv.conv`` refuses padding that is neither one form nor the other."""
+    from mlxnote.kernels import conv as K
+
+    x, w = mx.zeros((1, 5, 5, 5, 2)), mx.zeros((3, 2, 2, 2, 2))
+    return "; ".join(p for p in (
+        _raises(lambda pad=pad: K.conv(x, w, 1, pad), ValueError, "padding")
+        for pad in ([(1, 2), 3], [(1, 2), (0, 1)], ((1, 2, 3), (1, 2)), ((1,), (2,)))) if p)
+
+
 def run() -> list[FormRow]:
     from mlxnote import nn
 
@@ -137,6 +230,14 @@ def run() -> list[FormRow]:
                            [(2, 5, 8)])
     rows.append(_row("Bidirectional: copies of a built layer keep its weights and "
                      "trainable flag", bidirectional_copies))
+    rows += [_row("batch_norm: synchronized in a group of 2 all-sums its moments",
+                  sync_batch_norm),
+             _row("sizes over any memory refused naming their argument", sizes_named),
+             _row("zeropadding: output_size is the given input_size", zeropadding_output_size),
+             _row("Transformer: custom blocks called with the keywords given only",
+                  custom_blocks_called_plainly),
+             _row("kernels.scan: fast=False is the plain formulation", scan_flags_honored),
+             _row("kernels.conv: malformed padding refused", conv_padding_forms)]
     rows.append(_row("layer_norm: a 0-d input refused", lambda: _raises(
         lambda: nn.layer_norm()(mx.array(1.0)), ValueError, "layer_norm", "'data'")))
     from . import argument_contracts, initial_weights  # they use _row and _raises

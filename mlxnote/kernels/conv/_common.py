@@ -25,6 +25,9 @@ def as_pairs(padding, n: int) -> tuple[tuple[int, int], ...]:
         return tuple(zip(padding[0], padding[1]))  # mx.conv_general's (lo, hi) form
     out = []
     for p in padding:
+        if not isinstance(p, int) and (not isinstance(p, Sequence) or len(p) != 2):
+            raise ValueError(f"conv: padding {padding}: each entry an int or a (lo, hi) "
+                             f"pair, or ((lo...), (hi...)) with {n} of each")
         out.append((int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])))
     if len(out) != n:
         raise ValueError(f"conv: padding {padding} must have {n} entries")
