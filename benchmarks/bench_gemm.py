@@ -4,10 +4,12 @@ routing on and off.
 
 - ``gemm``: ``cblas_sgemm`` (row-major, as MLX calls it) called through ctypes, the route
   forced (``_platform.gemm_route``), interleaved min of N rounds; one process per thread
-  count (``MLXNOTE_BLAS_ADAPTIVE=0``: a fixed count for both libraries), GFLOP/s. Each turn
-  first waits ``SETTLE`` and makes one untimed call: both libraries' idle threads spin a
-  while after a call (OpenBLAS's 50-100 ms), and a multi-threaded call of the other library
-  in that window stalls (measured: 16 ms instead of 0.02 for a 128^3 product).
+  count (``MLXNOTE_BLAS_ADAPTIVE=0``: a fixed count for both libraries), GFLOP/s. oneDNN's
+  columns: every call on it, on the threads the shim gives it (one for the B-transposed
+  shapes of its ``dnnl_multi``). Each turn first waits ``SETTLE`` and makes one untimed
+  call: both libraries' idle threads spin a while after a call (OpenBLAS's 50-100 ms), and
+  a multi-threaded call of the other library in that window stalls (measured: 16 ms
+  instead of 0.02 for a 128^3 product).
 - ``layers``: mlxnote's dense, multi-head attention, Transformer encoder and LSTM/GRU at
   the shapes of ``bench_core``/``bench_attention``/``bench_recurrent``, forward and
   forward+backward, every float32 GEMM on OpenBLAS (``openblas``), routed by shape
@@ -54,6 +56,7 @@ SHAPES = [
     ("Transformer 16x128 1024->256", "fwd", "N", "N", 2048, 256, 1024),
     ("Transformer 1024->256", "dx", "N", "T", 2048, 1024, 256),
     ("Transformer 256->1024", "dW", "T", "N", 256, 1024, 2048),
+    ("B^T, narrow N (stays on OpenBLAS)", "dx", "N", "T", 32, 64, 1024),
     ("square", "fwd", "N", "N", 1024, 1024, 1024),
     ("tiny", "fwd", "N", "N", 8, 8, 8),
     ("small", "fwd", "N", "N", 64, 64, 64),

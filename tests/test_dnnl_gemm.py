@@ -226,6 +226,11 @@ def test_switches(tmp_path):
         d = probe(tmp_path, **env)  # the fallback: every call on OpenBLAS, as before
         assert d["ok"] and d["gemm"] == "openblas" and why in d["reason"]
         assert d["calls"] is None and d["warnings"] == []
+    code = "import sys; sys.prefix = '/nonexistent'\n" + PROBE.replace("\n    ", "\n")
+    d = json.loads(run_py(code, tmp_path, PYTHONPATH=os.path.dirname(__file__))
+                   .stdout.strip().splitlines()[-1])  # oneDNN not installed: as before
+    assert d["ok"] and d["gemm"] == "openblas" and "not installed" in d["reason"]
+    assert d["calls"] is None and d["spin"] == "" and d["warnings"] == []
     d = probe(tmp_path, MLXNOTE_DNNL_GEMM="all")
     assert d["ok"] and d["gemm"] == "onednn" and d["calls"] == 1 and d["small_calls"] == 1
     d = probe(tmp_path, MLXNOTE_DNNL_GEMM="maybe")
@@ -287,3 +292,12 @@ def test_forked_child_stays_on_openblas(tmp_path):
     r = run_py(FORK, tmp_path, PYTHONPATH=os.path.dirname(__file__), MLXNOTE_DNNL_GEMM="all",
                MLXNOTE_BLAS_THREADS="2", MLXNOTE_BLAS_ADAPTIVE="0")
     assert r.stdout.strip().splitlines()[-1] == "exit 0"
+
+
+@pytest.mark.slow
+def test_info_shows_onednn(tmp_path):
+    code = "import sys; from mlxnote.__main__ import main; sys.exit(main(['info', '--json']))"
+    d = json.loads(run_py(code, tmp_path).stdout)
+    assert d["gemm"] == "auto" and d["mlx_called_onednn"] is True and d["dnnl_gemm_calls"] >= 1
+    text = run_py("from mlxnote.__main__ import main; main(['info'])", tmp_path).stdout
+    assert "GEMM     float32: auto" in text and "probe did reach it" in text
