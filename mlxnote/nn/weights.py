@@ -283,20 +283,28 @@ def _check_count(weights: Sequence[Any], names: list[str], owner: str, layout: s
                     f"{len(names)} arrays in {where} order {names}")
 
 
+def _checked(weights: Sequence[ArrayLike], expect: list[tuple[str, tuple[int, ...]]],
+             owner: str, layout: str) -> list[mx.array]:
+    """``weights`` as arrays, each checked against ``expect``'s ``(what, shape)``: an error
+    names ``owner``, the index, the weight and both shapes."""
+    out = []
+    for i, ((what, shape), value) in enumerate(zip(expect, weights)):
+        v = as_weight(value, owner, i, what)
+        if tuple(v.shape) != shape:
+            raise layouts.shape_error(owner, i, what, tuple(v.shape), shape, layout)
+        out.append(v)
+    return out
+
+
 def load(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
     """Set every weight of ``root`` from ``weights`` (Note's layout and order), after
     checking the count, every shape and dtype: on any mismatch nothing changes and the
     error names ``owner``, the index, the weight and both shapes."""
     ws = collect(root)
     _check_count(weights, [w.path for w in ws], owner, "note")
-    staged = []
-    for i, (w, value) in enumerate(zip(ws, weights)):
-        what = f"{type(w.owner).__name__} '{w.path}'"
-        value = as_weight(value, owner, i, what)
-        if tuple(value.shape) != w.note_shape:
-            raise layouts.shape_error(owner, i, what, tuple(value.shape), w.note_shape, "note")
-        staged.append((w, value))
-    assign(staged)
+    values = _checked(weights, [(f"{type(w.owner).__name__} '{w.path}'", w.note_shape)
+                                for w in ws], owner, "note")
+    assign(list(zip(ws, values)))
     materialize([_stored(w) for w in ws])
 
 
@@ -305,13 +313,8 @@ def load_keras(root: Any, weights: Sequence[ArrayLike], owner: str) -> None:
     against Keras's shapes."""
     plan = layouts.plan(root, owner)
     _check_count(weights, [k.name for k in plan], owner, "keras")
-    values = []
-    for i, (k, value) in enumerate(zip(plan, weights)):
-        what = f"{k.layer} '{k.name}'"
-        v = as_weight(value, owner, i, what)
-        if tuple(v.shape) != k.shape:
-            raise layouts.shape_error(owner, i, what, tuple(v.shape), k.shape, "keras")
-        values.append(np.array(v.astype(mx.float32)))
+    values = [np.array(v.astype(mx.float32)) for v in _checked(
+        weights, [(f"{k.layer} '{k.name}'", k.shape) for k in plan], owner, "keras")]
     ws = collect(root)
     note = layouts.from_keras(plan, values, {w.path: w.note_shape for w in ws})
     load(root, [note[w.path] for w in ws], owner)
