@@ -4,7 +4,9 @@ refused when invalid with a ``ValueError``/``TypeError`` whose message names the
 the argument, and its documented boundary values accepted (constructed and called once, the
 output's shape checked).
 
-The rows are data (:mod:`.table`: one module per family); this package only runs them.
+The rows are data, one module per family (``conv``, ``core``, ``norm``, ``recurrent``,
+``attention``, ``transformer``), of the kinds in :mod:`.rows` (``Refuse``, ``Accept``,
+``Oversize``: a size refused under a patched memory limit, ``Special``: a named check).
 ``run()`` is called by :func:`conformance.contracts.run` (with the whole suite and once per
 mutant of ``make mutation``): keep it fast.
 """

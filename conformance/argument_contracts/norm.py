@@ -38,8 +38,8 @@ def _shared(layer: str) -> list[Row]:
         Refuse(layer, dict(dtype="int8"), "dtype", T),
         # inputs
         Refuse(layer, {}, "data", inputs=((),)),
-        Refuse(layer, dict(axis=3), "data", inputs=(X,)),
-        Refuse(layer, dict(axis=-4), "data", inputs=(X,)),
+        Refuse(layer, dict(axis=3), "data", inputs=(X,), words=("rank >= 4",)),
+        Refuse(layer, dict(axis=-4), "data", inputs=(X,), words=("rank >= 4",)),
         Refuse(layer, dict(axis=[1, -2]), "axis", inputs=(X,)),  # the same axis twice
         Refuse(layer, dict(input_size=4), "data", inputs=(X,)),
         Refuse(layer, dict(axis=[1, 2], input_size=[3, 4]), "data", inputs=(X,)),

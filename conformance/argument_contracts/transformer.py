@@ -158,6 +158,10 @@ STACKS: list[Row] = [
            call=dict(mask=Arr((S, S), "bool", 0), is_causal=True, train_flag=False)),
     Accept("TransformerDecoder", {}, (TGT, SRC), TGT),
     Accept("TransformerDecoder", dict(num_layers=0), (TGT, SRC), TGT),
+    # norm: any layer, applied last (one that changes the width shows it ran)
+    Accept("TransformerEncoder", dict(norm=new("dense", output_size=3)), (SRC,), (B, S, 3)),
+    Accept("TransformerDecoder", dict(norm=new("dense", output_size=3)), (TGT, SRC),
+           (B, TL, 3)),
 ]
 
 def _gpu() -> str:
