@@ -109,8 +109,8 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
 def _calls(name: str, n: int, kind: str) -> list[Row]:
     first = FIRST[n]
     rows: list[Row] = [
-        Refuse(name, {}, "data", V, inputs=(shape(n)[:-1],)),
-        Refuse(name, {}, "data", V, inputs=((*shape(n), 1),)),
+        Refuse(name, {}, "data", V, inputs=(shape(n)[:-1],), words=(f"rank {n + 2}",)),
+        Refuse(name, {}, "data", V, inputs=((*shape(n), 1),), words=(f"rank {n + 2}",)),
         Refuse(name, dict(input_size=C), "data", V, inputs=(shape(n, c=C + 1),)),
         Refuse(name, dict(input_size=C, data_format=first), "data", V,
                inputs=(shape(n, True, c=C + 1),)),

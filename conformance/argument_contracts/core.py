@@ -23,7 +23,7 @@ DENSE: list[Row] = [
     Refuse("dense", dict(trainable=0), "trainable", T),
     Refuse("dense", dict(dtype="float64x"), "dtype", T),
     Refuse("dense", dict(name=3), "name", T),
-    Refuse("dense", {}, "data", inputs=((),)),
+    Refuse("dense", {}, "data", inputs=((),), words=("rank >= 1",)),
     Refuse("dense", {}, "data", T, inputs=(Arr((2, 3), "complex64"),)),
     Refuse("dense", {}, "data", T, inputs=([["a", "b"]],)),
     Refuse("dense", dict(input_size=3), "data", inputs=((2, 4),)),
@@ -95,7 +95,7 @@ def _padding(n: int) -> list[Row]:
         Refuse(layer, dict(padding=[(1, -2)] * n), "padding"),
         Refuse(layer, dict(padding=[(1, 1.5)] * n), "padding", T),
         Refuse(layer, dict(padding=2**31), "padding"),
-        Refuse(layer, {}, "data", inputs=(x[:-1],)),
+        Refuse(layer, {}, "data", inputs=(x[:-1],), words=(f"rank {n + 2}",)),
         Refuse(layer, dict(input_size=3), "data", inputs=(x,)),
         Refuse(layer, {}, "padding", inputs=(x,), call=dict(padding=-1)),
         Refuse(layer, {}, "padding", T, inputs=(x,), call=dict(padding="2")),
@@ -141,16 +141,18 @@ def _kernel_padding() -> str:
         got = tuple(kconv.conv(x, w, 1, padding).shape[1:-1])
         if got != lengths:
             problems.append(f"{n}-D padding {padding}: spatial {got}, expected {lengths}")
-    for n, bad in ((2, [1, 1, 1]), (1, ((1, 1, 1), (1, 1, 1))), (3, ((1, 1), (1, 1)))):
+    for n, bad, word in ((2, [1, 1, 1], "must have 2 entries"),
+                         (1, ((1, 1, 1), (1, 1, 1)), "padding"),
+                         (3, ((1, 1), (1, 1)), "must have 3 entries")):
         x, w = mx.ones((1, *(4,) * n, 1)), mx.ones((1, *(2,) * n, 1))
         p = _raises(lambda x=x, w=w, b=bad: kconv.conv(x, w, 1, b), ValueError, "conv:",
-                    "padding")
+                    "padding", word)
         if p:
             problems.append(f"{n}-D padding {bad}: {p}")
     x, w = mx.ones((1, 4, 4, 1)), mx.ones((1, 2, 2, 1))
     for what, make in (("strides", lambda: kconv.conv(x, w, [1, 1, 1], 0)),
                        ("dilations", lambda: kconv.conv(x, w, 1, 0, [2]))):
-        p = _raises(make, ValueError, "conv:", what)
+        p = _raises(make, ValueError, "conv:", what, "must have 2 entries")
         if p:
             problems.append(f"{what}: {p}")
     return "; ".join(problems)

@@ -37,11 +37,11 @@ def _shared(layer: str) -> list[Row]:
         Refuse(layer, dict(beta_initializer="Orthogonal"), "beta_initializer"),
         Refuse(layer, dict(dtype="int8"), "dtype", T),
         # inputs
-        Refuse(layer, {}, "data", inputs=((),)),
+        Refuse(layer, {}, "data", inputs=((),), words=("rank >= 1",)),
         Refuse(layer, dict(axis=3), "data", inputs=(X,), words=("rank >= 4",)),
         Refuse(layer, dict(axis=-4), "data", inputs=(X,), words=("rank >= 4",)),
         Refuse(layer, dict(axis=[1, -2]), "axis", inputs=(X,)),  # the same axis twice
-        Refuse(layer, dict(input_size=4), "data", inputs=(X,)),
+        Refuse(layer, dict(input_size=4), "data", inputs=(X,), words=("size 4 on axis -1",)),
         Refuse(layer, dict(axis=[1, 2], input_size=[3, 4]), "data", inputs=(X,)),
         Refuse(layer, dict(axis=1, input_size=5), "data", inputs=(X,)),
         # boundaries and forms
@@ -115,7 +115,8 @@ GROUP: list[Row] = [
     Refuse("group_norm", dict(gamma_initializer="nope"), "gamma_initializer"),
     Refuse("group_norm", dict(mask=[["a"]]), "mask", T),
     Refuse("group_norm", dict(dtype="complex64"), "dtype", T),
-    Refuse("group_norm", dict(groups=5), "data", inputs=((4,),)),  # no batch axis besides
+    Refuse("group_norm", dict(groups=5), "data", inputs=((4,),),
+           words=("rank >= 2",)),  # no batch axis besides
     Refuse("group_norm", dict(groups=-1), "data", inputs=((4, 0),)),  # no channels
     Refuse("group_norm", dict(groups=5, axis=3), "data", inputs=(X,)),
     Refuse("group_norm", dict(groups=5, axis=-3), "axis", inputs=(X,)),  # the batch axis
