@@ -175,7 +175,7 @@ def _transpose_cases(keras, nn, b: int, hw: int, quick: bool) -> list[Bench]:
                                                     input_dilation=2, flip=True) + bias,
             getattr(keras.layers, f"Conv{n}DTranspose")(c, 3, strides=2, padding="same"),
             "transpose",
-            _chosen((shape, (c, *[3] * n, c), (1,) * n, (1,) * n, 1, (2,) * n)),
+            _chosen((shape, (c, *[3] * n, c), (1,) * n, (1,) * n, 1, (2,) * n, [(2, 1)] * n)),
             stride=2, quick=quick))
     return out
 

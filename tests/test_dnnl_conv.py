@@ -30,6 +30,9 @@ CASES = [
     ((1, 5, 6, 6, 4), (6, 3, 3, 3, 2), (2, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1), 2),
     ((2, 9, 8, 4), (8, 3, 3, 1), (2, 1), ((1, 1), (1, 0)), (1, 2), 4),  # depthwise, dm 2
     ((2, 12, 4), (4, 5, 1), (1,), ((2,), (2,)), (1,), 4),  # depthwise 1-D
+    # stride-1 depthwise: the input gradient as a forward conv (dm 2, dilated, lo != hi)
+    ((2, 9, 8, 4), (8, 3, 3, 1), (1, 1), ((1, 2), (0, 1)), (2, 1), 4),
+    ((2, 9, 8, 4), (4, 3, 3, 1), (1, 1), ((3, 0), (0, 1)), (1, 1), 4),  # beyond reach
 ]
 
 
@@ -124,6 +127,33 @@ def test_bias_gradients():
         return mx.grad(lambda d: inner(x, w, d).sum())(b)
 
     _close(gg("onednn"), gg("mlx"), 1e-4)
+
+
+def test_fused_bias_jvp_vmap_and_accuracy():
+    """The bias oneDNN adds: its tangent, a vmap over the bias, a bias of the wrong shape
+    refused, and its gradient over many rows summed in chunks (within float32 rounding of
+    the float64 sum, where one sequential float32 sum drifts)."""
+    x, w = _args(CASES[0])
+    b, tb = (mx.random.normal((6,), key=mx.random.key(k)) for k in (9, 10))
+    tx, tw = _args(CASES[0], 3)
+    fn = extension.kernel("dnnl_conv")
+    pads = [(1, 1)]
+    _, jo = mx.jvp(lambda a, c, d: fn(a, c, [1], pads, [1], 1, d), [x, w, b], [tx, tw, tb])
+    ref = _ref(tx, w, (1,), ((1,), (1,)), (1,), 1) + _ref(x, tw, (1,), ((1,), (1,)), (1,), 1)
+    _close(jo[0], ref + tb, 1e-4)
+    bs = mx.stack([b, 2 * b])
+    vo = mx.vmap(lambda d: fn(x, w, [1], pads, [1], 1, d))(bs)
+    y0 = _ref(x, w, (1,), ((1,), (1,)), (1,), 1)
+    _close(vo, mx.stack([y0 + b, y0 + 2 * b]))
+    with pytest.raises(ValueError, match="bias"):
+        fn(x, w, [1], pads, [1], 1, mx.zeros((5,)))
+    # 2^16 rows of a cotangent 1 + small: the exact sum is known in float64
+    xl = mx.ones((64, 1024, 1))
+    ct = 1.0 + mx.random.uniform(shape=(64, 1024, 1), key=mx.random.key(11)) * 1e-3
+    db = mx.grad(lambda d: (fn(xl, mx.ones((1, 1, 1)), [1], [(0, 0)], [1], 1, d) * ct).sum())(
+        mx.zeros((1,)))
+    exact = np.array(ct, dtype=np.float64).sum()
+    assert abs(float(db[0]) - exact) / exact < 1e-6
 
 
 def test_grad_of_grad_jvp_vmap():

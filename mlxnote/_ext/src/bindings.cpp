@@ -119,11 +119,14 @@ NB_MODULE(_core, m) {
       "dnnl_conv",
       [](const mx::array& x, const mx::array& w, const std::vector<int>& strides,
          const std::vector<std::pair<int, int>>& padding, const std::vector<int>& dilations,
-         int groups) { return mlxnote::dnnl_conv(x, w, strides, padding, dilations, groups); },
+         int groups, const std::optional<mx::array>& bias) {
+        return mlxnote::dnnl_conv(x, w, strides, padding, dilations, groups, bias);
+      },
       nb::arg("x"), nb::arg("w"), nb::arg("strides"), nb::arg("padding"),
-      nb::arg("dilations"), nb::arg("groups") = 1,
-      "Conv of x (N, *L, C) with w (O, *K, C / groups) on oneDNN (direct algorithm), float32,\n"
-      "as mx.conv_general computes it; after dnnl_load.");
+      nb::arg("dilations"), nb::arg("groups") = 1, nb::arg("bias") = nb::none(),
+      "Conv of x (N, *L, C) with w (O, *K, C / groups) (+ bias (O,), added by oneDNN; its\n"
+      "gradient a chunked column sum) on oneDNN (direct algorithm), float32, as\n"
+      "mx.conv_general computes it; after dnnl_load.");
   m.def(
       "dnnl_conv_input_grad",
       [](const mx::array& dy, const mx::array& w, const std::vector<int>& length,

@@ -26,14 +26,43 @@ void require(const mx::array& a, const char* what) {
   }
 }
 
-mx::array make(Kind kind, const mx::array& a, const mx::array& b, const DnnlParams& p,
-               mx::StreamOrDevice s) {
+mx::array as_input(const mx::array& a, mx::Stream s) {
+  return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
+}
+
+// The op of `kind` on (a, b), plus `bias` (forward only) added by oneDNN.
+mx::array make(Kind kind, const mx::array& a, const mx::array& b, DnnlParams p,
+               mx::StreamOrDevice s, const std::optional<mx::array>& bias = std::nullopt) {
   auto stream = mx::to_stream(s);
-  std::vector<mx::array> ins = {mx::contiguous(mx::astype(a, mx::float32, stream), false, stream),
-                                mx::contiguous(mx::astype(b, mx::float32, stream), false, stream)};
+  std::vector<mx::array> ins = {as_input(a, stream), as_input(b, stream)};
+  p.c.bias = bias && kind == MLXNOTE_DNNL_FORWARD;
+  if (p.c.bias) {
+    ins.push_back(as_input(*bias, stream));
+  }
   auto prim = std::make_shared<DnnlConv>(stream, p, kind);
   auto shape = prim->output_shapes(ins)[0];
   return mx::array(std::move(shape), mx::float32, std::move(prim), std::move(ins));
+}
+
+// The bias gradient: ct's columns summed over every other axis in 16 chunks of rows, each
+// summed on its own, then the chunk sums (as mlxnote.kernels.conv._gemm._sum_cols: one
+// sequential float32 sum over all rows loses bits; the precision checks catch it).
+mx::array column_sum(const mx::array& ct, mx::Stream s) {
+  constexpr int kChunks = 16;
+  const int cols = ct.shape(-1);
+  const int rows = static_cast<int>(ct.size() / cols);
+  auto g = mx::reshape(ct, {rows, cols}, s);
+  const int per = rows / kChunks;
+  if (per < 4) {
+    return mx::sum(g, 0, false, s);
+  }
+  const int head = per * kChunks;
+  auto main = mx::reshape(mx::slice(g, {0, 0}, {head, cols}, s), {kChunks, per, cols}, s);
+  auto out = mx::sum(mx::sum(main, 1, false, s), 0, false, s);
+  if (head == rows) {
+    return out;
+  }
+  return mx::add(out, mx::sum(mx::slice(g, {head, 0}, {rows, cols}, s), 0, false, s), s);
 }
 
 mx::Shape data_shape(const MlxnoteDnnlConv& c, const int64_t* sizes, int64_t channels) {
@@ -43,169 +72,6 @@ mx::Shape data_shape(const MlxnoteDnnlConv& c, const int64_t* sizes, int64_t cha
   return s;
 }
 
-}  // namespace
-
-bool DnnlParams::operator==(const DnnlParams& o) const {
-  const auto &a = c, &b = o.c;
-  if (a.nd != b.nd || a.n != b.n || a.c != b.c || a.o != b.o || a.groups != b.groups) {
-    return false;
-  }
-  for (int j = 0; j < a.nd; ++j) {
-    if (a.l[j] != b.l[j] || a.k[j] != b.k[j] || a.out[j] != b.out[j] || a.s[j] != b.s[j] ||
-        a.d[j] != b.d[j] || a.lo[j] != b.lo[j] || a.hi[j] != b.hi[j]) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string dnnl_load(const std::string& libdnnl, const std::string& impl) {
-  if (conv_fn != nullptr) {
-    return "";
-  }
-  // libdnnl first, by its full path and RTLD_GLOBAL: libmlxnote_dnnl.so needs it by soname.
-  if (dlopen(libdnnl.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
-    return std::string("cannot load oneDNN: ") + dlerror();
-  }
-  void* h = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h == nullptr) {
-    return std::string("cannot load mlxnote's oneDNN kernels: ") + dlerror();
-  }
-  auto conv = reinterpret_cast<MlxnoteDnnlConvFn>(dlsym(h, "mlxnote_dnnl_conv"));
-  auto version = reinterpret_cast<MlxnoteDnnlVersionFn>(dlsym(h, "mlxnote_dnnl_version"));
-  if (conv == nullptr || version == nullptr) {
-    return "libmlxnote_dnnl.so lacks its entry points (rebuild mlxnote)";
-  }
-  version_fn = version;
-  conv_fn = conv;
-  return "";
-}
-
-std::string dnnl_version() {
-  return version_fn == nullptr ? "" : version_fn();
-}
-
-void DnnlConv::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
-  if (conv_fn == nullptr) {
-    throw std::runtime_error("mlxnote dnnl_conv: oneDNN is not loaded");
-  }
-  const auto& a = inputs[0];
-  const auto& b = inputs[1];
-  require(a, "the first input");
-  require(b, "the second input");
-  out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  encoder.set_input_array(a);
-  encoder.set_input_array(b);
-  encoder.set_output_array(out);
-  encoder.dispatch([pa = a.data<float>(), pb = b.data<float>(), po = out.data<float>(),
-                    p = p_.c, kind = kind_, fn = conv_fn]() {
-    char err[512] = {0};
-    if (fn(kind, &p, pa, pb, po, ThreadPool::instance().threads(), err, sizeof(err)) != 0) {
-      throw std::runtime_error(std::string("mlxnote dnnl_conv (oneDNN): ") + err);
-    }
-  });
-}
-
-void DnnlConv::eval_gpu(const std::vector<mx::array>&, mx::array&) {
-  throw std::runtime_error("mlxnote dnnl_conv: CPU only (GPUs use MLX's own convolutions)");
-}
-
-std::vector<mx::Shape> DnnlConv::output_shapes(const std::vector<mx::array>&) {
-  const auto& c = p_.c;
-  switch (kind_) {
-    case MLXNOTE_DNNL_FORWARD:
-      return {data_shape(c, c.out, c.o)};
-    case MLXNOTE_DNNL_BACKWARD_DATA:
-      return {data_shape(c, c.l, c.c)};
-    default: {
-      mx::Shape s = {static_cast<int>(c.o)};
-      for (int j = 0; j < c.nd; ++j) s.push_back(static_cast<int>(c.k[j]));
-      s.push_back(static_cast<int>(c.c / c.groups));
-      return {s};
-    }
-  }
-}
-
-std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
-                                     const std::vector<mx::array>& cotangents,
-                                     const std::vector<int>& argnums,
-                                     const std::vector<mx::array>&) {
-  const auto& a = primals[0];
-  const auto& b = primals[1];
-  const auto s = stream();
-  // Made contiguous once: a broadcast cotangent (the gradient of a sum) would otherwise be
-  // copied by each of the two gradients.
-  const auto ct = argnums.size() > 1 ? mx::contiguous(cotangents[0], false, s) : cotangents[0];
-  std::vector<mx::array> out;
-  for (int arg : argnums) {
-    switch (kind_) {
-      case MLXNOTE_DNNL_FORWARD:  // y = F(x, w)
-        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, ct, b, p_, s)
-                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, a, ct, p_, s));
-        break;
-      case MLXNOTE_DNNL_BACKWARD_DATA:  // dx = G(dy, w)
-        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_FORWARD, ct, b, p_, s)
-                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, ct, a, p_, s));
-        break;
-      default:  // dw = H(x, dy)
-        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, b, ct, p_, s)
-                               : make(MLXNOTE_DNNL_FORWARD, a, ct, p_, s));
-        break;
-    }
-  }
-  return out;
-}
-
-std::vector<mx::array> DnnlConv::jvp(const std::vector<mx::array>& primals,
-                                     const std::vector<mx::array>& tangents,
-                                     const std::vector<int>& argnums) {
-  // Bilinear: the tangent is the op applied with one argument replaced by its tangent.
-  std::optional<mx::array> sum;
-  for (size_t i = 0; i < argnums.size(); ++i) {
-    auto args = primals;
-    args[argnums[i]] = tangents[i];
-    auto term = make(kind_, args[0], args[1], p_, stream());
-    sum = sum ? mx::add(*sum, term, stream()) : term;
-  }
-  return {*sum};
-}
-
-std::pair<std::vector<mx::array>, std::vector<int>> DnnlConv::vmap(
-    const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
-  // One op per entry of the mapped axis, stacked (correct for any mapped inputs).
-  int size = -1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) size = inputs[i].shape(axes[i]);
-  }
-  std::vector<mx::array> outs;
-  for (int k = 0; k < size; ++k) {
-    std::vector<mx::array> args;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
-    }
-    outs.push_back(make(kind_, args[0], args[1], p_, stream()));
-  }
-  return {{mx::stack(outs, 0, stream())}, {0}};
-}
-
-const char* DnnlConv::name() const {
-  switch (kind_) {
-    case MLXNOTE_DNNL_FORWARD:
-      return "MlxnoteDnnlConv";
-    case MLXNOTE_DNNL_BACKWARD_DATA:
-      return "MlxnoteDnnlConvInputGrad";
-    default:
-      return "MlxnoteDnnlConvWeightGrad";
-  }
-}
-
-bool DnnlConv::is_equivalent(const mx::Primitive& other) const {
-  const auto* o = dynamic_cast<const DnnlConv*>(&other);
-  return o != nullptr && o->kind_ == kind_ && o->p_ == p_;
-}
-
-namespace {
 
 // The parameters of a conv of an input (n, *length, c) with w (o, *K, c / groups).
 DnnlParams params(int n, const std::vector<int>& length, int c, const mx::array& w,
@@ -248,17 +114,241 @@ DnnlParams params(int n, const std::vector<int>& length, int c, const mx::array&
   return p;
 }
 
+
+// The input gradient of a stride-1 depthwise conv (groups == C) as a forward depthwise conv
+// of dy with the taps reversed, each group's dm outputs as its inputs, and the padding
+// (k - 1) * d - lo / - hi; none when a stride is > 1 or the padding is beyond the kernel's
+// reach. oneDNN 3.2's depthwise forward (brdgmm) beats its backward-data kernel (jit_dw):
+// 16x64x64x64 3x3 3.2 vs 4.5 ms (load 4.8).
+std::optional<mx::array> depthwise_input_grad(const mx::array& dy, const mx::array& w,
+                                              const MlxnoteDnnlConv& c, mx::Stream s) {
+  if (c.groups != c.c || c.groups == 1) {
+    return std::nullopt;
+  }
+  std::vector<std::pair<int, int>> pads;
+  std::vector<int> ones(c.nd, 1), dil, out;
+  for (int j = 0; j < c.nd; ++j) {
+    const int reach = static_cast<int>((c.k[j] - 1) * c.d[j]);
+    if (c.s[j] != 1 || c.lo[j] > reach || c.hi[j] > reach) {
+      return std::nullopt;
+    }
+    pads.emplace_back(reach - c.lo[j], reach - c.hi[j]);
+    dil.push_back(static_cast<int>(c.d[j]));
+    out.push_back(static_cast<int>(c.out[j]));
+  }
+  // w (C*dm, *K, 1) -> (C, *K, dm), taps reversed
+  const int dm = static_cast<int>(c.o / c.c);
+  mx::Shape split = {static_cast<int>(c.c), dm};
+  for (int j = 0; j < c.nd; ++j) split.push_back(static_cast<int>(c.k[j]));
+  auto wt = mx::moveaxis(mx::reshape(w, split, s), 1, -1, s);
+  for (int j = 0; j < c.nd; ++j) {
+    const int k = static_cast<int>(c.k[j]);
+    wt = mx::take(wt, mx::arange(k - 1, -1, -1, mx::int32, s), 1 + j, s);
+  }
+  auto p = params(static_cast<int>(c.n), out, static_cast<int>(c.o), wt, ones, pads, dil,
+                  static_cast<int>(c.c));
+  return make(MLXNOTE_DNNL_FORWARD, dy, wt, p, s);
+}
+
 }  // namespace
+
+bool DnnlParams::operator==(const DnnlParams& o) const {
+  const auto &a = c, &b = o.c;
+  if (a.nd != b.nd || a.n != b.n || a.c != b.c || a.o != b.o || a.groups != b.groups) {
+    return false;
+  }
+  for (int j = 0; j < a.nd; ++j) {
+    if (a.l[j] != b.l[j] || a.k[j] != b.k[j] || a.out[j] != b.out[j] || a.s[j] != b.s[j] ||
+        a.d[j] != b.d[j] || a.lo[j] != b.lo[j] || a.hi[j] != b.hi[j]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string dnnl_load(const std::string& libdnnl, const std::string& impl) {
+  if (conv_fn != nullptr) {
+    return "";
+  }
+  // libdnnl first, by its full path and RTLD_GLOBAL: libmlxnote_dnnl.so needs it by soname.
+  if (dlopen(libdnnl.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    return std::string("cannot load oneDNN: ") + dlerror();
+  }
+  void* h = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) {
+    return std::string("cannot load mlxnote's oneDNN kernels: ") + dlerror();
+  }
+  auto conv = reinterpret_cast<MlxnoteDnnlConvFn>(dlsym(h, "mlxnote_dnnl_conv_run"));
+  auto version = reinterpret_cast<MlxnoteDnnlVersionFn>(dlsym(h, "mlxnote_dnnl_version"));
+  if (conv == nullptr || version == nullptr) {
+    return "libmlxnote_dnnl.so lacks its entry points (rebuild mlxnote)";
+  }
+  version_fn = version;
+  conv_fn = conv;
+  return "";
+}
+
+std::string dnnl_version() {
+  return version_fn == nullptr ? "" : version_fn();
+}
+
+void DnnlConv::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
+  if (conv_fn == nullptr) {
+    throw std::runtime_error("mlxnote dnnl_conv: oneDNN is not loaded");
+  }
+  const auto& a = inputs[0];
+  const auto& b = inputs[1];
+  require(a, "the first input");
+  require(b, "the second input");
+  const float* bias = nullptr;
+  if (inputs.size() > 2) {
+    require(inputs[2], "the bias");
+    bias = inputs[2].data<float>();
+  }
+  out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  for (const auto& in : inputs) {
+    encoder.set_input_array(in);
+  }
+  encoder.set_output_array(out);
+  encoder.dispatch([pa = a.data<float>(), pb = b.data<float>(), bias, po = out.data<float>(),
+                    p = p_.c, kind = kind_, fn = conv_fn]() {
+    char err[512] = {0};
+    if (fn(kind, &p, pa, pb, bias, po, ThreadPool::instance().threads(), err,
+           sizeof(err)) != 0) {
+      throw std::runtime_error(std::string("mlxnote dnnl_conv (oneDNN): ") + err);
+    }
+  });
+}
+
+void DnnlConv::eval_gpu(const std::vector<mx::array>&, mx::array&) {
+  throw std::runtime_error("mlxnote dnnl_conv: CPU only (GPUs use MLX's own convolutions)");
+}
+
+std::vector<mx::Shape> DnnlConv::output_shapes(const std::vector<mx::array>&) {
+  const auto& c = p_.c;
+  switch (kind_) {
+    case MLXNOTE_DNNL_FORWARD:
+      return {data_shape(c, c.out, c.o)};
+    case MLXNOTE_DNNL_BACKWARD_DATA:
+      return {data_shape(c, c.l, c.c)};
+    default: {
+      mx::Shape s = {static_cast<int>(c.o)};
+      for (int j = 0; j < c.nd; ++j) s.push_back(static_cast<int>(c.k[j]));
+      s.push_back(static_cast<int>(c.c / c.groups));
+      return {s};
+    }
+  }
+}
+
+std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
+                                     const std::vector<mx::array>& cotangents,
+                                     const std::vector<int>& argnums,
+                                     const std::vector<mx::array>&) {
+  const auto& a = primals[0];
+  const auto& b = primals[1];
+  const auto s = stream();
+  // Made contiguous once: a broadcast cotangent (the gradient of a sum) would otherwise be
+  // copied by each of the gradients.
+  const auto ct = argnums.size() > 1 ? mx::contiguous(cotangents[0], false, s) : cotangents[0];
+  std::vector<mx::array> out;
+  for (int arg : argnums) {
+    if (arg == 2) {  // the forward's bias
+      out.push_back(column_sum(ct, s));
+      continue;
+    }
+    switch (kind_) {
+      case MLXNOTE_DNNL_FORWARD:  // y = F(x, w) (+ bias)
+        if (arg == 0) {
+          auto dx = depthwise_input_grad(ct, b, p_.c, s);
+          out.push_back(dx ? *dx : make(MLXNOTE_DNNL_BACKWARD_DATA, ct, b, p_, s));
+        } else {
+          out.push_back(make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, a, ct, p_, s));
+        }
+        break;
+      case MLXNOTE_DNNL_BACKWARD_DATA:  // dx = G(dy, w)
+        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_FORWARD, ct, b, p_, s)
+                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, ct, a, p_, s));
+        break;
+      default:  // dw = H(x, dy)
+        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, b, ct, p_, s)
+                               : make(MLXNOTE_DNNL_FORWARD, a, ct, p_, s));
+        break;
+    }
+  }
+  return out;
+}
+
+std::vector<mx::array> DnnlConv::jvp(const std::vector<mx::array>& primals,
+                                     const std::vector<mx::array>& tangents,
+                                     const std::vector<int>& argnums) {
+  // Bilinear in (a, b): the tangent is the op (without the bias) with one argument
+  // replaced by its tangent; the bias's tangent is added as it is.
+  std::optional<mx::array> sum;
+  for (size_t i = 0; i < argnums.size(); ++i) {
+    std::optional<mx::array> term;
+    if (argnums[i] == 2) {
+      term = mx::broadcast_to(tangents[i], output_shapes(primals)[0], stream());
+    } else {
+      std::vector<mx::array> args = {primals[0], primals[1]};
+      args[argnums[i]] = tangents[i];
+      term = make(kind_, args[0], args[1], p_, stream());
+    }
+    sum = sum ? mx::add(*sum, *term, stream()) : *term;
+  }
+  return {*sum};
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> DnnlConv::vmap(
+    const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
+  // One op per entry of the mapped axis, stacked (correct for any mapped inputs).
+  int size = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) size = inputs[i].shape(axes[i]);
+  }
+  std::vector<mx::array> outs;
+  for (int k = 0; k < size; ++k) {
+    std::vector<mx::array> args;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
+    }
+    std::optional<mx::array> bias;
+    if (args.size() > 2) bias = args[2];
+    outs.push_back(make(kind_, args[0], args[1], p_, stream(), bias));
+  }
+  return {{mx::stack(outs, 0, stream())}, {0}};
+}
+
+const char* DnnlConv::name() const {
+  switch (kind_) {
+    case MLXNOTE_DNNL_FORWARD:
+      return "MlxnoteDnnlConv";
+    case MLXNOTE_DNNL_BACKWARD_DATA:
+      return "MlxnoteDnnlConvInputGrad";
+    default:
+      return "MlxnoteDnnlConvWeightGrad";
+  }
+}
+
+bool DnnlConv::is_equivalent(const mx::Primitive& other) const {
+  const auto* o = dynamic_cast<const DnnlConv*>(&other);
+  return o != nullptr && o->kind_ == kind_ && o->p_ == p_ && o->p_.c.bias == p_.c.bias;
+}
+
 
 mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<int>& strides,
                     const std::vector<std::pair<int, int>>& padding,
-                    const std::vector<int>& dilations, int groups, mx::StreamOrDevice s) {
+                    const std::vector<int>& dilations, int groups,
+                    const std::optional<mx::array>& bias, mx::StreamOrDevice s) {
   if (x.ndim() < 3 || x.ndim() > 5) {
     throw std::invalid_argument("mlxnote dnnl_conv: x is (N, *L, C), 1 to 3 spatial dims");
   }
   std::vector<int> length(x.shape().begin() + 1, x.shape().end() - 1);
   auto p = params(x.shape(0), length, x.shape(-1), w, strides, padding, dilations, groups);
-  return make(MLXNOTE_DNNL_FORWARD, x, w, p, s);
+  if (bias && (bias->ndim() != 1 || bias->shape(0) != p.c.o)) {
+    throw std::invalid_argument("mlxnote dnnl_conv: the bias must be (O,), one per output channel");
+  }
+  return make(MLXNOTE_DNNL_FORWARD, x, w, p, s, bias);
 }
 
 mx::array dnnl_conv_input_grad(const mx::array& dy, const mx::array& w,

@@ -4,6 +4,7 @@
 // which dnnl_load() opens at run time, so that _core builds and loads without oneDNN.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,11 +35,12 @@ class DnnlConv : public Parameterized<DnnlParams, MlxnoteDnnlKind> {
 std::string dnnl_load(const std::string& libdnnl, const std::string& impl);
 std::string dnnl_version();
 
-// y = conv(x, w) for x (N, *L, C), w (O, *K, C / groups), as mx.conv_general computes it
-// (no input dilation, no flip).
+// y = conv(x, w) (+ bias, added by oneDNN) for x (N, *L, C), w (O, *K, C / groups), bias
+// (O,), as mx.conv_general computes it (no input dilation, no flip).
 mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<int>& strides,
                     const std::vector<std::pair<int, int>>& padding,
                     const std::vector<int>& dilations, int groups,
+                    const std::optional<mx::array>& bias = std::nullopt,
                     mx::StreamOrDevice s = {});
 
 // The input gradient of conv(., w) with strides/padding/dilations for an input of

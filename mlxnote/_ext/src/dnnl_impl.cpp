@@ -1,7 +1,8 @@
 // libmlxnote_dnnl.so: mlxnote's convolutions on oneDNN (see dnnl_abi.h). Direct algorithm
 // only (no Winograd: its rounding differs from the reference), float32, channels-last data
-// and MLX's weight layout (O, *K, I/g) as oneDNN's o*i / go*i tags, so nothing is
-// reordered. Primitives are built once per (kind, shape) and cached.
+// and MLX's weight layout (O, *K, I/g) as oneDNN's o*i / go*i tags, reordered into the
+// layouts the primitive prefers (layout_mode). Primitives are built once per (kind,
+// layout, bias, shape) and cached.
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
@@ -23,8 +24,8 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 
-std::vector<int64_t> key_of(int kind, const MlxnoteDnnlConv& p) {
-  std::vector<int64_t> k = {kind, p.nd, p.n, p.c, p.o, p.groups};
+std::vector<int64_t> key_of(int kind, int mode, const MlxnoteDnnlConv& p) {
+  std::vector<int64_t> k = {kind, mode, p.bias, p.nd, p.n, p.c, p.o, p.groups};
   for (int j = 0; j < p.nd; ++j) {
     for (int64_t v : {p.l[j], p.k[j], p.out[j], p.s[j], p.d[j], p.lo[j], p.hi[j]}) {
       k.push_back(v);
@@ -48,6 +49,7 @@ struct Arg {
 struct Entry {
   dnnl::primitive prim;
   Arg args[3];  // a, b, out
+  memory::desc bias;  // the forward's (o,) bias when it has one, else zero
 };
 
 dnnl::engine& engine() {
@@ -65,15 +67,36 @@ Arg arg(int id, const memory::desc& user, const memory::desc& prim, bool input) 
   return a;
 }
 
-// MLXNOTE_DNNL_LAYOUT (measurement only): 'any' (default: weights in oneDNN's choice of
-// layout, data channels last), 'all' (data too), 'user' (no reorders).
-int layout_mode() {
-  const char* v = std::getenv("MLXNOTE_DNNL_LAYOUT");
-  if (v == nullptr || std::strcmp(v, "any") == 0) return 1;
-  return std::strcmp(v, "all") == 0 ? 2 : 0;
+// The layouts a primitive runs on: 0 the caller's (no reorders), 1 weights in oneDNN's
+// choice of layout and data channels last, 2 data in its choice too. MLXNOTE_DNNL_LAYOUT
+// ('user', 'any', 'all', or three of them comma-separated: forward, input gradient,
+// weight gradient) forces them (measurement only). By default 1, except for the weight
+// gradient of a strided conv over a large input: oneDNN 3.2 has no brgemm kernel for it
+// on channels-last data, and its jit kernel, measured on the transposed convs' weight
+// gradients (bench_conv, load 4), took 11.9 ms vs 8.7 blocked (reorders included) for
+// 16x64x64x64 (s2, 64->64 3x3), but 0.35 vs 0.63 for 4x16^3x32 (the reorders dominate).
+constexpr int64_t kBlockedWeightGrad = int64_t(1) << 22;  // input elements
+
+int layout_mode(int kind, const MlxnoteDnnlConv& p) {
+  if (const char* v = std::getenv("MLXNOTE_DNNL_LAYOUT"); v != nullptr && *v) {
+    // One mode for every kind, or three comma-separated ones (forward, input and weight
+    // gradient).
+    std::string all(v), one = all;
+    if (all.find(',') != std::string::npos) {
+      size_t at = 0;
+      for (int i = 0; i < kind; ++i) at = all.find(',', at) + 1;
+      one = all.substr(at, all.find(',', at) - at);
+    }
+    if (one == "any") return 1;
+    if (one == "all") return 2;
+    if (one == "user") return 0;
+  }
+  (void)kind;
+  (void)p;
+  return 1;
 }
 
-Entry build(int kind, const MlxnoteDnnlConv& p) {
+Entry build(int kind, int mode, const MlxnoteDnnlConv& p) {
   const int nd = p.nd;
   memory::dims src = {p.n, p.c}, dst = {p.n, p.o}, wei;
   memory::dims strides, dil, lo, hi;
@@ -97,19 +120,26 @@ Entry build(int kind, const MlxnoteDnnlConv& p) {
   const auto dt = memory::data_type::f32;
   memory::desc src_u(src, dt, data_tags[nd - 1]), dst_u(dst, dt, data_tags[nd - 1]);
   memory::desc wei_u(wei, dt, p.groups > 1 ? gw_tags[nd - 1] : w_tags[nd - 1]);
-  const int mode = layout_mode();
   memory::desc src_d = mode == 2 ? memory::desc(src, dt, tag::any) : src_u;
   memory::desc dst_d = mode == 2 ? memory::desc(dst, dt, tag::any) : dst_u;
   memory::desc wei_d = mode >= 1 ? memory::desc(wei, dt, tag::any) : wei_u;
   auto& eng = engine();
   const auto alg = dnnl::algorithm::convolution_direct;
-  dnnl::convolution_forward::primitive_desc fwd(
-      eng, dnnl::prop_kind::forward_training, alg, src_d, wei_d, dst_d, strides, dil, lo, hi);
+  const auto train = dnnl::prop_kind::forward_training;
+  dnnl::convolution_forward::primitive_desc fwd(eng, train, alg, src_d, wei_d, dst_d,
+                                                strides, dil, lo, hi);
   if (kind == MLXNOTE_DNNL_FORWARD) {
+    memory::desc bias;
+    if (p.bias) {
+      bias = memory::desc({p.o}, dt, tag::a);
+      fwd = dnnl::convolution_forward::primitive_desc(eng, train, alg, src_d, wei_d, bias,
+                                                      dst_d, strides, dil, lo, hi);
+    }
     return {dnnl::convolution_forward(fwd),
             {arg(DNNL_ARG_SRC, src_u, fwd.src_desc(), true),
              arg(DNNL_ARG_WEIGHTS, wei_u, fwd.weights_desc(), true),
-             arg(DNNL_ARG_DST, dst_u, fwd.dst_desc(), false)}};
+             arg(DNNL_ARG_DST, dst_u, fwd.dst_desc(), false)},
+            bias};
   }
   if (kind == MLXNOTE_DNNL_BACKWARD_DATA) {
     dnnl::convolution_backward_data::primitive_desc bwd(eng, alg, src_d, wei_d, dst_d,
@@ -117,37 +147,51 @@ Entry build(int kind, const MlxnoteDnnlConv& p) {
     return {dnnl::convolution_backward_data(bwd),
             {arg(DNNL_ARG_DIFF_DST, dst_u, bwd.diff_dst_desc(), true),
              arg(DNNL_ARG_WEIGHTS, wei_u, bwd.weights_desc(), true),
-             arg(DNNL_ARG_DIFF_SRC, src_u, bwd.diff_src_desc(), false)}};
+             arg(DNNL_ARG_DIFF_SRC, src_u, bwd.diff_src_desc(), false)},
+            {}};
   }
   dnnl::convolution_backward_weights::primitive_desc bww(eng, alg, src_d, wei_d, dst_d,
                                                          strides, dil, lo, hi, fwd);
   return {dnnl::convolution_backward_weights(bww),
           {arg(DNNL_ARG_SRC, src_u, bww.src_desc(), true),
            arg(DNNL_ARG_DIFF_DST, dst_u, bww.diff_dst_desc(), true),
-           arg(DNNL_ARG_DIFF_WEIGHTS, wei_u, bww.diff_weights_desc(), false)}};
+           arg(DNNL_ARG_DIFF_WEIGHTS, wei_u, bww.diff_weights_desc(), false)},
+          {}};
 }
 
 std::mutex mutex;
+constexpr size_t kSmallReorder = size_t(1) << 20;  // bytes
 std::map<std::vector<int64_t>, Entry> cache;
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv(
-    int kind, const MlxnoteDnnlConv* p, const float* a, const float* b, float* out,
-    int threads, char* err, int errlen) {
+extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
+    int kind, const MlxnoteDnnlConv* p, const float* a, const float* b, const float* bias,
+    float* out, int threads, char* err, int errlen) {
   try {
     // One lock for the cache and the run: the library-managed scratchpad of a primitive is
     // not meant for concurrent runs (MLX may evaluate on several streams).
     std::lock_guard<std::mutex> lock(mutex);
-    auto key = key_of(kind, *p);
+    const int mode = layout_mode(kind, *p);
+    auto key = key_of(kind, mode, *p);
     auto it = cache.find(key);
     if (it == cache.end()) {
-      it = cache.emplace(std::move(key), build(kind, *p)).first;
+      it = cache.emplace(std::move(key), build(kind, mode, *p)).first;
     }
     Entry& e = it->second;
     auto& eng = engine();
-    omp_set_num_threads(threads > 0 ? threads : 1);
+    int team = threads > 0 ? threads : 1;
+    if (const char* t = std::getenv("MLXNOTE_DNNL_THREADS"); t != nullptr && std::atoi(t) > 0) {
+      team = std::atoi(t);  // measurement only
+    }
     dnnl::stream s(eng);
+    // Reorders of small tensors (the weights) on one thread: an OpenMP region waits for
+    // its slowest thread, and on a busy machine that is a scheduler slice (measured: a
+    // 64x64x3x3 reorder took 0.03 ms, or 4-9 ms in the median under load).
+    auto reorder = [&](const Arg& g, memory& from, memory& to) {
+      omp_set_num_threads(g.user.get_size() < kSmallReorder ? 1 : team);
+      g.move.execute(s, from, to);
+    };
     float* ptrs[3] = {const_cast<float*>(a), const_cast<float*>(b), out};
     std::unordered_map<int, memory> run;
     for (int i = 0; i < 3; ++i) {
@@ -159,14 +203,18 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv(
       }
       run[g.id] = g.buffer;
       if (g.input) {
-        g.move.execute(s, user, g.buffer);
+        reorder(g, user, g.buffer);
       }
     }
+    if (p->bias && kind == MLXNOTE_DNNL_FORWARD) {
+      run[DNNL_ARG_BIAS] = memory(e.bias, eng, const_cast<float*>(bias));
+    }
+    omp_set_num_threads(team);
     e.prim.execute(s, run);
     Arg& o = e.args[2];
     if (o.buffer) {
       memory user(o.user, eng, out);
-      o.move.execute(s, o.buffer, user);
+      reorder(o, o.buffer, user);
     }
     s.wait();
     return 0;

@@ -239,10 +239,11 @@ def conv_onednn(x, w, strides, pads, dilations, groups, input_dilation, flip, bi
         length = [(n - 1) * s + 1 + lo + hi - (k - 1) * d for n, s, k, d, (lo, hi) in
                   zip(x.shape[1:-1], input_dilation, w.shape[1:-1], dilations, pads)]
         y = fn(x, w, length, list(input_dilation), tp, list(dilations))
-    else:
-        y = fn(x, w[taps] if flip else w, list(strides), [tuple(p) for p in pads],
-               list(dilations), groups)
-    return y if bias is None else _add_bias(y, bias)
+        return y if bias is None else _add_bias(y, bias)
+    # the bias added by oneDNN (one pass less: 16x64x64x64 y + b took 0.7 ms), its gradient
+    # the chunked column sum
+    return fn(x, w[taps] if flip else w, list(strides), [tuple(p) for p in pads],
+              list(dilations), groups, bias)
 
 
 @mx.custom_function
@@ -266,7 +267,8 @@ def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
         raise ValueError(f"conv: method 'ext' needs mlxnote's C++ extension and a 1-D or 2-D "
                          f"input ({extension.reason() or 'rank ' + str(x.ndim - 2)})")
     y = ext.depthwise_conv(x, w, list(strides), [tuple(p) for p in pads], list(dilations), flip)
-    return y if bias is None else y + bias
+    # _add_bias: 16x1024x64 fwd+bwd 1.45 ms vs 8.0 with ``y + bias`` (MLX's broadcast sum)
+    return y if bias is None else _add_bias(y, bias)
 
 
 # Largest im2col/col2im buffer built at once, in float32 elements (256 MiB); larger
