@@ -60,7 +60,7 @@ def _constructor(name: str, n: int, kind: str) -> list[Row]:
         (dict(kernel_size=0), "kernel_size", V),
         (dict(kernel_size=[2] * (n + 1)), "kernel_size", T),
         (dict(kernel_size="2"), "kernel_size", T), (dict(kernel_size=[2.0] * n), "kernel_size", T),
-        (dict(input_size=0), "input_size", V),
+        (dict(input_size=0), "input_size", V), (dict(kernel_size=2**31), "kernel_size", V),
         (dict(input_size=2.0), "input_size", T), (dict(strides=0), "strides", V),
         (dict(strides=[1] * (n + 3)), "strides", T), (dict(strides=2.0), "strides", T),
         # neither n values, nor a full form, nor (1-D) Note's [1, s]
@@ -124,10 +124,11 @@ def _calls(name: str, n: int, kind: str) -> list[Row]:
                  Refuse(name, dict(strides=2**30, padding="SAME"), "data", V,
                         inputs=(shape(n),), words=("32-bit",))]  # an output of 5 * 2^30
     else:
-        rows += [Refuse(name, {}, "data", V, inputs=(shape(n, length=1),)),
+        rows += [Refuse(name, {}, "data", V, inputs=(shape(n, length=1),), words=(f"{[2] * n}",)),
                  Refuse(name, {}, "data", V, inputs=(shape(n, c=0),)),
                  Refuse(name, dict(kernel_size=3), "data", V, inputs=(shape(n, length=3),),
-                        call=dict(dilations=2))]
+                        call=dict(dilations=2), words=(f"{[5] * n}",)),
+                 Refuse(name, dict(padding="FULL"), "padding", V, words=("explicit ints",))]
     if kind == "conv":
         rows.append(Refuse(name, dict(groups=2), "groups", V, inputs=(shape(n),)))
     return rows
@@ -150,6 +151,10 @@ def _accepts(name: str, n: int, kind: str) -> list[Row]:
                out(n, kind, out_len(n, kind, s=2), True)),
         Accept(name, dict(strides=[2] * n), (x,), out(n, kind, out_len(n, kind, s=2))),
         Accept(name, dict(padding="same"), (x,), out(n, kind, out_len(n, kind, pad="SAME"))),
+        Accept(name, dict(padding="SAME", kernel_size=3), (x,),
+               out(n, kind, out_len(n, kind, pad="SAME", k=3))),  # (1, 1)
+        Accept(name, dict(padding="SAME", kernel_size=1, strides=3), (x,),
+               out(n, kind, out_len(n, kind, s=3, pad="SAME", k=1))),  # nothing to pad
         Accept(name, dict(padding="Valid", strides=2), (x,),
                out(n, kind, out_len(n, kind, s=2))),
         Accept(name, dict(padding="SAME", strides=2), (x,),

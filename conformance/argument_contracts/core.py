@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, Special, build
+from .rows import BASE, Accept, Arr, Fits, Oversize, Reads, Refuse, Row, Special, build
 
 T, V = TypeError, ValueError
 BASE.update(dense=dict(output_size=4), dropout=dict(rate=0.5),
@@ -32,6 +32,7 @@ DENSE: list[Row] = [
     Accept("dense", dict(input_size=3), ((2, 3),), (2, 4)),
     Accept("dense", dict(weight_initializer="Orthogonal"), ((2, 3),), (2, 4)),
     Oversize("dense", dict(input_size=3), ((64, 3),), "data", "output", limit=64 * 3 * 4 + 8),
+    Fits("dense", dict(input_size=3), ((64, 3),), 64 * 4 * 4, (64, 4)),  # exactly the output
     # a weight too large names the largest of the sizes: output_size, or the input's
     Oversize("dense", dict(output_size=64, input_size=3), None, "output_size", "weight",
              limit=256, words=("got 64",)),
@@ -49,6 +50,7 @@ IDENTITY: list[Row] = [
     Refuse("identity", dict(input_size=3), "data", inputs=((2, 4),)),
     Refuse("identity", dict(input_size=3), "data", inputs=((),)),
     Accept("identity", dict(input_size=3), ((2, 3),), (2, 3)),
+    Reads("identity", dict(input_size=3), dict(input_size=3, output_size=3)),
     Accept("identity", {}, ((2, 5, 7),), (2, 5, 7)),
 ]
 
@@ -87,7 +89,8 @@ def _padding(n: int) -> list[Row]:
     rows: list[Row] = [
         Refuse(layer, dict(input_size=0), "input_size"),
         Refuse(layer, dict(input_size="2"), "input_size", T),
-        Refuse(layer, dict(padding=-1), "padding"),
+        Refuse(layer, dict(padding=-1), "padding",
+               words=("(left, right) pair",) if n == 1 else (f"{n} entries each",)),
         Refuse(layer, dict(padding="1"), "padding", T),
         Refuse(layer, dict(padding=1.0), "padding", T),
         Refuse(layer, dict(padding=[1] * (n + 1) if n > 1 else [1, 1, 1]), "padding"),

@@ -3,7 +3,7 @@ arguments, states, masks and the inputs a built layer refuses."""
 
 from __future__ import annotations
 
-from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, new
+from .rows import BASE, Accept, Arr, Fits, Oversize, Reads, Refuse, Row, new
 
 T, V = TypeError, ValueError
 B, S, I, H = 2, 3, 4, 5  # batch, steps, input features, hidden units
@@ -94,6 +94,8 @@ def _cell(layer: str) -> list[Row]:
         Refuse(layer, {}, "state", inputs=(x,), call=dict(state=Arr((B + 1, H)))),
         Refuse(layer, {}, "state", inputs=(x,), call=dict(state=Arr((B, 1, H)))),
         Oversize(layer, {}, (x,), "data", "input projection", limit=B * H * 4 - 4),
+        Fits(layer, {}, (x,), B * H * 4 * (4 if lstm else 3 if layer == "GRUCell" else 1),
+             outs),  # exactly its projection (B, 1, k*H)
         Accept(layer, {}, (x,), outs, call=dict(state=s)),
         Accept(layer, {}, (x,), outs),
         Accept(layer, dict(use_bias=False, dtype="bfloat16"), (x,), outs, call=dict(state=[s])),
@@ -135,6 +137,12 @@ BIDIRECTIONAL: list[Row] = [
     Refuse("Bidirectional", {}, "mask", owner="Bidirectional", inputs=((B, S, I),),
            call=dict(mask=Arr((B, S + 1), "bool"))),
     Accept("Bidirectional", {}, ((B, S, I),), (B, 2 * H)),
+    Reads("Bidirectional", {}, dict(output_size=2 * H, dtype=lambda d: str(d) == "mlx.core.float32",
+                                    backward_layer=lambda b: b.go_backwards is True,
+                                    forward_layer=lambda f: f.go_backwards is False)),
+    Reads("Bidirectional", dict(merge_mode="sum", layer=new("LSTM", output_size=H,
+                                                          dtype="float16")),
+          dict(output_size=H, dtype=lambda d: str(d) == "mlx.core.float16")),
     Accept("Bidirectional", dict(layer=new("GRU", **_gru), merge_mode=None), ((B, S, I),),
            [(B, S, H), (B, S, H)]),
     Accept("Bidirectional", dict(merge_mode="concat", backward_layer=new(

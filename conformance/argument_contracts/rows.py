@@ -14,7 +14,8 @@ Constructor keywords are the layer's ``BASE`` keywords updated by the row's; a v
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -216,17 +217,66 @@ class Oversize(Row):
                 f"left refuses its {self.what} naming '{self.arg}'")
 
     def check(self) -> str:
-        from mlxnote import _validation
-
         from ..contracts import _raises
 
         lyr = None if self.inputs is None else build(self.layer, self.kwargs)
-        real = _validation.memory_limit
-        _validation.memory_limit = lambda: self.limit
-        try:
-            make = (lambda: build(self.layer, self.kwargs)) if lyr is None else \
-                (lambda: call(lyr, self.inputs, self.call))
+        make = (lambda: build(self.layer, self.kwargs)) if lyr is None else \
+            (lambda: call(lyr, self.inputs, self.call))
+        with memory_left(self.limit):
             return _raises(make, ValueError, f"{self.layer}:", f"'{self.arg}'", self.what,
                            *self.words)
-        finally:
-            _validation.memory_limit = real
+
+
+@contextlib.contextmanager
+def memory_left(limit: int) -> Iterator[None]:
+    """:func:`mlxnote._validation.memory_limit` reads ``limit`` bytes in this block."""
+    from mlxnote import _validation
+
+    real = _validation.memory_limit
+    _validation.memory_limit = lambda: limit
+    try:
+        yield
+    finally:
+        _validation.memory_limit = real
+
+
+@dataclass(frozen=True)
+class Fits(Row):
+    """The call (built first) runs with exactly ``limit`` bytes left: what it holds at most
+    (its output, a projection) is allowed to fill the memory, not more (:class:`Oversize`)."""
+
+    layer: str
+    kwargs: dict[str, Any]
+    inputs: tuple
+    limit: int
+    out: tuple | list  # as Accept's
+
+    def name(self) -> str:
+        args = ", ".join(_short(v) for v in self.inputs)
+        return f"{self.layer}({_kw(self.kwargs)}) on ({args}) fits in {self.limit} bytes"
+
+    def check(self) -> str:
+        lyr = build(self.layer, self.kwargs)
+        with memory_left(self.limit):
+            got = _shapes(call(lyr, self.inputs, {}))
+        want = [tuple(s) for s in self.out] if isinstance(self.out, list) else [self.out]
+        return "" if got == want else f"output shapes {got}, expected {want}"
+
+
+@dataclass(frozen=True)
+class Reads(Row):
+    """The constructed layer's attributes read what its arguments say (``attrs``; a
+    callable value is a predicate on the attribute)."""
+
+    layer: str
+    kwargs: dict[str, Any]
+    attrs: dict[str, Any]
+
+    def name(self) -> str:
+        return f"{self.layer}({_kw(self.kwargs)}) reads {_kw(self.attrs)}"
+
+    def check(self) -> str:
+        lyr = build(self.layer, self.kwargs)
+        wrong = {k: getattr(lyr, k, "(missing)") for k, v in self.attrs.items()
+                 if not (v(getattr(lyr, k, None)) if callable(v) else getattr(lyr, k, None) == v)}
+        return f"attributes {wrong}" if wrong else ""

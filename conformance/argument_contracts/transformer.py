@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .rows import BASE, Accept, Arr, Oversize, Refuse, Row, Special, build, new
+from .rows import BASE, Accept, Arr, Oversize, Reads, Refuse, Row, Special, build, new
 
 T, V = TypeError, ValueError
 D, NH, FF = 8, 2, 16
@@ -81,6 +81,8 @@ TRANSFORMER: list[Row] = [
     Oversize("Transformer", {}, (SRC, TGT), "src", "feed-forward activations",
              limit=500),  # (B, S, dim_feedforward): 640 bytes
     Accept("Transformer", {}, (SRC, TGT), TGT),
+    *[Accept("Transformer", dict(device=d), (SRC, TGT), TGT)
+      for d in ("cpu:0", "CPU", mx.cpu, mx.Device(mx.cpu))],
     Accept("Transformer", dict(num_encoder_layers=0, num_decoder_layers=0), (SRC, TGT), TGT),
     Accept("Transformer", dict(num_decoder_layers=0, dropout=0.999, norm_first=True,
                                bias=False, activation="gelu", layer_norm_eps=0.0),
@@ -152,6 +154,8 @@ STACKS: list[Row] = [
     Refuse("TransformerDecoder", {}, "memory_is_causal", T, inputs=(TGT, SRC),
            call=dict(memory_is_causal=1)),
     Accept("TransformerEncoder", {}, (SRC,), SRC),
+    Reads("TransformerEncoder", dict(num_layers=3), dict(num_layers=3,
+                                                         layers=lambda ls: len(ls) == 3)),
     Accept("TransformerEncoder", dict(num_layers=0, norm=new("layer_norm", input_size=D)),
            (SRC,), SRC),
     Accept("TransformerEncoder", dict(num_layers=1), (SRC,), SRC,
