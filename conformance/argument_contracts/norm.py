@@ -50,6 +50,7 @@ def _shared(layer: str) -> list[Row]:
         Accept(layer, dict(axis=[1, 2], input_size=[3, 5]), (X,), X),
         Accept(layer, dict(axis=[2, 1], input_size=[5, 3]), (X,), X),
         Accept(layer, dict(axis=(-1, -2)), (X,), X),
+        Accept(layer, dict(axis=[-1, -2], input_size=[5, 3]), (X,), X),  # sorted with them
         Accept(layer, dict(axis=[-1, 1]), (X,), X),
         Accept(layer, dict(axis=[0, 1], input_size=[4, 3]), (X,), X),
         Accept(layer, dict(axis=[2, 0], input_size=[5, 4]), (X,), X),  # sorted with the sizes
