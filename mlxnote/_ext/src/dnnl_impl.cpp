@@ -68,32 +68,27 @@ Arg arg(int id, const memory::desc& user, const memory::desc& prim, bool input) 
 }
 
 // The layouts a primitive runs on: 0 the caller's (no reorders), 1 weights in oneDNN's
-// choice of layout and data channels last, 2 data in its choice too. MLXNOTE_DNNL_LAYOUT
-// ('user', 'any', 'all', or three of them comma-separated: forward, input gradient,
-// weight gradient) forces them (measurement only). By default 1, except for the weight
-// gradient of a strided conv over a large input: oneDNN 3.2 has no brgemm kernel for it
-// on channels-last data, and its jit kernel, measured on the transposed convs' weight
-// gradients (bench_conv, load 4), took 11.9 ms vs 8.7 blocked (reorders included) for
-// 16x64x64x64 (s2, 64->64 3x3), but 0.35 vs 0.63 for 4x16^3x32 (the reorders dominate).
-constexpr int64_t kBlockedWeightGrad = int64_t(1) << 22;  // input elements
-
-int layout_mode(int kind, const MlxnoteDnnlConv& p) {
-  if (const char* v = std::getenv("MLXNOTE_DNNL_LAYOUT"); v != nullptr && *v) {
-    // One mode for every kind, or three comma-separated ones (forward, input and weight
-    // gradient).
-    std::string all(v), one = all;
-    if (all.find(',') != std::string::npos) {
-      size_t at = 0;
-      for (int i = 0; i < kind; ++i) at = all.find(',', at) + 1;
-      one = all.substr(at, all.find(',', at) - at);
-    }
-    if (one == "any") return 1;
-    if (one == "all") return 2;
-    if (one == "user") return 0;
+// choice of layout and data channels last (the default), 2 data in its choice too.
+// MLXNOTE_DNNL_LAYOUT ('user', 'any', 'all', or three of them comma-separated: forward,
+// input gradient, weight gradient) forces them, for measurement. Blocked data (2) lost at
+// stride 1 once its reorders are counted (conv1d 16x1024 64->64 fwd+bwd 7.2 vs 5.4 ms with
+// it for the weight gradient). For the strided weight gradient it won under load (11.9 vs
+// 8.7 ms, 16x64x64x64 s2 64->64 3x3) and lost when quiet (4.2 vs 8.6).
+int layout_mode(int kind) {
+  const char* v = std::getenv("MLXNOTE_DNNL_LAYOUT");
+  if (v == nullptr || *v == 0) {
+    return 1;
   }
-  (void)kind;
-  (void)p;
-  return 1;
+  std::string all(v), one = all;
+  if (all.find(',') != std::string::npos) {
+    size_t at = 0;
+    for (int i = 0; i < kind && at != std::string::npos; ++i) {
+      at = all.find(',', at);
+      at = at == std::string::npos ? at : at + 1;
+    }
+    one = at == std::string::npos ? "" : all.substr(at, all.find(',', at) - at);
+  }
+  return one == "user" ? 0 : one == "all" ? 2 : 1;
 }
 
 Entry build(int kind, int mode, const MlxnoteDnnlConv& p) {
@@ -172,7 +167,7 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
     // One lock for the cache and the run: the library-managed scratchpad of a primitive is
     // not meant for concurrent runs (MLX may evaluate on several streams).
     std::lock_guard<std::mutex> lock(mutex);
-    const int mode = layout_mode(kind, *p);
+    const int mode = layout_mode(kind);
     auto key = key_of(kind, mode, *p);
     auto it = cache.find(key);
     if (it == cache.end()) {
