@@ -2,7 +2,8 @@
 
 * ``built``: the layer and every mlxnote layer inside it are built, and a layer given
   ``input_size`` is built at construction (Note's eager path: weights before any call);
-* ``output_size`` (an int, where the layer has it): the size of the first output's feature
+* ``output_size`` (an int; required of a layer with weights but those in
+  :data:`NO_OUTPUT_SIZE`): the size of the first output's feature
   axis (the last, or axis 1 for a channels-first layer: note-semantics.md, "output
   feature size"), after the layer's activation where it changes the width (glu, crelu);
 * ``get_config``: every constructor argument is recorded, and ``from_config(get_config())``
@@ -19,6 +20,12 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .case import TRAIN_FLAGS, Trial
+
+# Layers with weights that have no output feature size of their own (as in Note): the
+# normalizations, FAVOR (its features), talking heads (head mixes), the Transformer stacks.
+NO_OUTPUT_SIZE = {"batch_norm", "group_norm", "layer_norm", "group_normalization",
+                  "layer_normalization", "FAVOR_attention", "talking_heads_attention",
+                  "TransformerEncoder", "TransformerDecoder"}
 
 
 def _inner(layer) -> list:
@@ -73,6 +80,8 @@ def problems(trial: Trial, call: Callable, outs: list[mx.array]) -> list[str]:
     found += [f"{type(m).__name__}{' at ' + p if p else ''} is not built"
               for p, m in _inner(layer) if getattr(m, "built", True) is not True]
     size = getattr(layer, "output_size", None)
+    if size is None and type(layer).__name__ not in NO_OUTPUT_SIZE and layer.get_weights():
+        found.append("no output_size after the call (a layer with weights reports it)")
     floats = [o for o in outs if isinstance(o, mx.array) and o.ndim]
     if isinstance(size, int) and not isinstance(size, bool) and floats:
         ax, act = _feature_axis(layer), getattr(layer, "act", None)

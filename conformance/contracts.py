@@ -156,7 +156,9 @@ def sizes_named() -> str:
         _raises(lambda: nn.dense(1 << 15)(mx.zeros((1, 1 << 22))), ValueError, "dense",
                 "'data'", "4194304"),
         _raises(lambda: nn.conv1d(100000, 1, input_size=1)(mx.zeros((1000000, 1, 1))),
-                ValueError, "conv1d", "'data'", "(1000000, 1, 100000)")) if p]
+                ValueError, "conv1d", "'data'", "(1000000, 1, 100000)"),
+        _raises(lambda: nn.LSTM(256, input_size=1)(mx.zeros((1 << 30, 1, 1))), ValueError,
+                "LSTM", "'data'", "input projection", "(1073741824, 1, 1024)")) if p]
     return "; ".join(problems)
 
 
@@ -213,6 +215,59 @@ def conv_padding_forms() -> str:
         for pad in ([(1, 2), 3], [(1, 2), (0, 1)], ((1, 2, 3), (1, 2)), ((1,), (2,)))) if p)
 
 
+def transposed_adjoint() -> str:
+    """conv3d_transpose (SAME, kernel shorter than the stride, where TF's own gradient is
+    wrong: families/conv.py EXPECTED): the input gradient is the adjoint of the forward,
+    which is linear in the input: ``<grad(ct), e_i> = <forward(e_i), ct>`` over every
+    basis vector ``e_i`` of a sample."""
+    from mlxnote import nn
+
+    rng = np.random.default_rng(0)
+    layer = nn.conv3d_transpose(3, [1, 2, 1], input_size=2, strides=3, padding="SAME")
+    shape = (2, 3, 2, 4, 2)
+    x = mx.array(rng.standard_normal(shape).astype(np.float32))
+    ct = mx.array(rng.standard_normal(layer(x).shape).astype(np.float32))
+    grad = mx.grad(lambda x: mx.sum(layer(x) * ct))(x)
+    per = int(np.prod(shape[1:]))
+    basis = layer(mx.eye(per).reshape(per, *shape[1:])) - layer.bias
+    adjoint = mx.stack([mx.sum((basis * ct[s]).reshape(per, -1), axis=-1)
+                        for s in range(shape[0])]).reshape(shape)
+    err = mx.max(mx.abs(grad - adjoint)).item() / max(mx.max(mx.abs(adjoint)).item(), 1e-30)
+    return "" if err < 1e-5 else f"the input gradient is not the forward's adjoint: {err:.2g}"
+
+
+def kernel_edges() -> str:
+    """Kernel edge cases: ``pool`` takes negative axes as their positive ones; ``scan`` on
+    an empty batch gives empty states; ``fast_exp`` below float32's normal range stays in
+    ``[0, 2 exp(x)]`` and is exactly 0 below -88 (its documented clip), relative 1e-7
+    above (``precision.py`` covers [-87, 88])."""
+    from mlxnote.kernels import fastmath
+    from mlxnote.kernels.pool import pool
+    from mlxnote.kernels.scan import scan
+
+    problems = []
+    x = mx.array(np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32))
+    args = ("max", (2, 2), (2, 2), ((0, 0), (0, 1)))
+    if not mx.array_equal(pool(x, *args, (1, 2)), pool(x, *args, (-3, -2))).item():
+        problems.append("pool over axes (-3, -2) differs from (1, 2)")
+    hs, c = scan("lstm", mx.zeros((0, 3, 16)), mx.zeros((4, 16)), mx.zeros((0, 4)),
+                 mx.zeros((0, 4)))
+    if hs.shape != (0, 3, 4) or c.shape != (0, 4):
+        problems.append(f"scan on an empty batch gave {hs.shape}, {c.shape}")
+    xs = np.linspace(-104.0, -86.0, 4001).astype(np.float32)
+    y = np.asarray(fastmath.fast_exp(mx.array(xs)), np.float64)
+    t = np.exp(xs.astype(np.float64))
+    normal = xs > -87.33
+    if not ((y >= 0) & (y <= 2 * t)).all():
+        problems.append("fast_exp below the normal range outside [0, 2 exp(x)]")
+    if (y[xs < -88.0] != 0).any():
+        problems.append("fast_exp below -88 is not 0")
+    rel = np.max(np.abs(y[normal] - t[normal]) / t[normal])
+    if rel > 1e-7:
+        problems.append(f"fast_exp near the normal range's end: {rel:.2g} relative")
+    return "; ".join(problems)
+
+
 def run() -> list[FormRow]:
     from mlxnote import nn
 
@@ -237,7 +292,11 @@ def run() -> list[FormRow]:
              _row("Transformer: custom blocks called with the keywords given only",
                   custom_blocks_called_plainly),
              _row("kernels.scan: fast=False is the plain formulation", scan_flags_honored),
-             _row("kernels.conv: malformed padding refused", conv_padding_forms)]
+             _row("kernels.conv: malformed padding refused", conv_padding_forms),
+             _row("conv3d_transpose: the input gradient is the adjoint of the forward",
+                  transposed_adjoint),
+             _row("kernels: pool's negative axes, scan's empty batch, fast_exp's underflow",
+                  kernel_edges)]
     rows.append(_row("layer_norm: a 0-d input refused", lambda: _raises(
         lambda: nn.layer_norm()(mx.array(1.0)), ValueError, "layer_norm", "'data'")))
     from . import argument_contracts, initial_weights  # they use _row and _raises

@@ -48,6 +48,8 @@ ZP_CALL = {1: [{}, {"padding": (2, 0)}], 2: [{}, {"padding": 1}],
 CASES: list[Case] = []
 CASES += grid("dense", DENSE, [(4, 6)], smoke=3)
 CASES += grid("dense", [dict(output_size=8, input_size=6, activation="gelu")], [(2, 3, 6)])
+CASES += grid("dense", [dict(output_size=3, input_size=1), dict(output_size=1)], [(1, 1)],
+              dtypes=("float32",))  # an input of one value
 CASES += grid("dense", [dict(output_size=6, input_size=6, activation=a) for a in ACTIVATIONS],
               [(4, 6)], dtypes=("float32",))
 # Activations at their kink: zero input rows give a pre-activation of exactly the (zero)
