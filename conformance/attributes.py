@@ -22,8 +22,9 @@ from mlx.utils import tree_flatten
 from .case import TRAIN_FLAGS, Trial
 
 # Layers with weights that have no output feature size of their own (as in Note): the
-# normalizations, FAVOR (its features), talking heads (head mixes), the Transformer stacks.
-NO_OUTPUT_SIZE = {"batch_norm", "group_norm", "layer_norm", "group_normalization",
+# normalizations, Keras's attention (its scale), FAVOR (its features), talking heads (head
+# mixes), the Transformer stacks.
+NO_OUTPUT_SIZE = {"attention", "batch_norm", "group_norm", "layer_norm", "group_normalization",
                   "layer_normalization", "FAVOR_attention", "talking_heads_attention",
                   "TransformerEncoder", "TransformerDecoder"}
 
