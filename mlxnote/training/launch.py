@@ -9,6 +9,9 @@ This wrapper runs ``mlx.launch``'s own ``main`` (every option is the same: ``--b
   signal) as soon as ``mlx.launch`` has ended the others, and names every rank that failed
   by itself (a peer that lost the failed rank usually fails too, within milliseconds: the
   order of those is not reliable); 0 only when every rank exited 0;
+* a rank about to be ended gets 2 s to end by itself first (a rank that raised takes that
+  long to exit, while its peer fails at once on the lost connection): a rank that does
+  end by itself then is named as failed, not as ended;
 * a rank that does not end within 10 s of ``mlx.launch``'s SIGTERM gets SIGKILL;
 * ``--collective-timeout SECONDS`` sets ``MLXNOTE_COLLECTIVE_TIMEOUT`` for every rank, so
   that ``fit`` ends a rank that waits longer than that for a hung peer (and then this
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -39,6 +43,8 @@ from .distributed import TIMEOUT_ENV
 __all__ = ["main", "GRACE"]
 
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a rank being ended
+SETTLE = 2.0  # seconds a rank may take to end by itself before it is ended (a rank that
+# raised takes that long to exit while its peer, losing it, fails within milliseconds)
 
 
 class _Run:
@@ -93,7 +99,10 @@ def _rank_class(base: type, run: _Run) -> type:
             return code, killed
 
         def terminate(self) -> None:
-            run.ended.add(self._rank)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a rank already failing
+                run.saw(self._rank, self.process.wait(SETTLE))  # by itself ends on its own
+            if run.codes.get(self._rank) is None:
+                run.ended.add(self._rank)
             timer = threading.Timer(GRACE, self._kill)
             timer.daemon = True
             timer.start()
