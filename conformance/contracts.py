@@ -10,7 +10,8 @@ public entry point, run with the whole suite and listed in the report.
   ``1.0`` and negative rates are refused with a ``ValueError`` naming the layer and
   ``dropout`` (the rates just inside run as numeric cases: ``families/spellings.py``);
 * Bidirectional's copies of a built layer keep its weights and its ``trainable`` flag;
-* ``layer_norm`` refuses a 0-d input with a ``ValueError`` naming ``data``.
+* ``layer_norm`` refuses a 0-d input with a ``ValueError`` naming ``data``;
+* ``kernels.conv`` takes the formulation its documented rules give.
 """
 
 from __future__ import annotations
@@ -215,6 +216,43 @@ def conv_padding_forms() -> str:
         for pad in ([(1, 2), 3], [(1, 2), (0, 1)], ((1, 2, 3), (1, 2)), ((1,), (2,)))) if p)
 
 
+def conv_dispatch() -> str:
+    """``kernels.conv`` takes the formulation docs/performance.md gives (the speed is part
+    of the contract: another formulation computes the same numbers, slower): a transposed
+    conv's input-dilated form on oneDNN where it is loaded, else col2im (groups 1, strides
+    1) or MLX's; ``method='ext'`` runs the C++ depthwise kernel, ``'shift'`` the shifted
+    multiply-adds."""
+    from mlxnote import _config
+    from mlxnote.kernels import conv as K
+    from mlxnote.kernels import extension
+
+    if not _config.cpu_formulation():
+        return ""  # the GPU formulation has one rule ('mlx-fast'), run by every conv case
+    dnnl = extension.kernel("dnnl_conv_input_grad") is not None
+    problems = []
+    w, pads = (6, 3, 3, 4), [(2, 2), (2, 2)]
+    for strides, groups, want in (((1, 1), 1, "onednn" if dnnl else "col2im"),
+                                  ((2, 1), 1, "mlx"), ((1, 1), 2, "mlx")):
+        wg = (w[0], *w[1:-1], w[-1] // groups)
+        got = K.choose((2, 8, 8, 4), wg, strides, (1, 1), groups, (2, 2), pads)
+        if got != want:
+            problems.append(f"input-dilated, strides {strides}, groups {groups}: {got!r}, "
+                            f"not {want!r}")
+    x, wd = mx.zeros((1, 9, 3)), mx.zeros((3, 3, 1))
+    for method, name in (("ext", "conv_ext_depthwise"), ("shift", "conv_shift")):
+        if method == "ext" and extension.get() is None:
+            continue
+        real, seen = getattr(K, name), []
+        setattr(K, name, lambda *a, real=real, seen=seen: seen.append(1) or real(*a))
+        try:
+            mx.eval(K.conv(x, wd, 1, 1, groups=3, method=method))
+        finally:
+            setattr(K, name, real)
+        if not seen:
+            problems.append(f"method {method!r} did not run {name}")
+    return "; ".join(problems)
+
+
 def transposed_adjoint() -> str:
     """conv3d_transpose (SAME, kernel shorter than the stride, where TF's own gradient is
     wrong: families/conv.py EXPECTED): the input gradient is the adjoint of the forward,
@@ -293,6 +331,7 @@ def run() -> list[FormRow]:
                   custom_blocks_called_plainly),
              _row("kernels.scan: fast=False is the plain formulation", scan_flags_honored),
              _row("kernels.conv: malformed padding refused", conv_padding_forms),
+             _row("kernels.conv: the documented formulation is the one taken", conv_dispatch),
              _row("conv3d_transpose: the input gradient is the adjoint of the forward",
                   transposed_adjoint),
              _row("kernels: pool's negative axes, scan's empty batch, fast_exp's underflow",
