@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                           + "".join(f"\n  [red]FAILED[/] {r.name}: {r.detail}" for r in bad),
                           highlight=False)
     n_ok = sum(r.ok for r in outcome.results)
-    console.print(f"{n_ok} passed, {len(outcome.results) - n_ok} failed"
+    verdict = "[green]PASS[/]" if outcome.ok else \
+        "[red]FAIL[/] (a case, self-test or check above failed)"
+    console.print(f"{verdict}: {n_ok} cases passed, {len(outcome.results) - n_ok} failed"
                   + (f"; reports in {a.out}/conformance.md and .json" if a.out else ""))
     return 0 if outcome.ok else 1
 

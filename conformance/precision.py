@@ -199,12 +199,14 @@ LAYER_CHECKS: list[LayerPrecision] = [
         _case("layer_norm", dict(), Input((32768, 16))),
         ("grad:beta", "grad:gamma"), "plain", 3.0, extension_off, ("cpu", "ext")),
     LayerPrecision(
-        "LSTM recurrent kernel gradient (fused scan: one matmul over all steps)",
-        "the fused scan's recurrent weight gradient is one matmul over the 128 steps",
+        "LSTM recurrent kernel gradient (fused scan: one product over all steps)",
+        "the fused scan's recurrent weight gradient is one product over the 128 steps (in "
+        "row blocks)",
         _case("LSTM", dict(output_size=16, input_size=8, return_sequence=True),
               Input((4, 128, 8))),
-        # measured: 1.6x with the C++ scan, 1.22x with the MLX fused scan (MLXNOTE_EXT=0)
-        ("grad:weight_i2", "grad:weight_f2", "grad:weight_o2", "grad:weight_c2"), "plain", 1.15,
+        # measured: 1.74x with the C++ scan, 1.63x with the MLX fused scan (MLXNOTE_EXT=0),
+        # in row blocks; as one product it had fallen to 0.93x and 0.88x with GEMMs on oneDNN
+        ("grad:weight_i2", "grad:weight_f2", "grad:weight_o2", "grad:weight_c2"), "plain", 1.4,
         plain_scan),
 ]
 # Not here: the reset-after GRU's bias gradients over 4 x 256 steps are 2-5x TF's error on

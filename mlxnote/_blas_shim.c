@@ -321,6 +321,36 @@ void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, flo
                                                                 a, lda, b, ldb, beta, c, ldc));
 }
 
+/* One thread, for callers that run several GEMMs side by side on their own threads
+ * (mlxnote's fused attention: one head per thread). oneDNN's OpenMP count is the calling
+ * thread's; OpenBLAS's is global, so it can be set to one only while the shim chooses the
+ * count per call (adaptive threads: the next ordinary call sets it again).
+ * mlxnote_sgemm_serial_ok() says whether the call is serial: otherwise a caller must not run
+ * GEMMs side by side. */
+int mlxnote_sgemm_serial_ok(void) {
+    return (mlxnote_dnnl_sgemm != NULL && mlxnote_route != MLXNOTE_ROUTE_OFF) ||
+           (openblas.set != NULL && mlxnote_adaptive);
+}
+
+void mlxnote_sgemm_serial(int order, int ta, int tb, blasint m, blasint n, blasint k,
+                          float alpha, const float *a, blasint lda, const float *b,
+                          blasint ldb, float beta, float *c, blasint ldc) {
+    COUNT();
+    double macs = (double)m * n * k;
+    if (mlxnote_route != MLXNOTE_ROUTE_OFF && mlxnote_dnnl_sgemm != NULL && macs > 0) {
+        struct rowmajor r = as_rowmajor(order, ta, tb, m, n, k, a, lda, b, ldb);
+        onednn.set(1);
+        if (mlxnote_dnnl_sgemm(r.ta, r.tb, r.m, r.n, r.k, alpha, r.a, r.lda, r.b, r.ldb, beta,
+                               c, ldc) == 0) {
+            __atomic_fetch_add(&mlxnote_dnnl_calls, 1ULL, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    if (openblas.set != NULL && mlxnote_adaptive) use_threads(&openblas, 1);
+    ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                                      ldc);
+}
+
 void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, double alpha,
                  const double *a, blasint lda, const double *b, blasint ldb, double beta,
                  double *c, blasint ldc) {

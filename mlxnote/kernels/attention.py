@@ -1,9 +1,11 @@
 """The attention kernels every mlxnote attention layer calls.
 
 :func:`attention` is softmax attention, ``softmax(scale * q @ k^T [mixed] + mask) @ v``.
-It runs through ``mx.fast.scaled_dot_product_attention`` whenever the math allows it (no
-scores to return, no dropout on the weights, no head mixing) and through the plain
-matmul-softmax composition otherwise; the plain path is also the oracle of the tests
+Where the math allows it (no scores to return, no dropout on the weights, no head mixing)
+it runs, on the CPU, through the C++ extension's fused attention (float32: one head per
+thread, the logits never written to memory, the backward recomputing the weights from the
+softmax statistics) and elsewhere through ``mx.fast.scaled_dot_product_attention``; else
+through the plain matmul-softmax composition, which is also the oracle of the tests
 (``impl='plain'``).
 
 :func:`linear_attention` is the kernelized (FAVOR) attention
@@ -158,13 +160,14 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
     Returns:
         ``out [B, H, Tq, Dv]``, or a tuple ``(out, logits?, probs?)`` with what was asked.
 
-    ``impl='auto'`` takes the fast path when nothing forces the plain one. On a GPU, with
-    ``return_logits``, the output still takes the fast path and the logits are a separate
-    lazy product, computed only if used. On the CPU, where the fast op is the same
-    matmul-softmax composition, the plain path is taken for ``return_logits`` (sharing
-    the logits), for 16-bit inputs (its softmax runs in float32, backward too) and off
-    macOS (its softmax uses :func:`fast_exp`, faster and more accurate than MLX's CPU exp
-    there: ``docs/performance.md``).
+    ``impl='auto'`` takes the fused or fast path when nothing forces the plain one; with
+    ``return_logits`` the output still takes it and the logits are a separate lazy
+    product, computed only if used. On the CPU the fused C++ kernel takes float32 inputs
+    (the extension loaded); otherwise, where the fast op is the same matmul-softmax
+    composition, the plain path is taken for ``return_logits`` (sharing the logits), for
+    16-bit inputs (its softmax runs in float32, backward too) and off macOS (its softmax
+    uses :func:`fast_exp`, faster and more accurate than MLX's CPU exp there:
+    ``docs/performance.md``).
     """
     if impl not in IMPLS:
         raise ValueError(f"attention: impl got {impl!r}; allowed: {IMPLS}")
@@ -183,6 +186,13 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
         raise ValueError("attention: impl='fast' cannot apply dropout, head mixing or return "
                          "the weights")
     on_cpu = cpu_formulation()
+    if impl == "auto" and on_cpu and not needs_plain:
+        out = _fused(q, k, v, scale, mask, causal)
+        if out is not None:
+            # The logits are a separate lazy product, computed only if used.
+            out = out.astype(dtype or q.dtype)
+            return (out, _logits(q, k, scale, mask, causal, None, dtype or q.dtype)
+                    .astype(dtype or q.dtype)) if return_logits else out
     use_fast = impl == "fast" or (impl == "auto" and not needs_plain and not (
         # On the CPU the fast op is the same composition (MLX's exp, its softmax gradient
         # in the input dtype): the plain path shares the logits, keeps 16-bit gradients
@@ -199,6 +209,22 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float | mx.array,
         return out, _logits(q, k, scale, mask, causal, None, dtype).astype(dtype)
     return _plain(q, k, v, scale, mask, causal, dropout, pre_mix, post_mix, return_logits,
                   return_probs, dtype)
+
+
+def _fused(q, k, v, scale, mask, causal):
+    """The C++ fused attention (one head per thread, the logits only in its cache) when it
+    can take these: float32, not empty, a boolean or float32 mask; else ``None``."""
+    fused = extension.kernel("attention")
+    if fused is None or q.dtype != mx.float32 or k.dtype != mx.float32 \
+            or v.dtype != mx.float32 or 0 in (q.size, k.size, v.size) \
+            or not (mask is None or mask.dtype in (mx.bool_, mx.float32)):
+        return None
+    h, hk = q.shape[1], k.shape[1]
+    if hk < h:
+        k, v = mx.repeat(k, h // hk, axis=1), mx.repeat(v, h // hk, axis=1)
+    if not isinstance(scale, (int, float)):
+        q, scale = q * scale.astype(q.dtype), 1.0
+    return fused(q, k, v, float(scale), mask, causal)[0]
 
 
 def _fast(q, k, v, scale, mask, causal):

@@ -20,6 +20,23 @@ def pairwise_rows(g: mx.array) -> mx.array:
     return g[0]
 
 
+ROW_BLOCKS = 16
+
+
+def row_block_product(a_t: mx.array, g: mx.array) -> mx.array:
+    """``a_t (k, M) @ g (M, n)`` (a reduction over the long axis M: a weight gradient) as a
+    sum of up to ``ROW_BLOCKS`` partial products of row blocks, so float32 rounding grows
+    like a pairwise sum rather than a sequential one."""
+    m = g.shape[0]
+    c = m // ROW_BLOCKS
+    if c < 4:
+        return a_t @ g
+    main = c * ROW_BLOCKS
+    a3 = a_t[:, :main].reshape(a_t.shape[0], ROW_BLOCKS, c).transpose(1, 0, 2)
+    out = (a3 @ g[:main].reshape(ROW_BLOCKS, c, g.shape[1])).sum(axis=0)
+    return out if main == m else out + a_t[:, main:] @ g[main:]
+
+
 @mx.custom_function
 def _affine(x: mx.array, w: mx.array, b: mx.array) -> mx.array:
     lead = x.shape[:-1]

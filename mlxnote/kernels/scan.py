@@ -20,10 +20,11 @@ A ``mask (B, T)`` (Keras's semantics) skips the masked steps: there the states (
 The fused path (the default) is an :func:`mx.custom_function`: the forward loop does one
 matmul per step (two for the GRU without ``reset_after``) and keeps the activated gates;
 the backward loop does the elementwise chain rule and the same matmuls, and the recurrent
-weight gradient is one matmul over all timesteps at the end, as cuDNN does, instead of
-one per step plus a running sum. A masked step passes the state gradients through and
-gives no input gradient. ``fused=False`` is the plain MLX loop differentiated by MLX's
-autodiff: the fused path's test oracle.
+weight gradient is one product over all timesteps at the end, as cuDNN does (in row
+blocks: :func:`kernels.linear.row_block_product`), instead of one per step plus a running
+sum. A masked step passes the state gradients through and gives no input gradient.
+``fused=False`` is the plain MLX loop differentiated by MLX's autodiff: the fused path's
+test oracle.
 
 Sigmoid, tanh, relu and linear gates differentiate from their outputs; any other
 activation (a name or a callable) is applied per gate block and differentiated with
@@ -55,6 +56,7 @@ import mlx.core as mx
 from .._config import REDUCED, cpu_formulation
 from . import extension
 from .fastmath import FAST, FROM_OUTPUT
+from .linear import row_block_product
 
 KINDS = {"rnn": 1, "gru": 3, "lstm": 4}  # gate blocks per kind
 
@@ -315,14 +317,14 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: bool, fast:
         if reset_after:  # du: the input-projection gradient, its h block times r
             r = saved["rz"][..., :hsz].reshape(-1, hsz)
             du = mx.concatenate([flat[:, :2 * hsz], flat[:, 2 * hsz:] * r], axis=1)
-            dwh = hprev.T @ du
+            dwh = row_block_product(hprev.T, du)
             grads.append(du.sum(axis=0))
         elif kind == "gru":
             rh = saved["rh"].reshape(-1, hsz)
-            dwh = mx.concatenate([hprev.T @ flat[:, :2 * hsz], rh.T @ flat[:, 2 * hsz:]],
-                                 axis=1)
+            dwh = mx.concatenate([row_block_product(hprev.T, flat[:, :2 * hsz]),
+                                  row_block_product(rh.T, flat[:, 2 * hsz:])], axis=1)
         else:
-            dwh = hprev.T @ flat
+            dwh = row_block_product(hprev.T, flat)
         out = tuple(a.astype(dtype) for a in (dxp, dwh, dh, dc, *grads))
         return out + ((mx.zeros_like(mask),) if masked else ())
 

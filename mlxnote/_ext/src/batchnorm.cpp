@@ -367,13 +367,7 @@ std::vector<mx::array> ChannelNorm::jvp(const std::vector<mx::array>& primals,
                                         const std::vector<mx::array>& tangents,
                                         const std::vector<int>& argnums) {
   auto s = stream();
-  Arrays t;
-  for (const auto& a : primals) {
-    t.push_back(mx::zeros_like(a, s));
-  }
-  for (size_t i = 0; i < argnums.size(); ++i) {
-    t[argnums[i]] = tangents[i];
-  }
+  const Arrays t = full_tangents(primals, tangents, argnums, s);
   const Form form{eps_, per_sample_, k_, 0};
   if (!backward_) {
     return mx::jvp([form, s](const Arrays& a) { return form.forward(a, s); }, primals, t)

@@ -11,6 +11,7 @@
 #include "mlx/mlx.h"
 #include "mlx/version.h"
 
+#include "attention.h"
 #include "batchnorm.h"
 #include "dropout.h"
 #include "depthwise.h"
@@ -85,7 +86,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "attention", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -196,6 +197,18 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("mask") = nb::none(), nb::arg("causal") = false,
       "Softmax over the last axis of float32 logits x, with a boolean (True = attend) or\n"
       "additive float32 mask broadcastable to x and/or a causal mask (key j > query i).");
+  m.def(
+      "attention",
+      [](const mx::array& q, const mx::array& k, const mx::array& v, float scale,
+         const std::optional<mx::array>& mask, bool causal) {
+        return mlxnote::fused_attention(q, k, v, scale, mask, causal);
+      },
+      nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("scale"),
+      nb::arg("mask") = nb::none(), nb::arg("causal") = false,
+      "softmax(scale * q @ k^T masked) @ v for float32 q (B, H, Tq, D), k (B, H, Tk, D),\n"
+      "v (B, H, Tk, Dv), fused per head; mask as masked_softmax's, broadcastable to\n"
+      "(B, H, Tq, Tk). Returns [out (B, H, Tq, Dv), stats (B, H, Tq, 2)]: the softmax\n"
+      "statistics its gradient recomputes the weights from.");
   m.def(
       "layer_norm",
       [](const mx::array& x, const std::optional<mx::array>& g, const std::optional<mx::array>& b,

@@ -32,6 +32,19 @@ sgemm_fn lookup() {
   return fn;
 }
 
+using ok_fn = int (*)();
+
+// The shim's one-thread sgemm and whether it is one-thread now (absent: no shim).
+struct Serial {
+  sgemm_fn gemm = reinterpret_cast<sgemm_fn>(dlsym(RTLD_DEFAULT, "mlxnote_sgemm_serial"));
+  ok_fn ok = reinterpret_cast<ok_fn>(dlsym(RTLD_DEFAULT, "mlxnote_sgemm_serial_ok"));
+};
+
+const Serial& serial() {
+  static Serial s;
+  return s;
+}
+
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
 }  // namespace
@@ -48,6 +61,17 @@ void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
   }
   fn(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, alpha, a,
      lda, b, ldb, beta, c, ldc);
+}
+
+bool serial_available() {
+  const auto& s = serial();
+  return s.gemm != nullptr && s.ok != nullptr && s.ok() != 0;
+}
+
+void sgemm_serial(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                  int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  serial().gemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace mlxnote::blas

@@ -9,4 +9,12 @@ bool available();
 void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
            int lda, const float* b, int ldb, float beta, float* c, int ldc);
 
+// True when sgemm_serial runs on the calling thread alone (mlxnote's shim with oneDNN, or
+// with per-call OpenBLAS threads): several threads may then each run GEMMs side by side.
+bool serial_available();
+// sgemm on one thread (the same library choice as the shim's cblas_sgemm); only where
+// serial_available().
+void sgemm_serial(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                  int lda, const float* b, int ldb, float beta, float* c, int ldc);
+
 }  // namespace mlxnote::blas

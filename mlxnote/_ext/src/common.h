@@ -54,6 +54,22 @@ inline std::vector<mlx::core::array> mapped_first(const std::vector<mlx::core::a
   return out;
 }
 
+// The tangent of every primal: the given ones at `argnums`, zeros elsewhere (for the jvp of
+// an MLX-op form of a primitive).
+inline std::vector<mlx::core::array> full_tangents(const std::vector<mlx::core::array>& primals,
+                                                   const std::vector<mlx::core::array>& tangents,
+                                                   const std::vector<int>& argnums,
+                                                   mlx::core::Stream s) {
+  std::vector<mlx::core::array> t;
+  for (const auto& a : primals) {
+    t.push_back(mlx::core::zeros_like(a, s));
+  }
+  for (size_t i = 0; i < argnums.size(); ++i) {
+    t[argnums[i]] = tangents[i];
+  }
+  return t;
+}
+
 }  // namespace mlxnote
 
 // The methods of a multi-output MLX primitive (eval into several outputs), as below.

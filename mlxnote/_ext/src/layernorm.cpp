@@ -241,13 +241,7 @@ std::vector<mx::array> LayerNorm::jvp(const std::vector<mx::array>& primals,
                                       const std::vector<mx::array>& tangents,
                                       const std::vector<int>& argnums) {
   auto s = stream();
-  Arrays t;
-  for (const auto& a : primals) {
-    t.push_back(mx::zeros_like(a, s));
-  }
-  for (size_t i = 0; i < argnums.size(); ++i) {
-    t[argnums[i]] = tangents[i];
-  }
+  const Arrays t = full_tangents(primals, tangents, argnums, s);
   auto p = p_;
   if (!backward_) {
     auto y = mx::jvp([p, s](const Arrays& a) { return plain_forward(p, a, s); }, primals, t)

@@ -11,6 +11,7 @@
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
 
+#include "mask_rows.h"
 #include "pool.h"
 #include "softmax_kernels.h"
 
@@ -20,57 +21,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what) {
   throw std::invalid_argument("mlxnote masked_softmax: " + what);
-}
-
-// Where each row's mask starts: the row index decomposed over the leading axes.
-struct MaskRows {
-  const uint8_t* keep = nullptr;
-  const float* add = nullptr;
-  std::vector<int> shape;        // leading axes of x
-  std::vector<int64_t> strides;  // the mask's strides along them
-  int64_t step = 1;              // along the last axis
-  int rows_per_query = 1;        // causal: x.shape(-2)
-  bool causal = false;
-  float low = 0.0f;
-
-  kernels::RowMask row(int64_t r) const {
-    kernels::RowMask m;
-    m.step = step;
-    if (causal) {
-      m.last = static_cast<int>(r % rows_per_query);
-      m.low = low;
-    }
-    if (keep || add) {
-      int64_t off = 0, rest = r;
-      for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-        off += (rest % shape[d]) * strides[d];
-        rest /= shape[d];
-      }
-      m.keep = keep ? keep + off : nullptr;
-      m.add = add ? add + off : nullptr;
-    }
-    return m;
-  }
-};
-
-MaskRows mask_rows(const SoftmaxParams& p, const mx::array& x, const mx::array* mask) {
-  MaskRows mr;
-  mr.causal = p.causal;
-  mr.rows_per_query = x.ndim() >= 2 ? x.shape(-2) : 1;
-  mr.low = p.mask == MaskKind::Additive ? -INFINITY : -FLT_MAX;
-  if (mask != nullptr) {
-    for (int d = 0; d + 1 < static_cast<int>(x.ndim()); ++d) {
-      mr.shape.push_back(x.shape(d));
-      mr.strides.push_back(mask->strides()[d]);
-    }
-    mr.step = mask->strides().back();
-    if (p.mask == MaskKind::Bool) {
-      mr.keep = mask->data<uint8_t>();
-    } else {
-      mr.add = mask->data<float>();
-    }
-  }
-  return mr;
 }
 
 void check(const mx::array& a, const char* what) {
@@ -98,7 +48,7 @@ void Softmax::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
   const int n = out.shape(-1);
   const int64_t rows = n ? static_cast<int64_t>(out.size() / n) : 0;
   encoder.dispatch([a = inputs[0].data<float>(), g = fwd ? nullptr : inputs[1].data<float>(),
-                    o = out.data<float>(), mr = mask_rows(p_, inputs[0], mask), fwd, n,
+                    o = out.data<float>(), mr = mask_rows(p_, inputs[0].shape(), mask), fwd, n,
                     rows]() {
     const int64_t grain = std::max<int64_t>(1, 16384 / std::max(1, n));
     ThreadPool::instance().parallel_for(rows, grain, [&](int64_t lo, int64_t hi, int) {

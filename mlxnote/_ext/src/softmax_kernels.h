@@ -16,6 +16,16 @@ struct RowMask {
 };
 
 void softmax_row(const float* x, float* y, int n, const RowMask& m);
+// In place, from the logits in y: the unnormalized weights exp(y - max) (the softmax times
+// sum); stats gets {row max, 1 / sum}.
+void softmax_exp_row(float* y, int n, const RowMask& m, float* stats);
+// The softmax from the same logits and the stats softmax_exp_row gave: exp(y - max) / sum,
+// its exponentials bit for bit.
+void softmax_row_again(float* y, int n, const RowMask& m, const float* stats);
+// dx -= y * sum(dx): a softmax gradient's rounding along the ones vector (to which the exact
+// one is orthogonal: the softmax ignores a shift of its row) removed, to first order.
+void center_grad_row(const float* y, float* dx, int n);
+// dx may be g.
 void softmax_grad_row(const float* y, const float* g, float* dx, int n, const RowMask& m);
 
 }  // namespace mlxnote::kernels

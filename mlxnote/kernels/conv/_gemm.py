@@ -8,24 +8,15 @@ import math
 import mlx.core as mx
 
 from .. import extension
+from ..linear import ROW_BLOCKS, row_block_product
 from ._common import kernel_taps, out_size, out_sizes, pad, tap_view
 
 # -- GEMM with an accurate weight gradient -----------------------------------------------
-_CHUNKS = 16
+_CHUNKS = ROW_BLOCKS
 CACHE_COLS = 1 << 22  # float32 columns (16 MiB) a GEMM + col2im chunk keeps in cache
 
 
-def _sum_rows(a_t, g):
-    """``a_t @ g`` (reduction over the long axis M) as a sum of up to ``_CHUNKS`` partial
-    products, so float32 rounding grows like a pairwise sum rather than a sequential one."""
-    m = g.shape[0]
-    c = m // _CHUNKS
-    if c < 4:
-        return a_t @ g
-    main = c * _CHUNKS
-    a3 = a_t[:, :main].reshape(a_t.shape[0], _CHUNKS, c).transpose(1, 0, 2)
-    out = (a3 @ g[:main].reshape(_CHUNKS, c, g.shape[1])).sum(axis=0)
-    return out if main == m else out + a_t[:, main:] @ g[main:]
+_sum_rows = row_block_product  # the precision check patches it here
 
 
 def _sum_cols(g):
