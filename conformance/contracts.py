@@ -253,6 +253,44 @@ def conv_dispatch() -> str:
     return "; ".join(problems)
 
 
+def attention_dispatch() -> str:
+    """``kernels.attention`` takes the C++ fused attention for float32 on the CPU where it is
+    loaded (with returned logits too), and not with dropout on the weights or in 16-bit;
+    and the extension reports why oneDNN is or is not loaded (a string: '' when it is)."""
+    from mlxnote import _config
+    from mlxnote.kernels import attention as K
+    from mlxnote.kernels import extension
+
+    problems = []
+    mod = extension.module()
+    if mod is not None:
+        status, loaded = extension._load_onednn(mod), "dnnl_conv" in mod.KERNELS
+        if not isinstance(status, str) or (status == "") != loaded:
+            problems.append(f"oneDNN's status {status!r} with dnnl_conv loaded: {loaded}")
+    fused = extension.kernel("attention")
+    if fused is None or not _config.cpu_formulation():
+        return "; ".join(problems)
+    q = mx.zeros((1, 2, 3, 4))
+    seen = []
+    real = mod.attention
+    mod.attention = lambda *a: seen.append(a[3]) or real(*a)
+    try:
+        for kwargs, dtype, want in ((dict(), mx.float32, 1), (dict(return_logits=True),
+                                    mx.float32, 1), (dict(dropout=lambda p: p), mx.float32, 0),
+                                   (dict(), mx.bfloat16, 0)):
+            before = len(seen)
+            qd = q.astype(dtype)
+            mx.eval(K.attention(qd, qd, qd, 0.5, **kwargs))
+            if len(seen) - before != want:
+                problems.append(f"attention({kwargs}, {dtype}) ran the fused kernel "
+                                f"{len(seen) - before} times, not {want}")
+    finally:
+        mod.attention = real
+    if seen and seen[0] != 0.5:
+        problems.append(f"the fused kernel got scale {seen[0]}, not 0.5")
+    return "; ".join(problems)
+
+
 def transposed_adjoint() -> str:
     """conv3d_transpose (SAME, kernel shorter than the stride, where TF's own gradient is
     wrong: families/conv.py EXPECTED): the input gradient is the adjoint of the forward,
@@ -332,6 +370,8 @@ def run() -> list[FormRow]:
              _row("kernels.scan: fast=False is the plain formulation", scan_flags_honored),
              _row("kernels.conv: malformed padding refused", conv_padding_forms),
              _row("kernels.conv: the documented formulation is the one taken", conv_dispatch),
+             _row("kernels.attention: the fused kernel where it applies; oneDNN's status",
+                  attention_dispatch),
              _row("conv3d_transpose: the input gradient is the adjoint of the forward",
                   transposed_adjoint),
              _row("kernels: pool's negative axes, scan's empty batch, fast_exp's underflow",

@@ -212,3 +212,11 @@ def test_logits_gradient_is_centered():
                 shift)
             out.append(float(mx.abs(grad).max()))
     assert np.median(ours) < np.median(plain) / 2.5, (np.median(ours), np.median(plain))
+
+
+def test_dispatch_contract_catches_the_fused_kernel_not_taken(monkeypatch):
+    from conformance import contracts
+
+    assert contracts.attention_dispatch() == ""
+    monkeypatch.setattr(ka, "_fused", lambda *a: None)  # the same numbers, the slow path
+    assert "ran the fused kernel 0 times" in contracts.attention_dispatch()
