@@ -2,6 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include <stdexcept>
 
 #include "mlx/version.h"
@@ -72,6 +75,20 @@ void sgemm_serial(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
                   int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   serial().gemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void row_block_product(int m, int n, int rows, const float* a, int lda, const float* b,
+                       int ldb, float* c, int ldc) {
+  constexpr int kChunks = 16;
+  const int len = rows / kChunks >= 4 ? rows / kChunks : rows;
+  for (int r0 = 0; r0 < rows; r0 += len) {
+    const int k = std::min(len, rows - r0);
+    sgemm(true, false, m, n, k, 1.0f, a + int64_t(r0) * lda, lda, b + int64_t(r0) * ldb, ldb,
+          r0 ? 1.0f : 0.0f, c, ldc);
+  }
+  if (rows == 0) {
+    sgemm(true, false, m, n, 0, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  }
 }
 
 }  // namespace mlxnote::blas

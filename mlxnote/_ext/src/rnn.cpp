@@ -111,24 +111,6 @@ struct Steps {
   }
 };
 
-// C (m x n) = A^T B over `rows` rows of A (rows x m, lda) and B (rows x n, ldb), as a sum of
-// up to 17 partial products of consecutive row blocks (each accumulated into C by the
-// GEMM), so float32 rounding grows with the block length plus the block count instead of
-// with `rows` (kernels/conv/_gemm.py's _sum_rows, the same way).
-void sum_rows_product(int m, int n, int rows, const float* a, int lda, const float* b, int ldb,
-                      float* c, int ldc) {
-  constexpr int kChunks = 16;
-  const int len = rows / kChunks >= 4 ? rows / kChunks : rows;
-  for (int r0 = 0; r0 < rows; r0 += len) {
-    const int k = std::min(len, rows - r0);
-    blas::sgemm(true, false, m, n, k, 1.0f, a + int64_t(r0) * lda, lda, b + int64_t(r0) * ldb,
-                ldb, r0 ? 1.0f : 0.0f, c, ldc);
-  }
-  if (rows == 0) {
-    blas::sgemm(true, false, m, n, 0, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
-  }
-}
-
 void copy_row(float* dst, const float* src, int n) {
   std::memcpy(dst, src, sizeof(float) * n);
 }
@@ -321,10 +303,10 @@ void backward(const RnnParams& p, const std::vector<const float*>& in,
   const auto hprev = previous_states(hs, b);
   const int rows = b * t;
   if (gru) {
-    sum_rows_product(h, 2 * h, rows, hprev.data(), h, dxp.p, kh, dwh, kh);
-    sum_rows_product(h, h, rows, saved.p, h, dxp.p + 2 * h, kh, dwh + 2 * h, kh);
+    blas::row_block_product(h, 2 * h, rows, hprev.data(), h, dxp.p, kh, dwh, kh);
+    blas::row_block_product(h, h, rows, saved.p, h, dxp.p + 2 * h, kh, dwh + 2 * h, kh);
   } else {
-    sum_rows_product(h, kh, rows, hprev.data(), h, after ? dus.p : dxp.p, kh, dwh, kh);
+    blas::row_block_product(h, kh, rows, hprev.data(), h, after ? dus.p : dxp.p, kh, dwh, kh);
   }
   if (after) {  // db_U: the column sums of du, in double (a long float32 chain loses bits)
     std::vector<double> sum(kh, 0.0);
