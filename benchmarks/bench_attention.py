@@ -1,5 +1,5 @@
 """Attention family, interleaved min of N, float32: mlxnote with its C++ extension
-(``mlxnote``: the fused masked softmax) and without it (``mlxnote-noext``:
+(``mlxnote``: the fused attention kernel) and without it (``mlxnote-noext``:
 ``extension.enabled(False)``, the pure-MLX formulation), raw MLX, Keras
 (``tf.function``) and PyTorch CPU (eager, one intra-op thread per core; the column is left
 out when ``import torch`` fails: a benchmark-only peer, never a dependency), every
