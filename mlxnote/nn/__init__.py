@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (the family modules)
     linear_attention,
     norm,
     recurrent,
+    talking_heads,
     transformer,
     weights,
 )
@@ -27,12 +28,13 @@ from .linear_attention import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pooling import *  # noqa: F403  (as bidirectional)
 from .recurrent import *  # noqa: F403
+from .talking_heads import *  # noqa: F403
 from .transformer import *  # noqa: F403
 
 __all__ = ["Layer", "activations", "initializers"] + [
     # By module path: after the star imports, `attention` names the layer, not its module.
-    name for mod in ("core", "conv", "norm", "recurrent", "attention", "linear_attention",
-                     "transformer")
+    name for mod in ("core", "conv", "norm", "recurrent", "attention", "talking_heads",
+                     "linear_attention", "transformer")
     for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]
 from ..training import Model, Sequential  # noqa: E402, F401, I001
