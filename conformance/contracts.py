@@ -230,14 +230,16 @@ def conv_dispatch() -> str:
         return ""  # the GPU formulation has one rule ('mlx-fast'), run by every conv case
     dnnl = extension.kernel("dnnl_conv_input_grad") is not None
     problems = []
-    w, pads = (6, 3, 3, 4), [(2, 2), (2, 2)]
-    for strides, groups, want in (((1, 1), 1, "onednn" if dnnl else "col2im"),
-                                  ((2, 1), 1, "mlx"), ((1, 1), 2, "mlx")):
+    w, near, far = (6, 3, 3, 4), [(2, 2), (2, 2)], [(3, 3), (3, 3)]
+    # far: padding beyond the kernel's reach (no strided conv has it as input gradient)
+    for strides, groups, pads, want in (((1, 1), 1, near, "onednn" if dnnl else "col2im"),
+                                        ((1, 1), 1, far, "col2im"), ((2, 1), 1, near, "mlx"),
+                                        ((1, 1), 2, near, "mlx")):
         wg = (w[0], *w[1:-1], w[-1] // groups)
         got = K.choose((2, 8, 8, 4), wg, strides, (1, 1), groups, (2, 2), pads)
         if got != want:
-            problems.append(f"input-dilated, strides {strides}, groups {groups}: {got!r}, "
-                            f"not {want!r}")
+            problems.append(f"input-dilated, strides {strides}, groups {groups}, padding "
+                            f"{pads}: {got!r}, not {want!r}")
     x, wd = mx.zeros((1, 9, 3)), mx.zeros((3, 3, 1))
     for method, name in (("ext", "conv_ext_depthwise"), ("shift", "conv_shift")):
         if method == "ext" and extension.get() is None:
