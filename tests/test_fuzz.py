@@ -835,8 +835,7 @@ IDS = [s.name for s in SPECS]
 
 
 def documented_layers() -> set[str]:
-    mods = ("core", "conv", "norm", "recurrent", "attention", "linear_attention", "transformer")
-    names = {n for m in mods for n in sys.modules[f"mlxnote.nn.{m}"].__all__}
+    names = {n for m in nn.FAMILIES for n in sys.modules[f"mlxnote.nn.{m}"].__all__}
     return names - {"group_normalization", "layer_normalization", "TransformerEncoder",
                     "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 

@@ -31,10 +31,11 @@ from .recurrent import *  # noqa: F403
 from .talking_heads import *  # noqa: F403
 from .transformer import *  # noqa: F403
 
+# The modules of the documented layers (by module path: after the star imports, `attention`
+# names the layer, not its module).
+FAMILIES = ("core", "conv", "norm", "recurrent", "attention", "talking_heads",
+            "linear_attention", "transformer")
 __all__ = ["Layer", "activations", "initializers"] + [
-    # By module path: after the star imports, `attention` names the layer, not its module.
-    name for mod in ("core", "conv", "norm", "recurrent", "attention", "talking_heads",
-                     "linear_attention", "transformer")
-    for name in sys.modules[f"{__name__}.{mod}"].__all__
+    name for mod in FAMILIES for name in sys.modules[f"{__name__}.{mod}"].__all__
 ]
 from ..training import Model, Sequential  # noqa: E402, F401, I001
