@@ -121,6 +121,12 @@ _i, _n = _att_inputs(tq=6, masks=("value_mask",))
 CASES += grid("attention", ATT_KW[:2] + ATT_KW[3:], _i,
               call_kwargs=[{"inputs": _n, "use_causal_mask": True},
                            {"inputs": _n, "return_attention_scores": True}])
+# No value features: an empty output, but the scores are Keras's (and the scale and
+# query still get gradients through them).
+_i, _n = _att_inputs(key=True, dv=0, masks=("value_mask",))
+CASES += grid("attention", ATT_KW, _i,
+              call_kwargs=[{"inputs": _n}, {"inputs": _n, "return_attention_scores": True}],
+              dtypes=("float32",))
 _i, _n = _att_inputs(tq=4)
 CASES += grid("attention", [dict(use_scale=True)], _i,
               call_kwargs=[{"inputs": _n, "use_causal_mask": True,

@@ -96,10 +96,11 @@ class attention(Layer):
         want = self.check_bool("return_attention_scores", return_attention_scores)
         scores = (b, tq, tv, q.shape[-1]) if self.score_mode == "concat" else (b, tq, tv)
         self.check_output_size("query", shape_desc(q), scores, mx.float32, "scores")
-        if 0 in (b, tq, tv, v.shape[-1], q.shape[-1]):
+        if 0 in (b, tq, tv, q.shape[-1]):
             # Empty, or no keys (Keras: zeros): zeros, with no graph (MLX's CPU sum over an
-            # empty axis, e.g. the scale's gradient, can loop forever). No features: the
-            # scores are zeros, the weights uniform.
+            # empty axis, e.g. the scale's gradient, can loop forever). No query features:
+            # the scores are zeros, the weights uniform. (No value features is the general
+            # path: an empty output, but the scores are still Keras's.)
             if tv and q.shape[-1] == 0 and b * tq * v.shape[-1]:
                 s = mx.zeros((b, 1, tq, tv), mx.float32)
                 res = K.attend(s, v[:, None], smask, causal=causal, return_probs=want)
