@@ -11,7 +11,8 @@ public entry point, run with the whole suite and listed in the report.
   ``dropout`` (the rates just inside run as numeric cases: ``families/spellings.py``);
 * Bidirectional's copies of a built layer keep its weights and its ``trainable`` flag;
 * ``layer_norm`` refuses a 0-d input with a ``ValueError`` naming ``data``;
-* ``kernels.conv`` takes the formulation its documented rules give.
+* ``kernels.conv``, ``kernels.attention`` and ``kernels.scan`` take the formulation their
+  documented rules give (the speed is the contract: the numbers would be the same).
 """
 
 from __future__ import annotations
@@ -206,6 +207,41 @@ def scan_flags_honored() -> str:
     return f"fast=False is not the plain formulation for {bad}" if bad else ""
 
 
+def scan_policy() -> str:
+    """``kernels.scan`` without the C++ scan takes the documented compile policy
+    (``trace_policy.policy``; the speed is the contract, the numbers are the same): in
+    float32 on the CPU, untraced the compiled loop with the fast activations, inside
+    ``mx.compile`` the fast activations uncompiled, inside ``mx.grad`` neither."""
+    from mlxnote import _config
+    from mlxnote.kernels import extension
+    from mlxnote.kernels import scan as S
+
+    want = {"none": (True, True), "compile": (False, True), "grad": (False, False)}
+    if not _config.cpu_formulation():
+        want = dict.fromkeys(want, (False, False))
+    seen, real = [], S._fused
+    S._fused = lambda kind, a, r, compiled, fast, *rest: (
+        seen.append((compiled, fast)) or real(kind, a, r, compiled, fast, *rest))
+    xp, wh, h0 = mx.zeros((2, 3, 16)), mx.zeros((4, 16)), mx.zeros((2, 4))
+
+    def run(xp):
+        return S.scan("lstm", xp, wh, h0, h0)[0].sum()
+
+    problems = []
+    try:
+        with extension.enabled(False):
+            for trace, call in (("none", run), ("compile", mx.compile(run)),
+                                ("grad", mx.grad(run))):
+                seen.clear()
+                mx.eval(call(xp))
+                if seen != [want[trace]]:
+                    problems.append(f"traced {trace!r}: (compiled, fast) {seen}, not "
+                                    f"{[want[trace]]}")
+    finally:
+        S._fused = real
+    return "; ".join(problems)
+
+
 def conv_padding_forms() -> str:
     """``kernels.conv.conv`` refuses padding that is neither one form nor the other."""
     from mlxnote.kernels import conv as K
@@ -273,21 +309,31 @@ def attention_dispatch() -> str:
     if fused is None or not _config.cpu_formulation():
         return "; ".join(problems)
     q = mx.zeros((1, 2, 3, 4))
-    seen = []
-    real = mod.attention
+    seen, fast = [], []
+    real, real_fast = mod.attention, K._fast
     mod.attention = lambda *a: seen.append(a[3]) or real(*a)
+    K._fast = lambda *a: fast.append(1) or real_fast(*a)
     try:
+        # (kwargs, q's dtype, fused runs); 16-bit takes the plain path (its softmax in
+        # float32), not mx.fast; the result has `dtype` (default q's) on every path.
         for kwargs, dtype, want in ((dict(), mx.float32, 1), (dict(return_logits=True),
                                     mx.float32, 1), (dict(dropout=lambda p: p), mx.float32, 0),
-                                   (dict(), mx.bfloat16, 0)):
+                                   (dict(), mx.bfloat16, 0), (dict(dtype=mx.bfloat16),
+                                   mx.float32, 1)):
             before = len(seen)
             qd = q.astype(dtype)
-            mx.eval(K.attention(qd, qd, qd, 0.5, **kwargs))
+            out = K.attention(qd, qd, qd, 0.5, **kwargs)
+            out = out[0] if isinstance(out, tuple) else out
+            mx.eval(out)
             if len(seen) - before != want:
                 problems.append(f"attention({kwargs}, {dtype}) ran the fused kernel "
                                 f"{len(seen) - before} times, not {want}")
+            if out.dtype != kwargs.get("dtype", dtype):
+                problems.append(f"attention({kwargs}, {dtype}) gave {out.dtype}")
+        if fast:
+            problems.append(f"mx.fast attention taken {len(fast)} times on the CPU")
     finally:
-        mod.attention = real
+        mod.attention, K._fast = real, real_fast
     if seen and seen[0] != 0.5:
         problems.append(f"the fused kernel got scale {seen[0]}, not 0.5")
     return "; ".join(problems)
@@ -325,9 +371,10 @@ def kernel_edges() -> str:
 
     problems = []
     x = mx.array(np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32))
-    args = ("max", (2, 2), (2, 2), ((0, 0), (0, 1)))
-    if not mx.array_equal(pool(x, *args, (1, 2)), pool(x, *args, (-3, -2))).item():
-        problems.append("pool over axes (-3, -2) differs from (1, 2)")
+    for op in ("max", "avg"):  # avg: SAME padding, so the counts vary
+        args = (op, (2, 2), (2, 2), ((0, 0), (0, 1)))
+        if not mx.array_equal(pool(x, *args, (1, 2)), pool(x, *args, (-3, -2))).item():
+            problems.append(f"{op} pool over axes (-3, -2) differs from (1, 2)")
     hs, c = scan("lstm", mx.zeros((0, 3, 16)), mx.zeros((4, 16)), mx.zeros((0, 4)),
                  mx.zeros((0, 4)))
     if hs.shape != (0, 3, 4) or c.shape != (0, 4):
@@ -370,6 +417,7 @@ def run() -> list[FormRow]:
              _row("Transformer: custom blocks called with the keywords given only",
                   custom_blocks_called_plainly),
              _row("kernels.scan: fast=False is the plain formulation", scan_flags_honored),
+             _row("kernels.scan: the documented compile policy", scan_policy),
              _row("kernels.conv: malformed padding refused", conv_padding_forms),
              _row("kernels.conv: the documented formulation is the one taken", conv_dispatch),
              _row("kernels.attention: the fused kernel where it applies; oneDNN's status",
