@@ -208,9 +208,13 @@ def test_statistics_forward_gradients_and_transforms(groups):
     _close(mx.compile(mx.grad(_bn_loss(ours)))(XB, GB, BB), mx.grad(_bn_loss(ref))(XB, GB, BB))
 
 
-@pytest.mark.parametrize("groups", [None, 8])
-def test_over_threads_and_a_planted_error(groups):
-    x = mx.array((rng.standard_normal((8, 33, 17, 40)) + 3).astype(np.float32))
+@pytest.mark.parametrize("groups,shape", [(None, (8, 33, 17, 40)), (8, (8, 33, 17, 40)),
+                                          (8, (2, 70, 33, 40))])
+def test_over_threads_and_a_planted_error(groups, shape):
+    """Group norm splits whole samples over the threads when there are at least two per
+    thread, else (sample, chunk) items as batch norm: the 2-sample shape (two 64K-float
+    chunks each) takes both ways as the thread count changes."""
+    x = mx.array((rng.standard_normal(shape) + 3).astype(np.float32))
     g = mx.array(rng.standard_normal(40).astype(np.float32))
     ct = mx.array(rng.standard_normal(x.shape).astype(np.float32))
     ours, ref = _ours(groups), _ref(groups)

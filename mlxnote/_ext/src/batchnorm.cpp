@@ -117,29 +117,38 @@ struct Rows {
   int c;
 };
 
-// Per-sample column sums: pass(sample, first_row, count, acc) adds rows of one sample into
-// acc (width values); out[sample * width + j], in double.
+// Rows per chunk of a column sum: about 64K floats (a float partial per chunk, then double).
+int64_t chunk_rows(int c) {
+  return std::max<int64_t>(1, 65536 / std::max(1, c));
+}
+
+// One chunk: pass(sample, first_row, count, part) adds `count` rows into the zeroed float
+// partial `part`, which is then added into the double totals `out` (width values).
 template <class Pass>
-void column_reduce(const Rows& v, bool two, Pass pass, std::vector<double>& out) {
+void add_chunk(const Rows& v, int64_t smp, int64_t r0, int width, Pass& pass, float* part,
+               double* out) {
+  std::fill(part, part + width, 0.0f);
+  pass(smp, smp * v.rows + r0, static_cast<int>(std::min(chunk_rows(v.c), v.rows - r0)), part);
+  for (int j = 0; j < width; ++j) {
+    out[j] += part[j];
+  }
+}
+
+// Per-sample column sums over the whole pool, the work items (sample, chunk) so that one
+// sample still uses every core; out[sample * width + j], in double.
+template <class Pass>
+void column_reduce(const Rows& v, int width, Pass pass, std::vector<double>& out) {
   auto& pool = ThreadPool::instance();
   const int workers = pool.threads();
-  const int width = two ? 2 * v.c : v.c;
-  // Chunks of about 64K floats (a float partial per chunk, then double).
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max(1, v.c));
+  const int64_t grain = chunk_rows(v.c);
   const int64_t chunks = (v.rows + grain - 1) / grain;
   std::vector<std::vector<float>> part(workers, std::vector<float>(width));
   std::vector<std::vector<double>> total(workers, std::vector<double>(v.n * width, 0.0));
   pool.parallel_for(v.n * chunks, 1, [&](int64_t lo, int64_t hi, int w) {
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t smp = i / chunks;
-      const int64_t r0 = (i % chunks) * grain;
-      std::fill(part[w].begin(), part[w].end(), 0.0f);
-      pass(smp, smp * v.rows + r0, static_cast<int>(std::min(grain, v.rows - r0)),
-           part[w].data());
-      double* t = total[w].data() + smp * width;
-      for (int j = 0; j < width; ++j) {
-        t[j] += part[w][j];
-      }
+      add_chunk(v, smp, (i % chunks) * grain, width, pass, part[w].data(),
+                total[w].data() + smp * width);
     }
   });
   out.assign(v.n * width, 0.0);
@@ -150,98 +159,91 @@ void column_reduce(const Rows& v, bool two, Pass pass, std::vector<double>& out)
   }
 }
 
-// pass(sample, first_row, count) over every row, never across two samples.
+// One sample's column sums on the calling thread (the same chunks and partials).
+template <class Pass>
+void sample_reduce(const Rows& v, int64_t smp, int width, Pass pass, float* part,
+                   double* out) {
+  std::fill(out, out + width, 0.0);
+  for (int64_t r0 = 0; r0 < v.rows; r0 += chunk_rows(v.c)) {
+    add_chunk(v, smp, r0, width, pass, part, out);
+  }
+}
+
+// pass(sample, first_row, count) over rows [lo, hi), never across two samples, in pieces
+// of at most `grain` rows.
+template <class Pass>
+void rows_of(const Rows& v, int64_t lo, int64_t hi, int64_t grain, Pass& pass) {
+  while (lo < hi) {
+    const int64_t smp = lo / v.rows;
+    const int64_t end = std::min({hi, (smp + 1) * v.rows, lo + grain});
+    pass(smp, lo, static_cast<int>(end - lo));
+    lo = end;
+  }
+}
+
+// pass over every row on the whole pool.
 template <class Pass>
 void each_rows(const Rows& v, Pass pass) {
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max(1, v.c));
   ThreadPool::instance().parallel_for(v.n * v.rows, grain, [&](int64_t lo, int64_t hi, int) {
-    while (lo < hi) {
-      const int64_t smp = lo / v.rows;
-      const int64_t end = std::min(hi, (smp + 1) * v.rows);
-      pass(smp, lo, static_cast<int>(end - lo));
-      lo = end;
-    }
+    rows_of(v, lo, hi, grain, pass);
   });
 }
 
-// Group totals of per-sample channel sums (n * width values, the first c of each used).
-std::vector<double> group_sums(const std::vector<double>& sums, const Rows& v, int width,
-                               int k) {
-  const int groups = v.c / k;
-  std::vector<double> out(v.n * groups, 0.0);
-  for (int64_t smp = 0; smp < v.n; ++smp) {
-    for (int j = 0; j < v.c; ++j) {
-      out[smp * groups + j / k] += sums[smp * width + j];
-    }
-  }
-  return out;
+// Whole samples per task when there are enough of them to share the cores: each sample's
+// passes then read it from this core's cache after the first (group norm: a sample of
+// 64x64x64 is 1 MB), instead of every pass streaming the whole input from memory.
+bool by_sample(const Rows& v) {
+  return v.n >= 2 * ThreadPool::instance().threads();
 }
 
-void forward(const float* x, const float* g, const float* b, float eps, int k, float* y,
-             float* mean, float* var, const Rows& v) {
-  const int c = v.c;
-  const int groups = c / k;
-  const double count = static_cast<double>(v.rows) * k;
-  std::vector<double> sums;
-  column_reduce(v, false, [&](int64_t, int64_t row, int n, float* acc) {
-    kernels::column_sums(x + row * c, nullptr, false, acc, n, c);
-  }, sums);
-  auto gs = group_sums(sums, v, c, k);
-  std::vector<float> shift(v.n * c);  // each channel's group mean
-  for (int64_t i = 0; i < v.n * groups; ++i) {
-    mean[i] = static_cast<float>(gs[i] / count);
-  }
-  for (int64_t smp = 0; smp < v.n; ++smp) {
-    for (int j = 0; j < c; ++j) {
-      shift[smp * c + j] = mean[smp * groups + j / k];
-    }
-  }
-  column_reduce(v, false, [&](int64_t smp, int64_t row, int n, float* acc) {
-    kernels::column_sums(x + row * c, shift.data() + smp * c, true, acc, n, c);
-  }, sums);
-  gs = group_sums(sums, v, c, k);
-  std::vector<float> a(v.n * c), sh(v.n * c);
-  for (int64_t i = 0; i < v.n * groups; ++i) {
-    var[i] = static_cast<float>(gs[i] / count);
-  }
-  for (int64_t smp = 0; smp < v.n; ++smp) {
-    for (int j = 0; j < c; ++j) {
-      const int64_t i = smp * c + j;
-      a[i] = g[j] / std::sqrt(var[smp * groups + j / k] + eps);
-      sh[i] = b[j] - shift[i] * a[i];
-    }
-  }
-  each_rows(v, [&](int64_t smp, int64_t row, int n) {
-    kernels::scale_shift(x + row * c, a.data() + smp * c, sh.data() + smp * c, y + row * c, n,
-                         c);
-  });
-}
+// The per-sample arithmetic, shared by both ways of splitting the work. `count` values per
+// (sample, group): rows * k.
+struct Stats {
+  const float* g;
+  const float* b;
+  float eps;
+  int c, k;
+  double count;
 
-// dx = r (dxh - SA / M - xc r^2 SB / M) with dxh = dy g, SA = sum dxh, SB = sum dxh xc over
-// a group (M values): dx = dy * a + x * p + q per channel of each sample.
-void backward(const float* x, const float* g, const float* mean, const float* var,
-              const float* dy, float eps, int k, float* dx, float* dg, float* db,
-              const Rows& v) {
-  const int c = v.c;
-  const int groups = c / k;
-  const double count = static_cast<double>(v.rows) * k;
-  std::vector<float> shift(v.n * c);
-  for (int64_t smp = 0; smp < v.n; ++smp) {
+  int groups() const { return c / k; }
+
+  // Group means from one sample's channel sums; shift: each channel's group mean.
+  void means(const double* sums, float* mean, float* shift) const {
+    for (int gi = 0; gi < groups(); ++gi) {
+      double t = 0.0;
+      for (int j = gi * k; j < (gi + 1) * k; ++j) {
+        t += sums[j];
+      }
+      mean[gi] = static_cast<float>(t / count);
+    }
     for (int j = 0; j < c; ++j) {
-      shift[smp * c + j] = mean[smp * groups + j / k];
+      shift[j] = mean[j / k];
     }
   }
-  std::vector<double> sums;  // per sample: sum dy (c), then sum dy (x - mean) (c)
-  column_reduce(v, true, [&](int64_t smp, int64_t row, int n, float* acc) {
-    kernels::column_grad_sums(x + row * c, dy + row * c, shift.data() + smp * c, acc, n, c);
-  }, sums);
-  std::vector<double> dgd(c, 0.0), dbd(c, 0.0);
-  std::vector<float> a(v.n * c), p(v.n * c), q(v.n * c);
-  for (int64_t smp = 0; smp < v.n; ++smp) {
-    const double* s1 = sums.data() + smp * 2 * c;
-    const double* s2 = s1 + c;
-    for (int gi = 0; gi < groups; ++gi) {
-      const double r = 1.0 / std::sqrt(static_cast<double>(var[smp * groups + gi]) + eps);
+
+  // Variances from the centred squares' sums; y = x * a + sh.
+  void scales(const double* sums, const float* shift, float* var, float* a, float* sh) const {
+    for (int gi = 0; gi < groups(); ++gi) {
+      double t = 0.0;
+      for (int j = gi * k; j < (gi + 1) * k; ++j) {
+        t += sums[j];
+      }
+      var[gi] = static_cast<float>(t / count);
+    }
+    for (int j = 0; j < c; ++j) {
+      a[j] = g[j] / std::sqrt(var[j / k] + eps);
+      sh[j] = b[j] - shift[j] * a[j];
+    }
+  }
+
+  // dx = r (dxh - SA / M - xc r^2 SB / M) with dxh = dy g, SA = sum dxh, SB = sum dxh xc
+  // over a group (M values): dx = dy * a + x * p + q per channel, from one sample's sums
+  // s1 = sum dy, s2 = sum dy (x - mean); its dgamma, dbeta terms added into dgd, dbd.
+  void grads(const double* s1, const double* s2, const float* mean, const float* var,
+             float* a, float* p, float* q, double* dgd, double* dbd) const {
+    for (int gi = 0; gi < groups(); ++gi) {
+      const double r = 1.0 / std::sqrt(static_cast<double>(var[gi]) + eps);
       double sa = 0.0, sb = 0.0;
       for (int j = gi * k; j < (gi + 1) * k; ++j) {
         sa += g[j] * s1[j];
@@ -250,23 +252,112 @@ void backward(const float* x, const float* g, const float* mean, const float* va
         dbd[j] += s1[j];
       }
       const double pj = -r * r * r * sb / count;
-      const double qj = -r * sa / count - mean[smp * groups + gi] * pj;
+      const double qj = -r * sa / count - mean[gi] * pj;
       for (int j = gi * k; j < (gi + 1) * k; ++j) {
-        a[smp * c + j] = static_cast<float>(g[j] * r);
-        p[smp * c + j] = static_cast<float>(pj);
-        q[smp * c + j] = static_cast<float>(qj);
+        a[j] = static_cast<float>(g[j] * r);
+        p[j] = static_cast<float>(pj);
+        q[j] = static_cast<float>(qj);
       }
     }
   }
-  for (int j = 0; j < c; ++j) {
-    dg[j] = static_cast<float>(dgd[j]);
-    db[j] = static_cast<float>(dbd[j]);
+};
+
+void forward(const float* x, const Stats& st, float* y, float* mean, float* var,
+             const Rows& v) {
+  const int c = v.c, groups = st.groups();
+  std::vector<float> shift(v.n * c), a(v.n * c), sh(v.n * c);
+  auto sums = [&](int64_t, int64_t row, int n, float* acc) {
+    kernels::column_sums(x + row * c, nullptr, false, acc, n, c);
+  };
+  auto squares = [&](int64_t smp, int64_t row, int n, float* acc) {
+    kernels::column_sums(x + row * c, shift.data() + smp * c, true, acc, n, c);
+  };
+  auto apply = [&](int64_t smp, int64_t row, int n) {
+    kernels::scale_shift(x + row * c, a.data() + smp * c, sh.data() + smp * c, y + row * c, n,
+                         c);
+  };
+  if (by_sample(v)) {
+    auto& pool = ThreadPool::instance();
+    std::vector<std::vector<float>> part(pool.threads(), std::vector<float>(c));
+    std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(c));
+    pool.parallel_for(v.n, 1, [&](int64_t lo, int64_t hi, int w) {
+      for (int64_t smp = lo; smp < hi; ++smp) {
+        float* sf = shift.data() + smp * c;
+        sample_reduce(v, smp, c, sums, part[w].data(), tot[w].data());
+        st.means(tot[w].data(), mean + smp * groups, sf);
+        sample_reduce(v, smp, c, squares, part[w].data(), tot[w].data());
+        st.scales(tot[w].data(), sf, var + smp * groups, a.data() + smp * c,
+                  sh.data() + smp * c);
+        rows_of(v, smp * v.rows, (smp + 1) * v.rows, chunk_rows(c), apply);
+      }
+    });
+    return;
   }
-  each_rows(v, [&](int64_t smp, int64_t row, int n) {
+  std::vector<double> s;
+  column_reduce(v, c, sums, s);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    st.means(s.data() + smp * c, mean + smp * groups, shift.data() + smp * c);
+  }
+  column_reduce(v, c, squares, s);
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    st.scales(s.data() + smp * c, shift.data() + smp * c, var + smp * groups,
+              a.data() + smp * c, sh.data() + smp * c);
+  }
+  each_rows(v, apply);
+}
+
+// The sums of dy and dy * (x - mean) per sample in one pass, dx in a second.
+void backward(const float* x, const float* mean, const float* var, const float* dy,
+              const Stats& st, float* dx, float* dg, float* db, const Rows& v) {
+  const int c = v.c, groups = st.groups();
+  std::vector<float> shift(v.n * c), a(v.n * c), p(v.n * c), q(v.n * c);
+  for (int64_t i = 0; i < v.n * c; ++i) {
+    shift[i] = mean[(i / c) * groups + (i % c) / st.k];
+  }
+  auto sums = [&](int64_t smp, int64_t row, int n, float* acc) {
+    kernels::column_grad_sums(x + row * c, dy + row * c, shift.data() + smp * c, acc, n, c);
+  };
+  auto apply = [&](int64_t smp, int64_t row, int n) {
     const int64_t o = smp * c;
     kernels::scale_shift2(x + row * c, dy + row * c, a.data() + o, p.data() + o, q.data() + o,
                           dx + row * c, n, c);
-  });
+  };
+  auto coefficients = [&](int64_t smp, const double* s, double* dgd, double* dbd) {
+    const int64_t o = smp * c;
+    st.grads(s, s + c, mean + smp * groups, var + smp * groups, a.data() + o, p.data() + o,
+             q.data() + o, dgd, dbd);
+  };
+  auto& pool = ThreadPool::instance();
+  // Per worker (one, unless by sample): the dgamma and dbeta totals, in double.
+  std::vector<std::vector<double>> dgd(pool.threads(), std::vector<double>(c, 0.0));
+  std::vector<std::vector<double>> dbd(pool.threads(), std::vector<double>(c, 0.0));
+  if (by_sample(v)) {
+    std::vector<std::vector<float>> part(pool.threads(), std::vector<float>(2 * c));
+    std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(2 * c));
+    pool.parallel_for(v.n, 1, [&](int64_t lo, int64_t hi, int w) {
+      for (int64_t smp = lo; smp < hi; ++smp) {
+        sample_reduce(v, smp, 2 * c, sums, part[w].data(), tot[w].data());
+        coefficients(smp, tot[w].data(), dgd[w].data(), dbd[w].data());
+        rows_of(v, smp * v.rows, (smp + 1) * v.rows, chunk_rows(c), apply);
+      }
+    });
+  } else {
+    std::vector<double> s;
+    column_reduce(v, 2 * c, sums, s);
+    for (int64_t smp = 0; smp < v.n; ++smp) {
+      coefficients(smp, s.data() + smp * 2 * c, dgd[0].data(), dbd[0].data());
+    }
+    each_rows(v, apply);
+  }
+  for (int j = 0; j < c; ++j) {
+    double tg = 0.0, tb = 0.0;
+    for (size_t w = 0; w < dgd.size(); ++w) {
+      tg += dgd[w][j];
+      tb += dbd[w][j];
+    }
+    dg[j] = static_cast<float>(tg);
+    db[j] = static_cast<float>(tb);
+  }
 }
 
 Arrays make(float eps, bool per_sample, int k, bool backward, Arrays ins, mx::Stream s) {
@@ -319,10 +410,12 @@ void ChannelNorm::eval_cpu(const std::vector<mx::array>& inputs,
   const Rows v{n, static_cast<int64_t>(x.size() / c) / n, c};
   encoder.dispatch([eps = eps_, k = k_, bwd = backward_, in = std::move(in),
                     out = std::move(out), v]() {
+    const double count = static_cast<double>(v.rows) * k;
     if (bwd) {
-      backward(in[0], in[1], in[2], in[3], in[4], eps, k, out[0], out[1], out[2], v);
+      backward(in[0], in[2], in[3], in[4], Stats{in[1], nullptr, eps, v.c, k, count}, out[0],
+               out[1], out[2], v);
     } else {
-      forward(in[0], in[1], in[2], eps, k, out[0], out[1], out[2], v);
+      forward(in[0], Stats{in[1], in[2], eps, v.c, k, count}, out[0], out[1], out[2], v);
     }
   });
 }

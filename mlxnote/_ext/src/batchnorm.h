@@ -6,7 +6,9 @@
 // * group norm: the samples are the first axis, k = C / groups.
 // Forward: the means, the centred variances (two passes, as tf.nn.moments), then
 // y = x * a + c in a third; backward: the per-sample column sums of dy and dy * (x - mean)
-// in one pass, dx in a second. Rows split over mlxnote's pool, per-worker partial sums
+// in one pass, dx in a second. With at least two samples per thread (group norm) each task
+// runs one sample's passes, which then read it from the core's cache after the first; else
+// (sample, row chunk) items split over mlxnote's pool. Float partials per chunk of rows,
 // added in double. Higher derivatives, jvp and vmap go through the same math in MLX ops.
 #pragma once
 
