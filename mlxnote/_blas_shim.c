@@ -105,14 +105,19 @@ unsigned long long mlxnote_blas_calls(void) {
  *  - below MLXNOTE_MIN_MULTI multiply-adds, one thread (threads cannot pay off there);
  *  - above, all threads, unless the machine is busy: a multi-threaded call that took longer
  *    than one thread would have (its size class's measured single-thread rate) makes the
- *    next large calls single-threaded (MLXNOTE_BUSY_CALLS of them, doubling up to
- *    MLXNOTE_MAX_BACKOFF while the machine stays busy); then threads are tried again.
+ *    next large calls of that shape single-threaded (MLXNOTE_BUSY_CALLS of them, doubling
+ *    up to MLXNOTE_MAX_BACKOFF while it stays slow); then threads are tried again. Only a
+ *    shape that has run faster on threads before makes every shape single-threaded (the
+ *    machine's busy state): a shape that threads never speed up, even on an idle machine
+ *    (the many 256x256x32 products of a per-head matmul), would otherwise have kept every
+ *    GEMM of the process on one thread (measured: a Transformer's forward 55 -> 82 ms after
+ *    an mlx.nn one ran in the same process).
  * The single-thread rate per size class (powers of 4 of the multiply-adds) is learned
  * from the single-threaded calls themselves (the first calls of each class run on one
- * thread to measure it), per library (OpenBLAS, oneDNN); the busy state is the machine's,
- * shared. mlxnote_shim_threads(setter, n) turns this on; without it (or n == 1) OpenBLAS's
- * calls pass through untouched and oneDNN's get n threads. Races between threads only blur
- * the statistics. */
+ * thread to measure it), per library (OpenBLAS, oneDNN); the shapes' states sit in a small
+ * direct-mapped table (a new shape takes its slot over). mlxnote_shim_threads(setter, n)
+ * turns this on; without it (or n == 1) OpenBLAS's calls pass through untouched and
+ * oneDNN's get n threads. Races between threads only blur the statistics. */
 #include <time.h>
 
 typedef void (*set_threads_fn)(int);
@@ -132,6 +137,32 @@ static struct backend openblas = {NULL, 1, -1, {0}}, onednn = {NULL, 0, -1, {0}}
 static int mlxnote_max_threads = 1, mlxnote_adaptive;
 static int mlxnote_busy_left, mlxnote_backoff = MLXNOTE_BUSY_CALLS;
 static unsigned long long mlxnote_multi_calls, mlxnote_busy_events;
+
+/* A GEMM shape's state: single-thread calls left since it ran slower on threads, its
+ * backoff, and whether it ever ran faster on threads. */
+#define MLXNOTE_SHAPES 64
+struct shape {
+    int m, n, k, t;
+    int left, backoff, threaded_well;
+};
+static struct shape mlxnote_shapes[MLXNOTE_SHAPES];
+
+static struct shape *shape_of(int m, int n, int k, int t) {
+    unsigned h = (unsigned)m * 2654435761u ^ (unsigned)n * 40503u ^ (unsigned)k * 2246822519u ^
+                 (unsigned)t * 97u;
+    struct shape *s = &mlxnote_shapes[(h ^ (h >> 15)) % MLXNOTE_SHAPES];
+    if (s->backoff == 0 || s->m != m || s->n != n || s->k != k || s->t != t) {
+        struct shape fresh = {m, n, k, t, 0, MLXNOTE_BUSY_CALLS, 0};
+        *s = fresh;
+    }
+    return s;
+}
+
+/* Calls of this OpenBLAS shape (t: TRANS_KEY) that run on one thread now: the machine's
+ * busy state, or the shape's own (tests). */
+int mlxnote_shim_single_left(int m, int n, int k, int t) {
+    return mlxnote_busy_left + shape_of(m, n, k, t)->left;
+}
 
 void mlxnote_shim_threads(void *setter, int n) {
     openblas.set = (set_threads_fn)setter;
@@ -165,7 +196,7 @@ static void use_threads(struct backend *b, int n) {
 
 /* Before a call: how many threads it gets (0: leave the library's count alone, untimed);
  * multi == 0: one thread at most (a shape threads do not speed up). */
-static int plan(struct backend *b, double macs, int multi) {
+static int plan(struct backend *b, double macs, int multi, struct shape *s) {
     if (b->set == NULL) return 0;
     if (!mlxnote_adaptive) {
         if (!b->sticky) b->set(multi ? mlxnote_max_threads : 1);
@@ -174,14 +205,20 @@ static int plan(struct backend *b, double macs, int multi) {
     int n = 1;
     if (multi && macs >= MLXNOTE_MIN_MULTI && b->rate1[size_class(macs)] > 0.0) {
         if (mlxnote_busy_left > 0) mlxnote_busy_left--;
+        else if (s->left > 0) s->left--;
         else n = mlxnote_max_threads;
     }
     use_threads(b, n);
     return n;
 }
 
-/* After a call of `macs` multiply-adds that took `ns` on `n` threads. */
-static void learn(struct backend *b, double macs, int n, double ns) {
+static void back_off(int *left, int *backoff) {
+    *left = *backoff;
+    if (*backoff < MLXNOTE_MAX_BACKOFF) *backoff *= 2;
+}
+
+/* After a call of `macs` multiply-adds of shape `s` that took `ns` on `n` threads. */
+static void learn(struct backend *b, double macs, int n, double ns, struct shape *s) {
     if (macs < MLXNOTE_MIN_MULTI || ns <= 0.0) return;
     double *rate = &b->rate1[size_class(macs)];
     if (n == 1) {
@@ -189,25 +226,36 @@ static void learn(struct backend *b, double macs, int n, double ns) {
         *rate = *rate > 0.0 ? 0.8 * *rate + 0.2 * r : r;
     } else {
         mlxnote_multi_calls++;
-        if (ns > macs / *rate) { /* slower than one thread: the machine is busy */
-            mlxnote_busy_left = mlxnote_backoff;
-            if (mlxnote_backoff < MLXNOTE_MAX_BACKOFF) mlxnote_backoff *= 2;
+        if (ns > macs / *rate) { /* slower than one thread */
             mlxnote_busy_events++;
+            back_off(&s->left, &s->backoff);
+            /* a shape threads did speed up: the machine is busy */
+            if (s->threaded_well) back_off(&mlxnote_busy_left, &mlxnote_backoff);
         } else {
+            s->threaded_well = 1;
+            s->backoff = MLXNOTE_BUSY_CALLS;
             mlxnote_backoff = MLXNOTE_BUSY_CALLS;
         }
     }
 }
 
-#define TIMED(b, macs, multi, call)                                                             \
+/* What the shim learns from an OpenBLAS call of this shape that took `ns` on `threads`
+ * threads, without making it (tests of the policy). */
+void mlxnote_shim_observe(int m, int n, int k, int t, int threads, double ns) {
+    learn(&openblas, (double)m * n * k, threads, ns, shape_of(m, n, k, t));
+}
+
+/* t: the transposes (and 4 for oneDNN's calls), a part of the shape's key. */
+#define TIMED(b, macs, multi, m, n, k, t, call)                                                 \
     do {                                                                                        \
-        int n_ = plan(b, macs, multi);                                                          \
+        struct shape *s_ = shape_of(m, n, k, t);                                                \
+        int n_ = plan(b, macs, multi, s_);                                                      \
         if (n_ == 0) {                                                                          \
             call;                                                                               \
         } else {                                                                                \
             double t0_ = now_ns();                                                              \
             call;                                                                               \
-            learn(b, macs, n_, now_ns() - t0_);                                                 \
+            learn(b, macs, n_, now_ns() - t0_, s_);                                             \
         }                                                                                       \
     } while (0)
 
@@ -226,6 +274,7 @@ typedef int (*dnnl_sgemm_fn)(char, char, long long, long long, long long, float,
                              long long, const float *, long long, float, float *, long long);
 enum { MLXNOTE_ROUTE_OFF = 0, MLXNOTE_ROUTE_AUTO = 1, MLXNOTE_ROUTE_ALL = 2 };
 enum { CBLAS_COL_MAJOR = 102, CBLAS_NO_TRANS = 111 };
+#define TRANS_KEY(ta, tb) (2 * ((ta) != CBLAS_NO_TRANS) + ((tb) != CBLAS_NO_TRANS))
 static dnnl_sgemm_fn mlxnote_dnnl_sgemm;
 static int mlxnote_route;
 static int mlxnote_forked;
@@ -308,7 +357,7 @@ void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, flo
         struct rowmajor r = as_rowmajor(order, ta, tb, m, n, k, a, lda, b, ldb);
         if (route == MLXNOTE_ROUTE_ALL || dnnl_wins(&r, macs)) {
             int status = 0;
-            TIMED(&onednn, macs, dnnl_multi(&r),
+            TIMED(&onednn, macs, dnnl_multi(&r), m, n, k, 4 + TRANS_KEY(ta, tb),
                   status = mlxnote_dnnl_sgemm(r.ta, r.tb, r.m, r.n, r.k, alpha, r.a, r.lda,
                                               r.b, r.ldb, beta, c, ldc));
             if (status == 0) {
@@ -317,8 +366,9 @@ void cblas_sgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, flo
             }
         }
     }
-    TIMED(&openblas, macs, 1, ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha,
-                                                                a, lda, b, ldb, beta, c, ldc));
+    TIMED(&openblas, macs, 1, m, n, k, TRANS_KEY(ta, tb),
+          ((sgemm_fn)mlxnote_p_cblas_sgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                                            beta, c, ldc));
 }
 
 /* One thread, for callers that run several GEMMs side by side on their own threads
@@ -355,7 +405,7 @@ void cblas_dgemm(int order, int ta, int tb, blasint m, blasint n, blasint k, dou
                  const double *a, blasint lda, const double *b, blasint ldb, double beta,
                  double *c, blasint ldc) {
     COUNT();
-    TIMED(&openblas, (double)m * n * k, 1,
+    TIMED(&openblas, (double)m * n * k, 1, m, n, k, 8 + TRANS_KEY(ta, tb),
           ((dgemm_fn)mlxnote_p_cblas_dgemm)(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
                                             c, ldc));
 }

@@ -21,9 +21,10 @@ Threads. OpenBLAS gets one thread per usable CPU (affinity and cgroup quota), un
 BLAS call and is OpenBLAS's first thread, no other MLX op runs on that stream during the call,
 and Python's thread waits in ``mx.eval``; so at most one busy thread per core. Each GEMM then
 picks its own thread count (the shim's "Threads" comment): one thread below about 2M
-multiply-adds, and one thread for a while whenever a multi-threaded call ran slower than one
-thread would have (other processes keep the cores busy: a helper thread then waits for a
-scheduler slice on every call). ``MLXNOTE_BLAS_ADAPTIVE=0`` keeps a fixed count
+multiply-adds, and one thread for a while for a shape whose multi-threaded call ran slower
+than one thread would have, and for every shape once a shape that threads had sped up does
+(other processes keep the cores busy: a helper thread then waits for a scheduler slice on
+every call). ``MLXNOTE_BLAS_ADAPTIVE=0`` keeps a fixed count
 (measurements: ``docs/performance.md``).
 
 oneDNN. When oneDNN is installed (the ``cpu`` extra: ``libdnnl.so.3`` in the environment's

@@ -326,6 +326,35 @@ print(json.dumps(out))
 
 OPENBLAS_ONLY = {"MLXNOTE_DNNL_GEMM": "0"}  # every float32 GEMM on OpenBLAS
 
+SHAPES = """
+import ctypes, json
+import mlxnote
+from mlxnote import _platform
+sh = _platform._handles["shim"]
+sh.mlxnote_shim_observe.argtypes = [ctypes.c_int] * 5 + [ctypes.c_double]
+left = sh.mlxnote_shim_single_left
+A, B, C = (256, 256, 32), (128, 512, 32), (512, 128, 32)  # one size class (2M multiply-adds)
+macs = 256 * 256 * 32
+out = {}
+sh.mlxnote_shim_observe(*A, 0, 1, macs / 2.0)       # one thread: 2 multiply-adds per ns
+sh.mlxnote_shim_observe(*A, 0, 2, macs / 1.0)       # threads slower than that
+out["A slow"] = [left(*A, 0), left(*B, 0)]
+sh.mlxnote_shim_observe(*B, 0, 2, macs / 4.0)       # B threads well
+out["B fast"] = [left(*A, 0), left(*B, 0), left(*C, 0)]
+sh.mlxnote_shim_observe(*B, 0, 2, macs / 1.0)       # then slow: the machine is busy
+out["B slow"] = [left(*A, 0) > 64, left(*B, 0), left(*C, 0)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux only")
+def test_a_shape_threads_never_speed_up_keeps_only_itself_on_one_thread(tmp_path):
+    """A shape whose threaded calls are slower than one thread (on an idle machine too: a
+    per-head matmul's 256x256x32) backs off alone; only a shape that threaded well before
+    and then ran slow marks the machine busy (every shape on one thread for a while)."""
+    d = json.loads(run_py(SHAPES, tmp_path, **OPENBLAS_ONLY, MLXNOTE_BLAS_THREADS="2").stdout)
+    assert d == {"A slow": [64, 0], "B fast": [64, 0, 0], "B slow": [True, 128, 64]}
+
 
 @pytest.mark.skipif(not LINUX, reason="Linux only")
 @pytest.mark.slow
