@@ -1,14 +1,26 @@
 """The dense product ``x @ W + b`` behind ``nn.dense`` and every projection built on it
 (attention, Transformer feed-forward blocks, Linformer), with one gradient formulation.
 
-The forward is one fused BLAS call (``addmm``). The bias gradient sums the cotangent's
-rows pairwise (O(log n) roundings, where MLX's sequential sum has O(n)); the input and
-weight gradients are the products MLX's own autodiff forms.
+The forward is :func:`addmm` (one fused call on a GPU; the product, then the bias, on the
+CPU). The bias gradient sums the cotangent's rows pairwise (O(log n) roundings, where MLX's
+sequential sum has O(n)); the input and weight gradients are the products MLX's own
+autodiff forms.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
+
+from .._config import cpu_formulation
+
+
+def addmm(c: mx.array, a: mx.array, b: mx.array) -> mx.array:
+    """``a (M, K) @ b (K, N) + c`` for a bias row ``c (N,)``: MLX's ``addmm`` on a GPU (the
+    bias fused into the product); in the CPU formulation the product, then the add, as
+    TensorFlow's dense does. MLX's CPU ``addmm`` first copies the broadcast bias into the
+    output with its generic strided copy, on one thread: 2048x256 @ 256x1024 took 6.4-6.7
+    ms against 5.3-5.7 as product and add (``docs/performance.md``)."""
+    return a @ b + c if cpu_formulation() else mx.addmm(c, a, b)
 
 
 def pairwise_rows(g: mx.array) -> mx.array:
@@ -40,7 +52,7 @@ def row_block_product(a_t: mx.array, g: mx.array) -> mx.array:
 @mx.custom_function
 def _affine(x: mx.array, w: mx.array, b: mx.array) -> mx.array:
     lead = x.shape[:-1]
-    return mx.addmm(b, x.reshape(-1, x.shape[-1]), w).reshape(*lead, w.shape[-1])
+    return addmm(b, x.reshape(-1, x.shape[-1]), w).reshape(*lead, w.shape[-1])
 
 
 @_affine.vjp

@@ -12,6 +12,7 @@ import mlx.core as mx
 
 from .._config import compute_dtype
 from .._validation import as_array, is_int
+from ..kernels.linear import addmm
 from ..kernels.scan import scan
 from . import activations, initializers, weights
 from .layer import Desc, Layer, materialize, shape_desc
@@ -151,7 +152,7 @@ class _Recurrent(Layer):
             bias = None if bias is None else bias.astype(cdt)
             rbias = None if rbias is None else rbias.astype(cdt)
             c0 = None if c0 is None else c0.astype(cdt)
-        xp = flat @ kernel if bias is None else mx.addmm(bias, flat, kernel)
+        xp = flat @ kernel if bias is None else addmm(bias, flat, kernel)
         hs, c = scan(self.kind, xp.reshape(b, t, -1), rkernel, h0, c0, self.act, self.ract,
                      mask=mask, reset_after=self.reset_after, recurrent_bias=rbias)
         if cdt != self.dtype:

@@ -8,7 +8,7 @@ import math
 import mlx.core as mx
 
 from .. import extension
-from ..linear import ROW_BLOCKS, row_block_product
+from ..linear import ROW_BLOCKS, addmm, row_block_product
 from ._common import kernel_taps, out_size, out_sizes, pad, tap_view
 
 # -- GEMM with an accurate weight gradient -----------------------------------------------
@@ -43,8 +43,8 @@ def _gemm_vjp(primals, cotangent, output):
 
 @mx.custom_function
 def gemm_bias(a, b, c):
-    """``a @ b + c`` (``c`` a bias row), fused in BLAS."""
-    return mx.addmm(c, a, b)
+    """``a @ b + c`` (``c`` a bias row): :func:`kernels.linear.addmm`."""
+    return addmm(c, a, b)
 
 
 @gemm_bias.vjp
