@@ -105,13 +105,17 @@ unsigned long long mlxnote_blas_calls(void) {
  *  - below MLXNOTE_MIN_MULTI multiply-adds, one thread (threads cannot pay off there);
  *  - above, all threads, unless the machine is busy: a multi-threaded call that took longer
  *    than one thread would have (its size class's measured single-thread rate) makes the
- *    next large calls of that shape single-threaded (MLXNOTE_BUSY_CALLS of them, doubling
- *    up to MLXNOTE_MAX_BACKOFF while it stays slow); then threads are tried again. Only a
+ *    calls of that shape single-threaded for a while (MLXNOTE_BUSY_NS, doubling up to
+ *    MLXNOTE_MAX_BUSY_NS while it stays slow, back to the start once a threaded call is
+ *    fast again); then threads are tried again. Only a
  *    shape that has run faster on threads before makes every shape single-threaded (the
  *    machine's busy state): a shape that threads never speed up, even on an idle machine
  *    (the many 256x256x32 products of a per-head matmul), would otherwise have kept every
  *    GEMM of the process on one thread (measured: a Transformer's forward 55 -> 82 ms after
- *    an mlx.nn one ran in the same process).
+ *    an mlx.nn one ran in the same process). The while is time, not a count of calls: a
+ *    disturbance is (another process's threads spinning for milliseconds after their
+ *    work), and a count had grown to 65536 calls in a benchmark that ran TF and PyTorch in
+ *    turn with mlxnote, keeping a Transformer's training step single-threaded.
  * The single-thread rate per size class (powers of 4 of the multiply-adds) is learned
  * from the single-threaded calls themselves (the first calls of each class run on one
  * thread to measure it), per library (OpenBLAS, oneDNN); the shapes' states sit in a small
@@ -122,8 +126,8 @@ unsigned long long mlxnote_blas_calls(void) {
 
 typedef void (*set_threads_fn)(int);
 #define MLXNOTE_MIN_MULTI (1 << 21)
-#define MLXNOTE_BUSY_CALLS 64
-#define MLXNOTE_MAX_BACKOFF (1 << 16)
+#define MLXNOTE_BUSY_NS 5e6     /* 5 ms */
+#define MLXNOTE_MAX_BUSY_NS 1e9 /* 1 s: a probe a second at most on a busy machine */
 #define MLXNOTE_CLASSES 12
 
 /* A library's thread setter and what it learned. `sticky`: the count set stays set (OpenBLAS's
@@ -135,15 +139,20 @@ struct backend {
 };
 static struct backend openblas = {NULL, 1, -1, {0}}, onednn = {NULL, 0, -1, {0}};
 static int mlxnote_max_threads = 1, mlxnote_adaptive;
-static int mlxnote_busy_left, mlxnote_backoff = MLXNOTE_BUSY_CALLS;
 static unsigned long long mlxnote_multi_calls, mlxnote_busy_events;
 
-/* A GEMM shape's state: single-thread calls left since it ran slower on threads, its
- * backoff, and whether it ever ran faster on threads. */
+/* Single-threaded until `until` (ns, CLOCK_MONOTONIC); `span`: the next back-off's length. */
+struct backoff {
+    double until, span;
+};
+static struct backoff mlxnote_busy = {0.0, MLXNOTE_BUSY_NS};
+
+/* A GEMM shape's state: its own back-off, and whether it ever ran faster on threads. */
 #define MLXNOTE_SHAPES 64
 struct shape {
     int m, n, k, t;
-    int left, backoff, threaded_well;
+    struct backoff off;
+    int threaded_well;
 };
 static struct shape mlxnote_shapes[MLXNOTE_SHAPES];
 
@@ -151,17 +160,22 @@ static struct shape *shape_of(int m, int n, int k, int t) {
     unsigned h = (unsigned)m * 2654435761u ^ (unsigned)n * 40503u ^ (unsigned)k * 2246822519u ^
                  (unsigned)t * 97u;
     struct shape *s = &mlxnote_shapes[(h ^ (h >> 15)) % MLXNOTE_SHAPES];
-    if (s->backoff == 0 || s->m != m || s->n != n || s->k != k || s->t != t) {
-        struct shape fresh = {m, n, k, t, 0, MLXNOTE_BUSY_CALLS, 0};
+    if (s->off.span == 0.0 || s->m != m || s->n != n || s->k != k || s->t != t) {
+        struct shape fresh = {m, n, k, t, {0.0, MLXNOTE_BUSY_NS}, 0};
         *s = fresh;
     }
     return s;
 }
 
-/* Calls of this OpenBLAS shape (t: TRANS_KEY) that run on one thread now: the machine's
- * busy state, or the shape's own (tests). */
-int mlxnote_shim_single_left(int m, int n, int k, int t) {
-    return mlxnote_busy_left + shape_of(m, n, k, t)->left;
+static double now_ns(void);
+
+/* Nanoseconds this OpenBLAS shape (t: TRANS_KEY) stays on one thread: the machine's busy
+ * state, and the shape's own (tests). */
+void mlxnote_shim_single_ns(int m, int n, int k, int t, double *machine, double *shape) {
+    double now = now_ns();
+    double a = mlxnote_busy.until - now, b = shape_of(m, n, k, t)->off.until - now;
+    *machine = a > 0.0 ? a : 0.0;
+    *shape = b > 0.0 ? b : 0.0;
 }
 
 void mlxnote_shim_threads(void *setter, int n) {
@@ -204,17 +218,16 @@ static int plan(struct backend *b, double macs, int multi, struct shape *s) {
     }
     int n = 1;
     if (multi && macs >= MLXNOTE_MIN_MULTI && b->rate1[size_class(macs)] > 0.0) {
-        if (mlxnote_busy_left > 0) mlxnote_busy_left--;
-        else if (s->left > 0) s->left--;
-        else n = mlxnote_max_threads;
+        double now = now_ns();
+        if (now >= mlxnote_busy.until && now >= s->off.until) n = mlxnote_max_threads;
     }
     use_threads(b, n);
     return n;
 }
 
-static void back_off(int *left, int *backoff) {
-    *left = *backoff;
-    if (*backoff < MLXNOTE_MAX_BACKOFF) *backoff *= 2;
+static void back_off(struct backoff *o) {
+    o->until = now_ns() + o->span;
+    if (o->span < MLXNOTE_MAX_BUSY_NS) o->span *= 2;
 }
 
 /* After a call of `macs` multiply-adds of shape `s` that took `ns` on `n` threads. */
@@ -228,13 +241,13 @@ static void learn(struct backend *b, double macs, int n, double ns, struct shape
         mlxnote_multi_calls++;
         if (ns > macs / *rate) { /* slower than one thread */
             mlxnote_busy_events++;
-            back_off(&s->left, &s->backoff);
+            back_off(&s->off);
             /* a shape threads did speed up: the machine is busy */
-            if (s->threaded_well) back_off(&mlxnote_busy_left, &mlxnote_backoff);
+            if (s->threaded_well) back_off(&mlxnote_busy);
         } else {
             s->threaded_well = 1;
-            s->backoff = MLXNOTE_BUSY_CALLS;
-            mlxnote_backoff = MLXNOTE_BUSY_CALLS;
+            s->off.span = MLXNOTE_BUSY_NS;
+            mlxnote_busy.span = MLXNOTE_BUSY_NS;
         }
     }
 }

@@ -332,17 +332,24 @@ import mlxnote
 from mlxnote import _platform
 sh = _platform._handles["shim"]
 sh.mlxnote_shim_observe.argtypes = [ctypes.c_int] * 5 + [ctypes.c_double]
-left = sh.mlxnote_shim_single_left
+machine, shape = ctypes.c_double(), ctypes.c_double()
+
+def single_ms(s):  # (machine's, shape's) milliseconds left on one thread, rounded up
+    sh.mlxnote_shim_single_ns(*s, 0, ctypes.byref(machine), ctypes.byref(shape))
+    return [-int(-machine.value // 1e6), -int(-shape.value // 1e6)]
+
 A, B, C = (256, 256, 32), (128, 512, 32), (512, 128, 32)  # one size class (2M multiply-adds)
 macs = 256 * 256 * 32
 out = {}
 sh.mlxnote_shim_observe(*A, 0, 1, macs / 2.0)       # one thread: 2 multiply-adds per ns
 sh.mlxnote_shim_observe(*A, 0, 2, macs / 1.0)       # threads slower than that
-out["A slow"] = [left(*A, 0), left(*B, 0)]
+out["A slow"] = [single_ms(A), single_ms(B)]
+sh.mlxnote_shim_observe(*A, 0, 2, macs / 1.0)       # again: twice as long
+out["A slow again"] = single_ms(A)
 sh.mlxnote_shim_observe(*B, 0, 2, macs / 4.0)       # B threads well
-out["B fast"] = [left(*A, 0), left(*B, 0), left(*C, 0)]
+out["B fast"] = [single_ms(A), single_ms(B), single_ms(C)]
 sh.mlxnote_shim_observe(*B, 0, 2, macs / 1.0)       # then slow: the machine is busy
-out["B slow"] = [left(*A, 0) > 64, left(*B, 0), left(*C, 0)]
+out["B slow"] = [single_ms(B), single_ms(C)]
 print(json.dumps(out))
 """
 
@@ -350,10 +357,18 @@ print(json.dumps(out))
 @pytest.mark.skipif(not LINUX, reason="Linux only")
 def test_a_shape_threads_never_speed_up_keeps_only_itself_on_one_thread(tmp_path):
     """A shape whose threaded calls are slower than one thread (on an idle machine too: a
-    per-head matmul's 256x256x32) backs off alone; only a shape that threaded well before
-    and then ran slow marks the machine busy (every shape on one thread for a while)."""
+    per-head matmul's 256x256x32) backs off alone, for 5 ms, then 10, ...; only a shape that
+    threaded well before and then ran slow marks the machine busy (every shape on one
+    thread for a while)."""
     d = json.loads(run_py(SHAPES, tmp_path, **OPENBLAS_ONLY, MLXNOTE_BLAS_THREADS="2").stdout)
-    assert d == {"A slow": [64, 0], "B fast": [64, 0, 0], "B slow": [True, 128, 64]}
+    # (the ms left, rounded up: a few ms less if this process was kept off a core between
+    # the observation and the reading)
+    (machine, a), (_, b) = d["A slow"]
+    assert machine == 0 and 0 < a <= 5 and b == 0
+    assert d["A slow again"][0] == 0 and 5 < d["A slow again"][1] <= 10
+    assert d["B fast"][1:] == [[0, 0], [0, 0]] and d["B fast"][0][0] == 0
+    (m_b, s_b), (m_c, s_c) = d["B slow"]
+    assert 0 < m_b <= 5 and 0 < s_b <= 5 and 0 < m_c <= 5 and s_c == 0
 
 
 @pytest.mark.skipif(not LINUX, reason="Linux only")
