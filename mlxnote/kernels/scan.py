@@ -132,6 +132,13 @@ def _plain(kind: str, xp, wh, h0, c0, act: Act, ract: Act, mask=None, bh=None):
     return hs, c
 
 
+def _transposed(w):
+    """The recurrent weights (an array, or a tuple of them) transposed, row-contiguous."""
+    if isinstance(w, (tuple, list)):
+        return type(w)(mx.contiguous(a.T) for a in w)
+    return mx.contiguous(w.T)
+
+
 # -- fused: forward steps keep what the backward steps need ----------------------------
 def _steps(kind: str, act: Act, ract: Act, reset_after: bool = False):
     """(forward step, backward step) for one kind and pair of activations."""
@@ -141,9 +148,9 @@ def _steps(kind: str, act: Act, ract: Act, reset_after: bool = False):
             y = act(z)
             return y, c, {} if act.known else {"z": z}
 
-        def bwd(dh, dc, h_prev, c_prev, h, c, saved, wh):
+        def bwd(dh, dc, h_prev, c_prev, h, c, saved, wt):
             dz = act.grad(saved.get("z"), h, dh)
-            return dz, dz @ wh.T, dc
+            return dz, dz @ wt, dc
 
         return fwd, bwd
 
@@ -167,16 +174,16 @@ def _steps(kind: str, act: Act, ract: Act, reset_after: bool = False):
                 saved["b"] = b
             return hn, c, saved
 
-        def bwd(dh, dc, h_prev, c_prev, h, c, saved, wh):
+        def bwd(dh, dc, h_prev, c_prev, h, c, saved, wt):
             rz, hh = saved["rz"], saved["hh"]
             a, b = saved.get("a"), saved.get("b")
             hsz = h.shape[-1]
             r, z = rz[:, :hsz], rz[:, hsz:]
             db = act.grad(b, hh, dh * (1 - z))
-            drh = db @ wh[1].T
+            drh = db @ wt[1]
             dz = dh * (h_prev - hh)
             da = ract.grad(a, rz, mx.concatenate([drh * h_prev, dz], axis=-1), 2)
-            dh_prev = dh * z + drh * r + da @ wh[0].T
+            dh_prev = dh * z + drh * r + da @ wt[0]
             return mx.concatenate([da, db], axis=-1), dh_prev, dc
 
         return fwd, bwd
@@ -196,7 +203,7 @@ def _steps(kind: str, act: Act, ract: Act, reset_after: bool = False):
             saved["zc"] = zc
         return s[:, 2 * hsz:] * tc, cn, saved
 
-    def bwd(dh, dc, h_prev, c_prev, h, c, saved, wh):
+    def bwd(dh, dc, h_prev, c_prev, h, c, saved, wt):
         s, cc, tc = saved["s"], saved["cc"], saved["tc"]
         zs, zc = saved.get("zs"), saved.get("zc")
         hsz = h.shape[-1]
@@ -205,7 +212,7 @@ def _steps(kind: str, act: Act, ract: Act, reset_after: bool = False):
         dzs = ract.grad(zs, s, mx.concatenate([dc * cc, dc * c_prev, dh * tc], axis=-1), 3)
         dzc = act.grad(zc, cc, dc * i)
         dg = mx.concatenate([dzs, dzc], axis=-1)
-        return dg, dg @ wh.T, dc * f
+        return dg, dg @ wt, dc * f
 
     return fwd, bwd
 
@@ -227,7 +234,7 @@ def _gru_after_steps(act: Act, ract: Act):
             saved["b"] = b
         return z * h + (1 - z) * hh, c, saved
 
-    def bwd(dh, dc, h_prev, c_prev, h, c, saved, w):
+    def bwd(dh, dc, h_prev, c_prev, h, c, saved, wt):
         rz, uh, hh = saved["rz"], saved["uh"], saved["hh"]
         hsz = h.shape[-1]
         r, z = rz[:, :hsz], rz[:, hsz:]
@@ -235,7 +242,7 @@ def _gru_after_steps(act: Act, ract: Act):
         dz = dh * (h_prev - hh)
         da = ract.grad(saved.get("a"), rz, mx.concatenate([db * uh, dz], axis=-1), 2)
         du = mx.concatenate([da, db * r], axis=-1)
-        return mx.concatenate([da, db], axis=-1), dh * z + du @ w[0].T, dc
+        return mx.concatenate([da, db], axis=-1), dh * z + du @ wt[0], dc
 
     return fwd, bwd
 
@@ -292,7 +299,10 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: bool, fast:
                 a.astype(f32) for a in (wh, h0, c0, dhseq, dc_last, hseq, cseq))
             saved = {k: v.astype(f32) for k, v in saved.items()}
             extra = tuple(a.astype(f32) for a in extra)
-        w = split_wh(wh, extra)
+        # Each step's state gradient multiplies by the recurrent weights transposed: copied
+        # once, so no step's product has a transposed operand (oneDNN ran 32x256x1024 3-4x
+        # faster so: docs/performance.md).
+        wt = _transposed(split_wh(wh, extra))
         steps = hseq.shape[1]
         dgs = [None] * steps
         dh, dc = dhseq[:, -1], dc_last
@@ -305,7 +315,7 @@ def _fused(kind: str, act_fn: Callable, ract_fn: Callable, compiled: bool, fast:
                 m, dh_in, dc_in = mask[:, t, None], dh, dc
                 dh = mx.where(m, dh, 0)
                 dc = mx.where(m, dc, 0) if lstm else dc
-            dgs[t], dh_prev, dc = bwd(dh, dc, h_prev, c_prev, hseq[:, t], c_t, sv, w)
+            dgs[t], dh_prev, dc = bwd(dh, dc, h_prev, c_prev, hseq[:, t], c_t, sv, wt)
             if masked:
                 dh_prev = mx.where(m, dh_prev, dh_in)
                 dc = mx.where(m, dc, dc_in) if lstm else dc
