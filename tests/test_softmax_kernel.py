@@ -135,3 +135,38 @@ def test_attention_passes_its_mask_to_the_kernel(monkeypatch):
 def test_bad_calls_are_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_logsumexp_matches_float64_and_mlx_at_the_edges():
+    """``kernels.attention.logsumexp`` (the cross-entropy losses' normalizer): float64's
+    value and gradient (the softmax), at most MLX's error; rows of -inf, +inf and NaN as
+    ``mx.logsumexp``; and its fast path is the one taken on a non-Apple CPU."""
+    import sys
+
+    from mlxnote.kernels import attention as katt
+
+    x = mx.array(np.random.default_rng(0).standard_normal((64, 1000)).astype(np.float32) * 5)
+    g = mx.array(np.random.default_rng(1).standard_normal(64).astype(np.float32))
+    x64, g64 = np.asarray(x, np.float64), np.asarray(g, np.float64)
+    top = x64.max(-1)
+    ref = np.log(np.exp(x64 - top[:, None]).sum(-1)) + top
+    ref_grad = np.exp(x64 - ref[:, None]) * g64[:, None]
+
+    def errors(f):
+        y, (dx,) = mx.vjp(f, [x], [g])
+        return (np.abs(np.asarray(y[0]) - ref).max() / np.abs(ref).max(),
+                np.abs(np.asarray(dx) - ref_grad).max() / np.abs(ref_grad).max())
+
+    ours, theirs = errors(katt.logsumexp), errors(lambda x: mx.logsumexp(x, axis=-1))
+    assert ours[0] <= max(2 * theirs[0], 3e-7) and ours[1] <= max(2 * theirs[1], 3e-7)
+    edge = mx.array([[-np.inf, -np.inf], [np.inf, 0.0], [np.nan, 1.0], [-np.inf, 3.0]])
+    np.testing.assert_array_equal(np.asarray(katt.logsumexp(edge)),
+                                  np.asarray(mx.logsumexp(edge, axis=-1)))
+    if sys.platform != "darwin" and katt.cpu_formulation():
+        real, seen = katt._logsumexp_fast, []
+        katt._logsumexp_fast = lambda a: seen.append(1) or real(a)
+        try:
+            mx.eval(katt.logsumexp(x))
+        finally:
+            katt._logsumexp_fast = real
+        assert seen

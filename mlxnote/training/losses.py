@@ -15,6 +15,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 
 from .._validation import Desc, error
+from ..kernels.attention import logsumexp
 from . import labels
 
 __all__ = [
@@ -72,7 +73,7 @@ class SparseCategoricalCrossentropy(Loss):
         classes = y_pred.shape[-1]
         logits = y_pred if self.from_logits else mx.log(mx.clip(y_pred, EPSILON, 1 - EPSILON))
         picked = mx.take_along_axis(logits, mx.clip(y, 0, classes - 1)[..., None], axis=-1)
-        v = mx.logsumexp(logits, axis=-1) - picked.squeeze(-1)
+        v = logsumexp(logits) - picked.squeeze(-1)
         return per_sample(mx.where((y >= 0) & (y < classes), v, math.nan))
 
 
@@ -107,7 +108,7 @@ class CategoricalCrossentropy(Loss):
             c = y_pred.shape[-1]
             y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / c
         if self.from_logits:
-            logp = y_pred - mx.logsumexp(y_pred, axis=-1, keepdims=True)
+            logp = y_pred - logsumexp(y_pred)[..., None]
         else:
             p = y_pred / y_pred.sum(axis=-1, keepdims=True)
             logp = mx.log(mx.clip(p, EPSILON, 1 - EPSILON))
