@@ -240,10 +240,11 @@ static void learn(struct backend *b, double macs, int n, double ns, struct shape
     } else {
         mlxnote_multi_calls++;
         if (ns > macs / *rate) { /* slower than one thread */
-            mlxnote_busy_events++;
             back_off(&s->off);
-            /* a shape threads did speed up: the machine is busy */
-            if (s->threaded_well) back_off(&mlxnote_busy);
+            if (s->threaded_well) { /* a shape threads did speed up: the machine is busy */
+                mlxnote_busy_events++;
+                back_off(&mlxnote_busy);
+            }
         } else {
             s->threaded_well = 1;
             s->off.span = MLXNOTE_BUSY_NS;

@@ -217,6 +217,11 @@ struct Stats {
       }
       mean[gi] = static_cast<float>(t / count);
     }
+    shifts(mean, shift);
+  }
+
+  // Each channel's group mean.
+  void shifts(const float* mean, float* shift) const {
     for (int j = 0; j < c; ++j) {
       shift[j] = mean[j / k];
     }
@@ -311,8 +316,8 @@ void backward(const float* x, const float* mean, const float* var, const float* 
               const Stats& st, float* dx, float* dg, float* db, const Rows& v) {
   const int c = v.c, groups = st.groups();
   std::vector<float> shift(v.n * c), a(v.n * c), p(v.n * c), q(v.n * c);
-  for (int64_t i = 0; i < v.n * c; ++i) {
-    shift[i] = mean[(i / c) * groups + (i % c) / st.k];
+  for (int64_t smp = 0; smp < v.n; ++smp) {
+    st.shifts(mean + smp * groups, shift.data() + smp * c);
   }
   auto sums = [&](int64_t smp, int64_t row, int n, float* acc) {
     kernels::column_grad_sums(x + row * c, dy + row * c, shift.data() + smp * c, acc, n, c);
