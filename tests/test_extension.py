@@ -139,6 +139,71 @@ def test_depthwise_grad_of_grad_jvp_vmap_compile(xs, ws, s, p, d, f):
     _close(shapeless(x, w), _oracle(x, w, s, p, d, f))
 
 
+# The fused backward: a bias, channel tails (not a multiple of 16), long 1-D rows (several
+# column segments), strides, dilation, dm > 1 (the row kernels).
+FUSED = [  # x shape, w shape, strides, padding, dilations, flip
+    ((2, 9, 7, 20), (20, 3, 3, 1), (1, 1), [(1, 1), (1, 1)], (1, 1), False),
+    ((2, 8, 8, 16), (16, 3, 3, 1), (2, 1), [(1, 0), (2, 2)], (1, 2), True),
+    ((2, 700, 33), (33, 5, 1), (1,), [(2, 2)], (1,), False),
+    ((1, 300, 64), (64, 3, 1), (2,), [(1, 1)], (2,), False),
+    ((2, 6, 5, 3), (6, 3, 3, 1), (1, 1), [(1, 1), (1, 1)], (1, 1), False),
+]
+
+
+def _cotangents(shape):
+    """Dense, broadcast (the gradient of a sum), broadcast over the channels, and
+    transposed (strided rows) cotangents of one shape."""
+    swapped = (shape[0], shape[-2], *shape[1:-2], shape[-1]) if len(shape) == 4 else shape
+    t = mx.random.normal(swapped)
+    return {"dense": mx.random.normal(shape),
+            "sum": mx.broadcast_to(mx.array(1.5), shape),
+            "per-position": mx.broadcast_to(mx.random.normal((*shape[:-1], 1)), shape),
+            "transposed": mx.swapaxes(t, 1, 2) if len(shape) == 4 else t[:, ::-1]}
+
+
+@needs_ext
+@pytest.mark.parametrize("xs,ws,s,p,d,f", FUSED)
+def test_depthwise_bias_and_fused_backward_match_conv_general(xs, ws, s, p, d, f):
+    """y = conv(x, w) + b and the one-pass gradients of x, w and b (any subset), for
+    cotangents laid out in any way, against mx.conv_general's."""
+    mx.random.seed(4)
+    x, w, b = mx.random.normal(xs), mx.random.normal(ws), mx.random.normal((ws[0],))
+
+    def ours(a, c, e):
+        return EXT.depthwise_conv(a, c, list(s), p, list(d), f, e)
+
+    def want(a, c, e):
+        return _oracle(a, c, s, p, d, f) + e
+
+    y = want(x, w, b)
+    _close(ours(x, w, b), y)
+    for ct in _cotangents(y.shape).values():
+        for argnums in ((0, 1, 2), (0,), (1,), (2,), (1, 2)):
+            def pick(fn, argnums=argnums):
+                def g(*sel):
+                    args = [x, w, b]
+                    for i, v in zip(argnums, sel):
+                        args[i] = v
+                    return fn(*args)
+                return g
+
+            prim = [[x, w, b][i] for i in argnums]
+            got = mx.vjp(pick(ours), prim, [ct])[1]
+            exp = mx.vjp(pick(want), prim, [ct])[1]
+            for a, e in zip(got, exp):
+                _close(a, e, tol=5e-5)
+    # the bias's tangent, vmap over the bias, and grad of grad through the fused backward
+    tb = mx.random.normal(b.shape)
+    _close(mx.jvp(lambda e: ours(x, w, e), [b], [tb])[1][0],
+           mx.broadcast_to(tb, y.shape))
+    bb = mx.random.normal((2, ws[0]))
+    _close(mx.vmap(lambda e: ours(x, w, e))(bb), mx.vmap(lambda e: want(x, w, e))(bb))
+    gg = [mx.grad(lambda c, fn=fn: mx.grad(lambda a, c, e: (fn(a, c, e) ** 2).sum(),
+                                           argnums=(0, 2))(x, c, b)[0].sum())(w)
+          for fn in (ours, want)]
+    _close(*gg, tol=1e-4)
+
+
 @needs_ext
 def test_one_thread_gives_the_same_result():
     mx.random.seed(2)

@@ -98,10 +98,13 @@ NB_MODULE(_core, m) {
       "depthwise_conv",
       [](const mx::array& x, const mx::array& w, const std::vector<int>& strides,
          const std::vector<std::pair<int, int>>& padding, const std::vector<int>& dilations,
-         bool flip) { return mlxnote::depthwise_conv(x, w, strides, padding, dilations, flip); },
+         bool flip, const std::optional<mx::array>& bias) {
+        return mlxnote::depthwise_conv(x, w, strides, padding, dilations, flip, bias);
+      },
       nb::arg("x"), nb::arg("w"), nb::arg("strides"), nb::arg("padding"),
-      nb::arg("dilations"), nb::arg("flip") = false,
-      "Depthwise conv of x (N, [H,] W, C) with w (C*dm, [KH,] KW, 1), float32.");
+      nb::arg("dilations"), nb::arg("flip") = false, nb::arg("bias") = nb::none(),
+      "Depthwise conv of x (N, [H,] W, C) with w (C*dm, [KH,] KW, 1) (+ bias (C*dm,)), "
+      "float32.");
   m.def(
       "dnnl_load",
       [m](const std::string& libdnnl, const std::string& impl) {

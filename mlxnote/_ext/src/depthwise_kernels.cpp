@@ -4,9 +4,11 @@
 #include "depthwise_kernels.h"
 
 #include "common.h"
+#include "fastmath.h"  // MLXNOTE_INLINE
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 
 namespace mlxnote::kernels {
@@ -133,6 +135,292 @@ void weight_grad_row(const float* x, const float* dy, float* part, const Dims& d
         const float* xi = xn + (static_cast<int64_t>(ih) * d.w + ow * d.sw + off) * d.c;
         madd(acc, xi, g + static_cast<int64_t>(ow) * cm, d.c, d.dm);
       }
+    }
+  }
+}
+
+namespace {
+
+// 16 channels in one AVX-512 register (two AVX2 ones, four SSE ones: the clones split it).
+// Its helpers are always inlined into the clones, so no call passes it by value between
+// ISAs (the -Wpsabi note about that ABI does not apply).
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int kBlock = 16;
+constexpr int kPositions = 4;
+constexpr int kMaxTaps = kMaxKernelRows;
+
+// A block of `b` channels: a full one (Full) or the channels' tail, zero-padded.
+template <bool Full>
+MLXNOTE_INLINE v16 load(const float* p, int b) {
+  v16 v = {};
+  __builtin_memcpy(&v, p, Full ? sizeof(v16) : sizeof(float) * b);
+  return v;
+}
+
+template <bool Full>
+MLXNOTE_INLINE void store(float* p, const v16& v, int b) {
+  __builtin_memcpy(p, &v, Full ? sizeof(v16) : sizeof(float) * b);
+}
+
+// The kernel's columns as offsets: output column j reads input column j * s + off[kw]
+// (forward), or input column j is reached from output column (j + off[kw]) / s (input
+// gradient). The interior [lo, hi): columns where every tap lands inside without a check.
+struct Columns {
+  int lo, hi;
+};
+
+MLXNOTE_INLINE Columns forward_interior(const Dims& d) {
+  int lo = 0, hi = d.ow;
+  for (int kw = 0; kw < d.kw; ++kw) {
+    const int off = kw * d.dw - d.pw;
+    lo = std::max(lo, first_col(off, d.sw));
+    hi = std::min(hi, end_col(off, d.sw, d.w, d.ow));
+  }
+  return {lo, std::max(lo, hi)};
+}
+
+// The input gradient's interior, stride 1 only (u = iw + pw - kw * dw in [0, ow) for all kw).
+MLXNOTE_INLINE Columns input_grad_interior(const Dims& d) {
+  if (d.sw != 1) {
+    return {0, 0};
+  }
+  int lo = 0, hi = d.w;
+  for (int kw = 0; kw < d.kw; ++kw) {
+    const int off = d.pw - kw * d.dw;
+    lo = std::max(lo, -off);
+    hi = std::min(hi, d.ow - off);
+  }
+  return {std::min(lo, d.w), std::max(std::min(lo, d.w), hi)};
+}
+
+// The forward of output column ow, channels [cb, cb + b): `xr[kh]` the input rows of the
+// tap rows (nullptr: in the padding), with checks (edge columns).
+template <bool Full>
+MLXNOTE_INLINE void forward_one(const float* const* xr, const float* wt, const float* bias,
+                                float* row, const Dims& d, int ow, int cb, int b) {
+  const int c = d.c;
+  v16 acc = bias != nullptr ? load<Full>(bias + cb, b) : v16{};
+  for (int kh = 0; kh < d.kh; ++kh) {
+    if (xr[kh] == nullptr) {
+      continue;
+    }
+    for (int kw = 0; kw < d.kw; ++kw) {
+      const int iw = ow * d.sw + kw * d.dw - d.pw;
+      if (iw >= 0 && iw < d.w) {
+        acc += load<Full>(xr[kh] + static_cast<int64_t>(iw) * c + cb, b) *
+               load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      }
+    }
+  }
+  store<Full>(row + static_cast<int64_t>(ow) * c + cb, acc, b);
+}
+
+// kPositions interior columns from ow: no checks, the accumulators in registers.
+template <bool Full>
+MLXNOTE_INLINE void forward_block(const float* const* xr, const float* wt, const float* bias,
+                                  float* row, const Dims& d, int ow, int cb, int b) {
+  const int c = d.c;
+  const v16 init = bias != nullptr ? load<Full>(bias + cb, b) : v16{};
+  v16 acc[kPositions];
+  for (int p = 0; p < kPositions; ++p) {
+    acc[p] = init;
+  }
+  for (int kh = 0; kh < d.kh; ++kh) {
+    if (xr[kh] == nullptr) {
+      continue;
+    }
+    for (int kw = 0; kw < d.kw; ++kw) {
+      const v16 wv = load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      const float* at = xr[kh] + (static_cast<int64_t>(ow) * d.sw + kw * d.dw - d.pw) * c + cb;
+      for (int p = 0; p < kPositions; ++p) {
+        acc[p] += load<Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * wv;
+      }
+    }
+  }
+  for (int p = 0; p < kPositions; ++p) {
+    store<Full>(row + static_cast<int64_t>(ow + p) * c + cb, acc[p], b);
+  }
+}
+
+// The input gradient of input column iw, channels [cb, cb + b), from the dy rows of its
+// taps, with checks (edge columns, strides > 1).
+template <bool Full>
+MLXNOTE_INLINE void input_grad_one(const float* wt, const float* const* rows, float* row,
+                                   const Dims& d, int iw, int cb, int b) {
+  const int c = d.c;
+  v16 acc = {};
+  for (int kh = 0; kh < d.kh; ++kh) {
+    if (rows[kh] == nullptr) {
+      continue;
+    }
+    for (int kw = 0; kw < d.kw; ++kw) {
+      const int u = iw + d.pw - kw * d.dw;  // = ow * sw
+      if (u >= 0 && u % d.sw == 0 && u / d.sw < d.ow) {
+        acc += load<Full>(rows[kh] + static_cast<int64_t>(u / d.sw) * c + cb, b) *
+               load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      }
+    }
+  }
+  store<Full>(row + static_cast<int64_t>(iw) * c + cb, acc, b);
+}
+
+// kPositions interior input columns from iw (stride 1), no checks.
+template <bool Full>
+MLXNOTE_INLINE void input_grad_block(const float* wt, const float* const* rows, float* row,
+                                     const Dims& d, int iw, int cb, int b) {
+  const int c = d.c;
+  v16 acc[kPositions] = {};
+  for (int kh = 0; kh < d.kh; ++kh) {
+    if (rows[kh] == nullptr) {
+      continue;
+    }
+    for (int kw = 0; kw < d.kw; ++kw) {
+      const v16 wv = load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      const float* at = rows[kh] + static_cast<int64_t>(iw + d.pw - kw * d.dw) * c + cb;
+      for (int p = 0; p < kPositions; ++p) {
+        acc[p] += load<Full>(at + static_cast<int64_t>(p) * c, b) * wv;
+      }
+    }
+  }
+  for (int p = 0; p < kPositions; ++p) {
+    store<Full>(row + static_cast<int64_t>(iw + p) * c + cb, acc[p], b);
+  }
+}
+
+// Every channel block of columns [j0, j1) of a row: one(j, cb, b) column by column, or
+// block(j, cb, b) kPositions at a time inside the interior `in`.
+template <class One, class Block>
+MLXNOTE_INLINE void each_column(int j0, int j1, int c, Columns in, One one, Block block) {
+  auto all_blocks = [&](int j, auto f) {
+    int cb = 0;
+    for (; cb + kBlock <= c; cb += kBlock) {
+      f(j, cb, std::true_type{});
+    }
+    if (cb < c) {
+      f(j, cb, std::false_type{});
+    }
+  };
+  int j = j0;
+  for (; j < std::min(in.lo, j1); ++j) {
+    all_blocks(j, one);
+  }
+  for (; j + kPositions <= std::min(in.hi, j1); j += kPositions) {
+    all_blocks(j, block);
+  }
+  for (; j < j1; ++j) {
+    all_blocks(j, one);
+  }
+}
+
+// The weight gradient of output column ow of dy row g (tap row kh), channels [cb, cb + b),
+// with checks: part[tap] += x[ih, ow * sw + off] * g[ow].
+template <bool Full>
+MLXNOTE_INLINE void weight_grad_one(const float* xr, const float* g, float* part,
+                                    const Dims& d, int kh, int ow, int cb, int b) {
+  const int c = d.c;
+  const v16 gv = load<Full>(g + static_cast<int64_t>(ow) * c + cb, b);
+  for (int kw = 0; kw < d.kw; ++kw) {
+    const int iw = ow * d.sw + kw * d.dw - d.pw;
+    if (iw >= 0 && iw < d.w) {
+      float* acc = part + (kh * d.kw + kw) * c + cb;
+      store<Full>(acc, load<Full>(acc, b) + load<Full>(xr + static_cast<int64_t>(iw) * c + cb, b) * gv, b);
+    }
+  }
+}
+
+// kPositions interior output columns from ow, no checks: each tap's products summed in
+// registers, then added to part once.
+template <bool Full>
+MLXNOTE_INLINE void weight_grad_block(const float* xr, const float* g, float* part,
+                                      const Dims& d, int kh, int ow, int cb, int b) {
+  const int c = d.c;
+  v16 gv[kPositions];
+  for (int p = 0; p < kPositions; ++p) {
+    gv[p] = load<Full>(g + static_cast<int64_t>(ow + p) * c + cb, b);
+  }
+  for (int kw = 0; kw < d.kw; ++kw) {
+    const float* at = xr + (static_cast<int64_t>(ow) * d.sw + kw * d.dw - d.pw) * c + cb;
+    v16 sum = load<Full>(at, b) * gv[0];
+    for (int p = 1; p < kPositions; ++p) {
+      sum += load<Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * gv[p];
+    }
+    float* acc = part + (kh * d.kw + kw) * c + cb;
+    store<Full>(acc, load<Full>(acc, b) + sum, b);
+  }
+}
+
+}  // namespace
+
+MLXNOTE_CLONES
+void forward_row_dm1(const float* x, const float* wt, const float* bias, float* y,
+                     const Dims& d, int n, int oh, int ow0, int ow1) {
+  const int c = d.c;
+  float* row = y + (static_cast<int64_t>(n) * d.oh + oh) * d.ow * c;
+  const float* xn = x + static_cast<int64_t>(n) * d.h * d.w * c;
+  const float* xr[kMaxTaps];
+  for (int kh = 0; kh < d.kh; ++kh) {
+    const int ih = oh * d.sh + kh * d.dh - d.ph;
+    xr[kh] = ih < 0 || ih >= d.h ? nullptr : xn + static_cast<int64_t>(ih) * d.w * c;
+  }
+  const int tail = c % kBlock;
+  each_column(
+      ow0, ow1, c, forward_interior(d),
+      [&](int ow, int cb, auto full) {
+        forward_one<decltype(full)::value>(xr, wt, bias, row, d, ow, cb, full ? kBlock : tail);
+      },
+      [&](int ow, int cb, auto full) {
+        forward_block<decltype(full)::value>(xr, wt, bias, row, d, ow, cb,
+                                             full ? kBlock : tail);
+      });
+}
+
+MLXNOTE_CLONES
+void backward_row_dm1(const float* x, const float* wt, const float* const* rows, float* dx,
+                      float* part, const Dims& d, int n, int ih, int j0, int j1) {
+  const int c = d.c;
+  const int tail = c % kBlock;
+  if (dx != nullptr) {
+    float* row = dx + (static_cast<int64_t>(n) * d.h + ih) * d.w * c;
+    each_column(
+        j0, std::min(j1, d.w), c, input_grad_interior(d),
+        [&](int iw, int cb, auto full) {
+          input_grad_one<decltype(full)::value>(wt, rows, row, d, iw, cb, full ? kBlock : tail);
+        },
+        [&](int iw, int cb, auto full) {
+          input_grad_block<decltype(full)::value>(wt, rows, row, d, iw, cb,
+                                                  full ? kBlock : tail);
+        });
+  }
+  if (part == nullptr) {
+    return;
+  }
+  const float* xr = x + (static_cast<int64_t>(n) * d.h + ih) * d.w * c;
+  const Columns in = forward_interior(d);
+  for (int kh = 0; kh < d.kh; ++kh) {
+    const float* g = rows[kh];
+    if (g == nullptr) {
+      continue;
+    }
+    each_column(
+        j0, std::min(j1, d.ow), c, in,
+        [&](int ow, int cb, auto full) {
+          weight_grad_one<decltype(full)::value>(xr, g, part, d, kh, ow, cb,
+                                                 full ? kBlock : tail);
+        },
+        [&](int ow, int cb, auto full) {
+          weight_grad_block<decltype(full)::value>(xr, g, part, d, kh, ow, cb,
+                                                   full ? kBlock : tail);
+        });
+  }
+}
+
+MLXNOTE_CLONES
+void column_sums(const float* row, float* acc, int w, int c) {
+  for (int j = 0; j < w; ++j) {
+    const float* r = row + static_cast<int64_t>(j) * c;
+    for (int k = 0; k < c; ++k) {
+      acc[k] += r[k];
     }
   }
 }

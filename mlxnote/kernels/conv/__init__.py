@@ -30,8 +30,9 @@ ungrouped undilated convs keep MLX's own forward (an explicit im2col + GEMM) and
 our chunked weight gradient (and, at stride > 1, our input gradient: MLX's runs on naive
 loops there); dilated, grouped and 1x1 convs go to ``'gemm'``; depthwise to ``'shift'``;
 input-dilated (transposed) to ``'col2im'``; with oneDNN loaded, every other conv (dense,
-grouped, strided, dilated, 1x1, depthwise 2-D/3-D, and transposed where its padding is within the
-kernel's reach) goes to ``'onednn'``. Batches whose column buffer would pass
+grouped, strided, dilated, 1x1, depthwise 3-D and 2-D with a depth multiplier, and transposed
+where its padding is within the kernel's reach) goes to ``'onednn'``; depthwise 1-D and 2-D
+otherwise run on the extension's kernels (``'ext'``). Batches whose column buffer would pass
 :data:`COLS_BUDGET` run in chunks chained by ``mx.depends`` (MLX's own CPU conv has no such
 bound and runs out of memory on the documented conv3d_transpose example).
 
@@ -70,12 +71,15 @@ def choose(x_shape, w_shape, strides, dilations, groups, input_dilation,
         return "mlx-fast"
     cin = x_shape[-1]
     if groups == cin and cin > 1 and w_shape[-1] == 1 and all(s == 1 for s in input_dilation):
+        ours = len(x_shape) in (3, 4) and extension.get() is not None
+        if ours and (w_shape[0] == cin or len(x_shape) == 3):
+            # mlxnote's C++ kernels: with one filter per channel register-blocked, the
+            # backward one pass for dx, dw and the bias. 16x64x64x64 3x3 (+ bias) fwd+bwd
+            # 10.3 vs oneDNN 13.6 ms, 16x1024x64 k3 1.9 vs 7.0 (benchmarks/bench_conv.py).
+            return "ext"
         if len(x_shape) != 3 and extension.kernel("dnnl_conv") is not None:
-            # oneDNN's depthwise kernels, 16x64x64x64 3x3: fwd+bwd 13 ms vs our C++ 30-35.
-            # 1-D keeps ours (16x1024x64 k3: fwd 1.0 vs oneDNN's 2.3 ms, fwd+bwd 7.5 both).
-            return "onednn"
-        # mlxnote's C++ depthwise kernels (1-D and 2-D), else shifted multiply-adds.
-        return "ext" if len(x_shape) in (3, 4) and extension.get() is not None else "shift"
+            return "onednn"  # 2-D with a depth multiplier > 1, 3-D
+        return "ext" if ours else "shift"  # else shifted multiply-adds
     if any(s != 1 for s in input_dilation):
         if (groups == 1 and all(s == 1 for s in strides) and pads is not None
                 and transposed_pads(w_shape, dilations, pads) is not None
@@ -266,9 +270,10 @@ def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
     if ext is None or x.ndim not in (3, 4):
         raise ValueError(f"conv: method 'ext' needs mlxnote's C++ extension and a 1-D or 2-D "
                          f"input ({extension.reason() or 'rank ' + str(x.ndim - 2)})")
-    y = ext.depthwise_conv(x, w, list(strides), [tuple(p) for p in pads], list(dilations), flip)
-    # _add_bias: 16x1024x64 fwd+bwd 1.45 ms vs 8.0 with ``y + bias`` (MLX's broadcast sum)
-    return y if bias is None else _add_bias(y, bias)
+    # the bias added in the kernel and its gradient from the fused backward (one pass over
+    # x and dy for dx, dw and db)
+    return ext.depthwise_conv(x, w, list(strides), [tuple(p) for p in pads], list(dilations),
+                              flip, bias)
 
 
 # Largest im2col/col2im buffer built at once, in float32 elements (256 MiB); larger
