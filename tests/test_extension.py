@@ -294,3 +294,47 @@ def test_im2col_and_its_transpose(xs, out, k, s, d, p, c0, cg):
     _close(mx.vmap(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg))(xb),
            mx.stack([EXT.im2col(xb[i], out, k, s, d, p, c0, cg) for i in range(2)]), tol=0)
     _close(mx.compile(lambda a: EXT.im2col(a, out, k, s, d, p, c0, cg))(x), cols, tol=0)
+
+
+# -- contiguous_rows / column_sums --------------------------------------------------------
+def _layouts():
+    """Arrays of one logical content in several layouts: dense, broadcast, transposed,
+    strided slices, and a 1-D one."""
+    mx.random.seed(5)
+    base = mx.random.normal((3, 5, 7, 20))
+    return {"dense": base, "broadcast": mx.broadcast_to(mx.array(0.5), (3, 5, 7, 20)),
+            "per-row": mx.broadcast_to(mx.random.normal((3, 5, 7, 1)), (3, 5, 7, 20)),
+            "transposed": mx.swapaxes(base, 1, 2), "channels-strided": base[..., ::2],
+            "reversed": base[:, ::-1], "vector": mx.random.normal((9,))}
+
+
+@needs_ext
+@pytest.mark.parametrize("layout", list(_layouts()))
+def test_contiguous_rows_and_column_sums_read_any_layout(layout):
+    a = _layouts()[layout]
+    c = EXT.contiguous_rows(a)
+    assert c.shape == a.shape and np.array_equal(np.array(c), np.array(a))
+    want = np.array(a).astype(np.float64).reshape(-1, a.shape[-1]).sum(0)
+    got = EXT.column_sums(a)
+    assert got.shape == (a.shape[-1],)
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-6, atol=1e-5)
+    # linear maps: vjp, jvp and vmap against their MLX forms
+    ct = mx.random.normal(got.shape)
+    g = mx.vjp(EXT.column_sums, [a], [ct])[1][0]
+    _close(g, mx.broadcast_to(ct, a.shape))
+    t = mx.random.normal(a.shape)
+    _close(mx.jvp(EXT.column_sums, [a], [t])[1][0],
+           t.reshape(-1, a.shape[-1]).sum(0), tol=1e-4)
+    _close(mx.vjp(EXT.contiguous_rows, [a], [t])[1][0], t)
+    if a.ndim > 1:
+        _close(mx.vmap(EXT.column_sums)(a), a.reshape(a.shape[0], -1, a.shape[-1]).sum(1),
+               tol=1e-4)
+
+
+@needs_ext
+def test_column_sums_are_accurate_over_many_rows():
+    """2^18 rows of one value: a float32 running sum drifts, the chunked sum does not."""
+    a = mx.broadcast_to(mx.array(0.1), (1 << 18, 3))
+    got = np.array(EXT.column_sums(a))
+    want = np.float64(np.float32(0.1)) * (1 << 18)
+    assert np.abs(got - want).max() / want < 1e-6

@@ -14,6 +14,7 @@
 #include "attention.h"
 #include "batchnorm.h"
 #include "dropout.h"
+#include "columns.h"
 #include "depthwise.h"
 #include "dnnl.h"
 #include "im2col.h"
@@ -86,7 +87,7 @@ NB_MODULE(_core, m) {
   m.doc() = "mlxnote's CPU primitives for MLX (see mlxnote.kernels._ext)";
   m.attr("MLX_VERSION") = MLXNOTE_STR(MLX_VERSION_MAJOR) "." MLXNOTE_STR(
       MLX_VERSION_MINOR) "." MLXNOTE_STR(MLX_VERSION_PATCH);
-  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "attention", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask"};
+  m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "attention", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask", "contiguous_rows", "column_sums"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
   m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
@@ -105,6 +106,12 @@ NB_MODULE(_core, m) {
       nb::arg("dilations"), nb::arg("flip") = false, nb::arg("bias") = nb::none(),
       "Depthwise conv of x (N, [H,] W, C) with w (C*dm, [KH,] KW, 1) (+ bias (C*dm,)), "
       "float32.");
+  m.def(
+      "contiguous_rows", [](const mx::array& a) { return mlxnote::contiguous_rows(a); },
+      nb::arg("a"), "a (float32, any layout) row-contiguous, copied on mlxnote's pool.");
+  m.def(
+      "column_sums", [](const mx::array& a) { return mlxnote::column_sums(a); }, nb::arg("a"),
+      "(..., C) -> (C,): every other axis summed (float32 per 64 rows, float64 over them).");
   m.def(
       "dnnl_load",
       [m](const std::string& libdnnl, const std::string& impl) {

@@ -260,6 +260,11 @@ def _add_bias(y, b):
 
 @_add_bias.vjp
 def _add_bias_vjp(primals, cotangent, output):
+    ext = extension.module()
+    if ext is not None and cotangent.dtype == mx.float32:
+        # on mlxnote's pool, the sums read the cotangent in place (16 MB: copy 2.5 -> 0.5 ms,
+        # sums 1.3 -> 0.8, float64 over chunks of 64 rows)
+        return ext.contiguous_rows(cotangent), ext.column_sums(cotangent)
     ct = mx.contiguous(cotangent)
     return ct, _gemm._sum_cols(ct.reshape(-1, ct.shape[-1]))  # chunked: the GEMM path's sum
 
