@@ -8,7 +8,7 @@
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
 
-#include "depthwise_kernels.h"  // column_sums over contiguous rows
+#include "batchnorm_kernels.h"  // column_sums
 #include "pool.h"
 
 namespace mlxnote {
@@ -61,6 +61,32 @@ struct StridedRows {
   }
 };
 
+// out[j] = the sum of column j of n rows: sum(r0, r1, part, scratch) adds rows [r0, r1) into
+// the zeroed float32 partial; partials of kRowsPerChunk rows are added in float64.
+template <class Sum>
+void totals(int64_t n, int64_t c, float* out, Sum sum) {
+  auto& pool = ThreadPool::instance();
+  std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(c, 0.0));
+  pool.parallel_for((n + kRowsPerChunk - 1) / kRowsPerChunk, 1,
+                    [&](int64_t b, int64_t e, int worker) {
+    std::vector<float> part(c), row(c);
+    for (int64_t k = b; k < e; ++k) {
+      std::fill(part.begin(), part.end(), 0.0f);
+      sum(k * kRowsPerChunk, std::min(n, (k + 1) * kRowsPerChunk), part.data(), row.data());
+      for (int64_t j = 0; j < c; ++j) {
+        tot[worker][j] += part[j];
+      }
+    }
+  });
+  for (int64_t j = 0; j < c; ++j) {
+    double s = 0.0;
+    for (const auto& t : tot) {
+      s += t[j];
+    }
+    out[j] = static_cast<float>(s);
+  }
+}
+
 void require(const mx::array& a) {
   if (a.dtype() != mx::float32) {
     throw std::invalid_argument("mlxnote columns: float32 input only");
@@ -68,6 +94,13 @@ void require(const mx::array& a) {
 }
 
 }  // namespace
+
+void column_totals(const float* x, int64_t rows, int64_t c, float* out) {
+  totals(rows, c, out, [&](int64_t r0, int64_t r1, float* part, float*) {
+    kernels::column_sums(x + r0 * c, nullptr, false, part, static_cast<int>(r1 - r0),
+                         static_cast<int>(c));
+  });
+}
 
 void Columns::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
   const auto& a = inputs[0];
@@ -94,37 +127,21 @@ void Columns::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
                         });
       return;
     }
-    std::vector<std::vector<double>> totals(pool.threads(), std::vector<double>(c, 0.0));
-    pool.parallel_for((n + kRowsPerChunk - 1) / kRowsPerChunk, 1,
-                      [&](int64_t b, int64_t e, int worker) {
-      std::vector<float> part(c), row(c);
-      for (int64_t k = b; k < e; ++k) {
-        std::fill(part.begin(), part.end(), 0.0f);
-        const int64_t r0 = k * kRowsPerChunk, r1 = std::min(n, r0 + kRowsPerChunk);
-        if (rows.dense) {
-          kernels::column_sums(rows.row(r0), part.data(), static_cast<int>(r1 - r0),
-                               static_cast<int>(c));
+    if (rows.dense) {
+      column_totals(rows.data, n, c, po);
+      return;
+    }
+    // rows gathered one at a time (a broadcast or transposed cotangent)
+    totals(n, c, po, [&](int64_t r0, int64_t r1, float* part, float* row) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* g = rows.row(r);
+        if (rows.stride != 1) {
+          rows.copy(r, row);
+          g = row;
         }
-        for (int64_t r = r0; r < r1 && !rows.dense; ++r) {
-          const float* g = rows.row(r);
-          if (rows.stride != 1) {
-            rows.copy(r, row.data());
-            g = row.data();
-          }
-          kernels::column_sums(g, part.data(), 1, static_cast<int>(c));
-        }
-        for (int64_t j = 0; j < c; ++j) {
-          totals[worker][j] += part[j];
-        }
+        kernels::column_sums(g, nullptr, false, part, 1, static_cast<int>(c));
       }
     });
-    for (int64_t j = 0; j < c; ++j) {
-      double s = 0.0;
-      for (const auto& t : totals) {
-        s += t[j];
-      }
-      po[j] = static_cast<float>(s);
-    }
   });
 }
 

@@ -10,6 +10,8 @@
 #include "mlx/transforms.h"
 #include "mlx/utils.h"
 
+#include "batchnorm_kernels.h"  // column_sums
+#include "columns.h"
 #include "depthwise_kernels.h"
 #include "pool.h"
 
@@ -79,11 +81,9 @@ void run_rows(decltype(&kernels::forward_row) row, int64_t rows_per_sample, cons
 // Rows of a dm == 1 kernel split into segments of columns, so that a long 1-D row is
 // several tasks (a busy core then holds up a short one, not a whole sequence).
 struct Segments {
-  int per_row, width;
+  int width, per_row;
   Segments(int columns, int c)
-      : width(std::max(16, 16384 / std::max(c, 1))),
-        per_row((columns + std::max(16, 16384 / std::max(c, 1)) - 1) /
-                std::max(16, 16384 / std::max(c, 1))) {}
+      : width(std::max(16, 16384 / std::max(c, 1))), per_row((columns + width - 1) / width) {}
 };
 
 // The forward with dm == 1 (the bias, when given, starts each accumulator).
@@ -431,8 +431,8 @@ void run_backward_dm1(const float* x, const float* w, const Rows& dy, float* dx,
       if (r < p.oh && db != nullptr && j0 < p.ow) {
         const int e1 = std::min(j1, p.ow);
         const float* g = dy.row(ni, r, j0, e1, buf + row * p.kh);
-        kernels::column_sums(g + static_cast<int64_t>(j0) * c, part.data() + taps * c,
-                             e1 - j0, c);
+        kernels::column_sums(g + static_cast<int64_t>(j0) * c, nullptr, false,
+                             part.data() + taps * c, e1 - j0, c);
       }
       if (sums) {
         for (size_t i = 0; i < size; ++i) {
@@ -456,27 +456,6 @@ void run_backward_dm1(const float* x, const float* w, const Rows& dy, float* dx,
       }
       db[j] = static_cast<float>(s);
     }
-  }
-}
-
-// The bias gradient for dm > 1 (dy contiguous): the columns of (rows, cm) summed per chunk of
-// rows in float32 and over chunks in float64.
-void run_bias_grad(const float* dy, float* db, int64_t rows, int cm) {
-  auto& pool = ThreadPool::instance();
-  std::vector<std::vector<double>> totals(pool.threads(), std::vector<double>(cm, 0.0));
-  pool.parallel_for(rows, 64, [&](int64_t b, int64_t e, int worker) {
-    std::vector<float> part(cm, 0.0f);
-    kernels::column_sums(dy + b * cm, part.data(), static_cast<int>(e - b), cm);
-    for (int j = 0; j < cm; ++j) {
-      totals[worker][j] += part[j];
-    }
-  });
-  for (int j = 0; j < cm; ++j) {
-    double s = 0.0;
-    for (const auto& t : totals) {
-      s += t[j];
-    }
-    db[j] = static_cast<float>(s);
   }
 }
 
@@ -538,7 +517,7 @@ void DepthwiseBackward::eval_cpu(const std::vector<mx::array>& inputs,
       run_weight_grad(px, rows.data, ptrs[1], p, n, c);
     }
     if (ptrs[2] != nullptr) {
-      run_bias_grad(rows.data, ptrs[2], static_cast<int64_t>(n) * p.oh * p.ow, c * p.dm);
+      column_totals(rows.data, static_cast<int64_t>(n) * p.oh * p.ow, c * p.dm, ptrs[2]);
     }
   });
 }

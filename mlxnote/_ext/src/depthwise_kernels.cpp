@@ -415,14 +415,4 @@ void backward_row_dm1(const float* x, const float* wt, const float* const* rows,
   }
 }
 
-MLXNOTE_CLONES
-void column_sums(const float* row, float* acc, int w, int c) {
-  for (int j = 0; j < w; ++j) {
-    const float* r = row + static_cast<int64_t>(j) * c;
-    for (int k = 0; k < c; ++k) {
-      acc[k] += r[k];
-    }
-  }
-}
-
 }  // namespace mlxnote::kernels

@@ -34,7 +34,5 @@ void forward_row_dm1(const float* x, const float* wt, const float* bias, float* 
 // nullptr: skipped).
 void backward_row_dm1(const float* x, const float* wt, const float* const* rows, float* dx,
                       float* part, const Dims& d, int n, int ih, int j0, int j1);
-// acc[c] += the sum of the (w, c) row over w.
-void column_sums(const float* row, float* acc, int w, int c);
 
 }  // namespace mlxnote::kernels
