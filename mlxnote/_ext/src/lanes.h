@@ -68,6 +68,27 @@ MLXNOTE_INLINE float lane_dot(const float* __restrict a, const float* __restrict
   return s;
 }
 
+// sum (v[j] - mu)^2, the same partials.
+MLXNOTE_INLINE float lane_centered_squares(const float* __restrict v, float mu, int n) {
+  float acc[kLanes] = {};
+  int j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float d = v[j + l] - mu;
+      acc[l] += d * d;
+    }
+  }
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) {
+    s += acc[l];
+  }
+  for (; j < n; ++j) {
+    const float d = v[j] - mu;
+    s += d * d;
+  }
+  return s;
+}
+
 // Rows of n floats back to back: fetching the one two rows ahead while this one computes
 // halves the time of a row kernel whose input comes from memory (softmax of 8x8x256x256:
 // 6.6 -> 2.8 ms).
