@@ -10,21 +10,64 @@
 namespace mlxnote::kernels {
 
 constexpr int kLanes = 16;
+// Independent banks of partials: one register's chain of dependent adds waits on the add's
+// latency each step (a 512-float row's sum took 32 x 3 cycles); four interleave.
+constexpr int kBanks = 4;
 
-MLXNOTE_INLINE float lane_max(const float* __restrict v, int n) {
-  float acc[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    acc[l] = -INFINITY;
-  }
+// The sum over j < n of term(j): kBanks x kLanes partials over blocks of 64 values, then
+// one bank over blocks of 16, then the scalar tail.
+template <class Term>
+MLXNOTE_INLINE float lane_reduce(int n, Term term) {
+  float acc[kBanks][kLanes] = {};
   int j = 0;
+  for (; j + kBanks * kLanes <= n; j += kBanks * kLanes) {
+    for (int b = 0; b < kBanks; ++b) {
+      for (int l = 0; l < kLanes; ++l) {
+        acc[b][l] += term(j + b * kLanes + l);
+      }
+    }
+  }
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
-      acc[l] = v[j + l] > acc[l] ? v[j + l] : acc[l];
+      acc[0][l] += term(j + l);
+    }
+  }
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) {
+    s += (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+  }
+  for (; j < n; ++j) {
+    s += term(j);
+  }
+  return s;
+}
+
+MLXNOTE_INLINE float lane_max(const float* __restrict v, int n) {
+  float acc[kBanks][kLanes];
+  for (int b = 0; b < kBanks; ++b) {
+    for (int l = 0; l < kLanes; ++l) {
+      acc[b][l] = -INFINITY;
+    }
+  }
+  int j = 0;
+  for (; j + kBanks * kLanes <= n; j += kBanks * kLanes) {
+    for (int b = 0; b < kBanks; ++b) {
+      for (int l = 0; l < kLanes; ++l) {
+        const float x = v[j + b * kLanes + l];
+        acc[b][l] = x > acc[b][l] ? x : acc[b][l];
+      }
+    }
+  }
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      acc[0][l] = v[j + l] > acc[0][l] ? v[j + l] : acc[0][l];
     }
   }
   float m = -INFINITY;
-  for (int l = 0; l < kLanes; ++l) {
-    m = acc[l] > m ? acc[l] : m;
+  for (int b = 0; b < kBanks; ++b) {
+    for (int l = 0; l < kLanes; ++l) {
+      m = acc[b][l] > m ? acc[b][l] : m;
+    }
   }
   for (; j < n; ++j) {
     m = v[j] > m ? v[j] : m;
@@ -33,60 +76,19 @@ MLXNOTE_INLINE float lane_max(const float* __restrict v, int n) {
 }
 
 MLXNOTE_INLINE float lane_sum(const float* __restrict v, int n) {
-  float acc[kLanes] = {};
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc[l] += v[j + l];
-    }
-  }
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) {
-    s += acc[l];
-  }
-  for (; j < n; ++j) {
-    s += v[j];
-  }
-  return s;
+  return lane_reduce(n, [v](int j) { return v[j]; });
 }
 
 MLXNOTE_INLINE float lane_dot(const float* __restrict a, const float* __restrict b, int n) {
-  float acc[kLanes] = {};
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc[l] += a[j + l] * b[j + l];
-    }
-  }
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) {
-    s += acc[l];
-  }
-  for (; j < n; ++j) {
-    s += a[j] * b[j];
-  }
-  return s;
+  return lane_reduce(n, [a, b](int j) { return a[j] * b[j]; });
 }
 
-// sum (v[j] - mu)^2, the same partials.
+// sum (v[j] - mu)^2
 MLXNOTE_INLINE float lane_centered_squares(const float* __restrict v, float mu, int n) {
-  float acc[kLanes] = {};
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const float d = v[j + l] - mu;
-      acc[l] += d * d;
-    }
-  }
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) {
-    s += acc[l];
-  }
-  for (; j < n; ++j) {
+  return lane_reduce(n, [v, mu](int j) {
     const float d = v[j] - mu;
-    s += d * d;
-  }
-  return s;
+    return d * d;
+  });
 }
 
 // Rows of n floats back to back: fetching the one two rows ahead while this one computes
