@@ -38,6 +38,62 @@ void layer_norm_row(const float* __restrict x, const float* __restrict g,
   *rstd = r;
 }
 
+namespace {
+
+// One row's backward with the arguments present fixed at compile time: one pass for
+// dgamma, dbeta and the sums s1 = sum dy g, s2 = sum dy g xhat (xhat recomputed, kBanks x
+// kLanes partials), one for dx. (Four passes with xhat stored in dx took about 1.7x
+// PyTorch's time at 32x128x512.)
+template <bool G, bool DG, bool DB>
+MLXNOTE_INLINE void grad_row(const float* __restrict x, const float* __restrict g,
+                             const float* __restrict dy, float mean, float rstd,
+                             float* __restrict dx, float* __restrict dg,
+                             float* __restrict db, int n) {
+  auto step = [&](int j, float& a1, float& a2) {
+    const float xh = (x[j] - mean) * rstd;
+    if constexpr (DG) {
+      dg[j] += dy[j] * xh;
+    }
+    if constexpr (DB) {
+      db[j] += dy[j];
+    }
+    const float gd = G ? dy[j] * g[j] : dy[j];
+    a1 += gd;
+    a2 += gd * xh;
+  };
+  float a1[kBanks][kLanes] = {}, a2[kBanks][kLanes] = {};
+  int j = 0;
+  for (; j + kBanks * kLanes <= n; j += kBanks * kLanes) {
+    for (int bk = 0; bk < kBanks; ++bk) {
+      for (int l = 0; l < kLanes; ++l) {
+        step(j + bk * kLanes + l, a1[bk][l], a2[bk][l]);
+      }
+    }
+  }
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      step(j + l, a1[0][l], a2[0][l]);
+    }
+  }
+  float s1 = 0.0f, s2 = 0.0f;
+  for (int l = 0; l < kLanes; ++l) {
+    s1 += (a1[0][l] + a1[1][l]) + (a1[2][l] + a1[3][l]);
+    s2 += (a2[0][l] + a2[1][l]) + (a2[2][l] + a2[3][l]);
+  }
+  for (; j < n; ++j) {
+    step(j, s1, s2);
+  }
+  s1 /= n;
+  s2 /= n;
+  for (int k = 0; k < n; ++k) {
+    const float xh = (x[k] - mean) * rstd;
+    const float gd = G ? dy[k] * g[k] : dy[k];
+    dx[k] = (gd - s1 - xh * s2) * rstd;
+  }
+}
+
+}  // namespace
+
 MLXNOTE_CLONES
 void layer_norm_grad_row(const float* __restrict x, const float* __restrict g,
                          const float* __restrict dy, float mean, float rstd,
@@ -45,54 +101,16 @@ void layer_norm_grad_row(const float* __restrict x, const float* __restrict g,
                          int n) {
   prefetch_ahead(x, n);
   prefetch_ahead(dy, n);
-  // dx holds xhat first, then the gradient.
-  for (int j = 0; j < n; ++j) {
-    dx[j] = (x[j] - mean) * rstd;
-  }
-  if (dg) {
-    for (int j = 0; j < n; ++j) {
-      dg[j] += dy[j] * dx[j];
-    }
-  }
-  if (db) {
-    for (int j = 0; j < n; ++j) {
-      db[j] += dy[j];
-    }
-  }
-  float s1, s2;
-  if (g) {
-    float a1[kLanes] = {}, a2[kLanes] = {};
-    int j = 0;
-    for (; j + kLanes <= n; j += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const float gd = dy[j + l] * g[j + l];
-        a1[l] += gd;
-        a2[l] += gd * dx[j + l];
-      }
-    }
-    s1 = s2 = 0.0f;
-    for (int l = 0; l < kLanes; ++l) {
-      s1 += a1[l];
-      s2 += a2[l];
-    }
-    for (; j < n; ++j) {
-      s1 += dy[j] * g[j];
-      s2 += dy[j] * g[j] * dx[j];
-    }
-  } else {
-    s1 = lane_sum(dy, n);
-    s2 = lane_dot(dy, dx, n);
-  }
-  s1 /= n;
-  s2 /= n;
-  if (g) {
-    for (int j = 0; j < n; ++j) {
-      dx[j] = (dy[j] * g[j] - s1 - dx[j] * s2) * rstd;
-    }
-  } else {
-    for (int j = 0; j < n; ++j) {
-      dx[j] = (dy[j] - s1 - dx[j] * s2) * rstd;
-    }
+  const int which = (g ? 4 : 0) | (dg ? 2 : 0) | (db ? 1 : 0);
+  switch (which) {
+    case 7: grad_row<true, true, true>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 6: grad_row<true, true, false>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 5: grad_row<true, false, true>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 4: grad_row<true, false, false>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 3: grad_row<false, true, true>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 2: grad_row<false, true, false>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    case 1: grad_row<false, false, true>(x, g, dy, mean, rstd, dx, dg, db, n); break;
+    default: grad_row<false, false, false>(x, g, dy, mean, rstd, dx, dg, db, n); break;
   }
 }
 
