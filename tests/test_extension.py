@@ -202,6 +202,25 @@ def test_depthwise_bias_and_fused_backward_match_conv_general(xs, ws, s, p, d, f
                                            argnums=(0, 2))(x, c, b)[0].sum())(w)
           for fn in (ours, want)]
     _close(*gg, tol=1e-4)
+    # forward over reverse (a Hessian-vector product) and per-example gradients (vmap of
+    # grad), both through the fused backward's MLX-op form
+    tw = mx.random.normal(w.shape)
+
+    def grads(fn):
+        return mx.grad(lambda a, c, e: (fn(a, c, e) ** 2).sum(), argnums=(0, 1, 2))
+
+    hv = mx.jvp(lambda c: grads(ours)(x, c, b), [w], [tw])[1]
+    # MLX's conv has no jvp: the oracle is the Hessian's symmetry, H[k, w] tw =
+    # d/dk (dL/dw . tw), by reverse mode only
+    along = [mx.grad(lambda a: (grads(want)(a, w, b)[1] * tw).sum())(x),
+             mx.grad(lambda c: (grads(want)(x, c, b)[1] * tw).sum())(w),
+             mx.grad(lambda e: (grads(want)(x, w, e)[1] * tw).sum())(b)]
+    for a, e in zip(hv, along):
+        _close(a, e, tol=1e-4)
+    xb = mx.random.normal((2, *xs))
+    pe = [mx.vmap(lambda a, fn=fn: grads(fn)(a, w, b))(xb) for fn in (ours, want)]
+    for a, e in zip(*pe):
+        _close(a, e, tol=1e-4)
 
 
 @needs_ext
