@@ -22,6 +22,7 @@ import contextlib
 import gc
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -114,14 +115,23 @@ def interleaved_min(impls: dict[str, Callable[[], object]], repeat: int = 9,
     every implementation in turn, ``burst`` timed calls each (after ``warmup`` untimed
     rounds). A burst of 2 lets the second call run without the previous implementation's
     threads still spinning (TF's, OpenBLAS's and OpenMP's pools busy-wait a while after
-    their work): measured here, that doubled sub-millisecond forwards."""
+    their work): measured here, that doubled sub-millisecond forwards. Each round runs them
+    in its own order (a permutation seeded by the round: reproducible), so no
+    implementation always follows the same one: PyTorch's OpenMP
+    threads still spin through both calls of the next burst (our layer norm 32x128x512
+    forward 0.85-1.0 ms right after a torch call, 0.58-0.66 alone), and with a fixed order
+    the first column always came right after the last."""
     for _ in range(warmup):
         for fn in impls.values():
             fn()
     gc.collect()
     best = {k: float("inf") for k in impls}
-    for _ in range(repeat):
-        for k, fn in impls.items():
+    for r in range(repeat):
+        order = list(impls)
+        if r:  # the first round in the given order
+            random.Random(r).shuffle(order)
+        for k in order:
+            fn = impls[k]
             for _ in range(burst):
                 t0 = time.perf_counter()
                 fn()
