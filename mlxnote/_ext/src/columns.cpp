@@ -48,16 +48,7 @@ struct StridedRows {
 
   // Row r into `to` (cols floats).
   void copy(int64_t r, float* to) const {
-    const float* from = row(r);
-    if (stride == 1) {
-      std::memcpy(to, from, sizeof(float) * cols);
-    } else if (stride == 0) {
-      std::fill(to, to + cols, *from);
-    } else {
-      for (int64_t k = 0; k < cols; ++k) {
-        to[k] = from[k * stride];
-      }
-    }
+    copy_strided(row(r), stride, cols, to);
   }
 };
 
@@ -94,6 +85,18 @@ void require(const mx::array& a) {
 }
 
 }  // namespace
+
+void copy_strided(const float* from, int64_t stride, int64_t n, float* to) {
+  if (stride == 1) {
+    std::memcpy(to, from, sizeof(float) * n);
+  } else if (stride == 0) {
+    std::fill(to, to + n, *from);
+  } else {
+    for (int64_t k = 0; k < n; ++k) {
+      to[k] = from[k * stride];
+    }
+  }
+}
 
 void column_totals(const float* x, int64_t rows, int64_t c, float* out) {
   totals(rows, c, out, [&](int64_t r0, int64_t r1, float* part, float*) {
@@ -176,18 +179,15 @@ std::vector<mx::array> Columns::jvp(const std::vector<mx::array>&,
 std::pair<std::vector<mx::array>, std::vector<int>> Columns::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
   const auto& a = inputs[0];
-  if (kind_ == ColumnsKind::Contiguous || axes[0] < 0) {
-    return {{kind_ == ColumnsKind::Contiguous ? contiguous_rows(a, stream())
-                                              : column_sums(a, stream())},
-            {kind_ == ColumnsKind::Contiguous ? axes[0] : -1}};
+  if (kind_ == ColumnsKind::Contiguous) {
+    return {{contiguous_rows(a, stream())}, {axes[0]}};
   }
-  // The mapped axis first, summed per entry.
-  auto m = mx::moveaxis(a, axes[0], 0, stream());
-  std::vector<mx::array> outs;
-  for (int k = 0; k < m.shape(0); ++k) {
-    outs.push_back(column_sums(mx::take(m, k, 0, stream()), stream()));
+  if (axes[0] < 0) {
+    return {{column_sums(a, stream())}, {-1}};
   }
-  return {{mx::stack(outs, 0, stream())}, {0}};
+  return vmap_entries(inputs, axes, stream(), [&](const std::vector<mx::array>& e) {
+    return std::vector<mx::array>{column_sums(e[0], stream())};
+  });
 }
 
 const char* Columns::name() const {

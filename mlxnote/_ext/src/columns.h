@@ -33,6 +33,9 @@ mx::array contiguous_rows(const mx::array& a, mx::StreamOrDevice s = {});
 // over chunks (one float32 sum over 2^16 rows is off by 3.6e-4).
 mx::array column_sums(const mx::array& a, mx::StreamOrDevice s = {});
 
+// n floats from `from`, `stride` apart (0: one value broadcast), into `to`.
+void copy_strided(const float* from, int64_t stride, int64_t n, float* to);
+
 // The same sums of `rows` dense rows of c floats into out (c), on the pool (inside a kernel).
 void column_totals(const float* x, int64_t rows, int64_t c, float* out);
 

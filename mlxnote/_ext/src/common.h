@@ -54,6 +54,38 @@ inline std::vector<mlx::core::array> mapped_first(const std::vector<mlx::core::a
   return out;
 }
 
+// vmap by entries: op(the inputs at entry k of the mapped axis) for every k, each of its
+// outputs stacked on a new axis 0 (correct for any mapped inputs).
+template <class Op>
+std::pair<std::vector<mlx::core::array>, std::vector<int>> vmap_entries(
+    const std::vector<mlx::core::array>& inputs, const std::vector<int>& axes,
+    mlx::core::Stream s, Op op) {
+  namespace mx = mlx::core;
+  int size = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) {
+      size = inputs[i].shape(axes[i]);
+    }
+  }
+  std::vector<std::vector<mx::array>> per_output;
+  for (int k = 0; k < size; ++k) {
+    std::vector<mx::array> args;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], s) : inputs[i]);
+    }
+    std::vector<mx::array> outs = op(args);
+    per_output.resize(outs.size());
+    for (size_t j = 0; j < outs.size(); ++j) {
+      per_output[j].push_back(outs[j]);
+    }
+  }
+  std::vector<mx::array> stacked;
+  for (auto& o : per_output) {
+    stacked.push_back(mx::stack(o, 0, s));
+  }
+  return {stacked, std::vector<int>(stacked.size(), 0)};
+}
+
 // The tangent of every primal: the given ones at `argnums`, zeros elsewhere (for the jvp of
 // an MLX-op form of a primitive).
 inline std::vector<mlx::core::array> full_tangents(const std::vector<mlx::core::array>& primals,

@@ -1,7 +1,6 @@
 #include "depthwise.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -283,22 +282,9 @@ std::vector<mx::array> Depthwise::jvp(const std::vector<mx::array>& primals,
 
 std::pair<std::vector<mx::array>, std::vector<int>> Depthwise::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
-  // One op per entry of the mapped axis, stacked (correct for any mapped inputs).
-  int size = -1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) {
-      size = inputs[i].shape(axes[i]);
-    }
-  }
-  std::vector<mx::array> outs;
-  for (int k = 0; k < size; ++k) {
-    std::vector<mx::array> args;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
-    }
-    outs.push_back(apply(kind_, args, p_, stream()));
-  }
-  return {{mx::stack(outs, 0, stream())}, {0}};
+  return vmap_entries(inputs, axes, stream(), [&](const std::vector<mx::array>& args) {
+    return std::vector<mx::array>{apply(kind_, args, p_, stream())};
+  });
 }
 
 const char* Depthwise::name() const {
@@ -360,17 +346,7 @@ struct Rows {
       return base;
     }
     for (int j = std::max(lo, 0); j < std::min(hi, w); ++j) {
-      const float* from = base + j * s2;
-      float* to = scratch + static_cast<int64_t>(j) * c;
-      if (s3 == 1) {
-        std::memcpy(to, from, sizeof(float) * c);
-      } else if (s3 == 0) {  // broadcast over the channels
-        std::fill(to, to + c, *from);
-      } else {
-        for (int k = 0; k < c; ++k) {
-          to[k] = from[k * s3];
-        }
-      }
+      copy_strided(base + j * s2, s3, c, scratch + static_cast<int64_t>(j) * c);
     }
     return scratch;
   }
@@ -576,30 +552,9 @@ std::vector<mx::array> DepthwiseBackward::jvp(const std::vector<mx::array>& prim
 
 std::pair<std::vector<mx::array>, std::vector<int>> DepthwiseBackward::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
-  // One fused backward per entry of the mapped axis, each output stacked.
-  int size = -1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) {
-      size = inputs[i].shape(axes[i]);
-    }
-  }
-  std::vector<std::vector<mx::array>> per_output;
-  for (int k = 0; k < size; ++k) {
-    std::vector<mx::array> args;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
-    }
-    auto outs = depthwise_backward(args[0], args[1], args[2], p_, wants_, stream());
-    per_output.resize(outs.size());
-    for (size_t j = 0; j < outs.size(); ++j) {
-      per_output[j].push_back(outs[j]);
-    }
-  }
-  std::vector<mx::array> stacked;
-  for (auto& o : per_output) {
-    stacked.push_back(mx::stack(o, 0, stream()));
-  }
-  return {stacked, std::vector<int>(stacked.size(), 0)};
+  return vmap_entries(inputs, axes, stream(), [&](const std::vector<mx::array>& a) {
+    return depthwise_backward(a[0], a[1], a[2], p_, wants_, stream());
+  });
 }
 
 bool DepthwiseBackward::is_equivalent(const mx::Primitive& other) const {

@@ -281,22 +281,11 @@ std::vector<mx::array> DnnlConv::jvp(const std::vector<mx::array>& primals,
 
 std::pair<std::vector<mx::array>, std::vector<int>> DnnlConv::vmap(
     const std::vector<mx::array>& inputs, const std::vector<int>& axes) {
-  // One op per entry of the mapped axis, stacked (correct for any mapped inputs).
-  int size = -1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (axes[i] >= 0) size = inputs[i].shape(axes[i]);
-  }
-  std::vector<mx::array> outs;
-  for (int k = 0; k < size; ++k) {
-    std::vector<mx::array> args;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      args.push_back(axes[i] >= 0 ? mx::take(inputs[i], k, axes[i], stream()) : inputs[i]);
-    }
+  return vmap_entries(inputs, axes, stream(), [&](const std::vector<mx::array>& args) {
     std::optional<mx::array> bias;
     if (args.size() > 2) bias = args[2];
-    outs.push_back(make(kind_, args[0], args[1], p_, stream(), bias));
-  }
-  return {{mx::stack(outs, 0, stream())}, {0}};
+    return std::vector<mx::array>{make(kind_, args[0], args[1], p_, stream(), bias)};
+  });
 }
 
 const char* DnnlConv::name() const {
