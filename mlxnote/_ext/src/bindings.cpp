@@ -16,6 +16,7 @@
 #include "dropout.h"
 #include "columns.h"
 #include "depthwise.h"
+#include "depthwise_kernels.h"
 #include "dnnl.h"
 #include "im2col.h"
 #include "layernorm.h"
@@ -90,7 +91,11 @@ NB_MODULE(_core, m) {
   m.attr("KERNELS") = std::vector<std::string>{"depthwise_conv", "im2col", "col2im", "rnn_scan", "masked_softmax", "attention", "layer_norm", "batch_norm_train", "group_norm", "dropout", "dropout_mask", "contiguous_rows", "column_sums"};
   m.def("mlx_runtime_version", [] { return std::string(mx::version()); },
         "The version of the libmlx this module runs against.");
-  m.def("isa", &isa, "The instruction set the kernels run with on this CPU.");
+  m.def(
+      "isa",
+      [] { return isa() + ", " + std::to_string(mlxnote::kernels::vector_floats()) + "-float vectors"; },
+      "The instruction set the kernels run with on this CPU, and the floats in the vectors of\n"
+      "the explicitly vectorized ones (MLXNOTE_SIMD=avx2|baseline caps them).");
   m.def("threads", [] { return mlxnote::ThreadPool::instance().threads(); },
         "Threads of mlxnote's pool (the caller included).");
   m.def("set_threads", [](int n) { mlxnote::ThreadPool::instance().set_threads(n); },

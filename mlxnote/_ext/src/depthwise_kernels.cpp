@@ -1,13 +1,17 @@
-// The depthwise loops, one output row at a time, vectorized over channels. Each row
-// function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
-// (target_clones); elsewhere (arm64: NEON is baseline) it is compiled once.
+// The depthwise loops, one output row at a time, vectorized over channels. The row kernels
+// are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
+// (target_clones); the register-blocked dm == 1 kernels are written for the CPU's native
+// vector and instantiated once per ISA (MLXNOTE_NATIVE_VECTOR, at the end). Elsewhere (arm64:
+// NEON is baseline) each is compiled once.
 #include "depthwise_kernels.h"
 
 #include "common.h"
 #include "fastmath.h"  // MLXNOTE_INLINE
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 
@@ -141,26 +145,32 @@ void weight_grad_row(const float* x, const float* dy, float* part, const Dims& d
 
 namespace {
 
-// 16 channels in one AVX-512 register (two AVX2 ones, four SSE ones: the clones split it).
-// Its helpers are always inlined into the clones, so no call passes it by value between
-// ISAs (the -Wpsabi note about that ABI does not apply).
+// A block of channels is one native vector of floats: 16 in an AVX-512 register, 8 in an
+// AVX2 one, 4 in an SSE or NEON one. (A 16-float vector on AVX2 is not a register type:
+// GCC kept every accumulator on the stack, 14.9 ms for a 16x64x64x64 forward on one core
+// against 3.9 with native ones.) The helpers are always inlined into the per-ISA entry
+// points at the end, so no call passes a vector by value between ISAs (the -Wpsabi note
+// about that ABI does not apply).
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v16 __attribute__((vector_size(64)));
-constexpr int kBlock = 16;
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+template <class V>
+constexpr int kLanes = sizeof(V) / sizeof(float);
 constexpr int kPositions = 4;
 constexpr int kMaxTaps = kMaxKernelRows;
 
 // A block of `b` channels: a full one (Full) or the channels' tail, zero-padded.
-template <bool Full>
-MLXNOTE_INLINE v16 load(const float* p, int b) {
-  v16 v = {};
-  __builtin_memcpy(&v, p, Full ? sizeof(v16) : sizeof(float) * b);
+template <class V, bool Full>
+MLXNOTE_INLINE V load(const float* p, int b) {
+  V v = {};
+  __builtin_memcpy(&v, p, Full ? sizeof(V) : sizeof(float) * b);
   return v;
 }
 
-template <bool Full>
-MLXNOTE_INLINE void store(float* p, const v16& v, int b) {
-  __builtin_memcpy(p, &v, Full ? sizeof(v16) : sizeof(float) * b);
+template <class V, bool Full>
+MLXNOTE_INLINE void store(float* p, const V& v, int b) {
+  __builtin_memcpy(p, &v, Full ? sizeof(V) : sizeof(float) * b);
 }
 
 // The kernel's columns as offsets: output column j reads input column j * s + off[kw]
@@ -196,11 +206,11 @@ MLXNOTE_INLINE Columns input_grad_interior(const Dims& d) {
 
 // The forward of output column ow, channels [cb, cb + b): `xr[kh]` the input rows of the
 // tap rows (nullptr: in the padding), with checks (edge columns).
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void forward_one(const float* const* xr, const float* wt, const float* bias,
                                 float* row, const Dims& d, int ow, int cb, int b) {
   const int c = d.c;
-  v16 acc = bias != nullptr ? load<Full>(bias + cb, b) : v16{};
+  V acc = bias != nullptr ? load<V, Full>(bias + cb, b) : V{};
   for (int kh = 0; kh < d.kh; ++kh) {
     if (xr[kh] == nullptr) {
       continue;
@@ -208,21 +218,21 @@ MLXNOTE_INLINE void forward_one(const float* const* xr, const float* wt, const f
     for (int kw = 0; kw < d.kw; ++kw) {
       const int iw = ow * d.sw + kw * d.dw - d.pw;
       if (iw >= 0 && iw < d.w) {
-        acc += load<Full>(xr[kh] + static_cast<int64_t>(iw) * c + cb, b) *
-               load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+        acc += load<V, Full>(xr[kh] + static_cast<int64_t>(iw) * c + cb, b) *
+               load<V, Full>(wt + (kh * d.kw + kw) * c + cb, b);
       }
     }
   }
-  store<Full>(row + static_cast<int64_t>(ow) * c + cb, acc, b);
+  store<V, Full>(row + static_cast<int64_t>(ow) * c + cb, acc, b);
 }
 
 // kPositions interior columns from ow: no checks, the accumulators in registers.
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void forward_block(const float* const* xr, const float* wt, const float* bias,
                                   float* row, const Dims& d, int ow, int cb, int b) {
   const int c = d.c;
-  const v16 init = bias != nullptr ? load<Full>(bias + cb, b) : v16{};
-  v16 acc[kPositions];
+  const V init = bias != nullptr ? load<V, Full>(bias + cb, b) : V{};
+  V acc[kPositions];
   for (int p = 0; p < kPositions; ++p) {
     acc[p] = init;
   }
@@ -231,25 +241,25 @@ MLXNOTE_INLINE void forward_block(const float* const* xr, const float* wt, const
       continue;
     }
     for (int kw = 0; kw < d.kw; ++kw) {
-      const v16 wv = load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      const V wv = load<V, Full>(wt + (kh * d.kw + kw) * c + cb, b);
       const float* at = xr[kh] + (static_cast<int64_t>(ow) * d.sw + kw * d.dw - d.pw) * c + cb;
       for (int p = 0; p < kPositions; ++p) {
-        acc[p] += load<Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * wv;
+        acc[p] += load<V, Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * wv;
       }
     }
   }
   for (int p = 0; p < kPositions; ++p) {
-    store<Full>(row + static_cast<int64_t>(ow + p) * c + cb, acc[p], b);
+    store<V, Full>(row + static_cast<int64_t>(ow + p) * c + cb, acc[p], b);
   }
 }
 
 // The input gradient of input column iw, channels [cb, cb + b), from the dy rows of its
 // taps, with checks (edge columns, strides > 1).
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void input_grad_one(const float* wt, const float* const* rows, float* row,
                                    const Dims& d, int iw, int cb, int b) {
   const int c = d.c;
-  v16 acc = {};
+  V acc = {};
   for (int kh = 0; kh < d.kh; ++kh) {
     if (rows[kh] == nullptr) {
       continue;
@@ -257,48 +267,49 @@ MLXNOTE_INLINE void input_grad_one(const float* wt, const float* const* rows, fl
     for (int kw = 0; kw < d.kw; ++kw) {
       const int u = iw + d.pw - kw * d.dw;  // = ow * sw
       if (u >= 0 && u % d.sw == 0 && u / d.sw < d.ow) {
-        acc += load<Full>(rows[kh] + static_cast<int64_t>(u / d.sw) * c + cb, b) *
-               load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+        acc += load<V, Full>(rows[kh] + static_cast<int64_t>(u / d.sw) * c + cb, b) *
+               load<V, Full>(wt + (kh * d.kw + kw) * c + cb, b);
       }
     }
   }
-  store<Full>(row + static_cast<int64_t>(iw) * c + cb, acc, b);
+  store<V, Full>(row + static_cast<int64_t>(iw) * c + cb, acc, b);
 }
 
 // kPositions interior input columns from iw (stride 1), no checks.
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void input_grad_block(const float* wt, const float* const* rows, float* row,
                                      const Dims& d, int iw, int cb, int b) {
   const int c = d.c;
-  v16 acc[kPositions] = {};
+  V acc[kPositions] = {};
   for (int kh = 0; kh < d.kh; ++kh) {
     if (rows[kh] == nullptr) {
       continue;
     }
     for (int kw = 0; kw < d.kw; ++kw) {
-      const v16 wv = load<Full>(wt + (kh * d.kw + kw) * c + cb, b);
+      const V wv = load<V, Full>(wt + (kh * d.kw + kw) * c + cb, b);
       const float* at = rows[kh] + static_cast<int64_t>(iw + d.pw - kw * d.dw) * c + cb;
       for (int p = 0; p < kPositions; ++p) {
-        acc[p] += load<Full>(at + static_cast<int64_t>(p) * c, b) * wv;
+        acc[p] += load<V, Full>(at + static_cast<int64_t>(p) * c, b) * wv;
       }
     }
   }
   for (int p = 0; p < kPositions; ++p) {
-    store<Full>(row + static_cast<int64_t>(iw + p) * c + cb, acc[p], b);
+    store<V, Full>(row + static_cast<int64_t>(iw + p) * c + cb, acc[p], b);
   }
 }
 
-// Every channel block of columns [j0, j1) of a row: one(j, cb, b) column by column, or
-// block(j, cb, b) kPositions at a time inside the interior `in`.
-template <class One, class Block>
+// Every channel block of columns [j0, j1) of a row: one(j, cb, b, full) column by column,
+// or block(j, cb, b, full) kPositions at a time inside the interior `in` (b channels from
+// cb: kLanes<V>, or the tail with full false).
+template <class V, class One, class Block>
 MLXNOTE_INLINE void each_column(int j0, int j1, int c, Columns in, One one, Block block) {
   auto all_blocks = [&](int j, auto f) {
     int cb = 0;
-    for (; cb + kBlock <= c; cb += kBlock) {
-      f(j, cb, std::true_type{});
+    for (; cb + kLanes<V> <= c; cb += kLanes<V>) {
+      f(j, cb, kLanes<V>, std::true_type{});
     }
     if (cb < c) {
-      f(j, cb, std::false_type{});
+      f(j, cb, c - cb, std::false_type{});
     }
   };
   int j = j0;
@@ -315,46 +326,44 @@ MLXNOTE_INLINE void each_column(int j0, int j1, int c, Columns in, One one, Bloc
 
 // The weight gradient of output column ow of dy row g (tap row kh), channels [cb, cb + b),
 // with checks: part[tap] += x[ih, ow * sw + off] * g[ow].
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void weight_grad_one(const float* xr, const float* g, float* part,
                                     const Dims& d, int kh, int ow, int cb, int b) {
   const int c = d.c;
-  const v16 gv = load<Full>(g + static_cast<int64_t>(ow) * c + cb, b);
+  const V gv = load<V, Full>(g + static_cast<int64_t>(ow) * c + cb, b);
   for (int kw = 0; kw < d.kw; ++kw) {
     const int iw = ow * d.sw + kw * d.dw - d.pw;
     if (iw >= 0 && iw < d.w) {
       float* acc = part + (kh * d.kw + kw) * c + cb;
-      store<Full>(acc, load<Full>(acc, b) + load<Full>(xr + static_cast<int64_t>(iw) * c + cb, b) * gv, b);
+      store<V, Full>(acc, load<V, Full>(acc, b) + load<V, Full>(xr + static_cast<int64_t>(iw) * c + cb, b) * gv, b);
     }
   }
 }
 
 // kPositions interior output columns from ow, no checks: each tap's products summed in
 // registers, then added to part once.
-template <bool Full>
+template <class V, bool Full>
 MLXNOTE_INLINE void weight_grad_block(const float* xr, const float* g, float* part,
                                       const Dims& d, int kh, int ow, int cb, int b) {
   const int c = d.c;
-  v16 gv[kPositions];
+  V gv[kPositions];
   for (int p = 0; p < kPositions; ++p) {
-    gv[p] = load<Full>(g + static_cast<int64_t>(ow + p) * c + cb, b);
+    gv[p] = load<V, Full>(g + static_cast<int64_t>(ow + p) * c + cb, b);
   }
   for (int kw = 0; kw < d.kw; ++kw) {
     const float* at = xr + (static_cast<int64_t>(ow) * d.sw + kw * d.dw - d.pw) * c + cb;
-    v16 sum = load<Full>(at, b) * gv[0];
+    V sum = load<V, Full>(at, b) * gv[0];
     for (int p = 1; p < kPositions; ++p) {
-      sum += load<Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * gv[p];
+      sum += load<V, Full>(at + static_cast<int64_t>(p) * d.sw * c, b) * gv[p];
     }
     float* acc = part + (kh * d.kw + kw) * c + cb;
-    store<Full>(acc, load<Full>(acc, b) + sum, b);
+    store<V, Full>(acc, load<V, Full>(acc, b) + sum, b);
   }
 }
 
-}  // namespace
-
-MLXNOTE_CLONES
-void forward_row_dm1(const float* x, const float* wt, const float* bias, float* y,
-                     const Dims& d, int n, int oh, int ow0, int ow1) {
+template <class V>
+MLXNOTE_INLINE void forward_dm1(const float* x, const float* wt, const float* bias, float* y,
+                                const Dims& d, int n, int oh, int ow0, int ow1) {
   const int c = d.c;
   float* row = y + (static_cast<int64_t>(n) * d.oh + oh) * d.ow * c;
   const float* xn = x + static_cast<int64_t>(n) * d.h * d.w * c;
@@ -363,33 +372,30 @@ void forward_row_dm1(const float* x, const float* wt, const float* bias, float* 
     const int ih = oh * d.sh + kh * d.dh - d.ph;
     xr[kh] = ih < 0 || ih >= d.h ? nullptr : xn + static_cast<int64_t>(ih) * d.w * c;
   }
-  const int tail = c % kBlock;
-  each_column(
+  each_column<V>(
       ow0, ow1, c, forward_interior(d),
-      [&](int ow, int cb, auto full) {
-        forward_one<decltype(full)::value>(xr, wt, bias, row, d, ow, cb, full ? kBlock : tail);
+      [&](int ow, int cb, int b, auto full) {
+        forward_one<V, decltype(full)::value>(xr, wt, bias, row, d, ow, cb, b);
       },
-      [&](int ow, int cb, auto full) {
-        forward_block<decltype(full)::value>(xr, wt, bias, row, d, ow, cb,
-                                             full ? kBlock : tail);
+      [&](int ow, int cb, int b, auto full) {
+        forward_block<V, decltype(full)::value>(xr, wt, bias, row, d, ow, cb, b);
       });
 }
 
-MLXNOTE_CLONES
-void backward_row_dm1(const float* x, const float* wt, const float* const* rows, float* dx,
-                      float* part, const Dims& d, int n, int ih, int j0, int j1) {
+template <class V>
+MLXNOTE_INLINE void backward_dm1(const float* x, const float* wt, const float* const* rows,
+                                 float* dx, float* part, const Dims& d, int n, int ih, int j0,
+                                 int j1) {
   const int c = d.c;
-  const int tail = c % kBlock;
   if (dx != nullptr) {
     float* row = dx + (static_cast<int64_t>(n) * d.h + ih) * d.w * c;
-    each_column(
+    each_column<V>(
         j0, std::min(j1, d.w), c, input_grad_interior(d),
-        [&](int iw, int cb, auto full) {
-          input_grad_one<decltype(full)::value>(wt, rows, row, d, iw, cb, full ? kBlock : tail);
+        [&](int iw, int cb, int b, auto full) {
+          input_grad_one<V, decltype(full)::value>(wt, rows, row, d, iw, cb, b);
         },
-        [&](int iw, int cb, auto full) {
-          input_grad_block<decltype(full)::value>(wt, rows, row, d, iw, cb,
-                                                  full ? kBlock : tail);
+        [&](int iw, int cb, int b, auto full) {
+          input_grad_block<V, decltype(full)::value>(wt, rows, row, d, iw, cb, b);
         });
   }
   if (part == nullptr) {
@@ -402,17 +408,75 @@ void backward_row_dm1(const float* x, const float* wt, const float* const* rows,
     if (g == nullptr) {
       continue;
     }
-    each_column(
+    each_column<V>(
         j0, std::min(j1, d.ow), c, in,
-        [&](int ow, int cb, auto full) {
-          weight_grad_one<decltype(full)::value>(xr, g, part, d, kh, ow, cb,
-                                                 full ? kBlock : tail);
+        [&](int ow, int cb, int b, auto full) {
+          weight_grad_one<V, decltype(full)::value>(xr, g, part, d, kh, ow, cb, b);
         },
-        [&](int ow, int cb, auto full) {
-          weight_grad_block<decltype(full)::value>(xr, g, part, d, kh, ow, cb,
-                                                   full ? kBlock : tail);
+        [&](int ow, int cb, int b, auto full) {
+          weight_grad_block<V, decltype(full)::value>(xr, g, part, d, kh, ow, cb, b);
         });
   }
 }
+
+}  // namespace
+
+// The entry points: the kernel with the CPU's native vector, each instance compiled for
+// its ISA (the helpers above are inlined into it) and picked once.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
+int vector_floats() {
+  // MLXNOTE_SIMD=avx2|baseline caps it (tests run the narrower kernels on any machine)
+  static const int lanes = [] {
+    const char* cap = std::getenv("MLXNOTE_SIMD");
+    const std::string c = cap != nullptr ? cap : "";
+    if (__builtin_cpu_supports("x86-64-v4") && c != "avx2" && c != "baseline") {
+      return 16;
+    }
+    return __builtin_cpu_supports("x86-64-v3") && c != "baseline" ? 8 : 4;
+  }();
+  return lanes;
+}
+#define MLXNOTE_NATIVE_VECTOR(name, impl, params, args)                        \
+  __attribute__((target("arch=x86-64-v4"))) void name##_v4 params {          \
+    impl<v16> args;                                                            \
+  }                                                                            \
+  __attribute__((target("arch=x86-64-v3"))) void name##_v3 params {          \
+    impl<v8> args;                                                             \
+  }                                                                            \
+  void name##_v1 params {                                                      \
+    impl<v4> args;                                                             \
+  }                                                                            \
+  void name params {                                                           \
+    static const auto fn = vector_floats() == 16  ? name##_v4                  \
+                           : vector_floats() == 8 ? name##_v3                  \
+                                                  : name##_v1;                 \
+    fn args;                                                                   \
+  }
+#else
+// NEON (arm64) or the baseline: clang splits a 16-float vector into native registers (four
+// NEON ones, 16 accumulators for the 4 FMA pipes of an Apple core); GCC does not.
+#if defined(__clang__)
+#define MLXNOTE_VECTOR v16
+#else
+#define MLXNOTE_VECTOR v4
+#endif
+int vector_floats() {
+  return kLanes<MLXNOTE_VECTOR>;
+}
+#define MLXNOTE_NATIVE_VECTOR(name, impl, params, args) \
+  void name params {                                    \
+    impl<MLXNOTE_VECTOR> args;                          \
+  }
+#endif
+
+MLXNOTE_NATIVE_VECTOR(forward_row_dm1, forward_dm1,
+                      (const float* x, const float* wt, const float* bias, float* y,
+                       const Dims& d, int n, int oh, int ow0, int ow1),
+                      (x, wt, bias, y, d, n, oh, ow0, ow1))
+
+MLXNOTE_NATIVE_VECTOR(backward_row_dm1, backward_dm1,
+                      (const float* x, const float* wt, const float* const* rows, float* dx,
+                       float* part, const Dims& d, int n, int ih, int j0, int j1),
+                      (x, wt, rows, dx, part, d, n, ih, j0, j1))
 
 }  // namespace mlxnote::kernels

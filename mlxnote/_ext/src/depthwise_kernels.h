@@ -22,8 +22,8 @@ void input_grad_row(const float* dy, const float* wt, float* dx, const Dims& d, 
 // part (KH*KW, C*dm) += the weight gradient of output row (n, oh).
 void weight_grad_row(const float* x, const float* dy, float* part, const Dims& d, int n, int oh);
 
-// dm == 1, register-blocked (kPositions output columns x 16 channels accumulate over the
-// taps in registers; the row kernels above reload an accumulator row per tap):
+// dm == 1, register-blocked (kPositions output columns x one vector of channels accumulate
+// over the taps in registers; the row kernels above reload an accumulator row per tap):
 // y[n, oh, ow0:ow1, :] from x, wt and the bias (nullptr: none).
 void forward_row_dm1(const float* x, const float* wt, const float* bias, float* y,
                      const Dims& d, int n, int oh, int ow0, int ow1);
@@ -34,5 +34,9 @@ void forward_row_dm1(const float* x, const float* wt, const float* bias, float* 
 // nullptr: skipped).
 void backward_row_dm1(const float* x, const float* wt, const float* const* rows, float* dx,
                       float* part, const Dims& d, int n, int ih, int j0, int j1);
+
+// The floats in the vector the dm == 1 kernels run on here: 16 (AVX-512), 8 (AVX2), 4 (SSE,
+// NEON with GCC), 16 in four NEON registers (clang); MLXNOTE_SIMD=avx2|baseline caps it.
+int vector_floats();
 
 }  // namespace mlxnote::kernels
