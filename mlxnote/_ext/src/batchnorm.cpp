@@ -122,33 +122,39 @@ int64_t chunk_rows(int c) {
   return std::max<int64_t>(1, 65536 / std::max(1, c));
 }
 
-// One chunk: pass(sample, first_row, count, part) adds `count` rows into the zeroed float
-// partial `part`, which is then added into the double totals `out` (width values).
+// A chunk reduction from a float pass: pass(sample, first_row, count, part) adds `count`
+// rows into the zeroed float partial `part` (width values), which is then added into the
+// double totals.
 template <class Pass>
-void add_chunk(const Rows& v, int64_t smp, int64_t r0, int width, Pass& pass, float* part,
-               double* out) {
-  std::fill(part, part + width, 0.0f);
-  pass(smp, smp * v.rows + r0, static_cast<int>(std::min(chunk_rows(v.c), v.rows - r0)), part);
-  for (int j = 0; j < width; ++j) {
-    out[j] += part[j];
-  }
+auto summed(Pass pass, int width) {
+  return [pass, width](int64_t smp, int64_t row, int n, float* part, double* out) mutable {
+    std::fill(part, part + width, 0.0f);
+    pass(smp, row, n, part);
+    for (int j = 0; j < width; ++j) {
+      out[j] += part[j];
+    }
+  };
 }
 
-// Per-sample column sums over the whole pool, the work items (sample, chunk) so that one
-// sample still uses every core; out[sample * width + j], in double.
-template <class Pass>
-void column_reduce(const Rows& v, int width, Pass pass, std::vector<double>& out) {
+// Per-sample column reductions over the whole pool, the work items (sample, chunk) so that
+// one sample still uses every core: chunk(sample, first_row, count, part, totals) adds its
+// rows into the sample's `width` double totals, out[sample * width + j] (part: `scratch`
+// floats per worker, default `width`).
+template <class Chunk>
+void column_reduce(const Rows& v, int width, Chunk chunk, std::vector<double>& out,
+                   int scratch = 0) {
   auto& pool = ThreadPool::instance();
   const int workers = pool.threads();
   const int64_t grain = chunk_rows(v.c);
   const int64_t chunks = (v.rows + grain - 1) / grain;
-  std::vector<std::vector<float>> part(workers, std::vector<float>(width));
+  std::vector<std::vector<float>> part(workers,
+                                       std::vector<float>(std::max(width, scratch)));
   std::vector<std::vector<double>> total(workers, std::vector<double>(v.n * width, 0.0));
   pool.parallel_for(v.n * chunks, 1, [&](int64_t lo, int64_t hi, int w) {
     for (int64_t i = lo; i < hi; ++i) {
-      const int64_t smp = i / chunks;
-      add_chunk(v, smp, (i % chunks) * grain, width, pass, part[w].data(),
-                total[w].data() + smp * width);
+      const int64_t smp = i / chunks, r0 = (i % chunks) * grain;
+      chunk(smp, smp * v.rows + r0, static_cast<int>(std::min(grain, v.rows - r0)),
+            part[w].data(), total[w].data() + smp * width);
     }
   });
   out.assign(v.n * width, 0.0);
@@ -159,13 +165,41 @@ void column_reduce(const Rows& v, int width, Pass pass, std::vector<double>& out
   }
 }
 
-// One sample's column sums on the calling thread (the same chunks and partials).
-template <class Pass>
-void sample_reduce(const Rows& v, int64_t smp, int width, Pass pass, float* part,
+// One sample's column reductions on the calling thread (the same chunks).
+template <class Chunk>
+void sample_reduce(const Rows& v, int64_t smp, int width, Chunk chunk, float* part,
                    double* out) {
   std::fill(out, out + width, 0.0);
   for (int64_t r0 = 0; r0 < v.rows; r0 += chunk_rows(v.c)) {
-    add_chunk(v, smp, r0, width, pass, part, out);
+    chunk(smp, smp * v.rows + r0, static_cast<int>(std::min(chunk_rows(v.c), v.rows - r0)),
+          part, out);
+  }
+}
+
+// Rows per moments block: about 4K floats (16 KB: its second read comes from L1).
+int64_t block_rows(int c) {
+  return std::max<int64_t>(1, 4096 / std::max(1, c));
+}
+
+// Adds `rows` rows of c channels into s1 (sum x) and s2 (sum x^2), in double, from one read
+// of x: per L1 block, its mean, corrected by the residual sum (the exact block sum is
+// rows * mean + res) and its centred squares (sq - res^2 / rows about that sum). The float
+// work never squares a value that is not centred; the variance s2 / n - (s1 / n)^2, in
+// double, keeps 1e-10 of it for data whose mean is 1000 standard deviations (scratch: 3c).
+void add_moments(const float* x, int64_t rows, int c, float* scratch, double* s1, double* s2) {
+  float* mean = scratch;
+  float* res = scratch + c;
+  float* sq = scratch + 2 * c;
+  const int64_t br = block_rows(c);
+  for (int64_t r0 = 0; r0 < rows; r0 += br) {
+    const int n = static_cast<int>(std::min(br, rows - r0));
+    kernels::column_moments(x + r0 * c, n, c, mean, res, sq);
+    for (int j = 0; j < c; ++j) {
+      const double sum = static_cast<double>(mean[j]) * n + res[j];
+      s1[j] += sum;
+      s2[j] += (static_cast<double>(sq[j]) - static_cast<double>(res[j]) * res[j] / n) +
+               sum * sum / n;
+    }
   }
 }
 
@@ -208,18 +242,6 @@ struct Stats {
 
   int groups() const { return c / k; }
 
-  // Group means from one sample's channel sums; shift: each channel's group mean.
-  void means(const double* sums, float* mean, float* shift) const {
-    for (int gi = 0; gi < groups(); ++gi) {
-      double t = 0.0;
-      for (int j = gi * k; j < (gi + 1) * k; ++j) {
-        t += sums[j];
-      }
-      mean[gi] = static_cast<float>(t / count);
-    }
-    shifts(mean, shift);
-  }
-
   // Each channel's group mean.
   void shifts(const float* mean, float* shift) const {
     for (int j = 0; j < c; ++j) {
@@ -227,18 +249,23 @@ struct Stats {
     }
   }
 
-  // Variances from the centred squares' sums; y = x * a + sh.
-  void scales(const double* sums, const float* shift, float* var, float* a, float* sh) const {
+  // Group means and variances from one sample's channel moments (s1 = sum x, s2 = sum x^2,
+  // in double); y = x * a + sh.
+  void from_moments(const double* s1, const double* s2, float* mean, float* var, float* a,
+                    float* sh) const {
     for (int gi = 0; gi < groups(); ++gi) {
-      double t = 0.0;
+      double t1 = 0.0, t2 = 0.0;
       for (int j = gi * k; j < (gi + 1) * k; ++j) {
-        t += sums[j];
+        t1 += s1[j];
+        t2 += s2[j];
       }
-      var[gi] = static_cast<float>(t / count);
+      const double m = t1 / count;
+      mean[gi] = static_cast<float>(m);
+      var[gi] = static_cast<float>(std::max(0.0, t2 / count - m * m));
     }
     for (int j = 0; j < c; ++j) {
       a[j] = g[j] / std::sqrt(var[j / k] + eps);
-      sh[j] = b[j] - shift[j] * a[j];
+      sh[j] = b[j] - mean[j / k] * a[j];
     }
   }
 
@@ -267,46 +294,39 @@ struct Stats {
   }
 };
 
+// The statistics in one read of x (add_moments), then y in a second pass.
 void forward(const float* x, const Stats& st, float* y, float* mean, float* var,
              const Rows& v) {
   const int c = v.c, groups = st.groups();
-  std::vector<float> shift(v.n * c), a(v.n * c), sh(v.n * c);
-  auto sums = [&](int64_t, int64_t row, int n, float* acc) {
-    kernels::column_sums(x + row * c, nullptr, false, acc, n, c);
-  };
-  auto squares = [&](int64_t smp, int64_t row, int n, float* acc) {
-    kernels::column_sums(x + row * c, shift.data() + smp * c, true, acc, n, c);
+  std::vector<float> a(v.n * c), sh(v.n * c);
+  auto moments = [&](int64_t, int64_t row, int n, float* part, double* out) {
+    add_moments(x + row * c, n, c, part, out, out + c);
   };
   auto apply = [&](int64_t smp, int64_t row, int n) {
     kernels::scale_shift(x + row * c, a.data() + smp * c, sh.data() + smp * c, y + row * c, n,
                          c);
   };
+  auto coefficients = [&](int64_t smp, const double* s) {
+    st.from_moments(s, s + c, mean + smp * groups, var + smp * groups, a.data() + smp * c,
+                    sh.data() + smp * c);
+  };
   if (by_sample(v)) {
     auto& pool = ThreadPool::instance();
-    std::vector<std::vector<float>> part(pool.threads(), std::vector<float>(c));
-    std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(c));
+    std::vector<std::vector<float>> part(pool.threads(), std::vector<float>(3 * c));
+    std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(2 * c));
     pool.parallel_for(v.n, 1, [&](int64_t lo, int64_t hi, int w) {
       for (int64_t smp = lo; smp < hi; ++smp) {
-        float* sf = shift.data() + smp * c;
-        sample_reduce(v, smp, c, sums, part[w].data(), tot[w].data());
-        st.means(tot[w].data(), mean + smp * groups, sf);
-        sample_reduce(v, smp, c, squares, part[w].data(), tot[w].data());
-        st.scales(tot[w].data(), sf, var + smp * groups, a.data() + smp * c,
-                  sh.data() + smp * c);
+        sample_reduce(v, smp, 2 * c, moments, part[w].data(), tot[w].data());
+        coefficients(smp, tot[w].data());
         rows_of(v, smp * v.rows, (smp + 1) * v.rows, chunk_rows(c), apply);
       }
     });
     return;
   }
   std::vector<double> s;
-  column_reduce(v, c, sums, s);
+  column_reduce(v, 2 * c, moments, s, 3 * c);
   for (int64_t smp = 0; smp < v.n; ++smp) {
-    st.means(s.data() + smp * c, mean + smp * groups, shift.data() + smp * c);
-  }
-  column_reduce(v, c, squares, s);
-  for (int64_t smp = 0; smp < v.n; ++smp) {
-    st.scales(s.data() + smp * c, shift.data() + smp * c, var + smp * groups,
-              a.data() + smp * c, sh.data() + smp * c);
+    coefficients(smp, s.data() + smp * 2 * c);
   }
   each_rows(v, apply);
 }
@@ -341,14 +361,14 @@ void backward(const float* x, const float* mean, const float* var, const float* 
     std::vector<std::vector<double>> tot(pool.threads(), std::vector<double>(2 * c));
     pool.parallel_for(v.n, 1, [&](int64_t lo, int64_t hi, int w) {
       for (int64_t smp = lo; smp < hi; ++smp) {
-        sample_reduce(v, smp, 2 * c, sums, part[w].data(), tot[w].data());
+        sample_reduce(v, smp, 2 * c, summed(sums, 2 * c), part[w].data(), tot[w].data());
         coefficients(smp, tot[w].data(), dgd[w].data(), dbd[w].data());
         rows_of(v, smp * v.rows, (smp + 1) * v.rows, chunk_rows(c), apply);
       }
     });
   } else {
     std::vector<double> s;
-    column_reduce(v, 2 * c, sums, s);
+    column_reduce(v, 2 * c, summed(sums, 2 * c), s);
     for (int64_t smp = 0; smp < v.n; ++smp) {
       coefficients(smp, s.data() + smp * 2 * c, dgd[0].data(), dbd[0].data());
     }

@@ -6,19 +6,34 @@
 namespace mlxnote::kernels {
 
 MLXNOTE_CLONES
-void column_sums(const float* __restrict x, const float* __restrict shift, bool square,
-                 float* __restrict acc, int rows, int c) {
+void column_sums(const float* __restrict x, float* __restrict acc, int rows, int c) {
   for (int r = 0; r < rows; ++r) {
     const float* __restrict row = x + static_cast<long>(r) * c;
-    if (square) {
-      for (int j = 0; j < c; ++j) {
-        const float d = row[j] - shift[j];
-        acc[j] += d * d;
-      }
-    } else {
-      for (int j = 0; j < c; ++j) {
-        acc[j] += row[j];
-      }
+    for (int j = 0; j < c; ++j) {
+      acc[j] += row[j];
+    }
+  }
+}
+
+MLXNOTE_CLONES
+void column_moments(const float* __restrict x, int rows, int c, float* __restrict mean,
+                    float* __restrict res, float* __restrict sq) {
+  for (int j = 0; j < c; ++j) {
+    mean[j] = 0.0f;
+    res[j] = 0.0f;
+    sq[j] = 0.0f;
+  }
+  column_sums(x, mean, rows, c);
+  const float inv = 1.0f / static_cast<float>(rows);
+  for (int j = 0; j < c; ++j) {
+    mean[j] *= inv;
+  }
+  for (int r = 0; r < rows; ++r) {
+    const float* __restrict row = x + static_cast<long>(r) * c;
+    for (int j = 0; j < c; ++j) {
+      const float d = row[j] - mean[j];
+      res[j] += d;
+      sq[j] += d * d;
     }
   }
 }

@@ -100,7 +100,7 @@ void copy_strided(const float* from, int64_t stride, int64_t n, float* to) {
 
 void column_totals(const float* x, int64_t rows, int64_t c, float* out) {
   totals(rows, c, out, [&](int64_t r0, int64_t r1, float* part, float*) {
-    kernels::column_sums(x + r0 * c, nullptr, false, part, static_cast<int>(r1 - r0),
+    kernels::column_sums(x + r0 * c, part, static_cast<int>(r1 - r0),
                          static_cast<int>(c));
   });
 }
@@ -142,7 +142,7 @@ void Columns::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
           rows.copy(r, row);
           g = row;
         }
-        kernels::column_sums(g, nullptr, false, part, 1, static_cast<int>(c));
+        kernels::column_sums(g, part, 1, static_cast<int>(c));
       }
     });
   });

@@ -407,7 +407,7 @@ void run_backward_dm1(const float* x, const float* w, const Rows& dy, float* dx,
       if (r < p.oh && db != nullptr && j0 < p.ow) {
         const int e1 = std::min(j1, p.ow);
         const float* g = dy.row(ni, r, j0, e1, buf + row * p.kh);
-        kernels::column_sums(g + static_cast<int64_t>(j0) * c, nullptr, false,
+        kernels::column_sums(g + static_cast<int64_t>(j0) * c,
                              part.data() + taps * c, e1 - j0, c);
       }
       if (sums) {
