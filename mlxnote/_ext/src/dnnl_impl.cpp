@@ -34,6 +34,26 @@ std::vector<int64_t> key_of(int kind, int mode, const MlxnoteDnnlConv& p) {
   return k;
 }
 
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// Every primitive and reorder takes its scratchpad from us (user mode), one buffer each,
+// kept with it: oneDNN's library-managed scratchpad is thread-local, sized by the thread
+// that created the primitive, so a primitive built on one thread and run on another (MLX
+// evaluates on the thread that asks) wrote past its end (a segfault in a JIT conv kernel
+// on an AVX2 CPU: tests/test_threads.py, conv1d_transpose).
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+memory scratch_for(const memory::desc& d) {
+  return d.get_size() > 0 ? memory(d, engine()) : memory();
+}
+
 // One argument of a cached primitive: the caller's layout (channels last, MLX's weight
 // layout) and the one the primitive runs on (oneDNN's optimised kernels take blocked
 // weights: with the caller's own layout it falls back to its reference loops), with a
@@ -44,27 +64,32 @@ struct Arg {
   bool input;
   memory buffer;
   dnnl::reorder move;
+  memory scratch;  // the reorder's scratchpad (none when it needs none)
 };
 
 struct Entry {
   dnnl::primitive prim;
   Arg args[3];  // a, b, out
   memory::desc bias;  // the forward's (o,) bias when it has one, else zero
+  memory scratch;  // the primitive's scratchpad
 };
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
 Arg arg(int id, const memory::desc& user, const memory::desc& prim, bool input) {
-  Arg a{id, user, prim, input, {}, {}};
+  Arg a{id, user, prim, input, {}, {}, {}};
   if (prim != user) {
     a.buffer = memory(prim, engine());
-    a.move = input ? dnnl::reorder(memory(user, engine(), nullptr), a.buffer)
-                   : dnnl::reorder(a.buffer, memory(user, engine(), nullptr));
+    memory other(user, engine(), nullptr);
+    const auto pd = input ? dnnl::reorder::primitive_desc(other, a.buffer, user_scratchpad())
+                          : dnnl::reorder::primitive_desc(a.buffer, other, user_scratchpad());
+    a.move = dnnl::reorder(pd);
+    a.scratch = scratch_for(pd.scratchpad_desc());
   }
   return a;
+}
+
+Entry entry(dnnl::primitive prim, const memory::desc& scratchpad, Arg a, Arg b, Arg out,
+            const memory::desc& bias = {}) {
+  return {std::move(prim), {a, b, out}, bias, scratch_for(scratchpad)};
 }
 
 // The layouts a primitive runs on: 0 the caller's (no reorders), 1 weights in oneDNN's
@@ -121,37 +146,35 @@ Entry build(int kind, int mode, const MlxnoteDnnlConv& p) {
   auto& eng = engine();
   const auto alg = dnnl::algorithm::convolution_direct;
   const auto train = dnnl::prop_kind::forward_training;
+  const auto attr = user_scratchpad();
   dnnl::convolution_forward::primitive_desc fwd(eng, train, alg, src_d, wei_d, dst_d,
-                                                strides, dil, lo, hi);
+                                                strides, dil, lo, hi, attr);
   if (kind == MLXNOTE_DNNL_FORWARD) {
     memory::desc bias;
     if (p.bias) {
       bias = memory::desc({p.o}, dt, tag::a);
       fwd = dnnl::convolution_forward::primitive_desc(eng, train, alg, src_d, wei_d, bias,
-                                                      dst_d, strides, dil, lo, hi);
+                                                      dst_d, strides, dil, lo, hi, attr);
     }
-    return {dnnl::convolution_forward(fwd),
-            {arg(DNNL_ARG_SRC, src_u, fwd.src_desc(), true),
-             arg(DNNL_ARG_WEIGHTS, wei_u, fwd.weights_desc(), true),
-             arg(DNNL_ARG_DST, dst_u, fwd.dst_desc(), false)},
-            bias};
+    return entry(dnnl::convolution_forward(fwd), fwd.scratchpad_desc(),
+                 arg(DNNL_ARG_SRC, src_u, fwd.src_desc(), true),
+                 arg(DNNL_ARG_WEIGHTS, wei_u, fwd.weights_desc(), true),
+                 arg(DNNL_ARG_DST, dst_u, fwd.dst_desc(), false), bias);
   }
   if (kind == MLXNOTE_DNNL_BACKWARD_DATA) {
     dnnl::convolution_backward_data::primitive_desc bwd(eng, alg, src_d, wei_d, dst_d,
-                                                        strides, dil, lo, hi, fwd);
-    return {dnnl::convolution_backward_data(bwd),
-            {arg(DNNL_ARG_DIFF_DST, dst_u, bwd.diff_dst_desc(), true),
-             arg(DNNL_ARG_WEIGHTS, wei_u, bwd.weights_desc(), true),
-             arg(DNNL_ARG_DIFF_SRC, src_u, bwd.diff_src_desc(), false)},
-            {}};
+                                                        strides, dil, lo, hi, fwd, attr);
+    return entry(dnnl::convolution_backward_data(bwd), bwd.scratchpad_desc(),
+                 arg(DNNL_ARG_DIFF_DST, dst_u, bwd.diff_dst_desc(), true),
+                 arg(DNNL_ARG_WEIGHTS, wei_u, bwd.weights_desc(), true),
+                 arg(DNNL_ARG_DIFF_SRC, src_u, bwd.diff_src_desc(), false));
   }
   dnnl::convolution_backward_weights::primitive_desc bww(eng, alg, src_d, wei_d, dst_d,
-                                                         strides, dil, lo, hi, fwd);
-  return {dnnl::convolution_backward_weights(bww),
-          {arg(DNNL_ARG_SRC, src_u, bww.src_desc(), true),
-           arg(DNNL_ARG_DIFF_DST, dst_u, bww.diff_dst_desc(), true),
-           arg(DNNL_ARG_DIFF_WEIGHTS, wei_u, bww.diff_weights_desc(), false)},
-          {}};
+                                                         strides, dil, lo, hi, fwd, attr);
+  return entry(dnnl::convolution_backward_weights(bww), bww.scratchpad_desc(),
+               arg(DNNL_ARG_SRC, src_u, bww.src_desc(), true),
+               arg(DNNL_ARG_DIFF_DST, dst_u, bww.diff_dst_desc(), true),
+               arg(DNNL_ARG_DIFF_WEIGHTS, wei_u, bww.diff_weights_desc(), false));
 }
 
 std::mutex mutex;
@@ -164,8 +187,8 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
     int kind, const MlxnoteDnnlConv* p, const float* a, const float* b, const float* bias,
     float* out, int threads, char* err, int errlen) {
   try {
-    // One lock for the cache and the run: the library-managed scratchpad of a primitive is
-    // not meant for concurrent runs (MLX may evaluate on several streams).
+    // One lock for the cache and the run: each primitive has one scratchpad and one buffer
+    // per reordered argument (MLX may evaluate on several streams).
     std::lock_guard<std::mutex> lock(mutex);
     const int mode = layout_mode(kind);
     auto key = key_of(kind, mode, *p);
@@ -183,9 +206,13 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
     // Reorders of small tensors (the weights) on one thread: an OpenMP region waits for
     // its slowest thread, and on a busy machine that is a scheduler slice (measured: a
     // 64x64x3x3 reorder took 0.03 ms, or 4-9 ms in the median under load).
-    auto reorder = [&](const Arg& g, memory& from, memory& to) {
+    auto reorder = [&](Arg& g, memory& from, memory& to) {
       omp_set_num_threads(g.user.get_size() < kSmallReorder ? 1 : team);
-      g.move.execute(s, from, to);
+      std::unordered_map<int, memory> io = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+      if (g.scratch) {
+        io[DNNL_ARG_SCRATCHPAD] = g.scratch;
+      }
+      g.move.execute(s, io);
     };
     float* ptrs[3] = {const_cast<float*>(a), const_cast<float*>(b), out};
     std::unordered_map<int, memory> run;
@@ -203,6 +230,9 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
     }
     if (p->bias && kind == MLXNOTE_DNNL_FORWARD) {
       run[DNNL_ARG_BIAS] = memory(e.bias, eng, const_cast<float*>(bias));
+    }
+    if (e.scratch) {
+      run[DNNL_ARG_SCRATCHPAD] = e.scratch;
     }
     omp_set_num_threads(team);
     e.prim.execute(s, run);
