@@ -147,13 +147,13 @@ NB_MODULE(_core, m) {
       "dnnl_conv_input_grad",
       [](const mx::array& dy, const mx::array& w, const std::vector<int>& length,
          const std::vector<int>& strides, const std::vector<std::pair<int, int>>& padding,
-         const std::vector<int>& dilations) {
-        return mlxnote::dnnl_conv_input_grad(dy, w, length, strides, padding, dilations);
+         const std::vector<int>& dilations, const std::optional<mx::array>& bias) {
+        return mlxnote::dnnl_conv_input_grad(dy, w, length, strides, padding, dilations, bias);
       },
       nb::arg("dy"), nb::arg("w"), nb::arg("length"), nb::arg("strides"), nb::arg("padding"),
-      nb::arg("dilations"),
+      nb::arg("dilations"), nb::arg("bias") = nb::none(),
       "The input gradient (a transposed conv) of dnnl_conv(x, w, ...) for x of spatial size\n"
-      "length: dy (N, *out, O), w (O, *K, C) -> (N, *length, C); groups 1.");
+      "length: dy (N, *out, O), w (O, *K, C) -> (N, *length, C); groups 1; plus bias (C,).");
   m.def(
       "im2col",
       [](const mx::array& x, const Ints& out, const Ints& kernel, const Ints& strides,

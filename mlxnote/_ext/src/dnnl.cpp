@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+
 #include <optional>
 #include <stdexcept>
 
@@ -10,6 +12,7 @@
 
 #include "columns.h"
 #include "pool.h"
+#include "rnn_kernels.h"  // add_into
 
 namespace mlxnote {
 
@@ -31,12 +34,13 @@ mx::array as_input(const mx::array& a, mx::Stream s) {
   return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
 }
 
-// The op of `kind` on (a, b), plus `bias` (forward only) added by oneDNN.
+// The op of `kind` on (a, b), plus `bias` (forward: by oneDNN; input gradient, the forward
+// of a transposed conv: in the same call, after it) per output channel.
 mx::array make(Kind kind, const mx::array& a, const mx::array& b, DnnlParams p,
                mx::StreamOrDevice s, const std::optional<mx::array>& bias = std::nullopt) {
   auto stream = mx::to_stream(s);
   std::vector<mx::array> ins = {as_input(a, stream), as_input(b, stream)};
-  p.c.bias = bias && kind == MLXNOTE_DNNL_FORWARD;
+  p.c.bias = bias && kind != MLXNOTE_DNNL_BACKWARD_WEIGHTS;
   if (p.c.bias) {
     ins.push_back(as_input(*bias, stream));
   }
@@ -198,6 +202,21 @@ void DnnlConv::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
            sizeof(err)) != 0) {
       throw std::runtime_error(std::string("mlxnote dnnl_conv (oneDNN): ") + err);
     }
+    if (bias != nullptr && kind == MLXNOTE_DNNL_BACKWARD_DATA) {
+      // a transposed conv's bias (oneDNN's backward-data takes none), on the pool: MLX's
+      // one-threaded y + b took 2.1 ms for a 16 MB y
+      int64_t rows = p.n;
+      for (int j = 0; j < p.nd; ++j) {
+        rows *= p.l[j];
+      }
+      const int64_t c = p.c;
+      ThreadPool::instance().parallel_for(rows, std::max<int64_t>(1, 16384 / c),
+                                          [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+          kernels::add_into(po + r * c, bias, static_cast<int>(c));
+        }
+      });
+    }
   });
 }
 
@@ -323,14 +342,15 @@ mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<in
 mx::array dnnl_conv_input_grad(const mx::array& dy, const mx::array& w,
                                const std::vector<int>& length, const std::vector<int>& strides,
                                const std::vector<std::pair<int, int>>& padding,
-                               const std::vector<int>& dilations, mx::StreamOrDevice s) {
+                               const std::vector<int>& dilations,
+                               const std::optional<mx::array>& bias, mx::StreamOrDevice s) {
   auto p = params(dy.shape(0), length, w.shape(-1), w, strides, padding, dilations, 1);
   for (int j = 0; j < p.c.nd; ++j) {
     if (static_cast<int>(dy.ndim()) != p.c.nd + 2 || dy.shape(1 + j) != p.c.out[j] || dy.shape(-1) != p.c.o) {
       throw std::invalid_argument("mlxnote dnnl_conv_input_grad: dy's shape is not the conv's output");
     }
   }
-  return make(MLXNOTE_DNNL_BACKWARD_DATA, dy, w, p, s);
+  return make(MLXNOTE_DNNL_BACKWARD_DATA, dy, w, p, s, bias);
 }
 
 }  // namespace mlxnote

@@ -45,10 +45,12 @@ mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<in
 
 // The input gradient of conv(., w) with strides/padding/dilations for an input of
 // spatial size `length` (a transposed convolution): dy (N, *out, O), w (O, *K, C) -> (N,
-// *length, C); groups 1.
+// *length, C); groups 1; plus `bias` (C,) when given.
 mx::array dnnl_conv_input_grad(const mx::array& dy, const mx::array& w,
                                const std::vector<int>& length, const std::vector<int>& strides,
                                const std::vector<std::pair<int, int>>& padding,
-                               const std::vector<int>& dilations, mx::StreamOrDevice s = {});
+                               const std::vector<int>& dilations,
+                               const std::optional<mx::array>& bias = std::nullopt,
+                               mx::StreamOrDevice s = {});
 
 }  // namespace mlxnote

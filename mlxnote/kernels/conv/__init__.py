@@ -50,7 +50,6 @@ import mlx.core as mx
 from ..._config import REDUCED as _REDUCED
 from ..._config import cpu_formulation as on_cpu
 from .. import extension
-from . import _gemm
 from ._common import as_pairs, as_tuple, out_size
 from ._gemm import conv_col2im, conv_gemm
 from ._mlx import conv_mlx, conv_mlx_fast, mlx_forward_gemm_backward
@@ -242,31 +241,13 @@ def conv_onednn(x, w, strides, pads, dilations, groups, input_dilation, flip, bi
         w = w if flip else w[taps]
         length = [(n - 1) * s + 1 + lo + hi - (k - 1) * d for n, s, k, d, (lo, hi) in
                   zip(x.shape[1:-1], input_dilation, w.shape[1:-1], dilations, pads)]
-        y = fn(x, w, length, list(input_dilation), tp, list(dilations))
-        return y if bias is None else _add_bias(y, bias)
+        # the bias added in the same primitive, on the pool (MLX's one-threaded y + b: 2.1 ms
+        # for a 16 MB y), its gradient the column sum
+        return fn(x, w, length, list(input_dilation), tp, list(dilations), bias)
     # the bias added by oneDNN (one pass less: 16x64x64x64 y + b took 0.7 ms), its gradient
     # the chunked column sum
     return fn(x, w[taps] if flip else w, list(strides), [tuple(p) for p in pads],
               list(dilations), groups, bias)
-
-
-@mx.custom_function
-def _add_bias(y, b):
-    """``y + b`` whose gradient sums a contiguous copy of the cotangent: MLX reduces a
-    broadcast cotangent (the gradient of a sum) 4x slower than it copies and sums it
-    (16x64x64x64: 13.9 ms vs 2.6 + 0.8)."""
-    return y + b
-
-
-@_add_bias.vjp
-def _add_bias_vjp(primals, cotangent, output):
-    ext = extension.module()
-    if ext is not None and cotangent.dtype == mx.float32:
-        # on mlxnote's pool, the sums read the cotangent in place (16 MB: copy 2.5 -> 0.5 ms,
-        # sums 1.3 -> 0.8, float64 over chunks of 64 rows)
-        return ext.contiguous_rows(cotangent), ext.column_sums(cotangent)
-    ct = mx.contiguous(cotangent)
-    return ct, _gemm._sum_cols(ct.reshape(-1, ct.shape[-1]))  # chunked: the GEMM path's sum
 
 
 def conv_ext_depthwise(x, w, strides, pads, dilations, flip, bias):
