@@ -57,7 +57,11 @@ void Softmax::eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) {
         if (fwd) {
           kernels::softmax_row(a + off, o + off, n, mr.row(r));
         } else {
+          // centred as in the fused attention: a row of the logits' gradient sums to 0, and
+          // its rounding along that direction is what a bias added to every logit of the
+          // row (a key's bias in attention, exactly 0 in theory) would receive as gradient
           kernels::softmax_grad_row(a + off, g + off, o + off, n, mr.row(r));
+          kernels::center_grad_row(a + off, o + off, n);
         }
       }
     });
