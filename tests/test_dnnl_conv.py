@@ -104,13 +104,33 @@ def test_transposed(case):
     for a, b in zip(mx.grad(loss("onednn"), argnums=(0, 1))(x, w),
                     mx.grad(loss("mlx"), argnums=(0, 1))(x, w)):
         _close(a, b, 1e-4)
+    # the bias, added in the same primitive: y, every gradient (a weighted loss and a sum,
+    # whose cotangent is broadcast), its tangent, a vmap over it, a wrong shape refused
+    b = mx.random.normal((ref.shape[-1],), key=mx.random.key(8))
+    _close(kconv.conv(x, w, **kw, bias=b, method="onednn"), ref + b)
+
+    def with_bias(method, weigh):
+        return lambda a, c, d: weigh(kconv.conv(a, c, **kw, bias=d, method=method))
+
+    for weigh in (lambda y: (y * ct).sum(), lambda y: y.sum()):
+        for a, e in zip(mx.grad(with_bias("onednn", weigh), argnums=(0, 1, 2))(x, w, b),
+                        mx.grad(with_bias("mlx", weigh), argnums=(0, 1, 2))(x, w, b)):
+            _close(a, e, 1e-4)
+    tb = mx.random.normal(b.shape, key=mx.random.key(9))
+    _close(mx.jvp(lambda d: kconv.conv(x, w, **kw, bias=d, method="onednn"), [b], [tb])[1][0],
+           mx.broadcast_to(tb, ref.shape))
+    bs = mx.stack([b, 2 * b])
+    _close(mx.vmap(lambda d: kconv.conv(x, w, **kw, bias=d, method="onednn"))(bs),
+           mx.stack([ref + b, ref + 2 * b]))
+    with pytest.raises(ValueError, match="bias must be"):
+        mx.eval(kconv.conv(x, w, **kw, bias=mx.zeros((ref.shape[-1] + 1,)), method="onednn"))
     # padding beyond the kernel's reach keeps col2im
     assert kconv.choose(xs, ws, (1,) * n, dil, 1, idil, [(9, 0)] * n) == "col2im"
 
 
 def test_bias_gradients():
-    """The bias (added with a custom vjp) against y + b, for a sum and a weighted loss,
-    also grad of grad."""
+    """The bias oneDNN adds (its gradient the cotangent's column sums) against y + b, for a
+    sum and a weighted loss, also grad of grad."""
     x, w = _args(CASES[2])
     b = mx.random.normal((w.shape[0],), key=mx.random.key(4))
     ct = mx.random.normal((2, 9, 8, 4), key=mx.random.key(8))

@@ -148,7 +148,7 @@ namespace {
 // A block of channels is one native vector of floats: 16 in an AVX-512 register, 8 in an
 // AVX2 one, 4 in an SSE or NEON one. (A 16-float vector on AVX2 is not a register type:
 // GCC kept every accumulator on the stack, 14.9 ms for a 16x64x64x64 forward on one core
-// against 3.9 with native ones.) The helpers are always inlined into the per-ISA entry
+// against 5.4 with native ones.) The helpers are always inlined into the per-ISA entry
 // points at the end, so no call passes a vector by value between ISAs (the -Wpsabi note
 // about that ABI does not apply).
 #pragma GCC diagnostic ignored "-Wpsabi"

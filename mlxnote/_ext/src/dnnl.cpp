@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
@@ -42,6 +43,16 @@ mx::array make(Kind kind, const mx::array& a, const mx::array& b, DnnlParams p,
   std::vector<mx::array> ins = {as_input(a, stream), as_input(b, stream)};
   p.c.bias = bias && kind != MLXNOTE_DNNL_BACKWARD_WEIGHTS;
   if (p.c.bias) {
+    const int64_t channels = kind == MLXNOTE_DNNL_FORWARD ? p.c.o : p.c.c;
+    if (bias->ndim() != 1 || bias->shape(0) != channels) {
+      std::string given;
+      for (auto d : bias->shape()) {
+        given += (given.empty() ? "" : ", ") + std::to_string(d);
+      }
+      throw std::invalid_argument("mlxnote dnnl_conv: the bias must be (" +
+                                  std::to_string(channels) +
+                                  ",), one per output channel; got (" + given + ")");
+    }
     ins.push_back(as_input(*bias, stream));
   }
   auto prim = std::make_shared<DnnlConv>(stream, p, kind);
@@ -252,7 +263,7 @@ std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
   const auto ct = contiguous_rows(cotangents[0], s);
   std::vector<mx::array> out;
   for (int arg : argnums) {
-    if (arg == 2) {  // the forward's bias: the cotangent's columns summed, read in place
+    if (arg == 2) {  // the bias: the cotangent's columns summed, read in place
       out.push_back(column_sums(cotangents[0], s));
       continue;
     }
@@ -333,9 +344,6 @@ mx::array dnnl_conv(const mx::array& x, const mx::array& w, const std::vector<in
   }
   std::vector<int> length(x.shape().begin() + 1, x.shape().end() - 1);
   auto p = params(x.shape(0), length, x.shape(-1), w, strides, padding, dilations, groups);
-  if (bias && (bias->ndim() != 1 || bias->shape(0) != p.c.o)) {
-    throw std::invalid_argument("mlxnote dnnl_conv: the bias must be (O,), one per output channel");
-  }
   return make(MLXNOTE_DNNL_FORWARD, x, w, p, s, bias);
 }
 
