@@ -37,6 +37,16 @@ def make_input(spec: Input, rng: np.random.Generator, dtype: str) -> np.ndarray:
     raise ValueError(f"unknown input kind {spec.kind!r}")
 
 
+def nudge(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """float32 values of ``a`` each moved by -1, 0 or +1 unit in the last place (zeros stay
+    0): a nearby problem, as exactly representable as the first."""
+    a32 = np.asarray(a, np.float32)
+    step = rng.integers(-1, 2, a32.shape)
+    moved = np.where(step > 0, np.nextafter(a32, np.float32(np.inf)),
+                     np.nextafter(a32, np.float32(-np.inf)))
+    return np.where((step == 0) | (a32 == 0), a32, moved).astype(np.asarray(a).dtype)
+
+
 def to_mx(a: np.ndarray, spec: Input, dtype: str) -> mx.array:
     """An input as mlxnote gets it: differentiable ones in ``dtype`` (or the dtype the input
     is ``given`` in), the rest as drawn."""

@@ -245,6 +245,7 @@ class Trial:
     build: Callable[[], Any]
     numeric: Callable[[], list]
     round_trip: list = field(default_factory=list)  # the engine's set_weights findings
+    nudge: int = 0  # > 0: a nearby problem (inputs and weights moved by <= 1 ulp; compare.py)
 
 
 @dataclass

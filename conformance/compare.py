@@ -46,6 +46,22 @@ median 1.01 ulps of the largest value (TF's 1.13), 99th percentile 3.49 (TF's 3.
 34 exceeded 2x TF's error by luck, 33 of them under 4 ulps. A real 16-bit defect is far
 above: a relu derivative lost to a pre-activation rounded to 0 is 64 ulps in bfloat16
 (the one recurrent expected failure), a wrong mask or sign hundreds.
+
+Nearby problems. The oracle rule compares one draw of our rounding error with one draw of
+TensorFlow's. Where the computation amplifies rounding, one draw says little: in a GRU with
+elu and sin activations and N(0, 0.5) weights (chaotic within its 5 steps), moving the
+inputs and weights by at most one ulp each moved TensorFlow's error on one weight gradient
+over 2.3e-7..3.0e-6 in 8 such problems; the case failed on an AVX2 machine (ours 3.3e-6
+against TensorFlow's lucky 1.2e-6) and passed on an AVX-512 one. So a float32 quantity
+that fails every rule above by an error under ``NEARBY_ULPS`` ulps of its largest value is
+re-examined on ``NEARBY_DRAWS`` problems: the case's own and ones whose inputs and weights
+are each moved by -1, 0 or +1 ulp (zeros stay 0), every one run on both sides against its
+own oracle. It passes when its mean error over them is at most ``ORACLE_FACTOR`` times
+TensorFlow's mean error (or the rounding floor). Over 32 problems our mean error in those
+two GRU cases was 0.89-1.06x TensorFlow's per quantity (over 8, one quantity still came
+out at 2.1x: the errors are heavy-tailed). Above 64 ulps no rounding argument is made:
+the self-test's planted errors (840 ulps) are never re-examined, and a planted 20-ulp
+error still fails (``tests/test_conformance_engine.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +81,9 @@ ORACLE_FACTOR = 2.0
 # rounding noise in the oracle rule (see above).
 NOISE_ULPS: dict[str, int] = {"float32": 8, "float16": 2, "bfloat16": 2}
 FLOAT32_NOISE_ULPS = NOISE_ULPS["float32"]
+# Float32 failures under this many ulps are re-examined on this many nearby problems.
+NEARBY_ULPS = 64
+NEARBY_DRAWS = 32
 # Units in the last place at 1.0.
 EPS: dict[str, float] = {"float32": 2.0 ** -23, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 
@@ -156,6 +175,28 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray, oracle: np.ndarray | N
     if not check.passed:
         check.detail = (f"ours={ours[worst]:.7g} tf={ref[worst]:.7g} at {check.worst_index}; "
                         f"|diff|/(atol+rtol|tf|)={excess:.3g} (rtol={rtol:g}, atol={atol:g})")
+    return check
+
+
+def reexaminable(check: Check, dtype: str) -> bool:
+    """Did ``check`` fail the rules above by little enough for rounding noise to explain it
+    (see "Nearby problems")?"""
+    return (dtype == "float32" and not check.passed and check.rule == "tolerance"
+            and check.meaningful(dtype) and check.rel <= NEARBY_ULPS * EPS[dtype])
+
+
+def nearby(check: Check, ours: list[float], tf: list[float], dtype: str) -> Check:
+    """The oracle rule on mean errors over nearby problems (``ours``/``tf``: each problem's
+    relative errors, the case's own first); updates and returns ``check``."""
+    mean_ours, mean_tf = float(np.mean(ours)), float(np.mean(tf))
+    floor = NOISE_ULPS[dtype] * EPS[dtype]
+    said = (f"mean error over {len(ours)} problems within 1 ulp: ours {mean_ours:.3g}, "
+            f"TF {mean_tf:.3g}")
+    if mean_ours <= ORACLE_FACTOR * max(mean_tf, floor):
+        check.passed, check.rule = True, f"oracle (mean of {len(ours)} nearby problems)"
+        check.detail = said
+    else:
+        check.detail += f"; {said} (> {ORACLE_FACTOR:g}x)"
     return check
 
 

@@ -182,7 +182,10 @@ LAYER_CHECKS: list[LayerPrecision] = [
         "the weight gradient over 8192 rows sums 16 partial products",
         _case("conv2d", dict(filters=16, kernel_size=3, input_size=8, padding="SAME"),
               Input((1, 32, 32, 8), "positive")),
-        ("grad:weight",), "plain", 2.0, plain_row_product, ("cpu", "gemm")),
+        # measured plain / ours: >= 2.0 with OpenBLAS's SkylakeX kernels (AVX-512), 1.40 with
+        # its Haswell kernels (AVX2: ours 1.86e-7, one matmul 2.61e-7, TF 3.48e-7); the gain
+        # depends on how the BLAS orders its own sum. 1.3 still fails without the chunks (1.0)
+        ("grad:weight",), "plain", 1.3, plain_row_product, ("cpu", "gemm")),
     LayerPrecision(
         "dense bias gradient (pairwise row sum)",
         "kernels.linear sums the cotangent's 16384 rows pairwise",
@@ -262,14 +265,14 @@ def _run_layer(p: LayerPrecision) -> Row:
     from .engine import numeric
 
     spec = families.load().specs[p.case.layer]
-    ours, tf_err = _worst(numeric(p.case, spec), p.check)
+    ours, tf_err = _worst(numeric(p.case, spec, reexamine=False), p.check)
     row = Row(p.name, p.claim, False, ours, 0.0, "", tf=tf_err)
     if p.rule == "tf":
         row.bound = p.factor * tf_err
         row.rule = f"<= {p.factor:g}x TF's error"
     if p.plain is not None:
         with p.plain():
-            row.plain = _worst(numeric(p.case, spec), p.check)[0]
+            row.plain = _worst(numeric(p.case, spec, reexamine=False), p.check)[0]
         if p.rule == "plain":
             row.bound = row.plain / p.factor
             row.rule = f"<= plain formulation's error / {p.factor:g}"
