@@ -33,6 +33,10 @@ CASES = [
     # stride-1 depthwise: the input gradient as a forward conv (dm 2, dilated, lo != hi)
     ((2, 9, 8, 4), (8, 3, 3, 1), (1, 1), ((1, 2), (0, 1)), (2, 1), 4),
     ((2, 9, 8, 4), (4, 3, 3, 1), (1, 1), ((3, 0), (0, 1)), (1, 1), 4),  # beyond reach
+    # stride 1, groups 1: the weight gradient as one GEMM per tap over a padded grid
+    ((2, 10, 3), (4, 2, 3), (1,), ((0,), (0,)), (3,), 1),  # no padding, dilated
+    ((2, 7, 6, 3), (5, 2, 3, 3), (1, 1), ((3, 0), (1, 2)), (2, 1), 1),  # lo past the reach
+    ((1, 4, 5, 6, 3), (4, 3, 2, 3, 3), (1, 1, 1), ((1, 0, 2), (1, 1, 0)), (1, 2, 1), 1),
 ]
 
 
@@ -176,17 +180,20 @@ def test_fused_bias_jvp_vmap_and_accuracy():
     assert abs(float(db[0]) - exact) / exact < 1e-6
 
 
-def test_grad_of_grad_jvp_vmap():
-    case = CASES[3]
+@pytest.mark.parametrize("at", [3, -2], ids=["strided", "stride1-taps"])
+def test_grad_of_grad_jvp_vmap(at):
+    case = CASES[at]
     x, w = _args(case, 1)
     _, _, s, p, d, g = case
 
-    def inner(fn):
-        return lambda a, b: mx.grad(lambda u: (fn(u, b, s, p, d, g) ** 2).sum())(a).sum()
+    def inner(fn, wrt):  # the sum of the input's (0) or the weight's (1) gradient
+        return lambda a, b: mx.grad(lambda u, v: (fn(u, v, s, p, d, g) ** 2).sum(),
+                                    argnums=wrt)(a, b).sum()
 
-    for argnums in (0, 1):
-        got = mx.grad(inner(_ours), argnums=argnums)(x, w)
-        _close(got, mx.grad(inner(_ref), argnums=argnums)(x, w), 1e-4)
+    for wrt in (0, 1):
+        for argnums in (0, 1):
+            got = mx.grad(inner(_ours, wrt), argnums=argnums)(x, w)
+            _close(got, mx.grad(inner(_ref, wrt), argnums=argnums)(x, w), 1e-4)
     tx, tw = _args(case, 2)
     _, jo = mx.jvp(lambda a, b: _ours(a, b, s, p, d, g), [x, w], [tx, tw])
     # MLX's conv has no jvp; the conv is bilinear: conv(tx, w) + conv(x, tw)

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <optional>
 #include <stdexcept>
@@ -12,6 +13,7 @@
 #include "mlx/backend/cpu/encoder.h"
 
 #include "columns.h"
+#include "im2col.h"
 #include "pool.h"
 #include "rnn_kernels.h"  // add_into
 
@@ -251,6 +253,83 @@ std::vector<mx::Shape> DnnlConv::output_shapes(const std::vector<mx::array>&) {
   }
 }
 
+// A zero-padded copy (n, *size, ch) of a (n, *l, ch), its values from position lo on (im2col
+// with one tap), on the pool.
+mx::array padded(const mx::array& a, const int64_t* l, const int64_t* size, const int64_t* lo,
+                 int nd, int64_t ch, mx::Stream s) {
+  Geometry g;
+  g.nd = nd;
+  g.c = g.cg = static_cast<int>(ch);
+  bool same = true;
+  for (int j = 0; j < nd; ++j) {
+    const int at = 3 - nd + j;  // Geometry's dimensions are the last nd of 3
+    g.l[at] = static_cast<int>(l[j]);
+    g.o[at] = static_cast<int>(size[j]);
+    g.p[at] = static_cast<int>(lo[j]);
+    same = same && size[j] == l[j] && lo[j] == 0;
+  }
+  return same ? a : im2col(a, g, s);
+}
+
+// The weight gradient of a stride-1 conv with groups 1 as one GEMM per tap: x and dy are
+// put in one zero-padded grid (the padded input's: dy at its origin, zeros past its end),
+// where tap k's pairs (dy at o, x at o + k * d) are the rows r and r + offset(k) of the two
+// flattened grids, with no pair wrapping into the next row or sample. Row chunks of about
+// 16k rows are summed, each read once for all taps while it is in cache. oneDNN 3.2's AVX2
+// weight-gradient kernel (jit:avx2) took 5.9 ms for conv1d 16x1024 64->64 k3 with a
+// relative error of 3.1e-6 against float64 (this: 3.6 ms, 3.3e-7); conv2d 16x64x64 32->64
+// 3x3: 25.4 ms, 8.7e-6 (this: 21.3 ms, 4.3e-7). None for other convs.
+std::optional<mx::array> taps_weight_grad(const mx::array& x, const mx::array& dy,
+                                          const MlxnoteDnnlConv& c, mx::Stream s) {
+  const char* own = std::getenv("MLXNOTE_DNNL_WGRAD");  // "0": oneDNN's kernel instead
+  if (c.groups != 1 || (own != nullptr && std::string(own) == "0")) return std::nullopt;
+  int64_t grid[3], zero[3] = {0, 0, 0}, step[3];
+  for (int j = 0; j < c.nd; ++j) {
+    if (c.s[j] != 1) return std::nullopt;
+    grid[j] = c.l[j] + c.lo[j] + c.hi[j];
+  }
+  int64_t rows = c.n;
+  for (int j = c.nd - 1; j >= 0; --j) {
+    step[j] = j == c.nd - 1 ? 1 : step[j + 1] * grid[j + 1];
+    rows *= grid[j];
+  }
+  if (rows > (int64_t{1} << 31) - 1) return std::nullopt;
+  const int ci = static_cast<int>(c.c), co = static_cast<int>(c.o);
+  auto xs = mx::reshape(padded(x, c.l, grid, c.lo, c.nd, c.c, s), {-1, ci}, s);
+  auto ds = mx::reshape(padded(dy, c.out, grid, zero, c.nd, c.o, s), {-1, co}, s);
+  std::vector<int> offsets = {0};
+  for (int j = 0; j < c.nd; ++j) {
+    std::vector<int> next;
+    for (int o : offsets) {
+      for (int k = 0; k < c.k[j]; ++k) next.push_back(o + static_cast<int>(k * c.d[j] * step[j]));
+    }
+    offsets = next;
+  }
+  // every nonzero row of dy lies below `used`: its last tap reads the grid's last row
+  const int used = static_cast<int>(rows) - offsets.back();
+  const int chunks = std::max(1, (used + 8192) / 16384);
+  const int per = (used + chunks - 1) / chunks;
+  std::optional<mx::array> sum;
+  for (int r0 = 0; r0 < used; r0 += per) {
+    const int r1 = std::min(used, r0 + per);
+    auto d = mx::slice(ds, {r0, 0}, {r1, co}, s);
+    std::vector<mx::array> taps;
+    for (int o : offsets) {  // (ci, co): 16% faster than (co, ci) through oneDNN's GEMM
+      taps.push_back(mx::matmul(mx::transpose(mx::slice(xs, {r0 + o, 0}, {r1 + o, ci}, s), s),
+                                d, s));
+    }
+    auto part = mx::stack(taps, 0, s);
+    sum = sum ? mx::add(*sum, part, s) : part;
+  }
+  mx::Shape shape;
+  for (int j = 0; j < c.nd; ++j) shape.push_back(static_cast<int>(c.k[j]));
+  shape.push_back(ci);
+  shape.push_back(co);
+  std::vector<int> axes = {c.nd + 1};  // (*K, ci, co) -> (co, *K, ci)
+  for (int j = 0; j <= c.nd; ++j) axes.push_back(j);
+  return mx::contiguous(mx::transpose(mx::reshape(*sum, shape, s), axes, s), false, s);
+}
+
 std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
                                      const std::vector<mx::array>& cotangents,
                                      const std::vector<int>& argnums,
@@ -273,7 +352,8 @@ std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
           auto dx = depthwise_input_grad(ct, b, p_.c, s);
           out.push_back(dx ? *dx : make(MLXNOTE_DNNL_BACKWARD_DATA, ct, b, p_, s));
         } else {
-          out.push_back(make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, a, ct, p_, s));
+          auto dw = taps_weight_grad(a, ct, p_.c, s);
+          out.push_back(dw ? *dw : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, a, ct, p_, s));
         }
         break;
       case MLXNOTE_DNNL_BACKWARD_DATA:  // dx = G(dy, w)
