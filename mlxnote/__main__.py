@@ -101,7 +101,8 @@ def render(d: dict) -> str:
                  f"cache), {_platform.ENV_CACHE}=2G|25%, {_platform.ENV_THREADS}=N, MLXNOTE_EXT=0 "
                  "(no C++ kernels), MLXNOTE_THREADS=N, MLXNOTE_FORMULATION=cpu|gpu|auto, "
                  "MLXNOTE_BLAS_ADAPTIVE=0, MLXNOTE_ONEDNN=0 (no oneDNN convs), "
-                 "MLXNOTE_DNNL_WGRAD=0 (oneDNN's conv weight gradients), "
+                 "MLXNOTE_DNNL_WGRAD=0|1 (conv weight gradients on oneDNN's kernel | as one "
+                 "GEMM per tap at any size), "
                  "MLXNOTE_SIMD=avx2|baseline (narrower vectors), "
                  f"{_platform.ENV_DNNL_GEMM}=0|all (float32 GEMMs on oneDNN by shape)")
     return "\n".join(lines)

@@ -62,9 +62,17 @@ def _close(a, b, tol=2e-5):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, np.abs(b).max()))
 
 
+@pytest.fixture(params=["1", "0"], ids=["taps", "onednn-wgrad"])
+def wgrad(request, monkeypatch):
+    """Groups-1 weight gradients as one GEMM per tap at any size ("1"), or oneDNN's kernel
+    ("0"); by default the taps from 4M multiply-adds per tap, so small tests need "1"."""
+    monkeypatch.setenv("MLXNOTE_DNNL_WGRAD", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{len(c[0]) - 2}d-s{c[2]}-g{c[5]}")
 @pytest.mark.parametrize("flip", [False, True])
-def test_forward_and_gradients(case, flip):
+def test_forward_and_gradients(case, flip, wgrad):
     x, w = _args(case)
     _, _, s, p, d, g = case
     y = _ours(x, w, s, p, d, g, flip)
@@ -92,7 +100,7 @@ TRANSPOSED = [
 
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: f"{len(c[0]) - 2}d-i{c[2]}")
-def test_transposed(case):
+def test_transposed(case, wgrad):
     xs, ws, idil, pads, dil, flip = case
     x, w = mx.random.normal(xs, key=mx.random.key(5)), mx.random.normal(ws, key=mx.random.key(6))
     n = len(xs) - 2
@@ -132,7 +140,7 @@ def test_transposed(case):
     assert kconv.choose(xs, ws, (1,) * n, dil, 1, idil, [(9, 0)] * n) == "col2im"
 
 
-def test_bias_gradients():
+def test_bias_gradients(wgrad):
     """The bias oneDNN adds (its gradient the cotangent's column sums) against y + b, for a
     sum and a weighted loss, also grad of grad."""
     x, w = _args(CASES[2])
@@ -181,7 +189,7 @@ def test_fused_bias_jvp_vmap_and_accuracy():
 
 
 @pytest.mark.parametrize("at", [3, -2], ids=["strided", "stride1-taps"])
-def test_grad_of_grad_jvp_vmap(at):
+def test_grad_of_grad_jvp_vmap(at, wgrad):
     case = CASES[at]
     x, w = _args(case, 1)
     _, _, s, p, d, g = case

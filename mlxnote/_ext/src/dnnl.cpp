@@ -253,10 +253,11 @@ std::vector<mx::Shape> DnnlConv::output_shapes(const std::vector<mx::array>&) {
   }
 }
 
-// A zero-padded copy (n, *size, ch) of a (n, *l, ch), its values from position lo on (im2col
-// with one tap), on the pool.
-mx::array padded(const mx::array& a, const int64_t* l, const int64_t* size, const int64_t* lo,
-                 int nd, int64_t ch, mx::Stream s) {
+// a (n, *l, ch) sampled on a grid (n, *size, ch): at m, a[m * stride - pad] (0 outside; pad
+// may be negative): im2col with one tap, on the pool. `a` itself when that is the identity.
+mx::array resampled(const mx::array& a, const int64_t* l, const int64_t* size,
+                    const int64_t* stride, const int64_t* pad, int nd, int64_t ch,
+                    mx::Stream s) {
   Geometry g;
   g.nd = nd;
   g.c = g.cg = static_cast<int>(ch);
@@ -265,68 +266,99 @@ mx::array padded(const mx::array& a, const int64_t* l, const int64_t* size, cons
     const int at = 3 - nd + j;  // Geometry's dimensions are the last nd of 3
     g.l[at] = static_cast<int>(l[j]);
     g.o[at] = static_cast<int>(size[j]);
-    g.p[at] = static_cast<int>(lo[j]);
-    same = same && size[j] == l[j] && lo[j] == 0;
+    g.s[at] = static_cast<int>(stride[j]);
+    g.p[at] = static_cast<int>(pad[j]);
+    same = same && size[j] == l[j] && stride[j] == 1 && pad[j] == 0;
   }
   return same ? a : im2col(a, g, s);
 }
 
-// The weight gradient of a stride-1 conv with groups 1 as one GEMM per tap: x and dy are
-// put in one zero-padded grid (the padded input's: dy at its origin, zeros past its end),
-// where tap k's pairs (dy at o, x at o + k * d) are the rows r and r + offset(k) of the two
-// flattened grids, with no pair wrapping into the next row or sample. Row chunks of about
-// 16k rows are summed, each read once for all taps while it is in cache. oneDNN 3.2's AVX2
-// weight-gradient kernel (jit:avx2) took 5.9 ms for conv1d 16x1024 64->64 k3 with a
-// relative error of 3.1e-6 against float64 (this: 3.6 ms, 3.3e-7); conv2d 16x64x64 32->64
-// 3x3: 25.4 ms, 8.7e-6 (this: 21.3 ms, 4.3e-7). None for other convs.
+// The weight gradient of a groups-1 conv as one GEMM per tap. Tap k reads the padded input
+// at o * s + k * d = (o + q) * s + ph (ph = k * d mod s, q = k * d div s, per dimension):
+// x's phase ph (the padded x at stride s from ph) at o + q. dy and every phase are put on
+// one grid (dy's size plus the largest q, zeros past their ends), where the tap's pairs are
+// the rows r and r + offset(q) of the flattened grids, none wrapping into the next row or
+// sample. Row chunks of about 16k rows are summed, each read once for all taps while it is
+// in cache. oneDNN 3.2's AVX2 weight-gradient kernel (jit:avx2) took 8.4 ms for conv1d
+// 16x1024 64->64 k3 with a relative error of 3.1e-6 against float64 (this: 4.4 ms, 3.3e-7);
+// conv2d 16x64x64 32->64 3x3: 32 ms, 8.7e-6 (this: 23 ms, 2.6e-7); conv2d_transpose s2
+// 16x32x32 64->64 fwd+bwd 45.4 -> 39.6 ms. MLXNOTE_DNNL_WGRAD=0: oneDNN's (none here).
+// Below this many multiply-adds per tap (grid rows x C_in x C_out) oneDNN's kernel is as
+// fast or faster (measured, fwd+dw: conv3d 4x8^3 32->32 s2 transposed, 3.0M per tap, 7.8 vs
+// 8.7 ms; conv1d 4x1024 32->32, 4.2M, 0.73 vs 0.90 for this; 2-D and 3-D with 32 channels
+// at 9.5-24M within 7% either way). MLXNOTE_DNNL_WGRAD=1: this at any size.
+constexpr int64_t kTapsMinMacs = int64_t{1} << 22;
+
 std::optional<mx::array> taps_weight_grad(const mx::array& x, const mx::array& dy,
                                           const MlxnoteDnnlConv& c, mx::Stream s) {
-  const char* own = std::getenv("MLXNOTE_DNNL_WGRAD");  // "0": oneDNN's kernel instead
-  if (c.groups != 1 || (own != nullptr && std::string(own) == "0")) return std::nullopt;
-  int64_t grid[3], zero[3] = {0, 0, 0}, step[3];
-  for (int j = 0; j < c.nd; ++j) {
-    if (c.s[j] != 1) return std::nullopt;
-    grid[j] = c.l[j] + c.lo[j] + c.hi[j];
-  }
+  const char* env = std::getenv("MLXNOTE_DNNL_WGRAD");
+  const std::string own = env == nullptr ? "" : env;
+  if (c.groups != 1 || own == "0") return std::nullopt;
+  const int nd = c.nd;
+  int64_t grid[3], ones[3] = {1, 1, 1}, zero[3] = {0, 0, 0}, step[3];
+  for (int j = 0; j < nd; ++j) grid[j] = c.out[j] + (c.k[j] - 1) * c.d[j] / c.s[j];
   int64_t rows = c.n;
-  for (int j = c.nd - 1; j >= 0; --j) {
-    step[j] = j == c.nd - 1 ? 1 : step[j + 1] * grid[j + 1];
+  for (int j = nd - 1; j >= 0; --j) {
+    step[j] = j == nd - 1 ? 1 : step[j + 1] * grid[j + 1];
     rows *= grid[j];
   }
   if (rows > (int64_t{1} << 31) - 1) return std::nullopt;
+  if (own != "1" && rows * c.c * c.o < kTapsMinMacs) return std::nullopt;
   const int ci = static_cast<int>(c.c), co = static_cast<int>(c.o);
-  auto xs = mx::reshape(padded(x, c.l, grid, c.lo, c.nd, c.c, s), {-1, ci}, s);
-  auto ds = mx::reshape(padded(dy, c.out, grid, zero, c.nd, c.o, s), {-1, co}, s);
-  std::vector<int> offsets = {0};
-  for (int j = 0; j < c.nd; ++j) {
-    std::vector<int> next;
-    for (int o : offsets) {
-      for (int k = 0; k < c.k[j]; ++k) next.push_back(o + static_cast<int>(k * c.d[j] * step[j]));
+  auto ds = mx::reshape(resampled(dy, c.out, grid, ones, zero, nd, c.o, s), {-1, co}, s);
+  // each tap (in the weight's order): its phase (an index into `phases`) and row offset
+  std::vector<std::vector<int64_t>> phases;
+  std::vector<std::pair<int, int>> taps = {{0, 0}};
+  std::vector<std::vector<int64_t>> tap_phase = {{}};
+  for (int j = 0; j < nd; ++j) {
+    std::vector<std::pair<int, int>> next;
+    std::vector<std::vector<int64_t>> next_phase;
+    for (size_t t = 0; t < taps.size(); ++t) {
+      for (int64_t k = 0; k < c.k[j]; ++k) {
+        auto ph = tap_phase[t];
+        ph.push_back(k * c.d[j] % c.s[j]);
+        next_phase.push_back(ph);
+        next.push_back({0, taps[t].second + static_cast<int>(k * c.d[j] / c.s[j] * step[j])});
+      }
     }
-    offsets = next;
+    taps = next;
+    tap_phase = next_phase;
   }
-  // every nonzero row of dy lies below `used`: its last tap reads the grid's last row
-  const int used = static_cast<int>(rows) - offsets.back();
+  std::vector<mx::array> xs;
+  for (size_t t = 0; t < taps.size(); ++t) {
+    auto at = std::find(phases.begin(), phases.end(), tap_phase[t]);
+    if (at == phases.end()) {
+      int64_t pad[3];
+      for (int j = 0; j < nd; ++j) pad[j] = c.lo[j] - tap_phase[t][j];
+      xs.push_back(mx::reshape(resampled(x, c.l, grid, c.s, pad, nd, c.c, s), {-1, ci}, s));
+      phases.push_back(tap_phase[t]);
+      at = phases.end() - 1;
+    }
+    taps[t].first = static_cast<int>(at - phases.begin());
+  }
+  int last = 0;  // every nonzero row of dy lies below rows - last
+  for (const auto& t : taps) last = std::max(last, t.second);
+  const int used = static_cast<int>(rows) - last;
   const int chunks = std::max(1, (used + 8192) / 16384);
   const int per = (used + chunks - 1) / chunks;
   std::optional<mx::array> sum;
   for (int r0 = 0; r0 < used; r0 += per) {
     const int r1 = std::min(used, r0 + per);
     auto d = mx::slice(ds, {r0, 0}, {r1, co}, s);
-    std::vector<mx::array> taps;
-    for (int o : offsets) {  // (ci, co): 16% faster than (co, ci) through oneDNN's GEMM
-      taps.push_back(mx::matmul(mx::transpose(mx::slice(xs, {r0 + o, 0}, {r1 + o, ci}, s), s),
-                                d, s));
+    std::vector<mx::array> parts;
+    for (const auto& [ph, o] : taps) {  // (ci, co): 16% faster than (co, ci) on oneDNN's GEMM
+      auto xr = mx::slice(xs[ph], {r0 + o, 0}, {r1 + o, ci}, s);
+      parts.push_back(mx::matmul(mx::transpose(xr, s), d, s));
     }
-    auto part = mx::stack(taps, 0, s);
+    auto part = mx::stack(parts, 0, s);
     sum = sum ? mx::add(*sum, part, s) : part;
   }
   mx::Shape shape;
-  for (int j = 0; j < c.nd; ++j) shape.push_back(static_cast<int>(c.k[j]));
+  for (int j = 0; j < nd; ++j) shape.push_back(static_cast<int>(c.k[j]));
   shape.push_back(ci);
   shape.push_back(co);
-  std::vector<int> axes = {c.nd + 1};  // (*K, ci, co) -> (co, *K, ci)
-  for (int j = 0; j <= c.nd; ++j) axes.push_back(j);
+  std::vector<int> axes = {nd + 1};  // (*K, ci, co) -> (co, *K, ci)
+  for (int j = 0; j <= nd; ++j) axes.push_back(j);
   return mx::contiguous(mx::transpose(mx::reshape(*sum, shape, s), axes, s), false, s);
 }
 
@@ -357,8 +389,12 @@ std::vector<mx::array> DnnlConv::vjp(const std::vector<mx::array>& primals,
         }
         break;
       case MLXNOTE_DNNL_BACKWARD_DATA:  // dx = G(dy, w)
-        out.push_back(arg == 0 ? make(MLXNOTE_DNNL_FORWARD, ct, b, p_, s)
-                               : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, ct, a, p_, s));
+        if (arg == 0) {
+          out.push_back(make(MLXNOTE_DNNL_FORWARD, ct, b, p_, s));
+        } else {
+          auto dw = taps_weight_grad(ct, a, p_.c, s);
+          out.push_back(dw ? *dw : make(MLXNOTE_DNNL_BACKWARD_WEIGHTS, ct, a, p_, s));
+        }
         break;
       default:  // dw = H(x, dy)
         out.push_back(arg == 0 ? make(MLXNOTE_DNNL_BACKWARD_DATA, b, ct, p_, s)
