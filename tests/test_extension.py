@@ -265,6 +265,13 @@ for xs, ws, s, p in [((2, 7, 11, 21), (21, 3, 3, 1), (1, 1), ((1, 1), (1, 1))),
     for a, e in zip(got, exp):
         a, e = np.array(a), np.array(e)
         worst = max(worst, float(np.abs(a - e).max() / max(1.0, np.abs(e).max())))
+# the norms' register-blocked moments: 4 x 16 + 16 + 5 = 4 x 8 + 8 + 5 = ... channels
+for c in (85, 37, 3):
+    x = mx.random.normal((6, 50, c)) * 3 + 2
+    xd = np.array(x, np.float64).reshape(-1, c)
+    y, mean, var = ext.batch_norm_train(x, mx.ones((c,)), mx.zeros((c,)), 1e-3)
+    worst = max(worst, float(np.abs(np.array(mean) - xd.mean(0)).max() / 5),
+                float(np.abs(np.array(var) - xd.var(0)).max() / 9))
 print(ext.isa().split(", ")[-1].split("-")[0], worst)
 """
 
@@ -274,9 +281,10 @@ print(ext.isa().split(", ")[-1].split("-")[0], worst)
                     reason="MLXNOTE_SIMD caps the x86-64 vector width only")
 @pytest.mark.parametrize("cap,floats", [("avx2", (8, 4)), ("baseline", (4,))])
 def test_narrower_vector_kernels_match_conv_general(cap, floats):
-    """The depthwise kernels run on the CPU's widest vector; MLXNOTE_SIMD caps it so that
-    the narrower instances (another machine's) are checked here too: channel tails of every
-    width (21 = 16 + 5 = 2 x 8 + 5 = 5 x 4 + 1), strides, 1-D, dx/dw/db."""
+    """The depthwise kernels and the norms' moments run on the CPU's widest vector;
+    MLXNOTE_SIMD caps it so that the narrower instances (another machine's) are checked here
+    too: channel tails of every width (21 = 16 + 5 = 2 x 8 + 5 = 5 x 4 + 1), strides, 1-D,
+    dx/dw/db; the moments' register blocks and tails (85, 37, 3 channels)."""
     r = _run(SIMD_PROBE, MLXNOTE_SIMD=cap)
     assert r.returncode == 0, r.stderr
     width, worst = r.stdout.split()

@@ -17,6 +17,7 @@
 #include "columns.h"
 #include "depthwise.h"
 #include "depthwise_kernels.h"
+#include "native_vector.h"
 #include "dnnl.h"
 #include "im2col.h"
 #include "layernorm.h"

@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "fastmath.h"  // MLXNOTE_INLINE
+#include "native_vector.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -145,33 +146,11 @@ void weight_grad_row(const float* x, const float* dy, float* part, const Dims& d
 
 namespace {
 
-// A block of channels is one native vector of floats: 16 in an AVX-512 register, 8 in an
-// AVX2 one, 4 in an SSE or NEON one. (A 16-float vector on AVX2 is not a register type:
-// GCC kept every accumulator on the stack, 14.9 ms for a 16x64x64x64 forward on one core
-// against 5.4 with native ones.) The helpers are always inlined into the per-ISA entry
-// points at the end, so no call passes a vector by value between ISAs (the -Wpsabi note
-// about that ABI does not apply).
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-template <class V>
-constexpr int kLanes = sizeof(V) / sizeof(float);
+// A block of channels is one native vector of floats (native_vector.h). (A 16-float vector
+// on AVX2 is not a register type: GCC kept every accumulator on the stack, 14.9 ms for a
+// 16x64x64x64 forward on one core against 5.4 with native ones.)
 constexpr int kPositions = 4;
 constexpr int kMaxTaps = kMaxKernelRows;
-
-// A block of `b` channels: a full one (Full) or the channels' tail, zero-padded.
-template <class V, bool Full>
-MLXNOTE_INLINE V load(const float* p, int b) {
-  V v = {};
-  __builtin_memcpy(&v, p, Full ? sizeof(V) : sizeof(float) * b);
-  return v;
-}
-
-template <class V, bool Full>
-MLXNOTE_INLINE void store(float* p, const V& v, int b) {
-  __builtin_memcpy(p, &v, Full ? sizeof(V) : sizeof(float) * b);
-}
 
 // The kernel's columns as offsets: output column j reads input column j * s + off[kw]
 // (forward), or input column j is reached from output column (j + off[kw]) / s (input
@@ -421,54 +400,7 @@ MLXNOTE_INLINE void backward_dm1(const float* x, const float* wt, const float* c
 
 }  // namespace
 
-// The entry points: the kernel with the CPU's native vector, each instance compiled for
-// its ISA (the helpers above are inlined into it) and picked once.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
-int vector_floats() {
-  // MLXNOTE_SIMD=avx2|baseline caps it (tests run the narrower kernels on any machine)
-  static const int lanes = [] {
-    const char* cap = std::getenv("MLXNOTE_SIMD");
-    const std::string c = cap != nullptr ? cap : "";
-    if (__builtin_cpu_supports("x86-64-v4") && c != "avx2" && c != "baseline") {
-      return 16;
-    }
-    return __builtin_cpu_supports("x86-64-v3") && c != "baseline" ? 8 : 4;
-  }();
-  return lanes;
-}
-#define MLXNOTE_NATIVE_VECTOR(name, impl, params, args)                        \
-  __attribute__((target("arch=x86-64-v4"))) void name##_v4 params {          \
-    impl<v16> args;                                                            \
-  }                                                                            \
-  __attribute__((target("arch=x86-64-v3"))) void name##_v3 params {          \
-    impl<v8> args;                                                             \
-  }                                                                            \
-  void name##_v1 params {                                                      \
-    impl<v4> args;                                                             \
-  }                                                                            \
-  void name params {                                                           \
-    static const auto fn = vector_floats() == 16  ? name##_v4                  \
-                           : vector_floats() == 8 ? name##_v3                  \
-                                                  : name##_v1;                 \
-    fn args;                                                                   \
-  }
-#else
-// NEON (arm64) or the baseline: clang splits a 16-float vector into native registers (four
-// NEON ones, 16 accumulators for the 4 FMA pipes of an Apple core); GCC does not.
-#if defined(__clang__)
-#define MLXNOTE_VECTOR v16
-#else
-#define MLXNOTE_VECTOR v4
-#endif
-int vector_floats() {
-  return kLanes<MLXNOTE_VECTOR>;
-}
-#define MLXNOTE_NATIVE_VECTOR(name, impl, params, args) \
-  void name params {                                    \
-    impl<MLXNOTE_VECTOR> args;                          \
-  }
-#endif
-
+// The entry points: the kernel with the CPU's native vector (native_vector.h).
 MLXNOTE_NATIVE_VECTOR(forward_row_dm1, forward_dm1,
                       (const float* x, const float* wt, const float* bias, float* y,
                        const Dims& d, int n, int oh, int ow0, int ow1),

@@ -35,8 +35,4 @@ void forward_row_dm1(const float* x, const float* wt, const float* bias, float* 
 void backward_row_dm1(const float* x, const float* wt, const float* const* rows, float* dx,
                       float* part, const Dims& d, int n, int ih, int j0, int j1);
 
-// The floats in the vector the dm == 1 kernels run on here: 16 (AVX-512), 8 (AVX2), 4 (SSE,
-// NEON with GCC), 16 in four NEON registers (clang); MLXNOTE_SIMD=avx2|baseline caps it.
-int vector_floats();
-
 }  // namespace mlxnote::kernels
