@@ -273,6 +273,12 @@ mx::array resampled(const mx::array& a, const int64_t* l, const int64_t* size,
   return same ? a : im2col(a, g, s);
 }
 
+// Below this many multiply-adds per tap (grid rows x C_in x C_out) oneDNN's kernel is as
+// fast or faster (measured, fwd+dw: conv3d 4x8^3 32->32 s2 transposed, 3.0M per tap, 7.8 vs
+// 8.7 ms; conv1d 4x1024 32->32, 4.2M, 0.73 vs 0.90 for this; 2-D and 3-D with 32 channels
+// at 9.5-24M within 7% either way). MLXNOTE_DNNL_WGRAD=1: this at any size.
+constexpr int64_t kTapsMinMacs = int64_t{1} << 22;
+
 // The weight gradient of a groups-1 conv as one GEMM per tap. Tap k reads the padded input
 // at o * s + k * d = (o + q) * s + ph (ph = k * d mod s, q = k * d div s, per dimension):
 // x's phase ph (the padded x at stride s from ph) at o + q. dy and every phase are put on
@@ -282,13 +288,8 @@ mx::array resampled(const mx::array& a, const int64_t* l, const int64_t* size,
 // in cache. oneDNN 3.2's AVX2 weight-gradient kernel (jit:avx2) took 8.4 ms for conv1d
 // 16x1024 64->64 k3 with a relative error of 3.1e-6 against float64 (this: 4.4 ms, 3.3e-7);
 // conv2d 16x64x64 32->64 3x3: 32 ms, 8.7e-6 (this: 23 ms, 2.6e-7); conv2d_transpose s2
-// 16x32x32 64->64 fwd+bwd 45.4 -> 39.6 ms. MLXNOTE_DNNL_WGRAD=0: oneDNN's (none here).
-// Below this many multiply-adds per tap (grid rows x C_in x C_out) oneDNN's kernel is as
-// fast or faster (measured, fwd+dw: conv3d 4x8^3 32->32 s2 transposed, 3.0M per tap, 7.8 vs
-// 8.7 ms; conv1d 4x1024 32->32, 4.2M, 0.73 vs 0.90 for this; 2-D and 3-D with 32 channels
-// at 9.5-24M within 7% either way). MLXNOTE_DNNL_WGRAD=1: this at any size.
-constexpr int64_t kTapsMinMacs = int64_t{1} << 22;
-
+// 16x32x32 64->64 fwd+bwd 45.4 -> 39.6 ms. MLXNOTE_DNNL_WGRAD=0: oneDNN's kernel
+// always.
 std::optional<mx::array> taps_weight_grad(const mx::array& x, const mx::array& dy,
                                           const MlxnoteDnnlConv& c, mx::Stream s) {
   const char* env = std::getenv("MLXNOTE_DNNL_WGRAD");
