@@ -12,6 +12,7 @@ import sys
 import mlx.core as mx
 import numpy as np
 import pytest
+from ext_helpers import thread_counts, threads
 
 from mlxnote.kernels import conv as kconv
 from mlxnote.kernels import extension
@@ -209,6 +210,46 @@ def test_grad_of_grad_jvp_vmap(at, wgrad):
     xs = mx.stack([x, 2 * x])
     vo = mx.vmap(lambda a: _ours(a, w, s, p, d, g))(xs)
     _close(vo, mx.stack([_ref(x, w, s, p, d, g), _ref(2 * x, w, s, p, d, g)]))
+
+
+@pytest.mark.parametrize("case", [
+    ((3, 1500, 4), (5, 3, 4), (1,), ((1,), (1,)), (2,)),  # 4506 grid rows: 5 chunks
+    ((2, 40, 50, 3), (4, 3, 2, 3), (2, 1), ((1, 0), (1, 1)), (1, 1)),  # strided 2-D
+], ids=["1d", "2d-s2"])
+def test_weight_gradient_over_row_chunks(case, monkeypatch):
+    """The per-tap weight gradient over several row chunks (on the pool, added in order):
+    within float32 rounding of a float64 sum over every tap, the same bits on one thread
+    and on the pool, and its vmap."""
+    monkeypatch.setenv("MLXNOTE_DNNL_WGRAD", "1")
+    xs, ws, s, (lo, hi), d = case
+    x, w = mx.random.normal(xs, key=mx.random.key(12)), mx.random.normal(ws, key=mx.random.key(13))
+    y = _ours(x, w, s, (lo, hi), d, 1)
+    ct = mx.random.normal(y.shape, key=mx.random.key(14))
+
+    def dw(a):
+        return mx.grad(lambda b: (_ours(a, b, s, (lo, hi), d, 1) * ct).sum())(w)
+
+    ext = extension.module()
+    got = []
+    for count in thread_counts(ext):
+        with threads(ext, count):
+            got.append(np.array(dw(x)))
+    first, *rest = got
+    for other in rest:
+        assert np.array_equal(first, other)  # the chunks do not depend on the threads
+    # float64: dw[o, *k, c] = sum over n and output m of x_pad[n, m*s + k*d, c] * ct[n, m, o]
+    n = len(xs) - 2
+    xp = np.pad(np.array(x, np.float64), [(0, 0), *zip(lo, hi), (0, 0)])
+    g = np.array(ct, np.float64)
+    want = np.zeros(ws, np.float64)
+    for k in np.ndindex(*ws[1:-1]):
+        idx = tuple(slice(k[j] * d[j], k[j] * d[j] + s[j] * (g.shape[1 + j] - 1) + 1, s[j])
+                    for j in range(n))
+        tap = xp[(slice(None), *idx)].reshape(-1, xs[-1])
+        want[(slice(None), *k)] = g.reshape(-1, ws[0]).T @ tap
+    np.testing.assert_allclose(first, want, rtol=0, atol=2e-6 * np.abs(want).max())
+    vo = mx.vmap(dw)(mx.stack([x, -x]))
+    _close(vo, np.stack([first, -first]))
 
 
 def test_chosen_on_cpu_and_16_bit_inputs():

@@ -191,17 +191,23 @@ extern "C" __attribute__((visibility("default"))) int mlxnote_dnnl_conv_run(
     // per reordered argument (MLX may evaluate on several streams).
     std::lock_guard<std::mutex> lock(mutex);
     const int mode = layout_mode(kind);
+    int team = threads > 0 ? threads : 1;
+    if (const char* t = std::getenv("MLXNOTE_DNNL_THREADS"); t != nullptr && std::atoi(t) > 0) {
+      team = std::atoi(t);  // measurement only
+    }
+    // A primitive plans its work for the OpenMP count of the thread that creates it, and
+    // this thread's count may have been left at 1 by a one-thread GEMM (mlxnote's per-tap
+    // weight gradients, attention): a conv built then ran on one thread (measured: conv2d
+    // 16x64x64 32->64 forward 13 -> 26 ms). So the team is set first and is part of the key.
     auto key = key_of(kind, mode, *p);
+    key.push_back(team);
+    omp_set_num_threads(team);
     auto it = cache.find(key);
     if (it == cache.end()) {
       it = cache.emplace(std::move(key), build(kind, mode, *p)).first;
     }
     Entry& e = it->second;
     auto& eng = engine();
-    int team = threads > 0 ? threads : 1;
-    if (const char* t = std::getenv("MLXNOTE_DNNL_THREADS"); t != nullptr && std::atoi(t) > 0) {
-      team = std::atoi(t);  // measurement only
-    }
     dnnl::stream s(eng);
     // Reorders of small tensors (the weights) on one thread: an OpenMP region waits for
     // its slowest thread, and on a busy machine that is a scheduler slice (measured: a
