@@ -1,6 +1,7 @@
 // Sums of per-tap products over the rows of two flattened grids (a conv's weight gradient,
-// one GEMM per tap), on mlxnote's pool: each thread takes row chunks and runs every tap's
-// GEMM on them by itself (one-thread BLAS), and the per-chunk partials are added in order.
+// one GEMM per tap), on mlxnote's pool: each thread takes groups of row chunks and runs
+// every tap's GEMM on them by itself (one-thread BLAS), and the per-group partials are added
+// in order (the groups do not depend on the thread count: the same sum on any).
 #pragma once
 
 #include <utility>
